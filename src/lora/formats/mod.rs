@@ -1,0 +1,1 @@
+//! Readers for each LoRA file format (filled in by the LoRA-loading work).

@@ -1,0 +1,373 @@
+//! The slot plan: which Linear modules carry a refittable LoRA slot, at what rank, and how an
+//! adapter is laid into those slots.
+//!
+//! **Slots follow the split (diffusers) layout**: one slot per canonical module
+//! (`…attn.to_q`, `…attn.to_k`, `…attn.to_v`, `…proj_mlp`, …). The *base* GEMMs stay fused in
+//! the exported graph (q/k/v as one GEMM, `linear1` as one GEMM): the exporter adds each split
+//! slot's `(x·Aᵀ)·Bᵀ` onto its row range of the fused output. Split slots keep every adapter's
+//! own per-module rank and scale (PEFT files are split; kohya's shared-A fused factors are
+//! split by rows of B with A repeated, exactly as diffusers converts them), so laying an adapter
+//! in is a padded copy, never a block-diagonal expansion of `3r` columns.
+//!
+//! Every slot has `A: [max_rank, in]` and `B: [out, max_rank]`. An adapter of rank `r < max_rank`
+//! fills the first `r` rows of A and the first `r` columns of B, zeros elsewhere; its scale
+//! (the file's alpha/r × the user's strength) is folded into B. Modules the adapter does not
+//! target are all zeros, so A → B → A restores A exactly.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Adapter, LoraModule};
+use crate::flux::FluxConfig;
+use crate::tensor::Matrix;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("no LoRA slots: give at least one adapter or a --targets pattern")]
+    NoSlots,
+    #[error("target pattern `{pattern}` matches no Linear module of this model")]
+    BadTarget { pattern: String },
+    #[error("{adapter}: module `{module}` is not a Linear module of this model")]
+    UnknownModule { adapter: String, module: String },
+    #[error("{adapter}: module `{module}` has no slot in this engine (slots were planned for other modules)")]
+    OutsideSlots { adapter: String, module: String },
+    #[error("{adapter}: module `{module}` has rank {rank}, above the slots' max rank {max_rank}")]
+    RankTooLarge { adapter: String, module: String, rank: usize, max_rank: usize },
+    #[error("{adapter}: adapters laid together need rank {rank} on `{module}`, above the slots' max rank {max_rank}")]
+    CombinedRankTooLarge { adapter: String, module: String, rank: usize, max_rank: usize },
+    #[error("{adapter}: module `{module}` is [{found_out}×{found_in}], the model's is [{out_features}×{in_features}]")]
+    ShapeMismatch { adapter: String, module: String, out_features: usize, in_features: usize, found_out: usize, found_in: usize },
+    #[error("{adapter}: strength {strength} is not a finite number")]
+    BadStrength { adapter: String, strength: f32 },
+    #[error("--max-rank must be at least 1")]
+    ZeroRank,
+}
+
+/// One refittable slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    /// Canonical module name, e.g. `transformer_blocks.0.attn.to_q`.
+    pub module: String,
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+impl Slot {
+    /// Name of the A initializer in the exported graph: `lora.<module>.A`.
+    pub fn a_name(&self) -> String {
+        format!("lora.{}.A", self.module)
+    }
+    /// Name of the B initializer in the exported graph: `lora.<module>.B`.
+    pub fn b_name(&self) -> String {
+        format!("lora.{}.B", self.module)
+    }
+}
+
+/// Options for [`SlotPlan::new`].
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// Slot rank; default: the largest rank of the given adapters.
+    pub max_rank: Option<usize>,
+    /// Extra modules to give slots even if no given adapter targets them (so adapters trained
+    /// later can be swapped in). Each entry is a preset (`attn`, `mlp`, `mod`, `blocks`, `all`)
+    /// or a module-name glob where `*` matches any run of characters.
+    pub targets: Vec<String>,
+}
+
+/// The ordered set of slots and their common rank.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotPlan {
+    pub max_rank: usize,
+    pub slots: Vec<Slot>,
+}
+
+/// Slot contents for one (set of) adapter(s): `a[i]` is `[max_rank, in]`, `b[i]` is `[out, max_rank]`
+/// for `plan.slots[i]`, scale and strength folded into `b[i]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlotWeights {
+    pub a: Vec<Matrix>,
+    pub b: Vec<Matrix>,
+}
+
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn preset_match(preset: &str, module: &str) -> Option<bool> {
+    let in_block = module.starts_with("transformer_blocks.") || module.starts_with("single_transformer_blocks.");
+    let attn = module.contains(".attn.");
+    let mlp = module.contains(".ff.") || module.contains(".ff_context.") || module.ends_with(".proj_mlp") || (module.starts_with("single_transformer_blocks.") && module.ends_with(".proj_out"));
+    let modulation = module.ends_with("norm1.linear") || module.ends_with("norm1_context.linear") || module.ends_with(".norm.linear");
+    Some(match preset {
+        "attn" => in_block && attn,
+        "mlp" => in_block && mlp,
+        "mod" => in_block && modulation,
+        "blocks" => in_block,
+        "all" => true,
+        _ => return None,
+    })
+}
+
+impl SlotPlan {
+    /// Plans slots for `adapters` (the union of the modules they target) plus `opts.targets`.
+    /// Slots are ordered as [`FluxConfig::linear_modules`].
+    pub fn new(config: &FluxConfig, adapters: &[&Adapter], opts: &PlanOptions) -> Result<Self, PlanError> {
+        let modules = config.linear_modules();
+        let mut selected = vec![false; modules.len()];
+        for ad in adapters {
+            for (name, lm) in &ad.modules {
+                let idx = modules.iter().position(|m| &m.name == name).ok_or_else(|| PlanError::UnknownModule {
+                    adapter: ad.name.clone(),
+                    module: name.clone(),
+                })?;
+                check_shape(&ad.name, name, lm, modules[idx].in_features, modules[idx].out_features)?;
+                selected[idx] = true;
+            }
+        }
+        for pat in &opts.targets {
+            let mut any = false;
+            for (i, m) in modules.iter().enumerate() {
+                let hit = preset_match(pat, &m.name).unwrap_or_else(|| glob_match(pat, &m.name));
+                if hit {
+                    selected[i] = true;
+                    any = true;
+                }
+            }
+            if !any {
+                return Err(PlanError::BadTarget { pattern: pat.clone() });
+            }
+        }
+        let adapter_rank = adapters.iter().map(|a| a.max_rank()).max().unwrap_or(0);
+        let max_rank = match opts.max_rank {
+            Some(0) => return Err(PlanError::ZeroRank),
+            Some(r) => r,
+            None => adapter_rank.max(1),
+        };
+        for ad in adapters {
+            for (name, lm) in &ad.modules {
+                if lm.rank() > max_rank {
+                    return Err(PlanError::RankTooLarge { adapter: ad.name.clone(), module: name.clone(), rank: lm.rank(), max_rank });
+                }
+            }
+        }
+        let slots: Vec<Slot> = modules
+            .into_iter()
+            .zip(selected)
+            .filter(|(_, s)| *s)
+            .map(|(m, _)| Slot { module: m.name, in_features: m.in_features, out_features: m.out_features })
+            .collect();
+        if slots.is_empty() {
+            return Err(PlanError::NoSlots);
+        }
+        Ok(SlotPlan { max_rank, slots })
+    }
+
+    pub fn slot_index(&self, module: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.module == module)
+    }
+
+    /// Checks that `adapter` fits these slots (every module has a slot, shapes match, rank fits)
+    /// without building any tensor.
+    pub fn validate(&self, adapter: &Adapter) -> Result<(), PlanError> {
+        for (name, lm) in &adapter.modules {
+            let idx = self
+                .slot_index(name)
+                .ok_or_else(|| PlanError::OutsideSlots { adapter: adapter.name.clone(), module: name.clone() })?;
+            let s = &self.slots[idx];
+            check_shape(&adapter.name, name, lm, s.in_features, s.out_features)?;
+            if lm.rank() > self.max_rank {
+                return Err(PlanError::RankTooLarge { adapter: adapter.name.clone(), module: name.clone(), rank: lm.rank(), max_rank: self.max_rank });
+            }
+        }
+        Ok(())
+    }
+
+    /// All-zero slot contents (the base model).
+    pub fn zeros(&self) -> SlotWeights {
+        SlotWeights {
+            a: self.slots.iter().map(|s| Matrix::zeros(self.max_rank, s.in_features)).collect(),
+            b: self.slots.iter().map(|s| Matrix::zeros(s.out_features, self.max_rank)).collect(),
+        }
+    }
+
+    /// Lays one or more adapters (each with its user strength) into the slots.
+    ///
+    /// Adapters laid together are concatenated along the rank axis (their ΔW add up), so the sum
+    /// of their ranks on a module must fit `max_rank`. Untargeted slots are zeros. Validates
+    /// everything before building anything.
+    pub fn lay_out(&self, adapters: &[(&Adapter, f32)]) -> Result<SlotWeights, PlanError> {
+        let mut used = vec![0usize; self.slots.len()];
+        for (ad, strength) in adapters {
+            if !strength.is_finite() {
+                return Err(PlanError::BadStrength { adapter: ad.name.clone(), strength: *strength });
+            }
+            self.validate(ad)?;
+            for (name, lm) in &ad.modules {
+                let i = self.slot_index(name).expect("validated");
+                used[i] += lm.rank();
+                if used[i] > self.max_rank {
+                    return Err(PlanError::CombinedRankTooLarge { adapter: ad.name.clone(), module: name.clone(), rank: used[i], max_rank: self.max_rank });
+                }
+            }
+        }
+        let mut w = self.zeros();
+        let mut offset = vec![0usize; self.slots.len()];
+        for (ad, strength) in adapters {
+            for (name, lm) in &ad.modules {
+                let i = self.slot_index(name).expect("validated");
+                let (r, o) = (lm.rank(), offset[i]);
+                let s = &self.slots[i];
+                let k = lm.scale * strength;
+                let a = &mut w.a[i];
+                a.data[o * s.in_features..(o + r) * s.in_features].copy_from_slice(&lm.a.data);
+                let b = &mut w.b[i];
+                for row in 0..s.out_features {
+                    let src = lm.b.row(row);
+                    let dst = &mut b.data[row * self.max_rank + o..row * self.max_rank + o + r];
+                    dst.iter_mut().zip(src).for_each(|(d, v)| *d = v * k);
+                }
+                offset[i] += r;
+            }
+        }
+        Ok(w)
+    }
+}
+
+fn check_shape(adapter: &str, module: &str, lm: &LoraModule, in_f: usize, out_f: usize) -> Result<(), PlanError> {
+    if lm.in_features() != in_f || lm.out_features() != out_f {
+        return Err(PlanError::ShapeMismatch {
+            adapter: adapter.to_string(),
+            module: module.to_string(),
+            out_features: out_f,
+            in_features: in_f,
+            found_out: lm.out_features(),
+            found_in: lm.in_features(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flux::Variant;
+    use crate::lora::LoraFormat;
+    use std::collections::BTreeMap;
+
+    fn tiny() -> FluxConfig {
+        FluxConfig {
+            variant: Variant::Dev,
+            hidden_size: 8,
+            num_heads: 1,
+            head_dim: 8,
+            num_double_blocks: 1,
+            num_single_blocks: 1,
+            in_channels: 4,
+            out_channels: 4,
+            context_dim: 6,
+            pooled_dim: 5,
+            mlp_hidden: 16,
+            axes_dim: [2, 2, 4],
+            rope_theta: 10_000,
+        }
+    }
+
+    fn module(rank: usize, in_f: usize, out_f: usize, seed: f32, scale: f32) -> LoraModule {
+        let a = Matrix::from_vec(rank, in_f, (0..rank * in_f).map(|i| seed + i as f32 * 0.01).collect()).unwrap();
+        let b = Matrix::from_vec(out_f, rank, (0..rank * out_f).map(|i| seed - i as f32 * 0.02).collect()).unwrap();
+        LoraModule { a, b, scale }
+    }
+
+    fn adapter(name: &str, mods: Vec<(&str, LoraModule)>) -> Adapter {
+        Adapter {
+            name: name.into(),
+            source: name.into(),
+            format: LoraFormat::Peft,
+            modules: mods.into_iter().map(|(n, m)| (n.to_string(), m)).collect::<BTreeMap<_, _>>(),
+            text_encoder: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn padded_layout_reproduces_delta() {
+        let c = tiny();
+        let a1 = adapter("a1", vec![("transformer_blocks.0.attn.to_q", module(2, 8, 8, 0.5, 0.75))]);
+        let a2 = adapter("a2", vec![("transformer_blocks.0.attn.to_k", module(4, 8, 8, -0.2, 2.0)), ("proj_out", module(3, 8, 4, 0.1, 1.0))]);
+        let plan = SlotPlan::new(&c, &[&a1, &a2], &PlanOptions::default()).unwrap();
+        assert_eq!(plan.max_rank, 4);
+        let names: Vec<_> = plan.slots.iter().map(|s| s.module.as_str()).collect();
+        assert_eq!(names, ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", "proj_out"]);
+        let w = plan.lay_out(&[(&a1, 0.5)]).unwrap();
+        // targeted slot: B·A equals strength × scale × B_file·A_file
+        let got = w.b[0].matmul(&w.a[0]).unwrap();
+        let mut want = a1.modules["transformer_blocks.0.attn.to_q"].delta();
+        want.scale(0.5);
+        assert!(got.max_abs_diff(&want) < 1e-6);
+        // padding is zero and untargeted slots are all zero
+        assert!(w.a[0].data[2 * 8..].iter().all(|v| *v == 0.0));
+        assert!(w.a[1].data.iter().chain(&w.b[1].data).chain(&w.a[2].data).all(|v| *v == 0.0));
+    }
+
+    #[test]
+    fn stacking_adds_deltas_and_checks_rank_sum() {
+        let c = tiny();
+        let a1 = adapter("a1", vec![("transformer_blocks.0.attn.to_q", module(2, 8, 8, 0.5, 0.75))]);
+        let a2 = adapter("a2", vec![("transformer_blocks.0.attn.to_q", module(2, 8, 8, -0.3, 1.5))]);
+        let plan = SlotPlan::new(&c, &[&a1], &PlanOptions { max_rank: Some(4), ..Default::default() }).unwrap();
+        let w = plan.lay_out(&[(&a1, 1.0), (&a2, -2.0)]).unwrap();
+        let got = w.b[0].matmul(&w.a[0]).unwrap();
+        let mut want = a2.modules["transformer_blocks.0.attn.to_q"].delta();
+        want.scale(-2.0);
+        let d1 = a1.modules["transformer_blocks.0.attn.to_q"].delta();
+        want.data.iter_mut().zip(&d1.data).for_each(|(w, d)| *w += d);
+        assert!(got.max_abs_diff(&want) < 1e-5);
+        let plan3 = SlotPlan { max_rank: 3, ..plan };
+        assert!(matches!(plan3.lay_out(&[(&a1, 1.0), (&a2, 1.0)]), Err(PlanError::CombinedRankTooLarge { .. })));
+    }
+
+    #[test]
+    fn typed_errors() {
+        let c = tiny();
+        let big = adapter("big", vec![("transformer_blocks.0.attn.to_q", module(5, 8, 8, 0.1, 1.0))]);
+        let err = SlotPlan::new(&c, &[&big], &PlanOptions { max_rank: Some(4), ..Default::default() }).unwrap_err();
+        assert!(matches!(err, PlanError::RankTooLarge { rank: 5, max_rank: 4, .. }), "{err}");
+        let unknown = adapter("u", vec![("transformer_blocks.7.attn.to_q", module(1, 8, 8, 0.1, 1.0))]);
+        assert!(matches!(SlotPlan::new(&c, &[&unknown], &PlanOptions::default()), Err(PlanError::UnknownModule { .. })));
+        let wrong = adapter("w", vec![("transformer_blocks.0.attn.to_q", module(1, 7, 8, 0.1, 1.0))]);
+        assert!(matches!(SlotPlan::new(&c, &[&wrong], &PlanOptions::default()), Err(PlanError::ShapeMismatch { .. })));
+        assert!(matches!(SlotPlan::new(&c, &[], &PlanOptions::default()), Err(PlanError::NoSlots)));
+        assert!(matches!(
+            SlotPlan::new(&c, &[], &PlanOptions { targets: vec!["nothing.*".into()], ..Default::default() }),
+            Err(PlanError::BadTarget { .. })
+        ));
+        let small = adapter("s", vec![("transformer_blocks.0.attn.to_q", module(1, 8, 8, 0.1, 1.0))]);
+        let plan = SlotPlan::new(&c, &[&small], &PlanOptions::default()).unwrap();
+        let other = adapter("o", vec![("transformer_blocks.0.attn.to_k", module(1, 8, 8, 0.1, 1.0))]);
+        assert!(matches!(plan.lay_out(&[(&other, 1.0)]), Err(PlanError::OutsideSlots { .. })));
+        assert!(matches!(plan.lay_out(&[(&small, f32::NAN)]), Err(PlanError::BadStrength { .. })));
+    }
+
+    #[test]
+    fn target_presets_and_globs() {
+        let c = tiny();
+        let plan = SlotPlan::new(&c, &[], &PlanOptions { max_rank: Some(8), targets: vec!["attn".into()] }).unwrap();
+        assert_eq!(plan.slots.len(), 8 + 3);
+        let plan = SlotPlan::new(&c, &[], &PlanOptions { max_rank: Some(8), targets: vec!["single_transformer_blocks.*.proj_*".into()] }).unwrap();
+        let names: Vec<_> = plan.slots.iter().map(|s| s.module.as_str()).collect();
+        assert_eq!(names, ["single_transformer_blocks.0.proj_mlp", "single_transformer_blocks.0.proj_out"]);
+    }
+}

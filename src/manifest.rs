@@ -1,0 +1,194 @@
+//! `manifest.json`: what an exported artifact (ONNX model and, later, TensorRT plan) contains,
+//! written by the exporter, validated by every runtime before it runs anything.
+//!
+//! Versioned: readers refuse a `format_version` they do not know.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::flux::FluxConfig;
+use crate::lora::{Slot, SlotPlan};
+use crate::tensor::DType;
+
+/// Version of the manifest schema written by this build.
+pub const MANIFEST_VERSION: u32 = 1;
+/// File name of the manifest inside an engine folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{path}: cannot read manifest: {source}")]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    #[error("{path}: manifest is not valid JSON for this schema: {source}")]
+    Parse { path: PathBuf, #[source] source: serde_json::Error },
+    #[error("{path}: manifest format_version {found} is not supported (this build reads {supported})")]
+    Version { path: PathBuf, found: u32, supported: u32 },
+    #[error("{path}: manifest does not match the model: {message}")]
+    Mismatch { path: PathBuf, message: String },
+}
+
+/// Numeric precision of the exported base weights / compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Fp16,
+    Bf16,
+    /// FP8 (E4M3) Q/DQ on base weights and activations, the rest in bf16.
+    Fp8,
+}
+
+impl Precision {
+    /// Element type of unquantized weights, activations and LoRA slots.
+    pub fn float_dtype(self) -> DType {
+        match self {
+            Precision::Fp32 => DType::F32,
+            Precision::Fp16 => DType::F16,
+            Precision::Bf16 | Precision::Fp8 => DType::BF16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "fp32" | "f32" => Ok(Precision::Fp32),
+            "fp16" | "f16" => Ok(Precision::Fp16),
+            "bf16" => Ok(Precision::Bf16),
+            "fp8" => Ok(Precision::Fp8),
+            o => Err(format!("unknown precision `{o}` (use fp32, fp16, bf16 or fp8)")),
+        }
+    }
+}
+
+/// A graph input or output. `None` in `shape` is a dynamic dimension named in `dim_names`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<Option<usize>>,
+    pub dim_names: Vec<Option<String>>,
+}
+
+/// One refittable slot in the artifact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotSpec {
+    pub module: String,
+    /// Initializer name of A (`[max_rank, in_features]`).
+    pub a: String,
+    /// Initializer name of B (`[out_features, max_rank]`).
+    pub b: String,
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoraSlots {
+    pub max_rank: usize,
+    /// Element type of every A and B.
+    pub dtype: DType,
+    pub slots: Vec<SlotSpec>,
+}
+
+impl LoraSlots {
+    pub fn from_plan(plan: &SlotPlan, dtype: DType) -> Self {
+        LoraSlots {
+            max_rank: plan.max_rank,
+            dtype,
+            slots: plan
+                .slots
+                .iter()
+                .map(|s| SlotSpec { module: s.module.clone(), a: s.a_name(), b: s.b_name(), in_features: s.in_features, out_features: s.out_features })
+                .collect(),
+        }
+    }
+
+    /// The slot plan these slots were exported from.
+    pub fn plan(&self) -> SlotPlan {
+        SlotPlan {
+            max_rank: self.max_rank,
+            slots: self.slots.iter().map(|s| Slot { module: s.module.clone(), in_features: s.in_features, out_features: s.out_features }).collect(),
+        }
+    }
+}
+
+/// A file the artifact was built from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// `checkpoint` or `lora`.
+    pub role: String,
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The ONNX files of the artifact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnnxArtifact {
+    /// Model file name, relative to the manifest's folder.
+    pub file: String,
+    /// External-data file name, relative to the manifest's folder.
+    pub data_file: String,
+    pub opset: i64,
+    /// SHA-256 of the model file (the graph; weights are in `data_file`).
+    pub sha256: String,
+}
+
+/// The TensorRT plan of the artifact, once built.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineArtifact {
+    pub file: String,
+    /// `tensorrt-rtx` or `tensorrt`.
+    pub tensorrt_variant: String,
+    pub tensorrt_version: String,
+    /// Compute-capability targets, e.g. `["sm89", "sm120"]`.
+    pub targets: Vec<String>,
+    pub stripped_weights: bool,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// `flux-trt <version>` of the exporter.
+    pub exporter: String,
+    pub model: FluxConfig,
+    pub precision: Precision,
+    pub onnx: OnnxArtifact,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub lora: LoraSlots,
+    pub sources: Vec<SourceFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineArtifact>,
+    /// Per-quantized-input activation scales (FP8 only), by tensor name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp8_activation_scales: Option<std::collections::BTreeMap<String, f32>>,
+}
+
+impl Manifest {
+    /// Reads and version-checks `dir/manifest.json` (or the file itself if `path` is a file).
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let file = if path.is_dir() { path.join(MANIFEST_FILE) } else { path.to_path_buf() };
+        let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Io { path: file.clone(), source })?;
+        // Check the version before the full schema so an old/new manifest gets the right message.
+        #[derive(Deserialize)]
+        struct Probe {
+            format_version: u32,
+        }
+        let probe: Probe = serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
+        if probe.format_version != MANIFEST_VERSION {
+            return Err(ManifestError::Version { path: file, found: probe.format_version, supported: MANIFEST_VERSION });
+        }
+        serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file, source })
+    }
+
+    /// Writes the manifest atomically to `dir/manifest.json`.
+    pub fn save(&self, dir: &Path) -> Result<(), ManifestError> {
+        let file = dir.join(MANIFEST_FILE);
+        let json = serde_json::to_vec_pretty(self).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
+        crate::util::write_atomic(&file, &json).map_err(|source| ManifestError::Io { path: file, source })
+    }
+}

@@ -1,0 +1,1 @@
+//! onnx (work in progress).
