@@ -546,57 +546,65 @@ def write_bad(out: Path, ad_attn: Adapter, dev_shard: Path) -> list[dict]:
     a, b = ad_attn.modules[m]
     entries = []
 
-    def add(name, error, note):
-        entries.append({"path": f"bad/{name}", "error": error, "note": note})
+    def add(name, error, loader, key, note):
+        """loader: which Rust loader should reject it ("lora", "checkpoint", "any");
+        key: the tensor / key the error should name (None where there is none)."""
+        entries.append({"path": f"bad/{name}", "error": error, "loader": loader, "key": key, "note": note})
 
     save({f"transformer.{m}.lora_A.weight": a, f"transformer.{m}.lora_B.weight": b,
                f"transformer.{m}.lora_magnitude_vector": torch.ones(b.shape[0]) * 1.5}, str(bad / "dora.peft.safetensors"))
-    add("dora.peft.safetensors", "dora", f"transformer.{m}.lora_magnitude_vector present")
+    add("dora.peft.safetensors", "dora", "lora", f"transformer.{m}.lora_magnitude_vector", "DoRA magnitude vector")
 
     k = "lora_unet_double_blocks_0_img_attn_proj"
     g = torch.Generator().manual_seed(5000)
     save({f"{k}.lokr_w1": torch.randn(8, 8, generator=g), f"{k}.lokr_w2": torch.randn(8, 8, generator=g),
                f"{k}.alpha": torch.tensor(4.0)}, str(bad / "lokr.safetensors"))
-    add("lokr.safetensors", "lokr", f"{k}.lokr_w1 / .lokr_w2 (LyCORIS LoKr)")
+    add("lokr.safetensors", "lokr", "lora", f"{k}.lokr_w1", "LyCORIS LoKr (lokr_w1 / lokr_w2 / alpha)")
 
     bn = b.clone()
     bn[1, 2] = float("nan")
     save({f"transformer.{m}.lora_A.weight": a, f"transformer.{m}.lora_B.weight": bn}, str(bad / "nan.peft.safetensors"))
-    add("nan.peft.safetensors", "non_finite", f"transformer.{m}.lora_B.weight[1,2] = NaN")
+    add("nan.peft.safetensors", "non_finite", "lora", f"transformer.{m}.lora_B.weight", "element [1,2] is NaN")
 
     save({f"transformer.{m}.lora_A.weight": (a * 100).to(torch.int32), f"transformer.{m}.lora_B.weight": b},
               str(bad / "int.peft.safetensors"))
-    add("int.peft.safetensors", "dtype", f"transformer.{m}.lora_A.weight stored as I32")
+    add("int.peft.safetensors", "dtype", "lora", f"transformer.{m}.lora_A.weight", "stored as I32")
 
     save({f"transformer.{m}.lora_A.weight": a, f"transformer.{m}.lora_B.weight": b,
                f"transformer.{m}.lora_Q.weight": a.clone()}, str(bad / "unknown-keys.safetensors"))
-    add("unknown-keys.safetensors", "unknown_key", f"transformer.{m}.lora_Q.weight matches no format rule")
+    add("unknown-keys.safetensors", "unknown_key", "lora", f"transformer.{m}.lora_Q.weight",
+        "valid PEFT pair for the module plus a key that matches no format rule")
 
     kd = "diffusion_model.double_blocks.0.img_attn.proj"
     a2, b2 = ad_attn.modules["transformer_blocks.0.attn.to_out.0"]
     save({f"{kd}.lora_down.weight": a2, f"{kd}.lora_up.weight": b2, f"{kd}.alpha": torch.tensor(8.0),
                "diffusion_model.double_blocks.0.img_mlp.0.diff": torch.randn(MLP_HIDDEN, HIDDEN, generator=g) * 0.01},
               str(bad / "diff.comfy.safetensors"))
-    add("diff.comfy.safetensors", "diff", "diffusion_model.double_blocks.0.img_mlp.0.diff (full-weight difference)")
+    add("diff.comfy.safetensors", "diff", "lora", "diffusion_model.double_blocks.0.img_mlp.0.diff",
+        "ComfyUI file: one valid lora_down/up/alpha module plus a full-weight `.diff`")
 
     save({"double_blocks.0.img_attn.norm.key_norm.scale": torch.ones(32),
                "img_in.weight": torch.randn(HIDDEN, 64, generator=g), "img_in.bias": torch.zeros(HIDDEN),
                "transformer_blocks.0.attn.to_q.weight": torch.randn(HIDDEN, HIDDEN, generator=g),
                "x_embedder.weight": torch.randn(HIDDEN, 64, generator=g)}, str(bad / "mixed-layout.safetensors"))
-    add("mixed-layout.safetensors", "mixed_layout", "checkpoint with both BFL (img_in.*) and diffusers (x_embedder.*) keys")
+    add("mixed-layout.safetensors", "mixed_layout", "checkpoint", None,
+        "checkpoint with both BFL (double_blocks.0.img_attn.norm.key_norm.scale, img_in.*) and diffusers "
+        "(transformer_blocks.0.attn.to_q.weight, x_embedder.weight) keys")
 
     full = (out / "loras" / "schnell-attn.peft.safetensors").read_bytes()
     (bad / "truncated.safetensors").write_bytes(full[: len(full) // 2])
-    add("truncated.safetensors", "truncated", "loras/schnell-attn.peft.safetensors cut to half its length")
+    add("truncated.safetensors", "truncated", "any", None,
+        "loras/schnell-attn.peft.safetensors cut to half its length (header intact, data short)")
 
     header = json.dumps({"transformer.transformer_blocks.0.attn.to_q.lora_A.weight":
                          {"dtype": "F32", "shape": [4, 64], "data_offsets": [0, 1024]}}).encode()
     header += b" " * (-len(header) % 8)
     (bad / "bad-offsets.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
-    add("bad-offsets.safetensors", "offsets", "data_offsets [0,1024] but only 16 data bytes")
+    add("bad-offsets.safetensors", "offsets", "any", "transformer.transformer_blocks.0.attn.to_q.lora_A.weight",
+        "hand-built header: F32 [4,64] with data_offsets [0,1024] but only 16 data bytes")
 
     (bad / "empty.safetensors").write_bytes(b"")
-    add("empty.safetensors", "empty", "0 bytes")
+    add("empty.safetensors", "empty", "any", None, "0 bytes")
 
     nc = bad / "no-config"
     nc.mkdir(exist_ok=True)
@@ -604,8 +612,9 @@ def write_bad(out: Path, ad_attn: Adapter, dev_shard: Path) -> list[dict]:
     small = {k: v for k, v in sd.items() if k.startswith(("x_embedder", "context_embedder"))}
     if not small:
         small = dict(list(sd.items())[:2])
-    save(small, str(nc / "diffusion_pytorch_model.safetensors"))
-    add("no-config", "no_config", "diffusers folder with a weights file but no config.json")
+    save(small, str(nc / dev_shard.name))
+    add("no-config", "no_config", "checkpoint", None,
+        f"folder holding one diffusers shard ({dev_shard.name}, embedder tensors only), no config.json, no index")
     return entries
 
 
@@ -702,7 +711,7 @@ def main() -> int:
     write_comfy(a, models["dev"], L / "attn.comfy.safetensors"); files.append(("attn.comfy", "bfl-comfy", a))
     write_comfy(a, models["dev"], L / "attn.bfl.safetensors", "lora_A.weight", "lora_B.weight")
     files.append(("attn.bfl", "bfl-comfy", a))
-    write_xlabs(a, models["dev"], L / "attn.xlabs.safetensors"); files.append(("attn.xlabs", "xlabs", a))
+    write_xlabs(a, models["dev"], L / "attn.xlabs.safetensors"); files.append(("attn.xlabs", "x-labs", a))
     a = adapters["full"]
     write_peft(a, models["dev"], L / "full.peft.safetensors"); files.append(("full.peft", "peft", a))
     write_kohya(a, models["dev"], L / "full.kohya.safetensors", te_extra); files.append(("full.kohya", "kohya", a))
@@ -732,6 +741,17 @@ def main() -> int:
         te_probe[f"{k}.alpha"] = torch.tensor(clip_alpha)
     return finish(out, index, notes, models, adapters, files, inputs, outputs, clip, clip_lora, clip_alpha,
                   te_probe)
+
+
+# `format` in fixtures.json = serde name of flux_trt::lora::LoraFormat; the detail says which variant.
+FORMAT_DETAIL = {
+    "peft": "diffusers/PEFT keys + lora_adapter_metadata (lora_alpha, r, use_rslora)",
+    "peft-alphakeys": "diffusers/PEFT keys + scalar transformer.<module>.alpha keys, no metadata",
+    "kohya": "lora_unet_<bfl>.lora_down/lora_up/alpha",
+    "comfy": "diffusion_model.<bfl>.lora_down/lora_up/alpha",
+    "bfl": "diffusion_model.<bfl>.lora_A/lora_B/alpha",
+    "xlabs": "double_blocks.N.processor.{qkv,proj}_lora{1,2}.{down,up}, no alpha (scale folded into up)",
+}
 
 
 def expected_deltas(ad: Adapter, fmt: str, base) -> dict[str, torch.Tensor]:
@@ -886,7 +906,8 @@ def finish(out, index, notes, models, adapters, files, inputs, outputs, clip, cl
         pipe.unload_lora_weights()
 
         index["loras"].append({
-            "path": f"loras/{stem}.safetensors", "format": fmt, "adapter": ad.name, "model": ad.model,
+            "path": f"loras/{stem}.safetensors", "format": fmt, "format_detail": FORMAT_DETAIL[stem.split(".", 1)[1]],
+            "adapter": ad.name, "model": ad.model,
             "rank": ad.rank, "alpha": ad.alpha, "use_rslora": ad.rslora, "scale": ad.scale,
             "targets": sorted(ad.modules), "modules": sorted(deltas),
             "golden_delta": f"golden/delta/{stem}.safetensors", "golden_from": golden_from,
@@ -951,8 +972,17 @@ def self_check(out: Path) -> None:
         if l["output_key"] not in o:
             raise SystemExit(f"self-check: {l['output_key']} missing")
     for b in idx["bad"]:
-        if not (out / b["path"]).exists():
+        p = out / b["path"]
+        if not p.exists():
             raise SystemExit(f"self-check: {b['path']} missing")
+        if p.is_file():
+            try:
+                load_file(str(p))
+                readable = True
+            except Exception:  # noqa: BLE001 - expected for the broken containers
+                readable = False
+            if readable != (b["error"] not in ("truncated", "offsets", "empty")):
+                raise SystemExit(f"self-check: {b['path']} readable={readable} unexpected for {b['error']}")
     LOG.info("self-check passed")
 
 
