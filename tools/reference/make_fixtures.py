@@ -776,11 +776,16 @@ def cross_check(out: Path, index: dict) -> None:
         by_adapter.setdefault((l["model"], l["adapter"]), []).append(l)
     for (_, name), ls in by_adapter.items():
         gold = {l["path"]: load_file(str(out / l["golden_delta"])) for l in ls}
-        ref_l = next((l for l in ls if l["golden_from"] == "diffusers"), None)
-        if ref_l is None:
+        loaded = [l for l in ls if l["golden_from"] == "diffusers"]
+        if not loaded:
             raise SystemExit(f"adapter {name}: no file loaded correctly by diffusers to cross-check against")
-        ref = gold[ref_l["path"]]
         for l in ls:
+            # prefer another diffusers-loaded file of the same fused form (same module set:
+            # attn.bfl -> attn.kohya), else the first diffusers-loaded file of the adapter
+            same = [x for x in loaded if x["modules"] == l["modules"] and x is not l]
+            others = [x for x in loaded if x is not l]
+            ref_l = (same or others or [l])[0]
+            ref = gold[ref_l["path"]]
             g = gold[l["path"]]
             for k in set(g) | set(ref):
                 a = g.get(k)
