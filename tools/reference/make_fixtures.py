@@ -823,6 +823,44 @@ def probe_diffusers(out, notes, models, adapters, clip, te_probe) -> None:
         else:
             notes.append(f"kohya: converted {m} ΔW matches neither the adapter nor its unscaled form "
                          f"(|got|/|exp| = {((b @ a).norm() / ad.delta(m).norm()).item():.4f})")
+    # BFL Flux-Control LoRA path (unprefixed BFL names + lora_A/lora_B + query_norm.scale): feed it
+    # the full adapter's BFL factors (block-diagonal for fused Linears, which this path's
+    # copy-A / split-B handling turns into exact per-member products), with diffusers' own source
+    # and only its FLUX.1 size constants (19 / 38 blocks, inner_dim 3072) replaced.
+    from diffusers.loaders import lora_conversion_utils as lcu
+
+    src = inspect.getsource(lcu._convert_bfl_flux_control_lora_to_diffusers)
+    for old, new in (("num_layers = 19", "num_layers = 2"), ("num_single_layers = 38", "num_single_layers = 2"),
+                     ("inner_dim = 3072", f"inner_dim = {HIDDEN}")):
+        if src.count(old) != 1:
+            raise SystemExit(f"diffusers BFL-control converter changed: cannot patch {old!r}")
+        src = src.replace(old, new)
+    ns = dict(vars(lcu))
+    exec(compile(src, lcu.__file__, "exec"), ns)
+    ctl = {}
+    for bfl, down, up, _alpha in bfl_factor_list(ad, models["dev"]):
+        ctl[f"{bfl}.lora_A.weight"], ctl[f"{bfl}.lora_B.weight"] = down, up
+    for i in range(2):
+        for n in ("img_attn", "txt_attn"):
+            for q in ("query_norm", "key_norm"):
+                ctl[f"double_blocks.{i}.{n}.norm.{q}.scale"] = torch.ones(HIDDEN // 2)
+        for q in ("query_norm", "key_norm"):
+            ctl[f"single_blocks.{i}.norm.{q}.scale"] = torch.ones(HIDDEN // 2)
+    conv = ns["_convert_bfl_flux_control_lora_to_diffusers"](dict(ctl))
+    ok = [m for m in ad.modules
+          if close(conv[f"transformer.{m}.lora_B.weight"] @ conv[f"transformer.{m}.lora_A.weight"],
+                   ad.delta(m) / ad.scale)]
+    bad_ = sorted(set(ad.modules) - set(ok))
+    a_, b_ = ad.modules["norm_out.linear"]
+    swapped_a = close(conv["transformer.norm_out.linear.lora_A.weight"], swap_halves(a_))
+    notes.append("BFL-control LoRA path (_convert_bfl_flux_control_lora_to_diffusers): "
+                 + (f"B·A (unscaled; this path has no alpha) is wrong for {bad_}"
+                    + ("; norm_out.linear lora_A has its rank halves swapped (swap_scale_shift applied to "
+                       "lora_A as well as lora_B), so the loaded ΔW = B·swap_r(A) instead of B·A (B's row swap "
+                       "itself is right) — same bug pattern as diffusers #13998 in the kohya path" if swapped_a else "")
+                    if bad_ else f"B·A correct for all {len(ok)} modules (final-layer swap OK)")
+                 + ". No fixture uses this path; recorded for the Rust loader's BFL-control support.")
+
     # CLIP kohya keys with q/v but no out_proj
     pipe = make_pipe(models["dev"], clip)
     try:
