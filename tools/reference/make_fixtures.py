@@ -26,7 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never touch the network
+
+import torch  # noqa: E402
 
 torch.use_deterministic_algorithms(True)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
