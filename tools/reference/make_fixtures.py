@@ -484,6 +484,41 @@ def make_pipe(base, clip=None) -> FluxPipeline:
                         text_encoder_2=None, tokenizer_2=None, transformer=copy.deepcopy(base))
 
 
+def lora_factors(model, adapter: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(down, up·scaling) per LoRA layer as PEFT holds them after diffusers loaded a file."""
+    out = {}
+    for n, m in model.named_modules():
+        if isinstance(m, LoraLayer) and adapter in m.lora_A:
+            out[n] = (m.lora_A[adapter].weight.detach().clone(),
+                      (m.lora_B[adapter].weight * m.scaling[adapter]).detach().clone())
+    return out
+
+
+def save_factor_golden(deltas: dict[str, torch.Tensor], factors: dict, path) -> None:
+    """Goldens are stored factored (`<module>.down` [r,in], `<module>.up` [out,r], scale folded into
+    up; ΔW = up·down) to keep the fixtures small; each pair is checked against the ΔW it stands for."""
+    sd = {}
+    for k in sorted(deltas):
+        down, up = factors[k]
+        if not close(up @ down, deltas[k]):
+            raise SystemExit(f"{path}: factored golden for {k} does not reproduce ΔW")
+        sd[f"{k}.down"], sd[f"{k}.up"] = down.contiguous(), up.contiguous()
+    save(sd, str(path))
+
+
+def math_factors(ad: "Adapter", deltas: dict[str, torch.Tensor]) -> dict:
+    """Factors of the adapter's own math; modules present only as zero rows of a fused `up` get
+    rank-1 zero factors."""
+    f = {}
+    for k, d in deltas.items():
+        if k in ad.modules:
+            a, b = ad.modules[k]
+            f[k] = (a, b * ad.scale)
+        else:
+            f[k] = (torch.zeros(1, d.shape[1]), torch.zeros(d.shape[0], 1))
+    return f
+
+
 def lora_deltas(model, adapter: str) -> dict[str, torch.Tensor]:
     out = {}
     for n, m in model.named_modules():
@@ -770,6 +805,12 @@ def expected_deltas(ad: Adapter, fmt: str, base) -> dict[str, torch.Tensor]:
     return exp
 
 
+def load_delta_golden(path) -> dict[str, torch.Tensor]:
+    """ΔW per module from a factored golden (`<m>.down`, `<m>.up`)."""
+    f = load_file(str(path))
+    return {k[: -len(".down")]: f[k[: -len(".down")] + ".up"] @ t for k, t in f.items() if k.endswith(".down")}
+
+
 def cross_check(out: Path, index: dict) -> None:
     """Every file of one adapter has the same ΔW (modules only one file has must be zero); the
     math goldens (files diffusers cannot load correctly) thus equal diffusers-loaded ones."""
@@ -777,7 +818,7 @@ def cross_check(out: Path, index: dict) -> None:
     for l in index["loras"]:
         by_adapter.setdefault((l["model"], l["adapter"]), []).append(l)
     for (_, name), ls in by_adapter.items():
-        gold = {l["path"]: load_file(str(out / l["golden_delta"])) for l in ls}
+        gold = {l["path"]: load_delta_golden(out / l["golden_delta"]) for l in ls}
         loaded = [l for l in ls if l["golden_from"] == "diffusers"]
         if not loaded:
             raise SystemExit(f"adapter {name}: no file loaded correctly by diffusers to cross-check against")
@@ -910,7 +951,8 @@ def finish(out, index, notes, models, adapters, files, inputs, outputs, clip, cl
         golden_from = "diffusers" if loaded_by_diffusers and not issues else "math"
         deltas = got if golden_from == "diffusers" else exp
         # the math and diffusers agree wherever diffusers produced the module correctly
-        save({k: deltas[k].contiguous() for k in sorted(deltas)}, str(G / "delta" / f"{stem}.safetensors"))
+        factors = lora_factors(pipe.transformer, "x") if golden_from == "diffusers" else math_factors(ad, deltas)
+        save_factor_golden(deltas, factors, G / "delta" / f"{stem}.safetensors")
 
         # output with strength 1
         v = ad.model
@@ -944,7 +986,9 @@ def finish(out, index, notes, models, adapters, files, inputs, outputs, clip, cl
             te_exp = {m: (b @ a) * (clip_alpha / a.shape[0]) for m, (a, b) in clip_lora.items()}
             if set(te_got) == set(te_exp) and all(close(te_got[m], te_exp[m]) for m in te_exp):
                 te_golden = "golden/delta/full.kohya.te.safetensors"
-                save({k: te_got[k] for k in sorted(te_got)}, str(out / te_golden))
+                te_f = lora_factors(pipe.text_encoder, "x")
+                te_f = {(k if k.startswith("text_model.") else f"text_model.{k}"): t for k, t in te_f.items()}
+                save_factor_golden(te_got, te_f, out / te_golden)
             else:
                 notes.append(f"full.kohya: CLIP text-encoder LoRA not loaded as expected by diffusers "
                              f"(got {sorted(te_got)}); no te golden written")
@@ -1007,8 +1051,8 @@ def self_check(out: Path) -> None:
         if not torch.equal(forward(model, inp), o["out.base"]):
             raise SystemExit(f"self-check: {v} out.base not reproduced")
     for l in idx["loras"]:
-        d = load_file(str(out / l["golden_delta"]))
-        if sorted(d) != l["modules"]:
+        d = load_delta_golden(out / l["golden_delta"])
+        if sorted(d) != l["modules"] or len(load_file(str(out / l["golden_delta"]))) != 2 * len(d):
             raise SystemExit(f"self-check: {l['golden_delta']} keys differ from the index")
         for k, t in d.items():
             if t.dtype != torch.float32 or not torch.isfinite(t).all():
