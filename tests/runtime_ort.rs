@@ -187,3 +187,64 @@ fn library_and_provider_errors_are_typed() {
         Err(other) => panic!("expected an execution-provider error, got {other}"),
     }
 }
+
+fn cli() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_flux-trt"));
+    c.env_remove("ORT_DYLIB_PATH");
+    c
+}
+
+#[test]
+fn cli_run_with_lora_strength_matches_diffusers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out.safetensors");
+    let golden = fixtures().join("golden/outputs/dev.safetensors");
+    let lora = format!("{}:0.5", fixtures().join("loras/attn.peft.safetensors").display());
+    let r = cli()
+        .args(["run", "--threads", "1", "--engine"])
+        .arg(engine("dev"))
+        .arg("--inputs")
+        .arg(&golden)
+        .args(["--lora", &lora, "--out"])
+        .arg(&out)
+        .arg("--ort-lib")
+        .arg(ort_library())
+        .output()
+        .expect("run flux-trt");
+    assert!(r.status.success(), "flux-trt run failed: {}", String::from_utf8_lossy(&r.stderr));
+    let bytes = std::fs::read(&out).expect("output file");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("output safetensors");
+    let v = st.tensor("sample").expect("sample");
+    let got = flux_trt::runtime::HostTensor::new(v.shape().to_vec(), v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()).expect("shape");
+    let s = session(engine("dev"), 1);
+    let (_, g) = goldens("dev", &s);
+    let e = rel_err(&got, &g["out.attn@0.5"]);
+    assert!(e <= TOL, "cli attn@0.5: rel err {e:e}");
+}
+
+#[test]
+fn cli_names_a_wrong_or_missing_library() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let not_ort = fixtures().join("fixtures.json");
+    for lib in [not_ort.clone(), tmp.path().join("nope.so")] {
+        let r = cli()
+            .args(["run", "--engine"])
+            .arg(engine("dev"))
+            .arg("--inputs")
+            .arg(fixtures().join("golden/outputs/dev.safetensors"))
+            .arg("--out")
+            .arg(tmp.path().join("o.safetensors"))
+            .arg("--ort-lib")
+            .arg(&lib)
+            .output()
+            .expect("run flux-trt");
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "flux-trt accepted {}", lib.display());
+        assert!(err.contains(&lib.display().to_string()) || err.contains(&lib.canonicalize().unwrap_or(lib.clone()).display().to_string()), "{err}");
+        println!("{}", err.trim());
+    }
+    // No library at all: an error that says how to give one.
+    let r = cli().args(["run", "--engine"]).arg(engine("dev")).arg("--inputs").arg(fixtures().join("golden/outputs/dev.safetensors")).arg("--out").arg(tmp.path().join("o.safetensors")).output().expect("run flux-trt");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("ORT_DYLIB_PATH"), "{err}");
+}
