@@ -1,4 +1,5 @@
-//! `flux-trt demo`: exports the bundled tiny FLUX.1-dev fixture with slots for two adapters,
+//! `flux-trt demo`: exports the bundled tiny FLUX.1-dev fixture with slots for two adapters
+//! (by default the same engine as `build-engine --recipe engines/tiny.toml`),
 //! then on one ONNX Runtime session runs base → A → B → A, printing swap times, max|Δ| between
 //! adapters and against the diffusers goldens. Fails if any output is off by more than 1e-4
 //! (relative) or A → B → A is not bit-exact.
@@ -18,7 +19,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR", default_value = "engines/tiny")]
     pub out: PathBuf,
     /// Adapter A (file stem under loras/).
-    #[arg(long, default_value = "attn.kohya")]
+    #[arg(long, default_value = "attn.peft")]
     pub a: String,
     /// Adapter B (file stem under loras/).
     #[arg(long, default_value = "mlp.peft")]
@@ -42,7 +43,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     const TOL: f32 = 1e-4;
     let fx = &args.fixtures;
     let t0 = Instant::now();
-    let ckpt_path = fx.join("models/dev-diffusers");
+    let ckpt_path = fx.join("models/dev-bfl.safetensors");
     let ckpt = Checkpoint::open(&ckpt_path)?;
     let lora_path = |stem: &str| fx.join("loras").join(format!("{stem}.safetensors"));
     let a = flux_trt::lora::load(&lora_path(&args.a))?;
