@@ -165,7 +165,14 @@ pub(crate) fn check_config(path: &Path, c: &DiffusersConfig, t: &FluxConfig) -> 
         tracing::warn!(path = %path.display(), key = %k, "config.json key not used by flux-trt");
     }
     let out_channels = c.out_channels.unwrap_or(c.in_channels);
-    let checks: [(&str, usize, usize); 9] = [
+    if c.guidance_embeds != t.variant.has_guidance() {
+        return bad(format!(
+            "config.json says guidance_embeds = {}, but the tensors {} a guidance embedder",
+            c.guidance_embeds,
+            if t.variant.has_guidance() { "have" } else { "lack" }
+        ));
+    }
+    let checks: [(&str, usize, usize); 8] = [
         ("in_channels", c.in_channels, t.in_channels),
         ("out_channels", out_channels, t.out_channels),
         ("num_layers", c.num_layers, t.num_double_blocks),
@@ -174,7 +181,6 @@ pub(crate) fn check_config(path: &Path, c: &DiffusersConfig, t: &FluxConfig) -> 
         ("num_attention_heads", c.num_attention_heads, t.num_heads),
         ("joint_attention_dim", c.joint_attention_dim, t.context_dim),
         ("pooled_projection_dim", c.pooled_projection_dim, t.pooled_dim),
-        ("guidance_embeds", usize::from(c.guidance_embeds), usize::from(t.variant.has_guidance())),
     ];
     for (key, said, found) in checks {
         if said != found {
