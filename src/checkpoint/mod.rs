@@ -70,5 +70,7 @@ mod diffusers;
 mod load;
 mod mapped;
 mod summary;
+#[cfg(test)]
+mod tests;
 pub use load::Checkpoint;
 pub use summary::CheckpointSummary;
