@@ -81,9 +81,12 @@ pub(crate) struct Folder {
     pub config: DiffusersConfig,
     /// Weight files, in index order (sorted shard names) or the single file.
     pub files: Vec<PathBuf>,
-    /// The index file and its `weight_map` (stored name → shard file name), when sharded.
-    pub index: Option<(PathBuf, BTreeMap<String, String>)>,
+    /// The index file and its `weight_map`, when sharded.
+    pub index: Option<ShardIndex>,
 }
+
+/// A shard index file and its `weight_map` (stored name → shard file name).
+pub(crate) type ShardIndex = (PathBuf, BTreeMap<String, String>);
 
 #[derive(Deserialize)]
 struct IndexFile {
@@ -107,7 +110,7 @@ pub(crate) fn resolve(dir: &Path) -> Result<Folder, CheckpointError> {
     Ok(Folder { dir, config_path, config, files, index })
 }
 
-fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<(PathBuf, BTreeMap<String, String>)>), CheckpointError> {
+fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<ShardIndex>), CheckpointError> {
     let index_path = dir.join(INDEX);
     if index_path.is_file() {
         let text = std::fs::read_to_string(&index_path).map_err(|source| CheckpointError::Io { path: index_path.clone(), source })?;
