@@ -368,6 +368,21 @@ fn comfy_linear1_qkv_clip_and_xlabs_prefix() {
     }
     assert_close("clip", &ad.text_encoder["text_model.encoder.layers.0.self_attn.v_proj"].delta(), &tb.matmul(&ta).unwrap());
 
+    // fal Kontext: BFL names under `base_model.model.`, no alpha
+    let path = write(
+        dir.path(),
+        "fal.safetensors",
+        vec![
+            ("base_model.model.double_blocks.1.txt_mod.lin.lora_A.weight", T::M(mat(r, h, 7))),
+            ("base_model.model.double_blocks.1.txt_mod.lin.lora_B.weight", T::M(mat(6 * h, r, 8))),
+        ],
+        None,
+    );
+    assert_eq!(lora::detect_format(&path).unwrap(), LoraFormat::BflComfy);
+    let ad = lora::load(&path).unwrap();
+    let m = &ad.modules["transformer_blocks.1.norm1_context.linear"];
+    assert_close("fal", &m.delta(), &mat(6 * h, r, 8).matmul(&mat(r, h, 7)).unwrap());
+
     let (pa, pb) = (mat(r, 5 * h, 5), mat(h, r, 6));
     let path = write(
         dir.path(),

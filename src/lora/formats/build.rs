@@ -128,7 +128,7 @@ impl<'s, 'a> Collector<'s, 'a> {
         match target {
             Target::One(name) => self.put(key, name, LoraModule { a, b, scale }),
             Target::SwapHalves(name) => {
-                if b.rows % 2 != 0 {
+                if !b.rows.is_multiple_of(2) {
                     return Err(self.shape_err(key, "an even number of rows (shift and scale halves)", &b));
                 }
                 let h = b.rows / 2;
@@ -168,7 +168,7 @@ pub(crate) fn split_fused(a: &Matrix, b: &Matrix, dims: &[usize]) -> Vec<(Matrix
     let n = dims.len();
     let offsets: Vec<usize> = dims.iter().scan(0, |o, d| { let s = *o; *o += d; Some(s) }).collect();
     let r = a.rows;
-    let block_diagonal = r % n == 0 && {
+    let block_diagonal = r.is_multiple_of(n) && {
         let k = r / n;
         (0..n).all(|j| {
             (offsets[j]..offsets[j] + dims[j]).all(|row| {
