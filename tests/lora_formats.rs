@@ -16,6 +16,7 @@ fn fixtures() -> PathBuf {
 
 #[derive(Deserialize)]
 struct Index {
+    models: BTreeMap<String, serde_json::Value>,
     loras: Vec<LoraEntry>,
     bad: Vec<BadEntry>,
 }
@@ -25,6 +26,7 @@ struct LoraEntry {
     path: String,
     format: LoraFormat,
     adapter: String,
+    model: String,
     rank: usize,
     scale: f64,
     modules: Vec<String>,
@@ -124,6 +126,32 @@ fn every_fixture_lora_matches_its_diffusers_golden() {
         assert_eq!(summary.text_encoder_modules, ad.text_encoder.len());
         let json = serde_json::to_value(&summary).unwrap();
         assert_eq!(json["format"], serde_json::to_value(e.format).unwrap());
+    }
+}
+
+/// The fixture model's `FluxConfig` (fixtures.json `models.<m>.config` + `variant`).
+fn model_config(idx: &Index, model: &str) -> flux_trt::FluxConfig {
+    let m = &idx.models[model];
+    let mut cfg = m["config"].clone();
+    cfg["variant"] = m["variant"].clone();
+    serde_json::from_value(cfg).expect("fixture model config")
+}
+
+#[test]
+fn fixture_loras_fit_their_models_slots() {
+    use flux_trt::lora::plan::PlanOptions;
+    let idx = index();
+    for e in &idx.loras {
+        let cfg = model_config(&idx, &e.model);
+        let ad = lora::load(&fixtures().join(&e.path)).unwrap();
+        let plan = lora::SlotPlan::new(&cfg, &[&ad], &PlanOptions::default()).unwrap_or_else(|err| panic!("{}: {err}", e.path));
+        assert_eq!(plan.slots.len(), ad.modules.len(), "{}", e.path);
+        let w = plan.lay_out(&[(&ad, 1.0)]).unwrap();
+        for (i, slot) in plan.slots.iter().enumerate() {
+            let want = ad.modules[&slot.module].delta();
+            let got = w.b[i].matmul(&w.a[i]).unwrap();
+            assert!(got.max_abs_diff(&want) <= 1e-5 * max_abs(&want).max(1e-6), "{}: slot {}", e.path, slot.module);
+        }
     }
 }
 

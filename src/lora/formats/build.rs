@@ -31,16 +31,17 @@ pub(crate) fn split_suffix<'k>(key: &'k str, suffixes: &[(&str, Part)]) -> Optio
 
 /// Groups keys by stem. A key with none of `suffixes` is [`LoraError::UnknownKey`]; two keys
 /// for the same part of one stem (e.g. `lora_A` and `lora_down`) are [`LoraError::Invalid`].
-pub(crate) fn group<'k>(
+pub(crate) fn group<K: AsRef<str>>(
     src: &Source,
-    keys: impl IntoIterator<Item = &'k String>,
+    keys: impl IntoIterator<Item = K>,
     suffixes: &[(&str, Part)],
     format: LoraFormat,
 ) -> Result<BTreeMap<String, Layer>, LoraError> {
     let mut out: BTreeMap<String, Layer> = BTreeMap::new();
     for key in keys {
+        let key = key.as_ref();
         let (stem, part) = split_suffix(key, suffixes)
-            .ok_or_else(|| LoraError::UnknownKey { path: src.path_buf(), key: key.clone(), format: format.name() })?;
+            .ok_or_else(|| LoraError::UnknownKey { path: src.path_buf(), key: key.to_string(), format: format.name() })?;
         let layer = out.entry(stem.to_string()).or_default();
         let slot = match part {
             Part::Down => &mut layer.down,
@@ -50,11 +51,11 @@ pub(crate) fn group<'k>(
         if let Some(prev) = slot {
             return Err(LoraError::Invalid {
                 path: src.path_buf(),
-                key: key.clone(),
+                key: key.to_string(),
                 message: format!("duplicates `{prev}` (both hold the same factor of `{stem}`)"),
             });
         }
-        *slot = Some(key.clone());
+        *slot = Some(key.to_string());
     }
     Ok(out)
 }
