@@ -3,7 +3,7 @@
 # local disk, then `cp` of it vs `build-engine --precision bf16 --targets attn --max-rank 64`,
 # peak RSS from /usr/bin/time -v. Writes tools/bench/results/export-<date>.json. Deletes the
 # checkpoint and the outputs afterwards.
-#   tools/bench/export_bench.sh [WORKDIR]    (default: /work/bench-tmp; needs ~75 GB free)
+#   tools/bench/export_bench.sh [WORKDIR]    (default: /work/bench-tmp; needs ~50 GB free: the copy is deleted before the export)
 # Binaries: $BUILD_ENGINE / $MAKE_RANDOM_FLUX, default target/release/{build-engine,make-random-flux}
 # (cargo build --release --bin build-engine --bin make-random-flux).
 set -euo pipefail
@@ -18,8 +18,8 @@ CKPT="$WORK/flux1-dev-random-bf16.safetensors"
 trap 'rm -rf "$WORK/copy.safetensors" "$WORK/engine" "$CKPT"' EXIT
 df -h "$WORK" >&2
 avail=$(df --output=avail -B1 "$WORK" | tail -1)
-need=$((3 * 24 * 1000 * 1000 * 1000))
-[ "$avail" -gt "$need" ] || { echo "need ~72 GB free in $WORK (checkpoint + copy + export), have $avail bytes" >&2; exit 1; }
+need=$((50 * 1000 * 1000 * 1000))
+[ "$avail" -gt "$need" ] || { echo "need ~50 GB free in $WORK (checkpoint + one copy or export at a time), have $avail bytes" >&2; exit 1; }
 
 t() { /usr/bin/time -f '%e %M' -o "$WORK/time.txt" "$@"; read -r secs rss_kb < "$WORK/time.txt"; }
 
