@@ -308,7 +308,7 @@ fn schnell_partial_fused_slots() {
     check_structure(dir.path(), &ckpt, &plan, DType::F32);
     check_parity(dir.path(), &plan, &adapters);
     // and the kohya file of the same adapter through the same slots
-    let kohya = vec![("loras/schnell-attn.kohya.safetensors".to_string(), load_adapter("loras/schnell-attn.kohya.safetensors"))];
+    let kohya = [("loras/schnell-attn.kohya.safetensors".to_string(), load_adapter("loras/schnell-attn.kohya.safetensors"))];
     let kohya_plan = SlotPlan { slots: plan.slots.clone(), max_rank: plan.max_rank };
     // the kohya file carries a zero proj_mlp ΔW (fused linear1), which has no slot here: lay out what fits
     let mut ad = kohya[0].1.clone();
