@@ -339,3 +339,27 @@ fn fp8_and_bad_slots_write_nothing() {
     assert!(matches!(&err, OnnxError::BadSlot { module, .. } if *module == bad.slots[0].module), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
 }
+
+#[test]
+fn random_checkpoints_from_make_random_flux_export() {
+    // the generator's small BFL file and diffusers folder load and export like real checkpoints
+    let tmp = tempfile::tempdir().unwrap();
+    for (layout, out, schnell) in [("bfl", tmp.path().join("r.safetensors"), false), ("diffusers", tmp.path().join("rd"), true)] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_make-random-flux"));
+        cmd.args(["--layout", layout, "--dtype", "fp16", "--double", "2", "--single", "3", "--hidden", "64", "--heads", "2", "--context", "48", "--pooled", "40"]);
+        cmd.arg("--out").arg(&out);
+        if schnell {
+            cmd.arg("--schnell");
+        }
+        let st = cmd.output().unwrap();
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        let ckpt = Checkpoint::open(&out).unwrap();
+        let c = ckpt.config();
+        assert_eq!((c.num_double_blocks, c.num_single_blocks, c.hidden_size, c.num_heads, c.context_dim, c.pooled_dim), (2, 3, 64, 2, 48, 40));
+        assert_eq!(c.variant.has_guidance(), !schnell);
+        let plan = SlotPlan::new(c, &[], &PlanOptions { max_rank: Some(8), targets: vec!["attn".into()] }).unwrap();
+        let dir = tmp.path().join(format!("engine-{layout}"));
+        export(&ckpt, &plan, &ExportOptions::new(Precision::Bf16), &dir, &mut |_, _| {}).unwrap();
+        check_structure(&dir, &ckpt, &plan, DType::BF16);
+    }
+}
