@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use flux_trt::checkpoint::Checkpoint;
-use flux_trt::lora::{self, AdapterSummary};
+use flux_trt::checkpoint::{Checkpoint, CheckpointError};
+use flux_trt::lora::{self, AdapterSummary, LoraError};
 use flux_trt::manifest::{Manifest, MANIFEST_FILE};
 
 #[derive(Args, Clone, Debug)]
@@ -22,12 +22,26 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         let m = Manifest::load(p)?;
         return print(args.json, &m, || manifest_text(p, &m));
     }
-    // A file whose keys follow a LoRA convention is an adapter; anything else is read as a
-    // checkpoint, whose error (not a FLUX file, truncated, bad tensor, ...) is then the answer.
-    if p.is_file() && lora::detect_format(p).is_ok() {
-        let adapter = lora::load(p)?;
-        let s = adapter.summary();
-        return print(args.json, &s, || adapter_text(&s));
+    // A file whose keys follow a LoRA convention is an adapter. A file the LoRA reader refuses
+    // (unsupported adapter kind, bad header, ...) is still tried as a checkpoint; if it is not a
+    // FLUX checkpoint either, the LoRA reader's error is the answer.
+    if p.is_file() {
+        match lora::detect_format(p) {
+            Ok(_) => {
+                let adapter = lora::load(p)?;
+                let s = adapter.summary();
+                return print(args.json, &s, || adapter_text(&s));
+            }
+            Err(LoraError::UnknownFormat { .. }) => {}
+            Err(lora_err) => match Checkpoint::open(p) {
+                Ok(ck) => {
+                    let s = ck.describe();
+                    return print(args.json, &s, || s.to_string());
+                }
+                Err(CheckpointError::NotFlux { .. }) => return Err(lora_err.into()),
+                Err(e) => return Err(e.into()),
+            },
+        }
     }
     let ck = Checkpoint::open(p)?;
     let s = ck.describe();
