@@ -10,6 +10,15 @@
 //!   split into `to_q`/`to_k`/`to_v` is one contiguous row range; the final layer's
 //!   shift/scale swap is two parts in swapped order. Nothing is copied until a caller asks.
 //! - [`Checkpoint::fused`] returns a fused group (q|k|v[|mlp]) as one [`TensorRef`] for the exporter.
+//! - Opening validates everything up front: dtypes (f32/f16/bf16), layout (BFL xor diffusers),
+//!   every parameter of the detected [`crate::flux::FluxConfig`] present with its shape, no
+//!   unexpected keys, `config.json` consistent with the shapes. Errors are [`CheckpointError`]s
+//!   naming the file and the tensor as stored.
+//! - [`Checkpoint::describe`] gives a [`CheckpointSummary`] for `flux-trt inspect`.
+//!
+//! Files: `mapped` (mmap + safetensors header), `detect` (layout, config inference), `bfl`
+//! (stored key → canonical mapping), `diffusers` (folders, config.json, shard index), `load`
+//! ([`Checkpoint`]), `summary`.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,5 +64,11 @@ impl TensorRef<'_> {
     }
 }
 
+mod bfl;
+mod detect;
+mod diffusers;
 mod load;
+mod mapped;
+mod summary;
 pub use load::Checkpoint;
+pub use summary::CheckpointSummary;
