@@ -81,9 +81,12 @@ pub(crate) struct Folder {
     pub config: DiffusersConfig,
     /// Weight files, in index order (sorted shard names) or the single file.
     pub files: Vec<PathBuf>,
-    /// The index file and its `weight_map` (stored name → shard file name), when sharded.
-    pub index: Option<(PathBuf, BTreeMap<String, String>)>,
+    /// The index file and its `weight_map`, when sharded.
+    pub index: Option<ShardIndex>,
 }
+
+/// A shard index file and its `weight_map` (stored name → shard file name).
+pub(crate) type ShardIndex = (PathBuf, BTreeMap<String, String>);
 
 #[derive(Deserialize)]
 struct IndexFile {
@@ -107,7 +110,7 @@ pub(crate) fn resolve(dir: &Path) -> Result<Folder, CheckpointError> {
     Ok(Folder { dir, config_path, config, files, index })
 }
 
-fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<(PathBuf, BTreeMap<String, String>)>), CheckpointError> {
+fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<ShardIndex>), CheckpointError> {
     let index_path = dir.join(INDEX);
     if index_path.is_file() {
         let text = std::fs::read_to_string(&index_path).map_err(|source| CheckpointError::Io { path: index_path.clone(), source })?;
@@ -165,7 +168,14 @@ pub(crate) fn check_config(path: &Path, c: &DiffusersConfig, t: &FluxConfig) -> 
         tracing::warn!(path = %path.display(), key = %k, "config.json key not used by flux-trt");
     }
     let out_channels = c.out_channels.unwrap_or(c.in_channels);
-    let checks: [(&str, usize, usize); 9] = [
+    if c.guidance_embeds != t.variant.has_guidance() {
+        return bad(format!(
+            "config.json says guidance_embeds = {}, but the tensors {} a guidance embedder",
+            c.guidance_embeds,
+            if t.variant.has_guidance() { "have" } else { "lack" }
+        ));
+    }
+    let checks: [(&str, usize, usize); 8] = [
         ("in_channels", c.in_channels, t.in_channels),
         ("out_channels", out_channels, t.out_channels),
         ("num_layers", c.num_layers, t.num_double_blocks),
@@ -174,7 +184,6 @@ pub(crate) fn check_config(path: &Path, c: &DiffusersConfig, t: &FluxConfig) -> 
         ("num_attention_heads", c.num_attention_heads, t.num_heads),
         ("joint_attention_dim", c.joint_attention_dim, t.context_dim),
         ("pooled_projection_dim", c.pooled_projection_dim, t.pooled_dim),
-        ("guidance_embeds", usize::from(c.guidance_embeds), usize::from(t.variant.has_guidance())),
     ];
     for (key, said, found) in checks {
         if said != found {

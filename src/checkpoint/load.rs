@@ -46,6 +46,18 @@ pub struct Checkpoint {
     entries: BTreeMap<String, Entry>,
 }
 
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("path", &self.path)
+            .field("layout", &self.layout)
+            .field("variant", &self.config.variant)
+            .field("files", &self.files)
+            .field("tensors", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Checkpoint {
     /// Opens a `.safetensors` file or a diffusers folder (a pipeline root works too: its
     /// `transformer/` subfolder is used). Every expected parameter is checked for presence,
@@ -56,6 +68,12 @@ impl Checkpoint {
     /// head_dim has no such split. Diffusers folders use `axes_dims_rope` from `config.json`.
     pub fn open(path: &Path) -> Result<Self, CheckpointError> {
         let meta = std::fs::metadata(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
+        if !meta.is_dir() && path.extension().is_some_and(|e| e == "json") {
+            return Err(CheckpointError::Invalid {
+                path: path.to_path_buf(),
+                message: "a JSON file, not weights: pass the diffusers folder that holds it".into(),
+            });
+        }
         let ck = if meta.is_dir() { Self::open_folder(path)? } else { Self::open_file(path)? };
         tracing::debug!(
             path = %path.display(),
@@ -302,7 +320,7 @@ impl Checkpoint {
 fn split_into(src: &Source, t: &RawTensor, entries: &mut BTreeMap<String, Entry>) -> Result<(), String> {
     let dtype = DType::from_safetensors(t.dtype).ok_or_else(|| format!("unsupported dtype {:?}", t.dtype))?;
     let rows = src.shape.first().copied().unwrap_or(1);
-    let row_bytes = if rows == 0 { 0 } else { (t.end - t.start) / rows };
+    let row_bytes = (t.end - t.start).checked_div(rows).unwrap_or(0);
     let span = |a: usize, b: usize| Span { file: t.file, start: t.start + a * row_bytes, end: t.start + b * row_bytes };
     let with_rows = |r: usize| {
         let mut s = src.shape.clone();

@@ -4,7 +4,9 @@
 //! API contract (used by the exporter and `inspect`):
 //! - [`Checkpoint::open`] takes a `.safetensors` file (BFL layout, with or without the
 //!   `model.diffusion_model.` prefix, or a single diffusers file) or a diffusers folder
-//!   (`config.json` + `*.safetensors`, sharded with `*.safetensors.index.json` or not).
+//!   (`config.json` + `diffusion_pytorch_model.safetensors`, or shards listed in
+//!   `diffusion_pytorch_model.safetensors.index.json`; a pipeline root's `transformer/` is used).
+//!   BFL files and single diffusers files get RoPE axes from `FluxConfig::default_axes_dim`.
 //! - [`Checkpoint::tensor`] returns a [`TensorRef`]: dtype, shape, and the bytes as one or more
 //!   borrowed slices of the mmapped files (`parts`, concatenated in order). A BFL fused `qkv`
 //!   split into `to_q`/`to_k`/`to_v` is one contiguous row range; the final layer's
@@ -70,5 +72,7 @@ mod diffusers;
 mod load;
 mod mapped;
 mod summary;
+#[cfg(test)]
+mod tests;
 pub use load::Checkpoint;
 pub use summary::CheckpointSummary;

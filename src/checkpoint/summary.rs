@@ -72,9 +72,19 @@ impl fmt::Display for CheckpointSummary {
         writeln!(f, "channels    in {} / out {}; text {} / pooled {}", c.in_channels, c.out_channels, c.context_dim, c.pooled_dim)?;
         writeln!(f, "rope        axes {:?}, theta {}", c.axes_dim, c.rope_theta)?;
         writeln!(f, "tensors     {} canonical ({} stored)", self.tensors, self.stored_tensors)?;
-        writeln!(f, "params      {} ({:.3} B)", self.params, self.params as f64 / 1e9)?;
-        writeln!(f, "bytes       {} ({:.2} GiB)", self.bytes, self.bytes as f64 / (1u64 << 30) as f64)?;
+        writeln!(f, "params      {} ({})", self.params, human(self.params as f64, 1000.0, &["", " K", " M", " B"]))?;
+        writeln!(f, "bytes       {} ({})", self.bytes, human(self.bytes as f64, 1024.0, &[" B", " KiB", " MiB", " GiB"]))?;
         let d: Vec<String> = self.dtypes.iter().map(|(k, v)| format!("{k} × {v}")).collect();
         write!(f, "dtypes      {}", d.join(", "))
     }
+}
+
+/// `x` scaled to the largest unit below it, e.g. `11.90 B` or `1.9 MiB`.
+fn human(mut x: f64, step: f64, units: &[&str]) -> String {
+    let mut i = 0;
+    while x >= step && i + 1 < units.len() {
+        x /= step;
+        i += 1;
+    }
+    format!("{x:.2}{}", units.get(i).unwrap_or(&""))
 }

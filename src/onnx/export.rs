@@ -189,6 +189,9 @@ pub fn export(
     tmp_data.persist(&data_path).map_err(|e| OnnxError::Io { path: data_path.clone(), source: e.error })?;
     tmp_model.persist(&model_path).map_err(|e| OnnxError::Io { path: model_path.clone(), source: e.error })?;
     manifest.save(out_dir).map_err(|e| OnnxError::Manifest { path: out_dir.join(crate::manifest::MANIFEST_FILE), message: e.to_string() })?;
+    for p in [&data_path, &model_path, &out_dir.join(crate::manifest::MANIFEST_FILE)] {
+        readable(p)?;
+    }
     tracing::info!(dir = %out_dir.display(), "export complete");
     Ok(ExportReport {
         manifest,
@@ -230,4 +233,16 @@ fn write_files(
     tmp_model.as_file().sync_all().map_err(io_err(model_path))?;
     let (sha, _) = crate::util::sha256_file(tmp_model.path()).map_err(io_err(model_path))?;
     Ok((tmp_data, tmp_model, sha))
+}
+
+/// Temporary files are created 0600; the artifact is meant to be shared (0644).
+fn readable(path: &Path) -> Result<(), OnnxError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(io_err(path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }

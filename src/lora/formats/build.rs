@@ -31,16 +31,17 @@ pub(crate) fn split_suffix<'k>(key: &'k str, suffixes: &[(&str, Part)]) -> Optio
 
 /// Groups keys by stem. A key with none of `suffixes` is [`LoraError::UnknownKey`]; two keys
 /// for the same part of one stem (e.g. `lora_A` and `lora_down`) are [`LoraError::Invalid`].
-pub(crate) fn group<'k>(
+pub(crate) fn group<K: AsRef<str>>(
     src: &Source,
-    keys: impl IntoIterator<Item = &'k String>,
+    keys: impl IntoIterator<Item = K>,
     suffixes: &[(&str, Part)],
     format: LoraFormat,
 ) -> Result<BTreeMap<String, Layer>, LoraError> {
     let mut out: BTreeMap<String, Layer> = BTreeMap::new();
     for key in keys {
+        let key = key.as_ref();
         let (stem, part) = split_suffix(key, suffixes)
-            .ok_or_else(|| LoraError::UnknownKey { path: src.path_buf(), key: key.clone(), format: format.name() })?;
+            .ok_or_else(|| LoraError::UnknownKey { path: src.path_buf(), key: key.to_string(), format: format.name() })?;
         let layer = out.entry(stem.to_string()).or_default();
         let slot = match part {
             Part::Down => &mut layer.down,
@@ -50,11 +51,11 @@ pub(crate) fn group<'k>(
         if let Some(prev) = slot {
             return Err(LoraError::Invalid {
                 path: src.path_buf(),
-                key: key.clone(),
+                key: key.to_string(),
                 message: format!("duplicates `{prev}` (both hold the same factor of `{stem}`)"),
             });
         }
-        *slot = Some(key.clone());
+        *slot = Some(key.to_string());
     }
     Ok(out)
 }
@@ -128,7 +129,7 @@ impl<'s, 'a> Collector<'s, 'a> {
         match target {
             Target::One(name) => self.put(key, name, LoraModule { a, b, scale }),
             Target::SwapHalves(name) => {
-                if b.rows % 2 != 0 {
+                if !b.rows.is_multiple_of(2) {
                     return Err(self.shape_err(key, "an even number of rows (shift and scale halves)", &b));
                 }
                 let h = b.rows / 2;
@@ -168,7 +169,7 @@ pub(crate) fn split_fused(a: &Matrix, b: &Matrix, dims: &[usize]) -> Vec<(Matrix
     let n = dims.len();
     let offsets: Vec<usize> = dims.iter().scan(0, |o, d| { let s = *o; *o += d; Some(s) }).collect();
     let r = a.rows;
-    let block_diagonal = r % n == 0 && {
+    let block_diagonal = r.is_multiple_of(n) && {
         let k = r / n;
         (0..n).all(|j| {
             (offsets[j]..offsets[j] + dims[j]).all(|row| {

@@ -1,7 +1,8 @@
 //! BFL / ComfyUI-named files: `diffusion_model.<BFL path>` (prefix optional) with
 //! `.lora_A.weight`/`.lora_B.weight` or `.lora_down.weight`/`.lora_up.weight` and optional
 //! `.alpha`; ComfyUI's `single_blocks.N.linear1_qkv` (q, k, v rows of linear1 only); CLIP-L as
-//! `text_encoders.clip_l.transformer.<module>`.
+//! `text_encoders.clip_l.transformer.<module>`. fal's Kontext LoRAs (`base_model.model.<BFL
+//! path>.lora_A/B.weight`, no alpha) are the same form under another prefix.
 //!
 //! `scale = alpha / rank` with `.alpha`, else 1 (ComfyUI `weight_adapter/lora.py`).
 
@@ -29,7 +30,7 @@ pub(crate) fn read(src: &Source) -> Result<Loaded, LoraError> {
         let (collector, target) = if let Some(clip) = stem.strip_prefix("text_encoders.clip_l.transformer.") {
             (&mut text, Target::One(dotted_clip(clip).ok_or_else(unknown)?))
         } else {
-            let path = stem.strip_prefix("diffusion_model.").unwrap_or(stem);
+            let path = stem.strip_prefix("diffusion_model.").or_else(|| stem.strip_prefix("base_model.model.")).unwrap_or(stem);
             (&mut unet, bfl_target(path, true).ok_or_else(unknown)?)
         };
         let (a, b) = factors(src, stem, layer, "lora_A/lora_down", "lora_B/lora_up")?;

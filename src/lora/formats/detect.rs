@@ -54,7 +54,8 @@ pub(crate) fn reject_unsupported(src: &Source) -> Result<(), LoraError> {
 ///    `lora_te`, PEFT if one starts with `transformer.`, else BFL/ComfyUI;
 /// 2. any key containing `processor`: XLabs;
 /// 3. `transformer.` / `text_encoder.` prefixes or bare diffusers module names: PEFT;
-/// 4. `diffusion_model.` / `text_encoders.` prefixes or bare BFL layer names: BFL/ComfyUI.
+/// 4. `diffusion_model.` / `text_encoders.` / `base_model.model.` (fal Kontext) prefixes or bare
+///    BFL layer names: BFL/ComfyUI.
 pub(crate) fn classify(src: &Source) -> Result<LoraFormat, LoraError> {
     let keys = src.keys();
     let any = |f: &dyn Fn(&str) -> bool| keys.iter().any(|k| f(k));
@@ -73,7 +74,10 @@ pub(crate) fn classify(src: &Source) -> Result<LoraFormat, LoraError> {
     if any(&|k| k.starts_with("transformer.") || k.starts_with("text_encoder.") || is_diffusers_module(k)) {
         return Ok(LoraFormat::Peft);
     }
-    if any(&|k| k.starts_with("diffusion_model.") || k.starts_with("text_encoders.") || is_bfl_layer(k)) {
+    let bfl = |k: &str| {
+        k.starts_with("diffusion_model.") || k.starts_with("text_encoders.") || is_bfl_layer(k.strip_prefix("base_model.model.").unwrap_or(k))
+    };
+    if any(&bfl) {
         return Ok(LoraFormat::BflComfy);
     }
     let sample = keys.iter().take(3).map(String::as_str).collect::<Vec<_>>().join(", ");

@@ -9,7 +9,7 @@
 //! `text_encoder.` in pipeline-level files). Without metadata, `<module>.alpha` keys give each
 //! module's alpha (diffusers' `network_alphas`); without either, alpha = r (scale 1).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -193,12 +193,19 @@ fn read_group(
     config: Option<Scaling>,
     name_of: &dyn Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, crate::lora::LoraModule>, LoraError> {
-    // group by the unprefixed name, remembering each stem's original key for errors
-    let stripped: Vec<String> = keys.iter().map(|(_, s)| s.clone()).collect();
-    let layers = group(src, &stripped, SUFFIXES, LoraFormat::Peft).map_err(|e| reprefix(e, keys))?;
+    // group by the unprefixed name; errors name the file's own (prefixed) key
+    let keys: HashMap<&str, &String> = keys.iter().map(|(k, s)| (s.as_str(), *k)).collect();
+    let original = |stripped: &str| keys.get(stripped).map(|k| (*k).clone()).unwrap_or_else(|| stripped.to_string());
+    let mut stripped: Vec<&str> = keys.keys().copied().collect();
+    stripped.sort_unstable();
+    let layers = group(src, stripped, SUFFIXES, LoraFormat::Peft).map_err(|e| match e {
+        LoraError::UnknownKey { path, key, format } => LoraError::UnknownKey { path, key: original(&key), format },
+        LoraError::Invalid { path, key, message } => LoraError::Invalid { path, key: original(&key), message },
+        other => other,
+    })?;
     let any_alpha = layers.values().any(|l| l.alpha.is_some());
     if any_alpha && config.is_some() {
-        let key = original(keys, layers.values().find_map(|l| l.alpha.as_deref()).unwrap_or_default());
+        let key = original(layers.values().find_map(|l| l.alpha.as_deref()).unwrap_or_default());
         return Err(LoraError::Invalid {
             path: src.path_buf(),
             key,
@@ -207,7 +214,7 @@ fn read_group(
     }
     let mut out = Collector::new(src);
     for (stem, layer) in &layers {
-        let orig = |k: &Option<String>| k.as_deref().map(|k| original(keys, k));
+        let orig = |k: &Option<String>| k.as_deref().map(original);
         let layer = Layer { down: orig(&layer.down), up: orig(&layer.up), alpha: orig(&layer.alpha) };
         let first = layer.down.clone().or_else(|| layer.up.clone()).or_else(|| layer.alpha.clone()).unwrap_or_default();
         let name = name_of(stem).ok_or_else(|| unknown(src, &first))?;
@@ -242,20 +249,6 @@ fn read_group(
         out.add(&first, Target::One(name), a, b, scale)?;
     }
     Ok(out.modules)
-}
-
-/// The file's own key for a stripped key.
-fn original(keys: &[(&String, String)], stripped: &str) -> String {
-    keys.iter().find(|(_, s)| s == stripped).map(|(k, _)| (*k).clone()).unwrap_or_else(|| stripped.to_string())
-}
-
-/// Puts the file's prefix back into a key named by an error from [`group`].
-fn reprefix(e: LoraError, keys: &[(&String, String)]) -> LoraError {
-    match e {
-        LoraError::UnknownKey { path, key, format } => LoraError::UnknownKey { path, key: original(keys, &key), format },
-        LoraError::Invalid { path, key, message } => LoraError::Invalid { path, key: original(keys, &key), message },
-        other => other,
-    }
 }
 
 #[cfg(test)]
