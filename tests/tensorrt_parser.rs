@@ -125,3 +125,28 @@ fn build_options_are_checked_before_tensorrt_runs() {
     let bad = BuildOptions { library: lib, ..BuildOptions::new(vec![Target::Sm120], recipe) };
     assert!(matches!(engine::build(dir.path(), &bad), Err(EngineError::Profile { .. })));
 }
+
+/// FLUX.1-dev at full width (hidden 3072, 24 heads × 128, T5 4096, CLIP 768) with 1 double and
+/// 1 single block, random bf16 weights from `make-random-flux` (≈1.1 GB), exported in bf16 with
+/// slots on every Linear module.
+#[test]
+fn full_width_flux_dev_export_parses_and_marks_every_slot() {
+    let lib = trt_library();
+    let work = tempfile::tempdir().expect("temp dir");
+    let ckpt_path = work.path().join("flux-dev-1x1.safetensors");
+    let status = Command::new(env!("CARGO_BIN_EXE_make-random-flux"))
+        .args(["--out", ckpt_path.to_str().unwrap(), "--layout", "bfl", "--dtype", "bf16", "--double", "1", "--single", "1"])
+        .status()
+        .expect("run make-random-flux");
+    assert!(status.success(), "make-random-flux failed");
+    let ckpt = Checkpoint::open(&ckpt_path).expect("random checkpoint");
+    let c = ckpt.config();
+    assert_eq!((c.hidden_size, c.num_heads, c.head_dim, c.context_dim, c.pooled_dim), (3072, 24, 128, 4096, 768));
+    let (dir, manifest) = export_dir(&ckpt, &["all"], 16, Precision::Bf16);
+    drop(ckpt);
+    std::fs::remove_file(&ckpt_path).expect("remove checkpoint");
+    assert_eq!(manifest.lora.slots.len(), c.linear_modules().len());
+    let report = check_export(dir.path(), &manifest, &lib);
+    // Every base Linear is a MatMul/Gemm (fused q|k|v and linear1 count once) plus two per slot.
+    assert!(report.count("MATRIX_MULTIPLY") >= 2 * manifest.lora.slots.len(), "{:?}", report.layer_counts);
+}
