@@ -140,7 +140,7 @@ fn full_width_flux_dev_export_parses_and_marks_every_slot() {
         .expect("run make-random-flux");
     assert!(status.success(), "make-random-flux failed");
     let ckpt = Checkpoint::open(&ckpt_path).expect("random checkpoint");
-    let c = ckpt.config();
+    let c = ckpt.config().clone();
     assert_eq!((c.hidden_size, c.num_heads, c.head_dim, c.context_dim, c.pooled_dim), (3072, 24, 128, 4096, 768));
     let (dir, manifest) = export_dir(&ckpt, &["all"], 16, Precision::Bf16);
     drop(ckpt);
