@@ -332,7 +332,7 @@ impl<'a> Flux<'a> {
 
     fn double_block(&mut self, i: usize, img: &str, txt: &str, silu_temb: &str) -> R<(String, String)> {
         let p = format!("transformer_blocks.{i}");
-        let (h, m) = (self.cfg.hidden_size, self.cfg.mlp_hidden);
+        let h = self.cfg.hidden_size;
         let groups = self.cfg.fused_groups();
         let find = |n: &str| groups.iter().find(|g| g.name == n).cloned();
         let gi = find(&format!("{p}.attn.qkv")).ok_or_else(|| OnnxError::BadSlot { module: format!("{p}.attn.qkv"), detail: "no fused group".into() })?;
@@ -379,13 +379,13 @@ impl<'a> Flux<'a> {
         let img = self.gated_residual(img, &im[2], &img_a);
         let ln = self.layer_norm(&img);
         let n = self.modulate(&ln, &im[3], &im[4]);
-        let f = self.feed_forward(&n, &format!("{p}.ff"), m)?;
+        let f = self.feed_forward(&n, &format!("{p}.ff"))?;
         let img = self.gated_residual(&img, &im[5], &f);
 
         let txt = self.gated_residual(txt, &tm[2], &txt_a);
         let ln = self.layer_norm(&txt);
         let n = self.modulate(&ln, &tm[3], &tm[4]);
-        let f = self.feed_forward(&n, &format!("{p}.ff_context"), m)?;
+        let f = self.feed_forward(&n, &format!("{p}.ff_context"))?;
         let txt = self.gated_residual(&txt, &tm[5], &f);
         let txt = self.fp16_clip(&txt);
         Ok((img, txt))
@@ -396,7 +396,7 @@ impl<'a> Flux<'a> {
         self.g.op("Add", &[x, &gy], vec![])
     }
 
-    fn feed_forward(&mut self, x: &str, prefix: &str, _mlp: usize) -> R<String> {
+    fn feed_forward(&mut self, x: &str, prefix: &str) -> R<String> {
         let h = self.linear3(x, &format!("{prefix}.net.0.proj"))?;
         let h = self.gelu_tanh(&h);
         self.linear3(&h, &format!("{prefix}.net.2"))
