@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod run;
+pub mod selftest;
 
 use std::path::PathBuf;
 
