@@ -80,7 +80,8 @@ fn open_checks_manifest_plan_and_driver() {
         Err(TrtError::Cuda { what, message }) => {
             assert!((what == "driver" && message.contains("libcuda")) || (what == "device 0" && !message.is_empty()), "{what}: {message}")
         }
-        Err(TrtError::Incompatible { log, .. }) | Err(TrtError::Deserialize { log, .. }) => assert!(!log.is_empty()),
+        Err(TrtError::Incompatible { detail, .. }) => assert!(!detail.log.is_empty()),
+        Err(TrtError::Deserialize { log, .. }) => assert!(!log.is_empty()),
         other => panic!("expected a CUDA or TensorRT error, got {other:?}"),
     }
 }
