@@ -22,6 +22,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Build a tiny engine from the bundled fixtures and hot-swap two adapters on it.
     Demo(cli::demo::DemoArgs),
+    /// Self-test a backend on this GPU (TensorRT: build, run, swap A→B→A, compare with ONNX Runtime).
+    Selftest(cli::selftest::SelftestArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +33,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Demo(a) => cli::demo::run(a),
+        Command::Selftest(a) => cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest FAILED")) }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

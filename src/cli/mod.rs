@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod inspect;
 pub mod run;
+pub mod selftest;
 
 use std::path::PathBuf;
 
