@@ -1,1 +1,11 @@
-//! pipeline (work in progress).
+//! Text-to-image around an exported transformer, mirroring diffusers 0.42.1 `FluxPipeline`:
+//! [`scheduler`] (FlowMatchEulerDiscrete sigmas, timesteps, Euler step) and [`latents`]
+//! (packing, ids, VAE scaling, initial noise, resolution checks); with feature `pipeline`,
+//! [`tokenize`] (CLIP and T5 tokenizers). Parity references live in `tests/fixtures/pipeline/`
+//! (`tools/reference/make_pipeline_fixtures.py`).
+
+pub mod error;
+pub mod scheduler;
+
+pub use error::PipelineError;
+pub use scheduler::{Schedule, SchedulerConfig, TimeShiftType};
