@@ -141,3 +141,106 @@ fn scheduler_config_errors_name_the_file() {
     let e = Schedule::flux(&SchedulerConfig::flux_dev(), 0, 16).unwrap_err();
     assert!(matches!(e, PipelineError::Schedule(_)));
 }
+
+// ---------------------------------------------------------------- latents
+
+use flux_trt::pipeline::latents::{self, Resolution, LATENT_CHANNELS};
+
+#[derive(Deserialize)]
+struct LatentCase {
+    height: usize,
+    width: usize,
+    key: String,
+}
+
+#[derive(Deserialize)]
+struct LatentIndex {
+    cases: Vec<LatentCase>,
+}
+
+#[derive(Deserialize)]
+struct PipelineIndex {
+    latents: LatentIndex,
+}
+
+#[test]
+fn pack_unpack_ids_match_diffusers() {
+    let index: PipelineIndex = read_json("pipeline.json");
+    let t = load_tensors("latents.safetensors");
+    assert!(index.latents.cases.len() >= 3);
+    for c in &index.latents.cases {
+        let res = Resolution::new(c.width, c.height).unwrap();
+        let (lh, lw) = res.latent_hw();
+        let (ushape, unpacked) = &t[&format!("{}.unpacked", c.key)];
+        let (pshape, packed) = &t[&format!("{}.packed", c.key)];
+        assert_eq!(ushape[..], res.unpacked_shape()[..], "{}", c.key);
+        assert_eq!(pshape[..], res.packed_shape()[..], "{}", c.key);
+        assert_eq!(&latents::pack(unpacked, 1, LATENT_CHANNELS, lh, lw).unwrap(), packed, "{}: pack", c.key);
+        assert_eq!(&latents::unpack(packed, 1, LATENT_CHANNELS, lh, lw).unwrap(), unpacked, "{}: unpack", c.key);
+        let ids: Vec<f32> = res.img_ids().into_iter().flatten().collect();
+        assert_eq!(ids, t[&format!("{}.img_ids", c.key)].1, "{}: img_ids", c.key);
+        assert_eq!(res.image_seq_len(), pshape[1]);
+    }
+}
+
+#[test]
+fn resolution_and_grid_errors() {
+    for (w, h) in [(0, 64), (64, 0), (72, 64), (64, 100), (1000, 1024)] {
+        assert!(matches!(Resolution::new(w, h), Err(PipelineError::Resolution { .. })), "{w}x{h}");
+    }
+    let r = Resolution::new(1024, 768).unwrap();
+    assert_eq!((r.packed_hw(), r.image_seq_len()), ((48, 64), 3072));
+    assert!(matches!(latents::pack(&[0.0; 16 * 3 * 4], 1, 16, 3, 4), Err(PipelineError::Resolution { .. })));
+    assert!(matches!(latents::pack(&[0.0; 10], 1, 16, 2, 2), Err(PipelineError::Length { .. })));
+    assert!(matches!(latents::unpack(&[0.0; 64 * 4 + 1], 1, 16, 4, 4), Err(PipelineError::Length { .. })));
+}
+
+fn write_st(path: &Path, tensors: &[(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.to_string(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn initial_latents_from_file() {
+    let t = load_tensors("latents.safetensors");
+    let res = Resolution::new(128, 64).unwrap();
+    let (ushape, unpacked) = &t["64x128.unpacked"];
+    let (pshape, packed) = &t["64x128.packed"];
+    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("noise.safetensors");
+    use safetensors::Dtype::{BF16, F32, I32};
+
+    write_st(&p, &[("latents", F32, pshape.clone(), f32_bytes(packed))]);
+    assert_eq!(&latents::load_latents(&p, res).unwrap(), packed);
+    write_st(&p, &[("latents", F32, ushape.clone(), f32_bytes(unpacked))]);
+    assert_eq!(&latents::load_latents(&p, res).unwrap(), packed, "unpacked input is packed");
+    let bf: Vec<u8> = packed.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect();
+    write_st(&p, &[("latents", BF16, pshape.clone(), bf)]);
+    let got = latents::load_latents(&p, res).unwrap();
+    assert!(max_abs_diff(&got, packed) <= 0.02 && got != *packed, "bf16 is decoded");
+
+    let err = |p: &Path, needle: &str| {
+        let e = match latents::load_latents(p, res) {
+            Ok(_) => panic!("{}: loaded, expected an error with `{needle}`", p.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(&p.display().to_string()) && e.contains(needle), "{e}");
+    };
+    write_st(&p, &[("noise", F32, pshape.clone(), f32_bytes(packed))]);
+    err(&p, "`latents`: missing");
+    write_st(&p, &[("latents", F32, vec![1, 16, 128], f32_bytes(packed))]);
+    err(&p, "fits neither");
+    write_st(&p, &[("latents", I32, pshape.clone(), f32_bytes(packed))]);
+    err(&p, "dtype");
+    let mut nan = packed.clone();
+    nan[5] = f32::NAN;
+    write_st(&p, &[("latents", F32, pshape.clone(), f32_bytes(&nan))]);
+    err(&p, "non-finite");
+    std::fs::write(&p, b"not safetensors").unwrap();
+    err(&p, "safetensors");
+    err(&dir.path().join("absent.safetensors"), "cannot read");
+}

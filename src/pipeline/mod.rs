@@ -5,7 +5,9 @@
 //! (`tools/reference/make_pipeline_fixtures.py`).
 
 pub mod error;
+pub mod latents;
 pub mod scheduler;
 
 pub use error::PipelineError;
+pub use latents::{Resolution, VaeConfig};
 pub use scheduler::{Schedule, SchedulerConfig, TimeShiftType};
