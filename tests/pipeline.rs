@@ -244,3 +244,113 @@ fn initial_latents_from_file() {
     err(&p, "safetensors");
     err(&dir.path().join("absent.safetensors"), "cannot read");
 }
+
+// ---------------------------------------------------------------- tokenizers
+
+#[cfg(feature = "pipeline")]
+mod tokenizers_parity {
+    use super::*;
+    use flux_trt::pipeline::tokenize::{ClipTokenizer, T5Tokenizer};
+
+    #[derive(Deserialize)]
+    struct Case {
+        prompt: String,
+        #[serde(default)]
+        max_length: usize,
+        ids: Vec<u32>,
+        truncated: bool,
+    }
+    #[derive(Deserialize)]
+    struct Clip {
+        max_length: usize,
+        cases: Vec<Case>,
+    }
+    #[derive(Deserialize)]
+    struct T5 {
+        cases: Vec<Case>,
+    }
+    #[derive(Deserialize)]
+    struct Goldens {
+        clip: Clip,
+        t5: T5,
+    }
+
+    fn pipe() -> PathBuf {
+        fixtures().join("flux-tiny")
+    }
+
+    #[test]
+    fn clip_ids_match_transformers() {
+        let g: Goldens = read_json("tokenizers.json");
+        let tok = ClipTokenizer::from_dir(&pipe().join("tokenizer")).unwrap();
+        assert_eq!(tok.max_length(), g.clip.max_length);
+        assert!(g.clip.cases.iter().any(|c| c.truncated));
+        for c in &g.clip.cases {
+            let e = tok.encode(&c.prompt).unwrap();
+            assert_eq!(e.ids, c.ids, "prompt {:?}", c.prompt);
+            assert_eq!(e.removed.is_some(), c.truncated, "prompt {:?}", c.prompt);
+        }
+    }
+
+    #[test]
+    fn clip_from_tokenizer_json_matches_vocab_merges() {
+        // transformers 5 writes tokenizer.json only; the vocabulary/merges read from it give the same ids.
+        let g: Goldens = read_json("tokenizers.json");
+        let src = pipe().join("tokenizer");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(src.join("tokenizer_config.json"), dir.path().join("tokenizer_config.json")).unwrap();
+        let vocab: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("vocab.json")).unwrap()).unwrap();
+        let merges: Vec<Vec<String>> = std::fs::read_to_string(src.join("merges.txt"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split(' ').map(String::from).collect())
+            .collect();
+        let tj = serde_json::json!({"model": {"type": "BPE", "vocab": vocab, "merges": merges}});
+        std::fs::write(dir.path().join("tokenizer.json"), tj.to_string()).unwrap();
+        let tok = ClipTokenizer::from_dir(dir.path()).unwrap();
+        for c in &g.clip.cases {
+            assert_eq!(tok.encode(&c.prompt).unwrap().ids, c.ids, "prompt {:?}", c.prompt);
+        }
+    }
+
+    #[test]
+    fn t5_ids_match_transformers() {
+        let g: Goldens = read_json("tokenizers.json");
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &g.t5.cases {
+            let tok = T5Tokenizer::from_dir(&pipe().join("tokenizer_2"), c.max_length).unwrap();
+            let e = tok.encode(&c.prompt).unwrap();
+            assert_eq!(e.ids, c.ids, "max_length {} prompt {:?}", c.max_length, c.prompt);
+            assert_eq!(e.removed.is_some(), c.truncated, "max_length {} prompt {:?}", c.max_length, c.prompt);
+            seen.insert((c.max_length, c.truncated));
+        }
+        assert!(seen.contains(&(512, true)) && seen.contains(&(512, false)) && seen.contains(&(16, true)));
+    }
+
+    #[test]
+    fn tokenizer_errors_name_the_file() {
+        let t2 = pipe().join("tokenizer_2");
+        for bad in [0, 513] {
+            let e = T5Tokenizer::from_dir(&t2, bad).err().expect("error").to_string();
+            assert!(e.contains("tokenizer.json") && e.contains("max_sequence_length"), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
+        assert!(e.contains("tokenizer_config.json"), "{e}");
+        std::fs::write(dir.path().join("tokenizer_config.json"), r#"{"model_max_length": 77}"#).unwrap();
+        let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
+        assert!(e.contains("neither vocab.json"), "{e}");
+        std::fs::write(dir.path().join("vocab.json"), r#"{"a": 0, "<|endoftext|>": 1}"#).unwrap();
+        std::fs::write(dir.path().join("merges.txt"), "#version: 0.2\na b c\n").unwrap();
+        let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
+        assert!(e.contains("merges.txt") && e.contains("line 2"), "{e}");
+        std::fs::write(dir.path().join("merges.txt"), "#version: 0.2\na a\n").unwrap();
+        let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
+        assert!(e.contains("vocab.json") && e.contains("<|startoftext|>"), "{e}");
+        std::fs::write(dir.path().join("tokenizer_config.json"), r#"{"bos_token": "<|endoftext|>"}"#).unwrap();
+        let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
+        assert!(e.contains("model_max_length"), "{e}");
+    }
+}

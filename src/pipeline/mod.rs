@@ -7,6 +7,8 @@
 pub mod error;
 pub mod latents;
 pub mod scheduler;
+#[cfg(feature = "pipeline")]
+pub mod tokenize;
 
 pub use error::PipelineError;
 pub use latents::{Resolution, VaeConfig};

@@ -137,6 +137,129 @@ def latents_goldens(out: Path) -> dict:
     return {"path": "latents.safetensors", "cases": shapes}
 
 
+# ----------------------------------------------------------------------------------------
+# Tokenizers (trained here; nothing is downloaded)
+# ----------------------------------------------------------------------------------------
+
+CORPUS_WORDS = ("a photo of cat dog astronaut riding horse on the moon painting oil canvas portrait woman man "
+                "city night neon lights forest river mountain sunset golden hour cinematic lighting detailed "
+                "illustration anime style watercolor sketch red blue green yellow purple orange black white bright "
+                "dark colorful beautiful tiny huge old young smiling standing sitting running flying under over "
+                "inside An The A Photo Cat Dog").split()
+CORPUS_EXTRA = ["Café naïve résumé, 東京 タワー! ＦＵＬＬ width", "don't it's we're they've I'm you'll he'd",
+                "1234 5678 90 3.14 #hashtag @user e-mail (parens) [brackets] \"quotes\"", "über straße ÅNGSTRÖM"]
+
+
+def corpus() -> list[str]:
+    import random
+    r = random.Random(0)
+    syl = "ka ri to mu sen lo va pe di ron tal mi su ne bor gan fi".split()
+    words = CORPUS_WORDS + ["".join(r.choice(syl) for _ in range(r.randint(1, 4))) for _ in range(400)]
+    lines = [" ".join(r.choice(words) for _ in range(r.randint(4, 14))) for _ in range(3000)]
+    return lines + CORPUS_EXTRA * 20
+
+
+def bytes_to_unicode() -> list[str]:
+    """GPT-2 / CLIP byte -> printable unicode table, in byte order."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for _, c in sorted(zip(bs, cs))]
+
+
+CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+def make_clip_tokenizer(d: Path, lines: list[str]) -> None:
+    """A CLIP-style byte-level BPE in the Hub layout of FLUX.1's `tokenizer/` (vocab.json, merges.txt,
+    tokenizer_config.json, special_tokens_map.json; no tokenizer.json). Merges are trained with
+    CLIPTokenizer's own normalizer/pre-tokenizer; the vocab is built the way OpenAI's CLIP builds it:
+    256 byte symbols, the same with `</w>`, one token per merge, then <|startoftext|>, <|endoftext|>."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, trainers
+    from tokenizers.models import BPE
+    tok = Tokenizer(BPE(unk_token="<|endoftext|>", end_of_word_suffix="</w>", continuing_subword_prefix="", fuse_unk=False))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=700, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                       end_of_word_suffix="</w>", show_progress=False))
+    merges = [tuple(m) if not isinstance(m, str) else tuple(m.split(" ")) for m in json.loads(tok.to_str())["model"]["merges"]]
+    base = bytes_to_unicode()
+    vocab_list = base + [b + "</w>" for b in base]
+    for a, b in merges:
+        if a + b not in vocab_list:
+            vocab_list.append(a + b)
+    vocab_list += ["<|startoftext|>", "<|endoftext|>"]
+    d.mkdir(parents=True)
+    write_json(d / "vocab.json", {t: i for i, t in enumerate(vocab_list)})
+    (d / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+               "unk_token": "<|endoftext|>"}
+    write_json(d / "special_tokens_map.json", special)
+    write_json(d / "tokenizer_config.json", {**special, "add_prefix_space": False, "clean_up_tokenization_spaces": True,
+                                             "do_lower_case": True, "errors": "replace", "model_max_length": 77,
+                                             "tokenizer_class": "CLIPTokenizer"})
+
+
+def make_t5_tokenizer(d: Path, lines: list[str]) -> None:
+    """A T5-style sentencepiece Unigram (nmt_nfkc normalization → Precompiled charsmap; pad 0, </s> 1,
+    unk 2; 100 extra ids) converted by transformers' T5TokenizerFast → tokenizer.json, like FLUX.1's
+    `tokenizer_2/` (spiece.model + tokenizer.json + tokenizer_config.json)."""
+    import sentencepiece as spm
+    from transformers import T5TokenizerFast
+    d.mkdir(parents=True)
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_prefix=str(d / "spiece"), vocab_size=300,
+                                   model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   normalization_rule_name="nmt_nfkc", character_coverage=1.0, num_threads=1,
+                                   minloglevel=2, hard_vocab_limit=False)
+    (d / "spiece.vocab").unlink()
+    T5TokenizerFast.from_pretrained(str(d), model_max_length=512).save_pretrained(str(d))
+
+
+LONG_PROMPT = " ".join(["a beautiful detailed oil painting of an old astronaut riding a huge horse under the neon moon,"] * 40)
+PROMPTS = [
+    "a photo of a cat",
+    "An astronaut riding a horse on the moon, oil painting, 4k!",
+    "Café naïve   résumé — 東京タワー ＦＵＬＬ width\ttabs\nnew line",
+    "don't it's we're 3.14 #hashtag @user e-mail \"quoted\"",
+    "",
+    "  leading and trailing spaces  ",
+    "<|startoftext|> specials <|endoftext|> inside <pad> </s> <unk> <extra_id_3>",
+    "über STRASSE straße ÅNGSTRÖM ﬁ ligature ①②",
+    " ".join(CORPUS_WORDS[:60]),
+    LONG_PROMPT,
+]
+
+
+def tokenizer_goldens(pipe_dir: Path) -> dict:
+    """Token ids exactly as FluxPipeline computes them (its `tokenizer` / `tokenizer_2` loaded from the folder)."""
+    from transformers import CLIPTokenizer, T5TokenizerFast
+    clip = CLIPTokenizer.from_pretrained(str(pipe_dir / "tokenizer"))
+    t5 = T5TokenizerFast.from_pretrained(str(pipe_dir / "tokenizer_2"))
+    assert clip.model_max_length == 77
+    out = {"clip": {"max_length": clip.model_max_length, "pad_id": clip.pad_token_id, "cases": []}, "t5": {"cases": []}}
+    for p in PROMPTS:
+        ids = clip([p], padding="max_length", max_length=clip.model_max_length, truncation=True,
+                   return_overflowing_tokens=False, return_length=False).input_ids[0]
+        full = clip([p], padding="longest").input_ids[0]
+        out["clip"]["cases"].append({"prompt": p, "ids": ids, "untruncated_len": len(full),
+                                     "truncated": len(full) > clip.model_max_length})
+        for max_len in (512, 77, 16):
+            ids = t5([p], padding="max_length", max_length=max_len, truncation=True,
+                     return_overflowing_tokens=False, return_length=False).input_ids[0]
+            full = t5([p], padding="longest").input_ids[0]
+            out["t5"]["cases"].append({"prompt": p, "max_length": max_len, "ids": ids, "untruncated_len": len(full),
+                                       "truncated": len(full) > max_len})
+    assert any(c["truncated"] for c in out["clip"]["cases"]) and any(c["truncated"] for c in out["t5"]["cases"] if c["max_length"] == 512)
+    write_json(pipe_dir.parent / "tokenizers.json", out)
+    return {"path": "tokenizers.json", "clip_cases": len(out["clip"]["cases"]), "t5_cases": len(out["t5"]["cases"])}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -151,6 +274,11 @@ def main() -> int:
                           "numpy": np.__version__, "python": sys.version.split()[0]}}
     index["scheduler"] = scheduler_goldens(out)
     index["latents"] = latents_goldens(out)
+    pipe_dir = out / "flux-tiny"
+    lines = corpus()
+    make_clip_tokenizer(pipe_dir / "tokenizer", lines)
+    make_t5_tokenizer(pipe_dir / "tokenizer_2", lines)
+    index["tokenizers"] = tokenizer_goldens(pipe_dir)
     write_json(out / "pipeline.json", index)
     LOG.info("wrote %s", out)
     return 0
