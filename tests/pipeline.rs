@@ -16,7 +16,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(rel: &str) -> T {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// f32 tensors of a safetensors file, by name, with shapes.
+/// Tensors of a safetensors file, by name, with shapes, as f32 (F32 read as is, I64 converted exactly).
 fn load_tensors(rel: &str) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
     let p = fixtures().join(rel);
     let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -24,8 +24,19 @@ fn load_tensors(rel: &str) -> std::collections::HashMap<String, (Vec<usize>, Vec
     st.tensors()
         .into_iter()
         .map(|(name, view)| {
-            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-            let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let data = match view.dtype() {
+                safetensors::Dtype::F32 => view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                safetensors::Dtype::I64 => view
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| {
+                        let v = i64::from_le_bytes(c.try_into().unwrap());
+                        assert!(v.abs() < 1 << 24, "{name}: {v} is not exact in f32");
+                        v as f32
+                    })
+                    .collect(),
+                d => panic!("{name}: unexpected dtype {d:?}"),
+            };
             (name, (view.shape().to_vec(), data))
         })
         .collect()
@@ -353,4 +364,96 @@ mod tokenizers_parity {
         let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
         assert!(e.contains("model_max_length"), "{e}");
     }
+}
+
+// ---------------------------------------------------------------- tiny FluxPipeline generation
+
+#[derive(Deserialize)]
+struct Generation {
+    pipeline: String,
+    goldens: String,
+    noise: String,
+    prompt: String,
+    height: usize,
+    width: usize,
+    num_inference_steps: usize,
+    guidance_scale: f32,
+    max_sequence_length: usize,
+}
+
+#[derive(Deserialize)]
+struct GenIndex {
+    generation: Generation,
+}
+
+fn generation() -> (Generation, std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>) {
+    let g: GenIndex = read_json("pipeline.json");
+    let t = load_tensors(&g.generation.goldens);
+    (g.generation, t)
+}
+
+/// Everything of FluxPipeline's 3-step run that does not need the transformer: schedule and the
+/// timestep it is fed, ids, guidance, initial noise, the Euler chain driven by diffusers' own
+/// velocities, and the VAE input.
+#[test]
+fn generation_matches_flux_pipeline_around_the_transformer() {
+    let (g, t) = generation();
+    let dir = fixtures().join(&g.pipeline);
+    let res = Resolution::new(g.width, g.height).unwrap();
+    let cfg = SchedulerConfig::from_file(&dir.join("scheduler/scheduler_config.json")).unwrap();
+    let s = Schedule::flux(&cfg, g.num_inference_steps, res.image_seq_len()).unwrap();
+    assert_eq!(t["guidance"].1, vec![g.guidance_scale]);
+    let ids: Vec<f32> = res.img_ids().into_iter().flatten().collect();
+    assert_eq!(ids, t["img_ids"].1);
+    let (txt_shape, txt) = &t["text_ids"];
+    assert_eq!(txt_shape[..], [g.max_sequence_length, 3]);
+    assert_eq!(&latents::txt_ids(g.max_sequence_length).concat(), txt);
+
+    let mut x = latents::load_latents(&fixtures().join(&g.noise), res).unwrap();
+    assert_eq!(x, t["latents.init"].1);
+    for i in 0..s.num_steps() {
+        assert_eq!(vec![s.transformer_timestep(i)], t[&format!("timestep.{i}")].1, "timestep {i}");
+        s.step(i, &mut x, &t[&format!("velocity.{i}")].1).unwrap();
+        let want = &t[&format!("latents.{i}")].1;
+        assert!(max_abs_diff(&x, want) <= 1e-6, "latents after step {i}: {}", max_abs_diff(&x, want));
+    }
+
+    let vae = flux_trt::pipeline::VaeConfig::from_file(&dir.join("vae/config.json")).unwrap();
+    let (lh, lw) = res.latent_hw();
+    let mut z = latents::unpack(&x, 1, LATENT_CHANNELS, lh, lw).unwrap();
+    vae.to_decoder_input(&mut z);
+    let (zshape, want) = &t["vae_input"];
+    assert_eq!(zshape[..], res.unpacked_shape()[..]);
+    assert!(max_abs_diff(&z, want) <= 1e-5, "vae input: {}", max_abs_diff(&z, want));
+}
+
+#[cfg(feature = "pipeline")]
+#[test]
+fn generation_prompt_ids_match_flux_pipeline() {
+    use flux_trt::pipeline::tokenize::{ClipTokenizer, T5Tokenizer};
+    let (g, t) = generation();
+    let dir = fixtures().join(&g.pipeline);
+    let clip = ClipTokenizer::from_dir(&dir.join("tokenizer")).unwrap().encode(&g.prompt).unwrap();
+    let t5 = T5Tokenizer::from_dir(&dir.join("tokenizer_2"), g.max_sequence_length).unwrap().encode(&g.prompt).unwrap();
+    let as_f32 = |v: &[u32]| v.iter().map(|&i| i as f32).collect::<Vec<_>>();
+    assert_eq!(as_f32(&clip.ids), t["clip_input_ids"].1);
+    assert_eq!(as_f32(&t5.ids), t["t5_input_ids"].1);
+}
+
+#[test]
+fn vae_config_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("config.json");
+    for (text, needle) in [
+        (r#"{"scaling_factor": 0.3611, "shift_factor": 0.1159, "latent_channels": 4, "block_out_channels": [1,2,3,4]}"#, "latent_channels"),
+        (r#"{"scaling_factor": 0.3611, "shift_factor": 0.1159, "latent_channels": 16, "block_out_channels": [1,2,3]}"#, "factor"),
+        (r#"{"scaling_factor": 0.0, "latent_channels": 16, "block_out_channels": [1,2,3,4]}"#, "scaling_factor"),
+        (r#"{"latent_channels": 16}"#, "scaling_factor"),
+    ] {
+        std::fs::write(&p, text).unwrap();
+        let e = flux_trt::pipeline::VaeConfig::from_file(&p).err().expect("error").to_string();
+        assert!(e.contains(&p.display().to_string()) && e.contains(needle), "{text}: {e}");
+    }
+    let real = flux_trt::pipeline::VaeConfig::from_file(&fixtures().join("flux-tiny/vae/config.json")).unwrap();
+    assert_eq!((real.scaling_factor, real.shift_factor), (0.3611, Some(0.1159)));
 }

@@ -104,8 +104,7 @@ def scheduler_goldens(out: Path) -> dict:
         x = sch.step(v, t, x, return_dict=False)[0]
         xs.append(x)
     steps = {"x0": x0, **{f"v.{i}": v for i, v in enumerate(vs)}, **{f"x.{i}": x for i, x in enumerate(xs)}}
-    save(steps, out / "scheduler_steps.safetensors",
-         metadata={"config": "dev", "steps": "4", "image_seq_len": "16"})
+    save(steps, out / "scheduler_steps.safetensors")
     write_json(out / "scheduler.json", {"cases": cases,
                                         "steps_file": {"path": "scheduler_steps.safetensors", "config": "dev",
                                                        "steps": 4, "image_seq_len": 16}})
@@ -260,6 +259,115 @@ def tokenizer_goldens(pipe_dir: Path) -> dict:
     return {"path": "tokenizers.json", "clip_cases": len(out["clip"]["cases"]), "t5_cases": len(out["t5"]["cases"])}
 
 
+# ----------------------------------------------------------------------------------------
+# Tiny FluxPipeline and a 3-step generation
+# ----------------------------------------------------------------------------------------
+
+TRANSFORMER_DIR = REPO / "tests" / "fixtures" / "models" / "dev-diffusers"  # from make_fixtures.py; referenced, not copied
+GEN = dict(prompt="a photo of a cat riding a horse, oil painting", height=64, width=64, num_inference_steps=3,
+           guidance_scale=3.5, seed=42, max_sequence_length=512)
+
+
+def build_components(pipe_dir: Path) -> dict:
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+    tokenizer = CLIPTokenizer.from_pretrained(str(pipe_dir / "tokenizer"))
+    tokenizer_2 = T5TokenizerFast.from_pretrained(str(pipe_dir / "tokenizer_2"))
+    torch.manual_seed(100)
+    # FLUX.1's CLIP-L config shape (eos_token_id 2 = the legacy argmax pooling FLUX.1's config uses), tiny widths.
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=32, bos_token_id=0, eos_token_id=2,
+        pad_token_id=1)).eval()
+    torch.manual_seed(101)
+    # T5 v1.1 shape (gated-gelu, untied), tiny widths; d_model 32 = the tiny transformer's joint_attention_dim.
+    text_encoder_2 = T5EncoderModel(T5Config(
+        vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False, dropout_rate=0.0)).eval()
+    torch.manual_seed(102)
+    # FLUX.1 VAE shape: 4 blocks (factor 8), 16 latent channels, no quant convs, scaling/shift 0.3611/0.1159.
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+                        up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 16, 16, 16], layers_per_block=1,
+                        latent_channels=16, norm_num_groups=4, sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
+                        use_quant_conv=False, use_post_quant_conv=False, force_upcast=True).eval()
+    transformer = FluxTransformer2DModel.from_pretrained(str(TRANSFORMER_DIR)).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(pipe_dir.parent / "schedulers" / "dev"))
+    return dict(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer)
+
+
+def pipeline_goldens(out: Path, pipe_dir: Path) -> dict:
+    comps = build_components(pipe_dir)
+    pipe = FluxPipeline(**comps)
+    for name in ("text_encoder", "text_encoder_2", "vae"):
+        getattr(pipe, name).save_pretrained(str(pipe_dir / name), safe_serialization=True)
+    pipe.scheduler.save_pretrained(str(pipe_dir / "scheduler"))
+    pipe.register_to_config()  # model_index.json lists every component, transformer included
+    pipe.save_config(str(pipe_dir))
+    # Reload the folder the way a user would (transformer from tests/fixtures/models), so the goldens are
+    # what diffusers computes *from these files*.
+    from diffusers import FluxTransformer2DModel
+    pipe = FluxPipeline.from_pretrained(str(pipe_dir), transformer=FluxTransformer2DModel.from_pretrained(str(TRANSFORMER_DIR)))
+    pipe.set_progress_bar_config(disable=True)
+    for m in (pipe.text_encoder, pipe.text_encoder_2, pipe.vae, pipe.transformer):
+        m.eval()
+
+    calls, steps = [], []
+
+    def tf_hook(_mod, args, kwargs, output):
+        calls.append({k: kwargs[k].detach().clone() for k in ("hidden_states", "timestep", "guidance", "pooled_projections",
+                                                               "encoder_hidden_states", "txt_ids", "img_ids")}
+                     | {"velocity": output[0].detach().clone()})
+
+    def on_step(_pipe, i, t, kw):
+        steps.append(kw["latents"].detach().clone())
+        return kw
+
+    h = pipe.transformer.register_forward_hook(tf_hook, with_kwargs=True)
+    args = dict(prompt=GEN["prompt"], height=GEN["height"], width=GEN["width"], num_inference_steps=GEN["num_inference_steps"],
+                guidance_scale=GEN["guidance_scale"], max_sequence_length=GEN["max_sequence_length"])
+    with torch.no_grad():
+        final = pipe(**args, generator=torch.Generator("cpu").manual_seed(GEN["seed"]), output_type="latent",
+                     callback_on_step_end=on_step).images
+        h.remove()
+        prompt_embeds, pooled, text_ids = pipe.encode_prompt(GEN["prompt"], None, device="cpu",
+                                                             max_sequence_length=GEN["max_sequence_length"])
+        clip_ids = pipe.tokenizer([GEN["prompt"]], padding="max_length", max_length=77, truncation=True,
+                                  return_tensors="pt").input_ids
+        t5_ids = pipe.tokenizer_2([GEN["prompt"]], padding="max_length", max_length=GEN["max_sequence_length"],
+                                  truncation=True, return_tensors="pt").input_ids
+        image = pipe(**args, generator=torch.Generator("cpu").manual_seed(GEN["seed"]), output_type="pt").images
+        # The decode path of FluxPipeline.__call__, spelled out to capture the VAE input and raw output.
+        z = FluxPipeline._unpack_latents(final, GEN["height"], GEN["width"], pipe.vae_scale_factor)
+        z = z / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+        raw = pipe.vae.decode(z, return_dict=False)[0]
+        post = pipe.image_processor.postprocess(raw, output_type="pt")
+    n = GEN["num_inference_steps"]
+    assert len(calls) == n and len(steps) == n and torch.equal(steps[-1], final)
+    assert torch.equal(post, image), "manual decode differs from FluxPipeline's"
+    assert torch.equal(calls[0]["encoder_hidden_states"], prompt_embeds) and torch.equal(calls[0]["pooled_projections"], pooled)
+    t = {"prompt_embeds": prompt_embeds, "pooled_prompt_embeds": pooled, "text_ids": text_ids,
+         "clip_input_ids": clip_ids.to(torch.int64), "t5_input_ids": t5_ids.to(torch.int64),
+         "img_ids": calls[0]["img_ids"], "guidance": calls[0]["guidance"], "latents.init": calls[0]["hidden_states"],
+         "vae_input": z, "decoded": raw, "image": image}
+    for i, c in enumerate(calls):
+        t[f"timestep.{i}"] = c["timestep"]
+        t[f"velocity.{i}"] = c["velocity"]
+        t[f"latents.{i}"] = steps[i]
+    save(t, out / "generation.safetensors")
+    # The initial noise in the form `--latents FILE` takes.
+    save({"latents": calls[0]["hidden_states"]}, out / "noise.safetensors")
+    return {"pipeline": "flux-tiny", "transformer": "../models/dev-diffusers", "goldens": "generation.safetensors",
+            "noise": "noise.safetensors", **GEN,
+            "keys": {"per_step": "timestep.{i} [1] (as passed to the transformer, = t/1000), velocity.{i} [1,seq,64] "
+                                 "(transformer output), latents.{i} [1,seq,64] (after scheduler.step i)",
+                     "latents.init": "packed initial noise [1,seq,64] from torch.Generator(cpu).manual_seed(seed)",
+                     "vae_input": "unpacked, /scaling_factor + shift_factor [1,16,H/8,W/8]",
+                     "decoded": "VAE decoder output [1,3,H,W] (about -1..1)",
+                     "image": "FluxPipeline output_type='pt': (decoded/2+0.5).clamp(0,1)"}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -279,6 +387,7 @@ def main() -> int:
     make_clip_tokenizer(pipe_dir / "tokenizer", lines)
     make_t5_tokenizer(pipe_dir / "tokenizer_2", lines)
     index["tokenizers"] = tokenizer_goldens(pipe_dir)
+    index["generation"] = pipeline_goldens(out, pipe_dir)
     write_json(out / "pipeline.json", index)
     LOG.info("wrote %s", out)
     return 0
