@@ -373,6 +373,7 @@ struct Generation {
     pipeline: String,
     goldens: String,
     noise: String,
+    #[cfg_attr(not(feature = "pipeline"), allow(dead_code))]
     prompt: String,
     height: usize,
     width: usize,

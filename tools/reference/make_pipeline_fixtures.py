@@ -11,7 +11,7 @@ Everything comes from diffusers 0.42.1 / transformers itself (CPU, fp32, fixed s
   diffusers folder layout, with token-id goldens from the transformers tokenizers;
 - a tiny FluxPipeline (CLIP, T5, VAE, the tiny dev transformer of tests/fixtures/models) and a
   3-step 64x64 generation: prompt embeds, initial/per-step latents, decoded image.
-Deletes and rewrites --out. See tools/reference/README.md ("Pipeline fixtures").
+Deletes and rewrites everything in --out except its README.md, which documents the files.
 """
 
 from __future__ import annotations
@@ -374,12 +374,18 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out: Path = args.out
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in out.iterdir():  # README.md (hand-written) stays
+        if entry.name != "README.md":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     index = {"generator": "tools/reference/make_pipeline_fixtures.py",
              "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
                           "numpy": np.__version__, "python": sys.version.split()[0]}}
+    import sentencepiece
+    import tokenizers
+    import transformers
+    index["versions"].update(transformers=transformers.__version__, tokenizers=tokenizers.__version__,
+                             sentencepiece=sentencepiece.__version__)
     index["scheduler"] = scheduler_goldens(out)
     index["latents"] = latents_goldens(out)
     pipe_dir = out / "flux-tiny"
