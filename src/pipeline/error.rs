@@ -20,6 +20,8 @@ pub enum PipelineError {
     Safetensors { path: PathBuf, message: String },
     #[error("{path}: tensor `{tensor}`: {message}")]
     Tensor { path: PathBuf, tensor: String, message: String },
+    #[error("transformer at step {step}: {source}")]
+    Transformer { step: usize, #[source] source: Box<dyn std::error::Error + Send + Sync> },
     #[error("{what}: expected {expected} values, got {found}")]
     Length { what: String, expected: usize, found: usize },
 }
