@@ -4,12 +4,23 @@
 //! API contract (used by the exporter and `inspect`):
 //! - [`Checkpoint::open`] takes a `.safetensors` file (BFL layout, with or without the
 //!   `model.diffusion_model.` prefix, or a single diffusers file) or a diffusers folder
-//!   (`config.json` + `*.safetensors`, sharded with `*.safetensors.index.json` or not).
+//!   (`config.json` + `diffusion_pytorch_model.safetensors`, or shards listed in
+//!   `diffusion_pytorch_model.safetensors.index.json`; a pipeline root's `transformer/` is used).
+//!   BFL files and single diffusers files get RoPE axes from `FluxConfig::default_axes_dim`.
 //! - [`Checkpoint::tensor`] returns a [`TensorRef`]: dtype, shape, and the bytes as one or more
 //!   borrowed slices of the mmapped files (`parts`, concatenated in order). A BFL fused `qkv`
 //!   split into `to_q`/`to_k`/`to_v` is one contiguous row range; the final layer's
 //!   shift/scale swap is two parts in swapped order. Nothing is copied until a caller asks.
 //! - [`Checkpoint::fused`] returns a fused group (q|k|v[|mlp]) as one [`TensorRef`] for the exporter.
+//! - Opening validates everything up front: dtypes (f32/f16/bf16), layout (BFL xor diffusers),
+//!   every parameter of the detected [`crate::flux::FluxConfig`] present with its shape, no
+//!   unexpected keys, `config.json` consistent with the shapes. Errors are [`CheckpointError`]s
+//!   naming the file and the tensor as stored.
+//! - [`Checkpoint::describe`] gives a [`CheckpointSummary`] for `flux-trt inspect`.
+//!
+//! Files: `mapped` (mmap + safetensors header), `detect` (layout, config inference), `bfl`
+//! (stored key → canonical mapping), `diffusers` (folders, config.json, shard index), `load`
+//! ([`Checkpoint`]), `summary`.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,5 +66,13 @@ impl TensorRef<'_> {
     }
 }
 
+mod bfl;
+mod detect;
+mod diffusers;
 mod load;
+mod mapped;
+mod summary;
+#[cfg(test)]
+mod tests;
 pub use load::Checkpoint;
+pub use summary::CheckpointSummary;

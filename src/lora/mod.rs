@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use error::LoraError;
+pub use formats::{detect_format, load, load_with_name, AdapterSummary, ModuleSummary};
 pub use plan::{PlanError, Slot, SlotPlan, SlotWeights};
 
 use crate::tensor::Matrix;

@@ -1,1 +1,97 @@
-//! Readers for each LoRA file format (filled in by the LoRA-loading work).
+//! Readers for every Flux LoRA file format, mapping each onto canonical (diffusers-named)
+//! per-module factors. Entry points: [`load`], [`load_with_name`], [`detect_format`].
+//!
+//! A file is memory-mapped and parsed once; adapter kinds that are not plain low-rank
+//! updates (DoRA, LoHa, LoKr, full diffs, LoRA bias, Control-LoRA norms, T5) are refused
+//! before anything else, then the format is detected in diffusers' order (facts §C) and its
+//! reader converts every key — a key it does not understand is an error, never skipped.
+
+mod build;
+mod comfy;
+mod detect;
+mod kohya;
+mod names;
+mod peft;
+mod source;
+mod summary;
+mod xlabs;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+pub use summary::{AdapterSummary, ModuleSummary};
+
+use super::{Adapter, LoraError, LoraFormat, LoraModule};
+use source::Source;
+
+/// What a format reader produces.
+pub(crate) struct Loaded {
+    pub modules: BTreeMap<String, LoraModule>,
+    pub text_encoder: BTreeMap<String, LoraModule>,
+}
+
+/// Runs `f` on the parsed file.
+fn with_source<T>(path: &Path, f: impl FnOnce(&Source) -> Result<T, LoraError>) -> Result<T, LoraError> {
+    let io = |source| LoraError::Io { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    if len == 0 {
+        return Err(LoraError::Empty { path: path.to_path_buf() });
+    }
+    // SAFETY: the map is read-only and lives only for this call; flux-trt never writes LoRA
+    // files, and a concurrent writer could at worst make us read garbage that the parser and
+    // the finiteness checks reject.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    let src = Source::parse(path, &map)?;
+    f(&src)
+}
+
+fn detect(src: &Source) -> Result<LoraFormat, LoraError> {
+    detect::reject_unsupported(src)?;
+    detect::classify(src)
+}
+
+/// Detects a LoRA file's format from its header (no tensor data is decoded). Adapter kinds
+/// flux-trt cannot apply are reported as [`LoraError::Unsupported`].
+pub fn detect_format(path: &Path) -> Result<LoraFormat, LoraError> {
+    with_source(path, detect)
+}
+
+/// Loads a LoRA file; the adapter is named after the file stem.
+pub fn load(path: &Path) -> Result<Adapter, LoraError> {
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    load_with_name(path, &name)
+}
+
+/// Loads a LoRA file under a display name.
+pub fn load_with_name(path: &Path, name: &str) -> Result<Adapter, LoraError> {
+    let (format, loaded) = with_source(path, |src| {
+        let format = detect(src)?;
+        tracing::debug!(path = %path.display(), %format, tensors = src.keys().len(), "reading LoRA");
+        let loaded = match format {
+            LoraFormat::Peft => peft::read(src)?,
+            LoraFormat::Kohya => kohya::read(src)?,
+            LoraFormat::BflComfy => comfy::read(src)?,
+            LoraFormat::XLabs => xlabs::read(src)?,
+        };
+        Ok((format, loaded))
+    })?;
+    if loaded.modules.is_empty() && loaded.text_encoder.is_empty() {
+        return Err(LoraError::Empty { path: path.to_path_buf() });
+    }
+    tracing::info!(
+        path = %path.display(),
+        %format,
+        modules = loaded.modules.len(),
+        text_encoder_modules = loaded.text_encoder.len(),
+        "loaded LoRA"
+    );
+    Ok(Adapter {
+        name: name.to_string(),
+        source: path.to_path_buf(),
+        format,
+        modules: loaded.modules,
+        text_encoder: loaded.text_encoder,
+    })
+}
