@@ -17,7 +17,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(rel: &str) -> T {
 }
 
 /// Tensors of a safetensors file, by name, with shapes, as f32 (F32 read as is, I64 converted exactly).
-fn load_tensors(rel: &str) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
+fn load_tensors(rel: &str) -> Tensors {
     let p = fixtures().join(rel);
     let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -387,7 +387,9 @@ struct GenIndex {
     generation: Generation,
 }
 
-fn generation() -> (Generation, std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>) {
+type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+fn generation() -> (Generation, Tensors) {
     let g: GenIndex = read_json("pipeline.json");
     let t = load_tensors(&g.generation.goldens);
     (g.generation, t)
@@ -431,11 +433,11 @@ fn generation_matches_flux_pipeline_around_the_transformer() {
 #[cfg(feature = "pipeline")]
 #[test]
 fn generation_prompt_ids_match_flux_pipeline() {
-    use flux_trt::pipeline::tokenize::{ClipTokenizer, T5Tokenizer};
+    use flux_trt::pipeline::tokenize::PromptTokenizers;
     let (g, t) = generation();
-    let dir = fixtures().join(&g.pipeline);
-    let clip = ClipTokenizer::from_dir(&dir.join("tokenizer")).unwrap().encode(&g.prompt).unwrap();
-    let t5 = T5Tokenizer::from_dir(&dir.join("tokenizer_2"), g.max_sequence_length).unwrap().encode(&g.prompt).unwrap();
+    let tok = PromptTokenizers::from_pipeline_dir(&fixtures().join(&g.pipeline), g.max_sequence_length).unwrap();
+    let ids = tok.encode(&g.prompt, None).unwrap();
+    let (clip, t5) = (ids.clip, ids.t5);
     let as_f32 = |v: &[u32]| v.iter().map(|&i| i as f32).collect::<Vec<_>>();
     assert_eq!(as_f32(&clip.ids), t["clip_input_ids"].1);
     assert_eq!(as_f32(&t5.ids), t["t5_input_ids"].1);
@@ -452,7 +454,7 @@ fn vae_config_checks() {
         (r#"{"latent_channels": 16}"#, "scaling_factor"),
     ] {
         std::fs::write(&p, text).unwrap();
-        let e = flux_trt::pipeline::VaeConfig::from_file(&p).err().expect("error").to_string();
+        let e = flux_trt::pipeline::VaeConfig::from_file(&p).expect_err("error").to_string();
         assert!(e.contains(&p.display().to_string()) && e.contains(needle), "{text}: {e}");
     }
     let real = flux_trt::pipeline::VaeConfig::from_file(&fixtures().join("flux-tiny/vae/config.json")).unwrap();

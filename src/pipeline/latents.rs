@@ -32,7 +32,7 @@ impl Resolution {
         if width == 0 || height == 0 {
             return err("width and height must be positive".into());
         }
-        if width % PIXELS_PER_TOKEN != 0 || height % PIXELS_PER_TOKEN != 0 {
+        if !width.is_multiple_of(PIXELS_PER_TOKEN) || !height.is_multiple_of(PIXELS_PER_TOKEN) {
             let round = |v: usize| (v / PIXELS_PER_TOKEN).max(1) * PIXELS_PER_TOKEN;
             return err(format!(
                 "both sides must be multiples of {PIXELS_PER_TOKEN} (VAE factor {VAE_SCALE_FACTOR} × 2×2 packing); nearest below: {}x{}",
@@ -137,7 +137,7 @@ pub fn unpack(x: &[f32], batch: usize, channels: usize, lh: usize, lw: usize) ->
 }
 
 fn check_grid(len: usize, batch: usize, channels: usize, lh: usize, lw: usize, what: &str) -> Result<(), PipelineError> {
-    if lh % 2 != 0 || lw % 2 != 0 {
+    if !lh.is_multiple_of(2) || !lw.is_multiple_of(2) {
         return Err(PipelineError::Resolution {
             width: lw * VAE_SCALE_FACTOR,
             height: lh * VAE_SCALE_FACTOR,
@@ -183,7 +183,7 @@ impl VaeConfig {
                 cfg.block_out_channels.len().saturating_sub(1)
             ));
         }
-        if !(cfg.scaling_factor.is_finite() && cfg.scaling_factor != 0.0) || !cfg.shift_factor.unwrap_or(0.0).is_finite() {
+        if !(cfg.scaling_factor.is_finite() && cfg.scaling_factor != 0.0 && cfg.shift_factor.unwrap_or(0.0).is_finite()) {
             return bad("scaling_factor must be finite and non-zero, shift_factor finite".into());
         }
         Ok(cfg)

@@ -128,7 +128,7 @@ impl ClipTokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self, PipelineError> {
         let (cfg_path, cfg) = read_config(dir)?;
         let max_length = match cfg.model_max_length {
-            Some(m) if m >= 2.0 && m <= 1e6 && m.fract() == 0.0 => m as usize,
+            Some(m) if (2.0..=1e6).contains(&m) && m.fract() == 0.0 => m as usize,
             Some(m) => return Err(err(&cfg_path, format!("model_max_length {m} is not a usable sequence length"))),
             None => return Err(err(&cfg_path, "no model_max_length (FLUX.1's CLIP tokenizer says 77)")),
         };
@@ -191,8 +191,11 @@ impl ClipTokenizer {
     }
 }
 
+/// A BPE vocabulary, its merges, and the file they came from.
+type VocabMerges = (BTreeMap<String, u32>, Vec<(String, String)>, PathBuf);
+
 /// `(vocab, merges, file they came from)` from `vocab.json` + `merges.txt`, else `tokenizer.json`.
-fn clip_vocab_merges(dir: &Path) -> Result<(BTreeMap<String, u32>, Vec<(String, String)>, PathBuf), PipelineError> {
+fn clip_vocab_merges(dir: &Path) -> Result<VocabMerges, PipelineError> {
     let (vocab_path, merges_path) = (dir.join("vocab.json"), dir.join("merges.txt"));
     if vocab_path.is_file() && merges_path.is_file() {
         let vocab: BTreeMap<String, u32> = serde_json::from_str(&read_text(&vocab_path)?)
@@ -285,5 +288,34 @@ impl T5Tokenizer {
             );
         }
         Ok(e)
+    }
+}
+
+/// Both tokenizers of a diffusers FLUX.1 pipeline folder (`tokenizer/`, `tokenizer_2/`).
+pub struct PromptTokenizers {
+    pub clip: ClipTokenizer,
+    pub t5: T5Tokenizer,
+}
+
+/// Token ids of one prompt for both text encoders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromptIds {
+    /// CLIP ids `[model_max_length]` (pooled embedding).
+    pub clip: Encoded,
+    /// T5 ids `[max_sequence_length]` (prompt embeddings).
+    pub t5: Encoded,
+}
+
+impl PromptTokenizers {
+    pub fn from_pipeline_dir(dir: &Path, max_sequence_length: usize) -> Result<Self, PipelineError> {
+        Ok(PromptTokenizers {
+            clip: ClipTokenizer::from_dir(&dir.join("tokenizer"))?,
+            t5: T5Tokenizer::from_dir(&dir.join("tokenizer_2"), max_sequence_length)?,
+        })
+    }
+
+    /// FluxPipeline `encode_prompt`'s tokenization: `prompt` → CLIP, `prompt_2` (default `prompt`) → T5.
+    pub fn encode(&self, prompt: &str, prompt_2: Option<&str>) -> Result<PromptIds, PipelineError> {
+        Ok(PromptIds { clip: self.clip.encode(prompt)?, t5: self.t5.encode(prompt_2.unwrap_or(prompt))? })
     }
 }
