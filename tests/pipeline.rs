@@ -35,6 +35,7 @@ fn load_tensors(rel: &str) -> Tensors {
                         v as f32
                     })
                     .collect(),
+                safetensors::Dtype::U8 => view.data().iter().map(|&b| b as f32).collect(),
                 d => panic!("{name}: unexpected dtype {d:?}"),
             };
             (name, (view.shape().to_vec(), data))
@@ -428,6 +429,21 @@ fn generation_matches_flux_pipeline_around_the_transformer() {
     let (zshape, want) = &t["vae_input"];
     assert_eq!(zshape[..], res.unpacked_shape()[..]);
     assert!(max_abs_diff(&z, want) <= 1e-5, "vae input: {}", max_abs_diff(&z, want));
+}
+
+#[test]
+fn image_postprocess_matches_diffusers() {
+    use flux_trt::pipeline::image;
+    let (g, t) = generation();
+    let img = image::denormalize(&t["decoded"].1);
+    assert!(max_abs_diff(&img, &t["image"].1) <= 1e-6);
+    let rgb = image::to_rgb8(&img, g.height, g.width).unwrap();
+    let want: Vec<u8> = t["image_rgb8"].1.iter().map(|&v| v as u8).collect();
+    assert_eq!(t["image_rgb8"].0, vec![g.height, g.width, 3]);
+    assert_eq!(rgb, want);
+    assert!(want.iter().any(|&v| v != want[0]), "the golden image is not flat");
+    assert!(matches!(image::to_rgb8(&img[1..], g.height, g.width), Err(PipelineError::Length { .. })));
+    assert!(matches!(image::to_rgb8(&t["decoded"].1, g.height, g.width), Err(PipelineError::Value(_))));
 }
 
 #[cfg(feature = "pipeline")]

@@ -30,7 +30,7 @@ impl Conditioning {
         }
         let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
         if !finite(&prompt_embeds) || !finite(&pooled) || !guidance.is_none_or(f32::is_finite) {
-            return Err(PipelineError::Schedule("prompt conditioning holds a non-finite value".into()));
+            return Err(PipelineError::Value("prompt conditioning holds a non-finite value".into()));
         }
         Ok(Conditioning { prompt_embeds, text_len, context_dim, pooled, guidance })
     }

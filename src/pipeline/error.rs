@@ -12,6 +12,8 @@ pub enum PipelineError {
     SchedulerConfig { path: PathBuf, message: String },
     #[error("scheduler: {0}")]
     Schedule(String),
+    #[error("{0}")]
+    Value(String),
     #[error("{path}: tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
     #[error("resolution {width}x{height}: {message}")]

@@ -343,6 +343,10 @@ def pipeline_goldens(out: Path, pipe_dir: Path) -> dict:
         z = z / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
         raw = pipe.vae.decode(z, return_dict=False)[0]
         post = pipe.image_processor.postprocess(raw, output_type="pt")
+        # output_type="pil" = numpy_to_pil(pt_to_numpy(denormalized)); the PIL image's bytes, HWC uint8.
+        pil = pipe.image_processor.numpy_to_pil(pipe.image_processor.pt_to_numpy(image))[0]
+        rgb8 = torch.from_numpy(np.array(pil).copy())
+        assert rgb8.shape == (GEN["height"], GEN["width"], 3) and rgb8.dtype == torch.uint8
     n = GEN["num_inference_steps"]
     assert len(calls) == n and len(steps) == n and torch.equal(steps[-1], final)
     assert torch.equal(post, image), "manual decode differs from FluxPipeline's"
@@ -350,7 +354,7 @@ def pipeline_goldens(out: Path, pipe_dir: Path) -> dict:
     t = {"prompt_embeds": prompt_embeds, "pooled_prompt_embeds": pooled, "text_ids": text_ids,
          "clip_input_ids": clip_ids.to(torch.int64), "t5_input_ids": t5_ids.to(torch.int64),
          "img_ids": calls[0]["img_ids"], "guidance": calls[0]["guidance"], "latents.init": calls[0]["hidden_states"],
-         "vae_input": z, "decoded": raw, "image": image}
+         "vae_input": z, "decoded": raw, "image": image, "image_rgb8": rgb8}
     for i, c in enumerate(calls):
         t[f"timestep.{i}"] = c["timestep"]
         t[f"velocity.{i}"] = c["velocity"]
@@ -365,7 +369,8 @@ def pipeline_goldens(out: Path, pipe_dir: Path) -> dict:
                      "latents.init": "packed initial noise [1,seq,64] from torch.Generator(cpu).manual_seed(seed)",
                      "vae_input": "unpacked, /scaling_factor + shift_factor [1,16,H/8,W/8]",
                      "decoded": "VAE decoder output [1,3,H,W] (about -1..1)",
-                     "image": "FluxPipeline output_type='pt': (decoded/2+0.5).clamp(0,1)"}}
+                     "image": "FluxPipeline output_type='pt': (decoded/2+0.5).clamp(0,1)",
+                     "image_rgb8": "output_type='pil' pixels [H,W,3] U8: (image*255).round() (numpy half-to-even)"}}
 
 
 def main() -> int:
