@@ -217,6 +217,44 @@ pub struct FusedGroup {
     pub members: Vec<String>,
 }
 
+/// Position ids of the packed image tokens: `(0, r, c)` for every cell of an `h × w` grid in
+/// row-major order, where `h`/`w` are the **packed** grid dims (pixel height / 16, width / 16).
+pub fn img_ids(h: usize, w: usize) -> Vec<[f32; 3]> {
+    let mut v = Vec::with_capacity(h * w);
+    for r in 0..h {
+        for c in 0..w {
+            v.push([0.0, r as f32, c as f32]);
+        }
+    }
+    v
+}
+
+/// RoPE tables for the joint sequence `[txt; img]`: `(cos, sin)`, each row-major
+/// `[S_txt + S_img, head_dim / 2]`, one value per rotated (interleaved) pair, axes concatenated
+/// in order 0, 1, 2 — the graph inputs `rope_cos` / `rope_sin`.
+///
+/// Computed like diffusers `FluxPosEmbed` (f64 frequencies `1 / θ^(2i/d_axis)`, angle
+/// `pos · ω_i` in f64, then rounded to f32). Text ids are normally all zeros.
+pub fn rope_tables(config: &FluxConfig, txt_ids: &[[f32; 3]], img_ids: &[[f32; 3]]) -> (Vec<f32>, Vec<f32>) {
+    let half = config.axes_dim.iter().sum::<usize>() / 2;
+    let n = txt_ids.len() + img_ids.len();
+    let mut cos = Vec::with_capacity(n * half);
+    let mut sin = Vec::with_capacity(n * half);
+    let theta = config.rope_theta as f64;
+    for id in txt_ids.iter().chain(img_ids) {
+        for (axis, &d) in config.axes_dim.iter().enumerate() {
+            let pos = id[axis] as f64;
+            for i in 0..d / 2 {
+                let omega = 1.0 / theta.powf((2 * i) as f64 / d as f64);
+                let angle = pos * omega;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+    }
+    (cos, sin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +265,23 @@ mod tests {
         let c = FluxConfig::flux1(Variant::Dev);
         let n: usize = c.parameter_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
         assert_eq!(n, 11_901_408_320);
+    }
+
+    #[test]
+    fn rope_tables_layout() {
+        let c = FluxConfig { axes_dim: [2, 2, 4], head_dim: 8, ..FluxConfig::flux1(Variant::Dev) };
+        let ids = img_ids(2, 3);
+        assert_eq!(ids[4], [0.0, 1.0, 1.0]);
+        let (cos, sin) = rope_tables(&c, &[[0.0; 3]], &ids);
+        assert_eq!(cos.len(), 7 * 4);
+        // txt row: angle 0 everywhere
+        assert!(cos[..4].iter().all(|v| *v == 1.0) && sin[..4].iter().all(|v| *v == 0.0));
+        // img id (0,1,2) = ids[5] → row 6: axis1 pair0 angle 1, axis2 pair0 angle 2, pair1 angle 2/100
+        let row = &sin[6 * 4..7 * 4];
+        assert_eq!(row[0], 0.0);
+        assert!((row[1] - 1f32.sin()).abs() < 1e-7);
+        assert!((row[2] - 2f32.sin()).abs() < 1e-7);
+        assert!((row[3] - (0.02f32).sin()).abs() < 1e-7);
     }
 
     #[test]

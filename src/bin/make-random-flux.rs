@@ -1,0 +1,259 @@
+//! `make-random-flux`: writes a random FLUX.1-shaped transformer checkpoint (BFL single file or
+//! diffusers folder) in bf16/fp16/fp32, streaming, so full-size runs need no download.
+//!
+//! Independent of the flux-trt library on purpose (it feeds the loader and exporter as an
+//! outside input): its own key lists, its own safetensors header writer.
+//! Values: weights and biases uniform with std ≈ 0.02, RMSNorm scales ≈ 1 ± 0.02, from a
+//! seeded xorshift generator.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Layout {
+    Bfl,
+    Diffusers,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Dt {
+    Bf16,
+    Fp16,
+    Fp32,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "make-random-flux", about = "Write a random FLUX.1-shaped checkpoint (default: full FLUX.1-dev size)")]
+struct Args {
+    /// Output: a .safetensors file (bfl) or a folder (diffusers).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "bfl")]
+    layout: Layout,
+    #[arg(long, value_enum, default_value = "bf16")]
+    dtype: Dt,
+    #[arg(long, default_value_t = 19)]
+    double: usize,
+    #[arg(long, default_value_t = 38)]
+    single: usize,
+    #[arg(long, default_value_t = 3072)]
+    hidden: usize,
+    #[arg(long, default_value_t = 24)]
+    heads: usize,
+    /// Input channels (64 dev/schnell, 128 control, 384 fill).
+    #[arg(long, default_value_t = 64)]
+    in_channels: usize,
+    #[arg(long, default_value_t = 4096)]
+    context: usize,
+    #[arg(long, default_value_t = 768)]
+    pooled: usize,
+    /// No guidance embedder (schnell).
+    #[arg(long)]
+    schnell: bool,
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+}
+
+/// `(name, shape, is_norm_scale)`
+type Spec = (String, Vec<usize>, bool);
+
+fn bfl_specs(a: &Args) -> Vec<Spec> {
+    let (h, m, hd) = (a.hidden, 4 * a.hidden, a.hidden / a.heads);
+    let mut v: Vec<Spec> = Vec::new();
+    let lin = |v: &mut Vec<Spec>, n: &str, i: usize, o: usize| {
+        v.push((format!("{n}.weight"), vec![o, i], false));
+        v.push((format!("{n}.bias"), vec![o], false));
+    };
+    lin(&mut v, "img_in", a.in_channels, h);
+    lin(&mut v, "txt_in", a.context, h);
+    lin(&mut v, "time_in.in_layer", 256, h);
+    lin(&mut v, "time_in.out_layer", h, h);
+    lin(&mut v, "vector_in.in_layer", a.pooled, h);
+    lin(&mut v, "vector_in.out_layer", h, h);
+    if !a.schnell {
+        lin(&mut v, "guidance_in.in_layer", 256, h);
+        lin(&mut v, "guidance_in.out_layer", h, h);
+    }
+    for i in 0..a.double {
+        let p = format!("double_blocks.{i}");
+        for s in ["img", "txt"] {
+            lin(&mut v, &format!("{p}.{s}_mod.lin"), h, 6 * h);
+            lin(&mut v, &format!("{p}.{s}_attn.qkv"), h, 3 * h);
+            v.push((format!("{p}.{s}_attn.norm.query_norm.scale"), vec![hd], true));
+            v.push((format!("{p}.{s}_attn.norm.key_norm.scale"), vec![hd], true));
+            lin(&mut v, &format!("{p}.{s}_attn.proj"), h, h);
+            lin(&mut v, &format!("{p}.{s}_mlp.0"), h, m);
+            lin(&mut v, &format!("{p}.{s}_mlp.2"), m, h);
+        }
+    }
+    for i in 0..a.single {
+        let p = format!("single_blocks.{i}");
+        lin(&mut v, &format!("{p}.linear1"), h, 3 * h + m);
+        lin(&mut v, &format!("{p}.linear2"), h + m, h);
+        v.push((format!("{p}.norm.query_norm.scale"), vec![hd], true));
+        v.push((format!("{p}.norm.key_norm.scale"), vec![hd], true));
+        lin(&mut v, &format!("{p}.modulation.lin"), h, 3 * h);
+    }
+    lin(&mut v, "final_layer.linear", h, 64);
+    lin(&mut v, "final_layer.adaLN_modulation.1", h, 2 * h);
+    v
+}
+
+fn diffusers_specs(a: &Args) -> Vec<Spec> {
+    let (h, m, hd) = (a.hidden, 4 * a.hidden, a.hidden / a.heads);
+    let mut v: Vec<Spec> = Vec::new();
+    let lin = |v: &mut Vec<Spec>, n: &str, i: usize, o: usize| {
+        v.push((format!("{n}.weight"), vec![o, i], false));
+        v.push((format!("{n}.bias"), vec![o], false));
+    };
+    lin(&mut v, "x_embedder", a.in_channels, h);
+    lin(&mut v, "context_embedder", a.context, h);
+    lin(&mut v, "time_text_embed.timestep_embedder.linear_1", 256, h);
+    lin(&mut v, "time_text_embed.timestep_embedder.linear_2", h, h);
+    if !a.schnell {
+        lin(&mut v, "time_text_embed.guidance_embedder.linear_1", 256, h);
+        lin(&mut v, "time_text_embed.guidance_embedder.linear_2", h, h);
+    }
+    lin(&mut v, "time_text_embed.text_embedder.linear_1", a.pooled, h);
+    lin(&mut v, "time_text_embed.text_embedder.linear_2", h, h);
+    for i in 0..a.double {
+        let p = format!("transformer_blocks.{i}");
+        lin(&mut v, &format!("{p}.norm1.linear"), h, 6 * h);
+        lin(&mut v, &format!("{p}.norm1_context.linear"), h, 6 * h);
+        for n in ["to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj", "to_out.0", "to_add_out"] {
+            lin(&mut v, &format!("{p}.attn.{n}"), h, h);
+        }
+        for n in ["norm_q", "norm_k", "norm_added_q", "norm_added_k"] {
+            v.push((format!("{p}.attn.{n}.weight"), vec![hd], true));
+        }
+        lin(&mut v, &format!("{p}.ff.net.0.proj"), h, m);
+        lin(&mut v, &format!("{p}.ff.net.2"), m, h);
+        lin(&mut v, &format!("{p}.ff_context.net.0.proj"), h, m);
+        lin(&mut v, &format!("{p}.ff_context.net.2"), m, h);
+    }
+    for i in 0..a.single {
+        let p = format!("single_transformer_blocks.{i}");
+        lin(&mut v, &format!("{p}.norm.linear"), h, 3 * h);
+        for n in ["to_q", "to_k", "to_v"] {
+            lin(&mut v, &format!("{p}.attn.{n}"), h, h);
+        }
+        for n in ["norm_q", "norm_k"] {
+            v.push((format!("{p}.attn.{n}.weight"), vec![hd], true));
+        }
+        lin(&mut v, &format!("{p}.proj_mlp"), h, m);
+        lin(&mut v, &format!("{p}.proj_out"), h + m, h);
+    }
+    lin(&mut v, "norm_out.linear", h, 2 * h);
+    lin(&mut v, "proj_out", h, 64);
+    v
+}
+
+struct XorShift(u64);
+
+impl XorShift {
+    #[inline]
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+fn write_safetensors(path: &Path, specs: &[Spec], dt: Dt, seed: u64) -> Result<u64> {
+    let (code, size) = match dt {
+        Dt::Bf16 => ("BF16", 2usize),
+        Dt::Fp16 => ("F16", 2),
+        Dt::Fp32 => ("F32", 4),
+    };
+    let mut header = serde_json::Map::new();
+    let mut off = 0usize;
+    for (name, shape, _) in specs {
+        let n = shape.iter().product::<usize>() * size;
+        header.insert(name.clone(), serde_json::json!({"dtype": code, "shape": shape, "data_offsets": [off, off + n]}));
+        off += n;
+    }
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt", "generator": "make-random-flux"}));
+    let mut hbytes = serde_json::to_vec(&header)?;
+    while hbytes.len() % 8 != 0 {
+        hbytes.push(b' ');
+    }
+    let tmp = path.with_extension("safetensors.tmp");
+    let file = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    let mut w = BufWriter::with_capacity(8 << 20, file);
+    w.write_all(&(hbytes.len() as u64).to_le_bytes())?;
+    w.write_all(&hbytes)?;
+    let mut rng = XorShift(seed | 1);
+    // uniform(-a, a) has std a/√3; a = 0.02·√3
+    let amp = 0.02f32 * 3f32.sqrt();
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 22);
+    let t0 = std::time::Instant::now();
+    for (i, (name, shape, norm)) in specs.iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(1 << 20);
+            buf.clear();
+            for _ in 0..k.div_ceil(2) {
+                let r = rng.next();
+                for half in [r as u32, (r >> 32) as u32] {
+                    let u = (half >> 8) as f32 * (1.0 / (1u32 << 24) as f32) * 2.0 - 1.0;
+                    let v = if *norm { 1.0 + 0.02 * u } else { amp * u };
+                    match dt {
+                        Dt::Bf16 => buf.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+                        Dt::Fp16 => buf.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+                        Dt::Fp32 => buf.extend_from_slice(&v.to_le_bytes()),
+                    }
+                }
+            }
+            w.write_all(&buf[..k * size])?;
+            left -= k;
+        }
+        if i % 50 == 0 {
+            eprintln!("[{:>6.1}s] {}/{} {name}", t0.elapsed().as_secs_f64(), i + 1, specs.len());
+        }
+    }
+    w.flush()?;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    Ok((8 + hbytes.len() + off) as u64)
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    if a.hidden % a.heads != 0 || (a.hidden / a.heads) % 16 != 0 {
+        bail!("--hidden {} / --heads {} must give a head_dim that is a multiple of 16", a.hidden, a.heads);
+    }
+    let hd = a.hidden / a.heads;
+    let bytes = match a.layout {
+        Layout::Bfl => write_safetensors(&a.out, &bfl_specs(&a), a.dtype, a.seed)?,
+        Layout::Diffusers => {
+            std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create folder", a.out.display()))?;
+            let n = write_safetensors(&a.out.join("diffusion_pytorch_model.safetensors"), &diffusers_specs(&a), a.dtype, a.seed)?;
+            let cfg = serde_json::json!({
+                "_class_name": "FluxTransformer2DModel",
+                "attention_head_dim": hd,
+                "axes_dims_rope": [hd / 8, 7 * hd / 16, 7 * hd / 16],
+                "guidance_embeds": !a.schnell,
+                "in_channels": a.in_channels,
+                "joint_attention_dim": a.context,
+                "num_attention_heads": a.heads,
+                "num_layers": a.double,
+                "num_single_layers": a.single,
+                "out_channels": null,
+                "patch_size": 1,
+                "pooled_projection_dim": a.pooled,
+            });
+            let p = a.out.join("config.json");
+            std::fs::write(&p, serde_json::to_vec_pretty(&cfg)?).with_context(|| format!("{}: cannot write", p.display()))?;
+            n
+        }
+    };
+    eprintln!("wrote {} ({bytes} bytes)", a.out.display());
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! `export`: checkpoint + slot plan → `model.onnx`, `model.onnx.data`, `manifest.json`.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use onnx_protobuf::{GraphProto, ModelProto, OperatorSetIdProto};
+use protobuf::{Message, MessageField};
+
+use super::graph::Graph;
+use super::{blocks, proto, weights, OnnxError, DATA_FILE, IR_VERSION, MODEL_FILE, OPSET};
+use crate::checkpoint::Checkpoint;
+use crate::lora::SlotPlan;
+use crate::manifest::{LoraSlots, Manifest, OnnxArtifact, Precision, SourceFile, TensorSpec, MANIFEST_VERSION};
+use crate::tensor::DType;
+
+/// What to export besides the checkpoint and the slot plan.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    pub precision: Precision,
+    /// LoRA files given at build time (hashed into the manifest's `sources`, role `lora`).
+    pub lora_files: Vec<PathBuf>,
+    /// Compute SHA-256 of the checkpoint and LoRA files (in a parallel thread).
+    pub hash_sources: bool,
+}
+
+impl ExportOptions {
+    pub fn new(precision: Precision) -> Self {
+        ExportOptions { precision, lora_files: Vec::new(), hash_sources: true }
+    }
+}
+
+/// Result of [`export`].
+#[derive(Clone, Debug)]
+pub struct ExportReport {
+    pub manifest: Manifest,
+    pub model_path: PathBuf,
+    pub data_path: PathBuf,
+    pub model_bytes: u64,
+    pub data_bytes: u64,
+    /// Number of initializers stored in the external-data file.
+    pub external_tensors: usize,
+    pub nodes: usize,
+}
+
+/// The ONNX model (external tensors referenced by offset) and the weights to stream.
+pub struct BuiltModel<'a> {
+    pub model: ModelProto,
+    pub weights: Vec<super::graph::ExternalWeight<'a>>,
+    pub offsets: Vec<u64>,
+    pub data_len: u64,
+}
+
+/// Builds the graph for `ckpt` with `plan`'s LoRA slots at `precision` (no file is written).
+pub fn build_model<'a>(ckpt: &'a Checkpoint, plan: &SlotPlan, precision: Precision) -> Result<BuiltModel<'a>, OnnxError> {
+    if precision == Precision::Fp8 {
+        return Err(OnnxError::Fp8Unsupported("fp8".into()));
+    }
+    let g = blocks::build(Graph::new(precision.float_dtype()), ckpt, plan)?;
+    let (offsets, data_len) = weights::layout(&g.external);
+    let mut initializer = g.inline;
+    for (w, off) in g.external.iter().zip(&offsets) {
+        initializer.push(proto::tensor_external(&w.name, w.dtype.onnx_code(), &w.shape, DATA_FILE, *off, w.nbytes()));
+    }
+    let graph = GraphProto {
+        name: "flux_transformer".into(),
+        node: g.nodes,
+        initializer,
+        input: g.inputs,
+        output: g.outputs,
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET, ..Default::default() }],
+        producer_name: "flux-trt".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: MessageField::some(graph),
+        ..Default::default()
+    };
+    Ok(BuiltModel { model, weights: g.external, offsets, data_len })
+}
+
+/// The graph's data inputs and outputs as manifest specs (LoRA slot inputs are in `lora`).
+fn io_specs(model: &ModelProto, slots: &LoraSlots) -> (Vec<TensorSpec>, Vec<TensorSpec>) {
+    use onnx_protobuf::{tensor_shape_proto::dimension::Value as DV, type_proto::Value as TV, ValueInfoProto};
+    let spec = |v: &ValueInfoProto| -> Option<TensorSpec> {
+        let Some(TV::TensorType(t)) = &v.type_.value else { return None };
+        let dtype = match t.elem_type {
+            1 => DType::F32,
+            10 => DType::F16,
+            16 => DType::BF16,
+            _ => return None,
+        };
+        let (mut shape, mut names) = (Vec::new(), Vec::new());
+        for d in &t.shape.dim {
+            match &d.value {
+                Some(DV::DimValue(n)) => {
+                    shape.push(Some(*n as usize));
+                    names.push(None);
+                }
+                Some(DV::DimParam(p)) => {
+                    shape.push(None);
+                    names.push(Some(p.clone()));
+                }
+                _ => {
+                    shape.push(None);
+                    names.push(None);
+                }
+            }
+        }
+        Some(TensorSpec { name: v.name.clone(), dtype, shape, dim_names: names })
+    };
+    let is_slot = |n: &str| slots.slots.iter().any(|s| s.a == n || s.b == n);
+    let inputs = model.graph.input.iter().filter(|v| !is_slot(&v.name)).filter_map(spec).collect();
+    let outputs = model.graph.output.iter().filter_map(spec).collect();
+    (inputs, outputs)
+}
+
+fn hash_sources(ckpt_files: &[PathBuf], lora_files: &[PathBuf]) -> Result<Vec<SourceFile>, OnnxError> {
+    let mut v = Vec::new();
+    for (role, files) in [("checkpoint", ckpt_files), ("lora", lora_files)] {
+        for f in files {
+            let (sha256, bytes) = crate::util::sha256_file(f).map_err(|source| OnnxError::Io { path: f.clone(), source })?;
+            v.push(SourceFile { role: role.into(), path: f.display().to_string(), bytes, sha256 });
+        }
+    }
+    Ok(v)
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> OnnxError + '_ {
+    move |source| OnnxError::Io { path: path.to_path_buf(), source }
+}
+
+/// Exports `ckpt` with `plan`'s (zero) LoRA slots into `out_dir`: `model.onnx`,
+/// `model.onnx.data` (weights, 4096-aligned, streamed) and `manifest.json`. Every file is written
+/// under a temporary name in `out_dir` and renamed at the end (manifest last).
+/// `progress(written, total)` reports external-data bytes.
+pub fn export(
+    ckpt: &Checkpoint,
+    plan: &SlotPlan,
+    opts: &ExportOptions,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportReport, OnnxError> {
+    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let built = build_model(ckpt, plan, opts.precision)?;
+    let slots = LoraSlots::from_plan(plan, opts.precision.float_dtype());
+    let model_path = out_dir.join(MODEL_FILE);
+    let data_path = out_dir.join(DATA_FILE);
+    let model_size = built.model.compute_size();
+    if model_size >= (1u64 << 31) {
+        return Err(OnnxError::TooLarge { path: model_path, bytes: model_size });
+    }
+    tracing::info!(
+        tensors = built.weights.len(),
+        data_bytes = built.data_len,
+        model_bytes = model_size,
+        nodes = built.model.graph.node.len(),
+        precision = ?opts.precision,
+        "exporting ONNX graph"
+    );
+
+    let ckpt_files = ckpt.files().to_vec();
+    let (sources, written) = std::thread::scope(|s| -> Result<_, OnnxError> {
+        let hasher = opts.hash_sources.then(|| s.spawn(|| hash_sources(&ckpt_files, &opts.lora_files)));
+        let written = write_files(&built, &ckpt_files, out_dir, &model_path, &data_path, progress);
+        let sources = match hasher {
+            Some(h) => h.join().map_err(|_| OnnxError::Io { path: out_dir.to_path_buf(), source: std::io::Error::other("hash thread panicked") })??,
+            None => Vec::new(),
+        };
+        Ok((sources, written?))
+    })?;
+    let (tmp_data, tmp_model, model_sha) = written;
+
+    let (inputs, outputs) = io_specs(&built.model, &slots);
+    let manifest = Manifest {
+        format_version: MANIFEST_VERSION,
+        exporter: format!("flux-trt {}", env!("CARGO_PKG_VERSION")),
+        model: ckpt.config().clone(),
+        precision: opts.precision,
+        onnx: OnnxArtifact { file: MODEL_FILE.into(), data_file: DATA_FILE.into(), opset: OPSET, sha256: model_sha },
+        inputs,
+        outputs,
+        lora: slots,
+        sources,
+        engine: None,
+        fp8_activation_scales: None,
+    };
+    tmp_data.persist(&data_path).map_err(|e| OnnxError::Io { path: data_path.clone(), source: e.error })?;
+    tmp_model.persist(&model_path).map_err(|e| OnnxError::Io { path: model_path.clone(), source: e.error })?;
+    manifest.save(out_dir).map_err(|e| OnnxError::Manifest { path: out_dir.join(crate::manifest::MANIFEST_FILE), message: e.to_string() })?;
+    for p in [&data_path, &model_path, &out_dir.join(crate::manifest::MANIFEST_FILE)] {
+        readable(p)?;
+    }
+    tracing::info!(dir = %out_dir.display(), "export complete");
+    Ok(ExportReport {
+        manifest,
+        model_path,
+        data_path,
+        model_bytes: model_size,
+        data_bytes: built.data_len,
+        external_tensors: built.weights.len(),
+        nodes: built.model.graph.node.len(),
+    })
+}
+
+type Written = (tempfile::NamedTempFile, tempfile::NamedTempFile, String);
+
+fn write_files(
+    built: &BuiltModel<'_>,
+    ckpt_files: &[PathBuf],
+    out_dir: &Path, model_path: &Path, data_path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Written, OnnxError> {
+    let tmp = |prefix: &str, path: &Path| {
+        tempfile::Builder::new().prefix(prefix).suffix(".tmp").tempfile_in(out_dir).map_err(|source| OnnxError::Io { path: path.to_path_buf(), source })
+    };
+    let total = built.data_len;
+    let tmp_data = tmp(".model.onnx.data.", data_path)?;
+    let mapped = weights::MappedFiles::find(ckpt_files);
+    if mapped.is_empty() {
+        tracing::debug!("checkpoint mappings not found in /proc/self/maps; pages will not be released early");
+    }
+    let mut w = BufWriter::with_capacity(8 << 20, tmp_data.as_file());
+    weights::write_data(&built.weights, &built.offsets, &mapped, &mut w, &mut |n| progress(n, total)).map_err(io_err(data_path))?;
+    w.flush().map_err(io_err(data_path))?;
+    drop(w);
+    tmp_data.as_file().sync_all().map_err(io_err(data_path))?;
+
+    let tmp_model = tmp(".model.onnx.", model_path)?;
+    let mut w = BufWriter::new(tmp_model.as_file());
+    built.model.write_to_writer(&mut w).map_err(|e| OnnxError::Serialize { path: model_path.to_path_buf(), message: e.to_string() })?;
+    w.flush().map_err(io_err(model_path))?;
+    drop(w);
+    tmp_model.as_file().sync_all().map_err(io_err(model_path))?;
+    let (sha, _) = crate::util::sha256_file(tmp_model.path()).map_err(io_err(model_path))?;
+    Ok((tmp_data, tmp_model, sha))
+}
+
+/// Temporary files are created 0600; the artifact is meant to be shared (0644).
+fn readable(path: &Path) -> Result<(), OnnxError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(io_err(path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
