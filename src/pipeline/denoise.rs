@@ -111,3 +111,27 @@ pub fn denoise<T: Transformer + ?Sized>(
     }
     Ok(latents)
 }
+
+/// The ONNX Runtime session as a [`Transformer`]: each call feeds the step's latents, σ, guidance,
+/// prompt conditioning and the RoPE tables of its ids (with the session's current LoRA slots).
+#[cfg(feature = "ort")]
+impl Transformer for crate::runtime::ort::FluxSession {
+    fn velocity(&self, call: &TransformerCall<'_>) -> Result<Vec<f32>, Box<dyn std::error::Error + Send + Sync>> {
+        use crate::runtime::{FluxInputs, HostTensor};
+        let t = |shape: Vec<usize>, data: Vec<f32>, what: &str| {
+            HostTensor::new(shape, data).ok_or_else(|| format!("{what}: element count does not match its shape"))
+        };
+        let c = call.conditioning;
+        let inputs = FluxInputs::with_ids(
+            &self.manifest().model,
+            t(vec![1, call.image_seq_len, LATENT_CHANNELS * 4], call.hidden_states.to_vec(), "hidden_states")?,
+            t(c.prompt_shape().to_vec(), c.prompt_embeds().to_vec(), "encoder_hidden_states")?,
+            t(vec![1, c.pooled().len()], c.pooled().to_vec(), "pooled_projections")?,
+            t(vec![1], vec![call.timestep], "timestep")?,
+            c.guidance().map(|g| t(vec![1], vec![g], "guidance")).transpose()?,
+            call.txt_ids,
+            call.img_ids,
+        )?;
+        Ok(self.run(&inputs)?.into_data())
+    }
+}
