@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::PipelineError;
+pub use crate::flux::img_ids;
 use crate::tensor::{decode_into, DType};
 
 /// FLUX.1's VAE latent channels (16); packed tokens have `4 ×` as many.
@@ -75,13 +76,6 @@ impl Resolution {
         let (h, w) = self.packed_hw();
         img_ids(h, w)
     }
-}
-
-/// `(0, r, c)` for every cell of a packed `h × w` grid, row-major.
-// NOTE: the exporter branch adds the same function as `flux::img_ids`; once that is in main this
-// one should become a re-export of it.
-pub fn img_ids(h: usize, w: usize) -> Vec<[f32; 3]> {
-    (0..h).flat_map(|r| (0..w).map(move |c| [0.0, r as f32, c as f32])).collect()
 }
 
 /// `txt_ids`: all zeros, one row per text token.
