@@ -341,6 +341,29 @@ mod tokenizers_parity {
         assert!(seen.contains(&(512, true)) && seen.contains(&(512, false)) && seen.contains(&(16, true)));
     }
 
+    /// An older tokenizer.json serialization (Sequence[Precompiled, Replace] + Metaspace(add_prefix_space))
+    /// that transformers 5 tokenizes exactly like the goldens (checked by the generator) while the
+    /// tokenizers library, reading the file as is, does not.
+    #[test]
+    fn t5_legacy_file_tokenizes_like_transformers() {
+        let g: Goldens = read_json("tokenizers.json");
+        let dir = fixtures().join("t5-legacy");
+        let mut raw_differs = 0;
+        for c in &g.t5.cases {
+            let tok = T5Tokenizer::from_dir(&dir, c.max_length).unwrap();
+            assert_eq!(tok.encode(&c.prompt).unwrap().ids, c.ids, "max_length {} prompt {:?}", c.max_length, c.prompt);
+            let mut raw = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+            raw.with_truncation(Some(tokenizers::TruncationParams { max_length: c.max_length, ..Default::default() })).unwrap();
+            raw.with_padding(Some(tokenizers::PaddingParams {
+                strategy: tokenizers::PaddingStrategy::Fixed(c.max_length),
+                pad_token: "<pad>".into(),
+                ..Default::default()
+            }));
+            raw_differs += usize::from(raw.encode(c.prompt.as_str(), true).unwrap().get_ids() != c.ids);
+        }
+        assert!(raw_differs > 0, "the legacy fixture no longer exercises the rebuilt T5 pipeline");
+    }
+
     #[test]
     fn tokenizer_errors_name_the_file() {
         let t2 = pipe().join("tokenizer_2");

@@ -8,6 +8,10 @@
 //!   `merges.txt` (FLUX.1's Hub layout) or, without those, from `tokenizer.json`'s model.
 //! - **T5** (`tokenizer_2/tokenizer.json`): sentencepiece Unigram as converted by `T5TokenizerFast`,
 //!   `padding="max_length"`, `max_length = max_sequence_length` (default 512, at most 512), `</s>` appended.
+//!   transformers 5's `T5Tokenizer` also rebuilds its normalizer (the file's `Precompiled` charsmap
+//!   only) and pre-tokenizer (`WhitespaceSplit` + `Metaspace(▁, always, split)`) in code, whatever the
+//!   file says; [`T5Tokenizer`] does the same, so older `tokenizer.json` serializations (e.g.
+//!   `Sequence[Precompiled, Replace]` + `Metaspace(add_prefix_space)`) tokenize as in diffusers.
 //!
 //! Over-long prompts are truncated with a `tracing` warning naming the removed text, as diffusers does.
 
@@ -248,6 +252,34 @@ fn clip_vocab_merges(dir: &Path) -> Result<VocabMerges, PipelineError> {
     Ok((f.model.vocab, merges, path))
 }
 
+/// Replaces the file's normalizer and pre-tokenizer with what transformers 5 `T5Tokenizer.__init__`
+/// builds: `Precompiled(charsmap from the file)` (none if the file has no charsmap), then
+/// `Sequence[WhitespaceSplit, Metaspace("▁", prepend_scheme="always", split=true)]`.
+fn t5_pipeline_as_transformers(tok: &mut Tokenizer, path: &Path) -> Result<(), PipelineError> {
+    #[derive(Deserialize)]
+    struct File {
+        normalizer: Option<Value>,
+    }
+    let f: File = serde_json::from_str(&read_text(path)?)
+        .map_err(|source| PipelineError::Json { path: path.into(), what: "a tokenizer.json", source })?;
+    let is_precompiled = |v: &&Value| v.get("type").and_then(Value::as_str) == Some("Precompiled");
+    let precompiled = match &f.normalizer {
+        Some(v) if is_precompiled(&v) => Some(v.clone()),
+        Some(v) => v.get("normalizers").and_then(Value::as_array).and_then(|a| a.iter().find(is_precompiled)).cloned(),
+        None => None,
+    };
+    let normalizer = precompiled
+        .map(|v| serde_json::from_value::<tokenizers::NormalizerWrapper>(v).map_err(|e| err(path, format!("Precompiled normalizer: {e}"))))
+        .transpose()?;
+    tok.with_normalizer(normalizer).map_err(|e| err(path, format!("normalizer: {e}")))?;
+    let pre = json!({"type": "Sequence", "pretokenizers": [
+        {"type": "WhitespaceSplit"},
+        {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "always", "split": true}]});
+    let pre: tokenizers::PreTokenizerWrapper = serde_json::from_value(pre).map_err(|e| err(path, format!("pre-tokenizer: {e}")))?;
+    tok.with_pre_tokenizer(Some(pre));
+    Ok(())
+}
+
 /// FLUX.1's T5 tokenizer (`tokenizer_2/tokenizer.json`).
 pub struct T5Tokenizer {
     tok: Tokenizer,
@@ -268,6 +300,7 @@ impl T5Tokenizer {
             return Err(err(&path, "missing (a sentencepiece spiece.model alone is not read; convert it with transformers)"));
         }
         let mut tok = Tokenizer::from_file(&path).map_err(|e| err(&path, format!("cannot load: {e}")))?;
+        t5_pipeline_as_transformers(&mut tok, &path)?;
         let pad = cfg.pad_token.map_or("<pad>".into(), TokenEntry::content);
         let pad_id = token_id(&tok, &cfg_path, &pad, "pad")?;
         fix_length(&mut tok, &path, max_sequence_length, pad_id, pad)?;

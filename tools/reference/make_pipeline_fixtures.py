@@ -235,6 +235,37 @@ PROMPTS = [
 ]
 
 
+def make_t5_legacy(pipe_dir: Path, out: Path, goldens: dict) -> dict:
+    """`tokenizer_2/tokenizer.json` rewritten in the older serialization (transformers 4 SpmConverter:
+    normalizer Sequence[Precompiled, Replace(" {2,}")], pre-tokenizer Metaspace(add_prefix_space=true),
+    no WhitespaceSplit) — the shape of many Hub T5 files. transformers 5's T5Tokenizer rebuilds its
+    pipeline in code and only takes vocab, charsmap and post-processor from the file, so it must give
+    the same ids; checked here against every golden."""
+    from tokenizers import Tokenizer
+    from transformers import T5TokenizerFast
+    d = out / "t5-legacy"
+    d.mkdir()
+    tj = json.loads((pipe_dir / "tokenizer_2" / "tokenizer.json").read_text(encoding="utf-8"))
+    assert tj["normalizer"]["type"] == "Precompiled"
+    tj["normalizer"] = {"type": "Sequence", "normalizers": [tj["normalizer"], {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]}
+    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
+    tj["decoder"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
+    write_json(d / "tokenizer.json", tj)
+    shutil.copy(pipe_dir / "tokenizer_2" / "tokenizer_config.json", d / "tokenizer_config.json")
+    tok = T5TokenizerFast.from_pretrained(str(d))
+    raw = Tokenizer.from_file(str(d / "tokenizer.json"))
+    raw_differs = []
+    for c in goldens["t5"]["cases"]:
+        ids = tok([c["prompt"]], padding="max_length", max_length=c["max_length"], truncation=True).input_ids[0]
+        assert ids == c["ids"], f"transformers reads the legacy file differently for {c['prompt']!r}"
+        raw.enable_truncation(c["max_length"])
+        raw.enable_padding(length=c["max_length"], pad_id=0, pad_token="<pad>")
+        if raw.encode(c["prompt"]).ids != c["ids"]:
+            raw_differs.append(c["prompt"])
+    return {"path": "t5-legacy", "same_ids_as": "tokenizers.json t5 cases",
+            "raw_tokenizers_file_differs_for": sorted(set(raw_differs))}
+
+
 def tokenizer_goldens(pipe_dir: Path) -> dict:
     """Token ids exactly as FluxPipeline computes them (its `tokenizer` / `tokenizer_2` loaded from the folder)."""
     from transformers import CLIPTokenizer, T5TokenizerFast
@@ -256,7 +287,8 @@ def tokenizer_goldens(pipe_dir: Path) -> dict:
                                        "truncated": len(full) > max_len})
     assert any(c["truncated"] for c in out["clip"]["cases"]) and any(c["truncated"] for c in out["t5"]["cases"] if c["max_length"] == 512)
     write_json(pipe_dir.parent / "tokenizers.json", out)
-    return {"path": "tokenizers.json", "clip_cases": len(out["clip"]["cases"]), "t5_cases": len(out["t5"]["cases"])}
+    legacy = make_t5_legacy(pipe_dir, pipe_dir.parent, out)
+    return {"t5_legacy": legacy, "path": "tokenizers.json", "clip_cases": len(out["clip"]["cases"]), "t5_cases": len(out["t5"]["cases"])}
 
 
 # ----------------------------------------------------------------------------------------
