@@ -308,7 +308,7 @@ fn schnell_partial_fused_slots() {
     check_structure(dir.path(), &ckpt, &plan, DType::F32);
     check_parity(dir.path(), &plan, &adapters);
     // and the kohya file of the same adapter through the same slots
-    let kohya = vec![("loras/schnell-attn.kohya.safetensors".to_string(), load_adapter("loras/schnell-attn.kohya.safetensors"))];
+    let kohya = [("loras/schnell-attn.kohya.safetensors".to_string(), load_adapter("loras/schnell-attn.kohya.safetensors"))];
     let kohya_plan = SlotPlan { slots: plan.slots.clone(), max_rank: plan.max_rank };
     // the kohya file carries a zero proj_mlp ΔW (fused linear1), which has no slot here: lay out what fits
     let mut ad = kohya[0].1.clone();
@@ -338,4 +338,28 @@ fn fp8_and_bad_slots_write_nothing() {
     let err = export(&ckpt, &bad, &ExportOptions::new(Precision::Fp32), dir.path(), &mut |_, _| {}).unwrap_err();
     assert!(matches!(&err, OnnxError::BadSlot { module, .. } if *module == bad.slots[0].module), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+}
+
+#[test]
+fn random_checkpoints_from_make_random_flux_export() {
+    // the generator's small BFL file and diffusers folder load and export like real checkpoints
+    let tmp = tempfile::tempdir().unwrap();
+    for (layout, out, schnell) in [("bfl", tmp.path().join("r.safetensors"), false), ("diffusers", tmp.path().join("rd"), true)] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_make-random-flux"));
+        cmd.args(["--layout", layout, "--dtype", "fp16", "--double", "2", "--single", "3", "--hidden", "64", "--heads", "2", "--context", "48", "--pooled", "40"]);
+        cmd.arg("--out").arg(&out);
+        if schnell {
+            cmd.arg("--schnell");
+        }
+        let st = cmd.output().unwrap();
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        let ckpt = Checkpoint::open(&out).unwrap();
+        let c = ckpt.config();
+        assert_eq!((c.num_double_blocks, c.num_single_blocks, c.hidden_size, c.num_heads, c.context_dim, c.pooled_dim), (2, 3, 64, 2, 48, 40));
+        assert_eq!(c.variant.has_guidance(), !schnell);
+        let plan = SlotPlan::new(c, &[], &PlanOptions { max_rank: Some(8), targets: vec!["attn".into()] }).unwrap();
+        let dir = tmp.path().join(format!("engine-{layout}"));
+        export(&ckpt, &plan, &ExportOptions::new(Precision::Bf16), &dir, &mut |_, _| {}).unwrap();
+        check_structure(&dir, &ckpt, &plan, DType::BF16);
+    }
 }

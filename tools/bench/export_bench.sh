@@ -54,7 +54,9 @@ exp_s=float("$exp_s"); cp_s=float("$cp_s")
 json.dump({
   "date": "$(date -u +%FT%TZ)",
   "machine": {"nproc": os.cpu_count(), "mem_bytes": os.sysconf("SC_PAGE_SIZE")*os.sysconf("SC_PHYS_PAGES"),
-              "disk": "$(df --output=source "$WORK" | tail -1)", "kernel": os.uname().release},
+              "disk": "$(df --output=source "$WORK" | tail -1)", "kernel": os.uname().release,
+              "cpu": [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][0],
+              "sha_ni": " sha_ni" in open("/proc/cpuinfo").read()},
   "checkpoint": {"layout": "bfl", "dtype": "bf16", "bytes": $ckpt_bytes, "generate_seconds": float("$gen_s"), "generate_peak_rss_kb": int("$gen_rss")},
   "cp": {"command": "cp CKPT COPY && sync", "seconds": cp_s, "peak_rss_kb": int("$cp_rss")},
   "export": {"command": "$CMDSTR", "seconds": exp_s, "peak_rss_kb": int("$exp_rss"), "user_cpu_seconds": float("$exp_user"),

@@ -216,6 +216,10 @@ impl FluxSession {
     pub fn lease(&self) -> OrtLease {
         self.active.lease()
     }
+    /// Adapters in the current slot set (empty: the base model).
+    pub fn adapters(&self) -> Vec<AdapterLabel> {
+        self.lease().adapters().to_vec()
+    }
     /// Version of the current slot set (0 = base at creation, +1 per swap or clear).
     pub fn version(&self) -> u64 {
         self.active.version()
