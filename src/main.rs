@@ -1,5 +1,39 @@
-//! `flux-trt`: inspect, run and swap.
-fn main() {
-    eprintln!("flux-trt: commands land with their issues");
-    std::process::exit(2);
+//! `flux-trt`: run exported engines and hot-swap LoRA adapters. One file per command in `src/cli/`.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "flux-trt", version, about = "FLUX.1 + LoRA slots: ONNX / TensorRT engines with hot-swappable adapters")]
+struct Cli {
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an engine on inputs from a safetensors file, optionally with LoRA adapters.
+    Run(cli::run::RunArgs),
+    /// Build a tiny engine from the bundled fixtures and hot-swap two adapters on it.
+    Demo(cli::demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Cli::parse();
+    cli::init_logging(args.verbose);
+    let result = match args.command {
+        Command::Run(a) => cli::run::run(a),
+        Command::Demo(a) => cli::demo::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -1,1 +1,19 @@
-//! runtime (work in progress).
+//! Running exported engines with hot-swappable LoRA slots.
+//!
+//! - [`inputs`]: host tensors and the transformer's input contract (backend independent).
+//! - [`slots`]: versioned slot sets, replaced atomically; runs hold a lease on the set they use.
+//! - [`ort`] (feature `ort`): ONNX Runtime sessions ([`ort::FluxSession`]).
+//!
+//! The TensorRT backend lives in `runtime::tensorrt*` (feature `tensorrt`).
+
+mod error;
+pub mod inputs;
+mod rope;
+pub mod slots;
+
+#[cfg(feature = "ort")]
+pub mod ort;
+
+pub use error::RuntimeError;
+pub use inputs::{FluxInputs, HostTensor};
+pub use slots::{ActiveSlots, AdapterLabel, Lease, SlotSet};

@@ -1,0 +1,50 @@
+//! Command implementations of the `flux-trt` binary, one module per command.
+
+pub mod demo;
+pub mod run;
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Options shared by commands that open an ONNX Runtime session.
+#[derive(Args, Clone, Debug)]
+pub struct OrtArgs {
+    /// libonnxruntime to load (default: $ORT_DYLIB_PATH; never downloaded).
+    #[arg(long, value_name = "FILE")]
+    pub ort_lib: Option<PathBuf>,
+    /// Intra-op threads (default: ONNX Runtime's choice).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Run on this CUDA device instead of the CPU (an error if unavailable).
+    #[arg(long, value_name = "DEVICE")]
+    pub cuda: Option<i32>,
+}
+
+#[cfg(feature = "ort")]
+impl OrtArgs {
+    pub fn session(&self, engine: &std::path::Path) -> Result<flux_trt::runtime::ort::FluxSession, flux_trt::runtime::RuntimeError> {
+        use flux_trt::runtime::ort::{ExecutionProvider, FluxSession};
+        let mut b = FluxSession::builder(engine);
+        if let Some(lib) = &self.ort_lib {
+            b = b.with_library(lib);
+        }
+        if let Some(n) = self.threads {
+            b = b.with_threads(n);
+        }
+        if let Some(device) = self.cuda {
+            b = b.with_execution_provider(ExecutionProvider::Cuda { device });
+        }
+        b.build()
+    }
+}
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

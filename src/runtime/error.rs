@@ -1,0 +1,50 @@
+//! Errors of the runtime area (ONNX Runtime sessions, inputs, hot-swap). Every variant names
+//! the file, engine, tensor or library it is about; ONNX Runtime's own message is kept verbatim.
+
+use std::path::PathBuf;
+
+use crate::lora::PlanError;
+use crate::manifest::ManifestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Neither an explicit library path nor `ORT_DYLIB_PATH` was given.
+    #[error("no ONNX Runtime library: set ORT_DYLIB_PATH to libonnxruntime.so (1.31 or newer) or pass it with .with_library(path)")]
+    NoLibrary,
+    #[error("{path}: ONNX Runtime library does not exist")]
+    LibraryMissing { path: PathBuf },
+    /// dlopen failed, the file is not ONNX Runtime, or its version is too old.
+    #[error("{path}: cannot load ONNX Runtime: {message}")]
+    Library { path: PathBuf, message: String },
+    /// The process already loaded ONNX Runtime from another file; a process holds one library.
+    #[error("ONNX Runtime is already loaded from {loaded} in this process; cannot also load {requested}")]
+    LibraryConflict { loaded: PathBuf, requested: PathBuf },
+    /// An ONNX Runtime call failed; `what` says which call and on which engine or tensor.
+    #[error("{what}: ONNX Runtime: {message}")]
+    Ort { what: String, message: String },
+    #[error("{engine}: execution provider {provider} is not available: {message}")]
+    ExecutionProvider { engine: PathBuf, provider: String, message: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// An adapter does not fit the engine's slots (nothing was changed).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{path}: cannot read: {source}")]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    /// A run input is missing, unexpected or has the wrong shape.
+    #[error("input `{tensor}`: {message}")]
+    Input { tensor: String, message: String },
+    /// An inputs file could not be read as flux-trt inputs.
+    #[error("{path}: {message}")]
+    InputFile { path: PathBuf, message: String },
+    /// The model produced something other than the manifest's output.
+    #[error("{engine}: output `{tensor}`: {message}")]
+    Output { engine: PathBuf, tensor: String, message: String },
+}
+
+#[cfg(feature = "ort")]
+impl RuntimeError {
+    pub(crate) fn ort<R>(what: impl Into<String>, e: ort::Error<R>) -> Self {
+        RuntimeError::Ort { what: what.into(), message: e.message().to_string() }
+    }
+}
