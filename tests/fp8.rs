@@ -152,3 +152,247 @@ fn accuracy_bars_against_fp32_goldens() {
         }
     }
 }
+
+/// A copy of the dev BFL fixture with `edit(name, f32 values)` applied to every tensor (f32 file).
+fn edited_checkpoint(dir: &Path, edit: impl Fn(&str, &mut [f32])) -> std::path::PathBuf {
+    let src = std::fs::read(fixtures().join("models/dev-bfl.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&src).unwrap();
+    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, v) in st.tensors() {
+        assert_eq!(v.dtype(), safetensors::Dtype::F32, "fixture is f32");
+        let mut vals = f32s(&v);
+        edit(&name, &mut vals);
+        bufs.push((name, v.shape().to_vec(), vals.iter().flat_map(|x| x.to_le_bytes()).collect()));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        bufs.iter().map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())).collect();
+    let path = dir.join("edited-bfl.safetensors");
+    safetensors::tensor::serialize_to_file(views, None, &path).unwrap();
+    path
+}
+
+fn fp8_opts(amax: BTreeMap<String, f32>, mode: WeightScale) -> ExportOptions {
+    let mut o = ExportOptions::new(Precision::Fp8);
+    o.hash_sources = false;
+    o.fp8 = Some(Fp8Options { weight_scale: mode, float_dtype: DType::F32, attention: false, activation_amax: amax, calibration: None });
+    o
+}
+
+#[test]
+fn nan_weight_is_named_and_zero_row_gets_the_floor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = Checkpoint::open(&fixtures().join("models/dev-bfl.safetensors")).unwrap();
+    let cal = calibrate_fixture(&base, 1, 0);
+    let plan = SlotPlan { max_rank: 1, slots: Vec::new() };
+
+    // NaN in a quantized weight: typed error naming the file, the (canonical) tensor and element
+    let nan_dir = tempfile::tempdir().unwrap();
+    let p = edited_checkpoint(nan_dir.path(), |n, v| {
+        if n == "double_blocks.0.img_mlp.0.weight" {
+            v[2 * 64 + 5] = f32::NAN;
+        }
+    });
+    let ck = Checkpoint::open(&p).unwrap();
+    let out = tmp.path().join("nan");
+    let err = export(&ck, &plan, &fp8_opts(cal.amax.clone(), WeightScale::Channel), &out, &mut |_, _| {}).unwrap_err();
+    match &err {
+        OnnxError::Fp8(Fp8Error::NonFiniteWeight { path, tensor, row, col, .. }) => {
+            assert_eq!(path, &p);
+            assert_eq!((tensor.as_str(), *row, *col), ("transformer_blocks.0.ff.net.0.proj.weight", 2, 5));
+        }
+        other => panic!("expected NonFiniteWeight, got {other:?}"),
+    }
+    assert!(err.to_string().contains("edited-bfl.safetensors"), "{err}");
+    assert!(!out.join("manifest.json").exists() && !out.join(MODEL_FILE).exists(), "nothing written");
+
+    // an all-zero output row: the floor scale, not 0, and the model still runs finite
+    let zero_dir = tempfile::tempdir().unwrap();
+    let p = edited_checkpoint(zero_dir.path(), |n, v| {
+        if n == "double_blocks.0.img_mlp.2.weight" {
+            v[..256].iter_mut().for_each(|x| *x = 0.0);
+        }
+    });
+    let ck = Checkpoint::open(&p).unwrap();
+    let out = tmp.path().join("zero");
+    export(&ck, &plan, &fp8_opts(cal.amax.clone(), WeightScale::Channel), &out, &mut |_, _| {}).unwrap();
+    let m = read_model(&out);
+    let s = m.graph.initializer.iter().find(|t| t.name == "transformer_blocks.0.ff.net.2.weight_scale").unwrap();
+    let first = f32::from_le_bytes([s.raw_data[0], s.raw_data[1], s.raw_data[2], s.raw_data[3]]);
+    let second = f32::from_le_bytes([s.raw_data[4], s.raw_data[5], s.raw_data[6], s.raw_data[7]]);
+    assert_eq!(first, SCALE_FLOOR);
+    assert!(second > SCALE_FLOOR);
+    let sess = session(&out);
+    let (inputs, _) = goldens("dev", ck.config());
+    let y = sess.run(&inputs).unwrap();
+    assert!(y.data().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn bad_fp8_options_are_typed_errors_and_write_nothing() {
+    let ck = Checkpoint::open(&fixtures().join("models/dev-bfl.safetensors")).unwrap();
+    let plan = SlotPlan { max_rank: 1, slots: Vec::new() };
+    let cfg = ck.config().clone();
+    let good: BTreeMap<String, f32> = flux_trt::onnx::fp8::quantized_gemms(&cfg).into_iter().map(|p| (p, 1.0)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("e");
+    let run = |o: ExportOptions| export(&ck, &plan, &o, &out, &mut |_, _| {}).unwrap_err();
+
+    let mut missing = good.clone();
+    missing.remove("single_transformer_blocks.1.proj_out");
+    assert!(matches!(run(fp8_opts(missing, WeightScale::Channel)), OnnxError::Fp8(Fp8Error::MissingActivation { point }) if point == "single_transformer_blocks.1.proj_out"));
+    for bad in [f32::NAN, f32::INFINITY, -1.0] {
+        let mut m = good.clone();
+        m.insert("transformer_blocks.0.attn.qkv".into(), bad);
+        let e = run(fp8_opts(m, WeightScale::Tensor));
+        assert!(matches!(&e, OnnxError::Fp8(Fp8Error::BadActivation { point, .. }) if point == "transformer_blocks.0.attn.qkv"), "{e}");
+    }
+    // attention on but no attention amax
+    let mut o = fp8_opts(good.clone(), WeightScale::Channel);
+    o.fp8.as_mut().unwrap().attention = true;
+    assert!(matches!(run(o), OnnxError::Fp8(Fp8Error::MissingActivation { point }) if point == "transformer_blocks.0.attn.q"));
+    let mut o = fp8_opts(good.clone(), WeightScale::Channel);
+    o.fp8.as_mut().unwrap().float_dtype = DType::F16;
+    assert!(matches!(run(o), OnnxError::Fp8(Fp8Error::FloatDtype(DType::F16))));
+    // fp8 options with a non-fp8 precision, and fp8 without options
+    let mut o = fp8_opts(good, WeightScale::Channel);
+    o.precision = Precision::Bf16;
+    assert!(matches!(run(o), OnnxError::Fp8Options(_)));
+    assert!(matches!(run(ExportOptions::new(Precision::Fp8)), OnnxError::Fp8Options(_)));
+    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().count() == 0, "nothing written");
+}
+
+#[test]
+fn ort_refuses_extended_optimizations_for_fp8() {
+    let ck = Checkpoint::open(&fixtures().join("models/schnell-bfl.safetensors")).unwrap();
+    let cal = calibrate_fixture(&ck, 1, 0);
+    let dir = tempfile::tempdir().unwrap();
+    export_fp8(&ck, &[&adapter("schnell-attn.peft")], &cal, WeightScale::Channel, false, dir.path());
+    let e = FluxSession::builder(dir.path())
+        .with_library(ort_library())
+        .with_optimization_level(ort::session::builder::GraphOptimizationLevel::All)
+        .build()
+        .unwrap_err();
+    assert!(matches!(&e, RuntimeError::Fp8Level { engine, .. } if engine == dir.path()), "{e}");
+    // the default level for FP8 manifests (BASIC) runs
+    session(dir.path());
+}
+
+#[test]
+fn calibration_is_reproducible_and_uses_the_schedule() {
+    let ck = Checkpoint::open(&fixtures().join("models/dev-bfl.safetensors")).unwrap();
+    let a = calibrate_fixture(&ck, 3, 42);
+    let b = calibrate_fixture(&ck, 3, 42);
+    let c = calibrate_fixture(&ck, 3, 43);
+    assert_eq!(a, b, "same seed, same amax");
+    assert_ne!(a.amax, c.amax, "another seed, other samples");
+    let cfg = ck.config();
+    let mut points = flux_trt::onnx::fp8::quantized_gemms(cfg);
+    points.extend(flux_trt::onnx::fp8::attention_points(cfg));
+    assert_eq!(a.amax.keys().cloned().collect::<Vec<_>>(), { points.sort(); points });
+    assert!(a.amax.values().all(|v| v.is_finite() && *v > 0.0));
+    assert_eq!(a.info.sigmas, calib::sigmas(3, flux_trt::Variant::Dev, 16));
+    assert_eq!((a.info.img_seq, a.info.txt_seq, a.info.seed), (16, 8, 42));
+}
+
+/// Writes a `.npy` (v1.0) file.
+fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = if shape.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((h.len() as u16).to_le_bytes());
+    b.extend(h.as_bytes());
+    b.extend(data);
+    std::fs::write(path, b).unwrap();
+}
+
+fn st_file(path: &Path, tensors: &[(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        tensors.iter().map(|(n, d, s, b)| (n.to_string(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    safetensors::tensor::serialize_to_file(views, None, path).unwrap();
+}
+
+fn f32_bytes(n: usize, v: f32) -> Vec<u8> {
+    (0..n).flat_map(|i| (v + i as f32 * 1e-3).to_le_bytes()).collect()
+}
+
+#[test]
+fn calibration_data_files_and_their_errors() {
+    use safetensors::Dtype::{BF16, F32, I64};
+    let ck = Checkpoint::open(&fixtures().join("models/dev-bfl.safetensors")).unwrap();
+    let cfg = ck.config().clone(); // context 32, pooled 32
+    let d = tempfile::tempdir().unwrap();
+    let ehs = calib_data::ENCODER_HIDDEN_STATES;
+    let pp = calib_data::POOLED_PROJECTIONS;
+
+    // good safetensors (bf16 T5 states) → used by calibration, recorded in the info
+    let good = d.path().join("calib.safetensors");
+    let bf: Vec<u8> = (0..2 * 5 * 32).flat_map(|i| half::bf16::from_f32((i % 7) as f32 - 3.0).to_le_bytes()).collect();
+    st_file(&good, &[(ehs, BF16, vec![2, 5, 32], bf), (pp, F32, vec![2, 32], f32_bytes(64, 0.5))]);
+    let data = calib_data::load(&good, &cfg).unwrap();
+    assert_eq!((data.n, data.txt_seq), (2, 5));
+    assert_eq!(data.encoder_hidden_states[..3], [-3.0, -2.0, -1.0]);
+    let mut o = calib_options(2, 0);
+    o.data = Some(good.clone());
+    let cal = calib::calibrate(&ck, &o).unwrap();
+    assert_eq!(cal.info.txt_seq, 5);
+    assert_eq!(cal.info.data.as_deref(), Some(good.display().to_string().as_str()));
+
+    let expect = |path: &Path, tensor: &str, needle: &str| {
+        let e = calib_data::load(path, &cfg).unwrap_err();
+        match &e {
+            Fp8Error::CalibTensor { path: p, tensor: t, message } => {
+                assert_eq!((p.as_path(), t.as_str()), (path, tensor), "{e}");
+                assert!(message.contains(needle), "{e}");
+            }
+            other => panic!("expected CalibTensor for {tensor}, got {other:?}"),
+        }
+        // and calibration refuses it the same way, before running anything
+        let mut o = calib_options(1, 0);
+        o.data = Some(path.to_path_buf());
+        assert!(matches!(calib::calibrate(&ck, &o), Err(OnnxError::Fp8(Fp8Error::CalibTensor { .. }))));
+    };
+    let f = d.path().join("width.safetensors");
+    st_file(&f, &[(ehs, F32, vec![1, 4, 4096], f32_bytes(4 * 4096, 0.0)), (pp, F32, vec![1, 32], f32_bytes(32, 0.0))]);
+    expect(&f, ehs, "expected [N ≥ 1, S ≥ 1, 32]");
+    let f = d.path().join("rank.safetensors");
+    st_file(&f, &[(ehs, F32, vec![4, 32], f32_bytes(128, 0.0)), (pp, F32, vec![1, 32], f32_bytes(32, 0.0))]);
+    expect(&f, ehs, "[4, 32]");
+    let f = d.path().join("dtype.safetensors");
+    st_file(&f, &[(ehs, F32, vec![1, 4, 32], f32_bytes(128, 0.0)), (pp, I64, vec![1, 32], vec![0u8; 256])]);
+    expect(&f, pp, "dtype I64");
+    let f = d.path().join("count.safetensors");
+    st_file(&f, &[(ehs, F32, vec![2, 4, 32], f32_bytes(256, 0.0)), (pp, F32, vec![3, 32], f32_bytes(96, 0.0))]);
+    expect(&f, pp, "3 samples");
+    let f = d.path().join("missing.safetensors");
+    st_file(&f, &[(ehs, F32, vec![1, 4, 32], f32_bytes(128, 0.0))]);
+    expect(&f, pp, "missing");
+    let f = d.path().join("nan.safetensors");
+    let mut nan = f32_bytes(128, 0.0);
+    nan[40..44].copy_from_slice(&f32::NAN.to_le_bytes());
+    st_file(&f, &[(ehs, F32, vec![1, 4, 32], nan), (pp, F32, vec![1, 32], f32_bytes(32, 0.0))]);
+    expect(&f, ehs, "element 10");
+
+    // .npy: encoder_hidden_states.npy + pooled_projections.npy
+    let npy = d.path().join("npy");
+    std::fs::create_dir(&npy).unwrap();
+    let e_path = npy.join("encoder_hidden_states.npy");
+    write_npy(&e_path, "<f4", &[1, 3, 32], &f32_bytes(96, 1.0));
+    write_npy(&npy.join("pooled_projections.npy"), "<f4", &[1, 32], &f32_bytes(32, 2.0));
+    let data = calib_data::load(&e_path, &cfg).unwrap();
+    assert_eq!((data.n, data.txt_seq, data.pooled_projections[0]), (1, 3, 2.0));
+    write_npy(&npy.join("pooled_projections.npy"), "<i8", &[1, 32], &[0u8; 256]);
+    let e = calib_data::load(&e_path, &cfg).unwrap_err();
+    assert!(matches!(&e, Fp8Error::CalibTensor { tensor, path, .. } if tensor == "pooled_projections" && path.ends_with("pooled_projections.npy")), "{e}");
+    assert!(e.to_string().contains("<i8"), "{e}");
+    let other = npy.join("prompts.npy");
+    std::fs::copy(&e_path, &other).unwrap();
+    assert!(matches!(calib_data::load(&other, &cfg), Err(Fp8Error::CalibFile { .. })));
+    let junk = d.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not safetensors").unwrap();
+    assert!(matches!(calib_data::load(&junk, &cfg), Err(Fp8Error::CalibFile { path, .. }) if path == junk));
+}
