@@ -70,6 +70,8 @@ struct Args {
     /// ONNX Runtime library for calibration (default ORT_DYLIB_PATH).
     #[arg(long)]
     ort_library: Option<PathBuf>,
+    #[command(flatten)]
+    trt: TrtArgs,
 }
 
 /// `engines/NAME.toml`.
@@ -137,7 +139,10 @@ fn main() -> Result<()> {
     if let Some(d) = &recipe.description {
         tracing::info!(recipe = %d);
     }
-    let _ = (&recipe.profile, &recipe.tensorrt);
+    if args.trt.tensorrt_only {
+        let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
+        return tensorrt_stage(&out, &args.trt, &recipe);
+    }
     let model = args.model.clone().or(recipe.model.clone()).context("--model is required (or `model` in the recipe)")?;
     let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
     let precision_s = args.precision.clone().or(recipe.precision.clone()).unwrap_or_else(|| "fp32".into());
@@ -190,6 +195,99 @@ fn main() -> Result<()> {
         report.model_path.display(),
         report.data_path.display()
     );
+    if args.trt.tensorrt {
+        tensorrt_stage(&out, &args.trt, &recipe)?;
+    }
+    Ok(())
+}
+
+// ---- TensorRT stage: exported folder → engine.plan + manifest.engine (flux_trt::engine) ----
+
+/// TensorRT flags of `build-engine` (recipe defaults: `[profile]` and `[tensorrt]` tables).
+#[derive(clap::Args, Debug)]
+struct TrtArgs {
+    /// After the ONNX export, build the TensorRT plan.
+    #[arg(long)]
+    tensorrt: bool,
+    /// Only build the TensorRT plan of the already exported `--out` folder.
+    #[arg(long)]
+    tensorrt_only: bool,
+    /// Compute-capability targets, e.g. `sm89,sm120` (TensorRT-RTX; recipe `tensorrt.targets`).
+    /// (`--targets` is taken by the LoRA slot targets.)
+    #[arg(long)]
+    trt_targets: Option<String>,
+    /// Strip the refittable (LoRA slot) weights from the plan (`kSTRIP_PLAN`).
+    #[arg(long)]
+    strip_weights: bool,
+    /// Plan file name inside `--out` (default engine.plan).
+    #[arg(long)]
+    plan_file: Option<String>,
+    /// Folder of the TensorRT libraries (default: TRT_RTX_LIB_DIR / TENSORRT_LIB_DIR).
+    #[arg(long)]
+    trt_lib_dir: Option<PathBuf>,
+    /// Write the build report (timings, plan size, layer counts, peak host RSS) as JSON here.
+    #[arg(long)]
+    trt_report: Option<PathBuf>,
+}
+
+/// Recipe `[tensorrt]` table.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RecipeTrt {
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default)]
+    strip_weights: bool,
+    workspace_bytes: Option<usize>,
+}
+
+/// Peak resident set size of this process (`VmHWM`), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+fn tensorrt_stage(out: &Path, args: &TrtArgs, recipe: &Recipe) -> Result<()> {
+    use flux_trt::engine::{self, BuildOptions, ProfileRecipe, Target, TrtLibrary};
+    let trt: RecipeTrt = match &recipe.tensorrt {
+        Some(t) => toml::Value::Table(t.clone()).try_into().context("recipe [tensorrt]")?,
+        None => RecipeTrt::default(),
+    };
+    let profile: ProfileRecipe = match &recipe.profile {
+        Some(t) => toml::Value::Table(t.clone()).try_into().context("recipe [profile] (batch/img_seq/txt_seq = { min, opt, max })")?,
+        None => ProfileRecipe::flux_1024(),
+    };
+    let targets = match &args.trt_targets {
+        Some(s) => Target::parse_list(s)?,
+        None => trt.targets.iter().map(|s| s.parse()).collect::<Result<Vec<Target>, _>>()?,
+    };
+    let mut opts = BuildOptions::new(targets, profile);
+    opts.strip_weights = args.strip_weights || trt.strip_weights;
+    opts.workspace_bytes = trt.workspace_bytes;
+    if let Some(f) = &args.plan_file {
+        opts.plan_file = f.clone();
+    }
+    if let Some(d) = &args.trt_lib_dir {
+        opts.library = TrtLibrary::in_dir(d);
+    }
+    let t0 = std::time::Instant::now();
+    let report = engine::build(out, &opts)?;
+    let wall_seconds = t0.elapsed().as_secs_f64();
+    tracing::info!(
+        plan = %report.plan_path.display(),
+        bytes = report.plan_bytes,
+        targets = ?report.engine.targets,
+        stripped = report.engine.stripped_weights,
+        build_seconds = report.build_seconds,
+        attention_layers = report.network.attention_layers(),
+        refittable = report.network.refittable.len(),
+        "TensorRT plan written"
+    );
+    if let Some(path) = &args.trt_report {
+        let json = serde_json::json!({ "report": report, "wall_seconds": wall_seconds, "peak_rss_bytes": peak_rss_bytes() });
+        flux_trt::util::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
     Ok(())
 }
 

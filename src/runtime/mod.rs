@@ -14,6 +14,8 @@ pub mod slots;
 #[cfg(feature = "ort")]
 pub mod ort;
 
+pub mod tensorrt;
+
 pub use error::RuntimeError;
 pub use inputs::{FluxInputs, HostTensor};
 pub use slots::{ActiveSlots, AdapterLabel, Lease, SlotSet};

@@ -20,6 +20,4 @@ pub enum Fp8Error {
     Calibration(String),
     #[error("calibration sample {sample} (σ = {sigma}): activation `{point}` has amax {value}")]
     NonFiniteActivation { point: String, sample: usize, sigma: f32, value: f32 },
-    #[error("TensorRT target {target} cannot run FP8 (E4M3 needs compute capability 8.9 or newer: sm89, sm120, sm121)")]
-    TargetWithoutFp8 { target: String },
 }

@@ -1,0 +1,100 @@
+//! `flux-trt selftest --backend tensorrt`: the CLI side of
+//! [`flux_trt::runtime::tensorrt::selftest`]. Wire in with `mod cli { pub mod selftest; }` and a
+//! `Selftest(cli::selftest::SelftestArgs)` subcommand calling [`run`]; exit code 0 on PASS.
+//!
+//! With the `ort` feature the TensorRT outputs are compared against ONNX Runtime (CPU) running
+//! the same `model.onnx` (library from `ORT_DYLIB_PATH`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use flux_trt::engine::{Target, TrtLibrary};
+use flux_trt::runtime::tensorrt::{selftest, ReferenceBackend, SelftestOptions, SessionOptions};
+
+#[derive(Args, Debug, Clone)]
+pub struct SelftestArgs {
+    /// Backend to test (only `tensorrt` here; ONNX Runtime is its reference).
+    #[arg(long, default_value = "tensorrt")]
+    pub backend: String,
+    /// Tiny FLUX checkpoint.
+    #[arg(long, default_value = "tests/fixtures/models/dev-bfl.safetensors")]
+    pub model: PathBuf,
+    /// Adapter A.
+    #[arg(long, default_value = "tests/fixtures/loras/attn.peft.safetensors")]
+    pub adapter_a: PathBuf,
+    /// Adapter B.
+    #[arg(long, default_value = "tests/fixtures/loras/mlp.peft.safetensors")]
+    pub adapter_b: PathBuf,
+    /// Work folder for the export and plan (default: a temporary folder).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
+    /// Plan targets, e.g. `sm89` (default: this GPU).
+    #[arg(long)]
+    pub trt_targets: Option<String>,
+    /// Folder of the TensorRT libraries (default: TRT_RTX_LIB_DIR).
+    #[arg(long)]
+    pub trt_lib_dir: Option<PathBuf>,
+    /// Largest accepted max|Δ|/max|reference| against ONNX Runtime.
+    #[arg(long, default_value_t = 2e-2)]
+    pub tolerance: f32,
+}
+
+#[cfg(feature = "ort")]
+struct OrtReference {
+    session: Option<flux_trt::runtime::ort::FluxSession>,
+}
+
+#[cfg(feature = "ort")]
+impl ReferenceBackend for OrtReference {
+    fn name(&self) -> String {
+        "ONNX Runtime (CPU)".into()
+    }
+    fn run(&mut self, dir: &std::path::Path, adapters: &[(&flux_trt::Adapter, f32)], inputs: &flux_trt::runtime::FluxInputs) -> Result<flux_trt::runtime::HostTensor, String> {
+        let session = match self.session.take() {
+            Some(s) => s,
+            None => flux_trt::runtime::ort::FluxSession::builder(dir).build().map_err(|e| e.to_string())?,
+        };
+        let session = self.session.insert(session);
+        session.swap(adapters).map_err(|e| e.to_string())?;
+        session.run(inputs).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs the self-test and prints its report; `Ok(true)` on PASS.
+pub fn run(args: &SelftestArgs) -> Result<bool> {
+    if args.backend != "tensorrt" {
+        bail!("selftest --backend {}: only `tensorrt` is tested here", args.backend);
+    }
+    let tmp = tempfile::tempdir()?;
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| tmp.path().join("selftest"));
+    let library = match &args.trt_lib_dir {
+        Some(d) => TrtLibrary::in_dir(d),
+        None => TrtLibrary::from_env(),
+    };
+    let targets = match &args.trt_targets {
+        Some(s) => Some(Target::parse_list(s)?),
+        None => None,
+    };
+    let opts = SelftestOptions {
+        model: args.model.clone(),
+        adapter_a: args.adapter_a.clone(),
+        adapter_b: args.adapter_b.clone(),
+        work_dir,
+        session: SessionOptions { library, device: args.device },
+        targets,
+        tolerance: args.tolerance,
+    };
+    #[cfg(feature = "ort")]
+    let mut reference = OrtReference { session: None };
+    #[cfg(feature = "ort")]
+    let reference: Option<&mut dyn ReferenceBackend> = Some(&mut reference);
+    #[cfg(not(feature = "ort"))]
+    let reference: Option<&mut dyn ReferenceBackend> = None;
+    let report = selftest(&opts, reference)?;
+    println!("{report}");
+    Ok(report.passed)
+}

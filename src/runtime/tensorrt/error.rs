@@ -1,0 +1,62 @@
+//! Errors of the TensorRT runtime. Everything that comes from TensorRT carries the text it logged
+//! (`log`) verbatim; CUDA errors carry the driver's message.
+
+use std::path::PathBuf;
+
+use crate::engine::EngineError;
+use crate::lora::PlanError;
+use crate::manifest::ManifestError;
+use crate::runtime::RuntimeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrtError {
+    /// This build of flux-trt has no TensorRT support.
+    #[error("flux-trt was built without TensorRT support: rebuild with `--features tensorrt` (or `tensorrt-enterprise`)")]
+    NotCompiled,
+    /// Library loading, logger, or another build-area failure.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{path}: manifest.json has no `engine` entry: build the TensorRT plan first (build-engine --tensorrt)")]
+    NoEngine { path: PathBuf },
+    #[error("{path}: cannot read the plan: {source}")]
+    PlanFile { path: PathBuf, #[source] source: std::io::Error },
+    /// The plan is not the one the manifest recorded (truncated, rebuilt, replaced).
+    #[error("{path}: plan SHA-256 is {found} ({bytes} bytes), manifest.json records {expected}")]
+    PlanHash { path: PathBuf, expected: String, found: String, bytes: u64 },
+    /// The plan was built by another TensorRT variant than this build loads.
+    #[error("{path}: plan was built with {found}, this build of flux-trt runs {expected}")]
+    Variant { path: PathBuf, expected: String, found: String },
+    /// TensorRT says the plan cannot run here (TensorRT version, GPU compute capability, driver).
+    #[error("{path}: plan (TensorRT {built_version}, targets {targets:?}) cannot run with TensorRT {loaded_version} on {gpu}: {diagnostics}; TensorRT said: {log}")]
+    Incompatible { path: PathBuf, built_version: String, loaded_version: String, targets: Vec<String>, gpu: String, diagnostics: String, log: String },
+    /// `deserializeCudaEngine` refused the plan.
+    #[error("{path}: TensorRT cannot deserialize the plan: {log}")]
+    Deserialize { path: PathBuf, log: String },
+    #[error("{path}: {message}")]
+    Bindings { path: PathBuf, message: String },
+    #[error("CUDA {what}: {message}")]
+    Cuda { what: String, message: String },
+    /// A TensorRT call failed; `step` names the call and its subject.
+    #[error("TensorRT {step} failed: {error}; TensorRT said: {log}")]
+    Tensorrt { step: String, error: String, log: String },
+    /// An adapter does not fit the engine's slots (nothing changed).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Bad run inputs (nothing ran).
+    #[error(transparent)]
+    Input(#[from] RuntimeError),
+    /// A slot's refit prototype differs from the manifest (count or type).
+    #[error("{path}: refit weights `{name}`: {message}")]
+    SlotPrototype { path: PathBuf, name: String, message: String },
+    /// The refitter still misses weights after every slot was set (e.g. base weights stripped).
+    #[error("{path}: refit is missing weights that are not LoRA slots: {names:?}")]
+    MissingWeights { path: PathBuf, names: Vec<String> },
+    /// A self-test step outside TensorRT (loading the model or adapters, export) failed.
+    #[error("self-test {step}: {message}")]
+    Selftest { step: String, message: String },
+    /// `refitCudaEngineAsync` failed; `restored` says whether the previous slots were refit back.
+    #[error("{path}: refit failed (previous adapter restored: {restored}): {log}")]
+    Refit { path: PathBuf, restored: bool, log: String },
+}

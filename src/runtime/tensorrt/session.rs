@@ -1,0 +1,329 @@
+//! [`TrtSession`]: a TensorRT plan with hot-swappable LoRA slots (feature `tensorrt`).
+
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+
+use trtx::trtx_sys::{nvinfer1, Dims64};
+use trtx::{CudaEngine, DataType, ExecutionContext, Refitter, Runtime, TensorLocation};
+
+use super::cuda::{DeviceBuffer, Gpu};
+use super::{SessionOptions, TrtError};
+use crate::engine::trt::{self, LogScope};
+use crate::lora::Adapter;
+use crate::manifest::{LoraSlots, Manifest, MANIFEST_FILE};
+use crate::runtime::{AdapterLabel, FluxInputs, HostTensor};
+use crate::tensor::DType;
+
+/// One device buffer per slot A and B.
+#[derive(Debug)]
+struct SlotBuffers {
+    a: Vec<DeviceBuffer>,
+    b: Vec<DeviceBuffer>,
+}
+
+impl SlotBuffers {
+    fn zeros(gpu: &Gpu, lora: &LoraSlots) -> Result<Self, TrtError> {
+        let e = lora.dtype.size();
+        let mut s = SlotBuffers { a: Vec::new(), b: Vec::new() };
+        for slot in &lora.slots {
+            s.a.push(gpu.zeros(lora.max_rank * slot.in_features * e, &slot.a)?);
+            s.b.push(gpu.zeros(slot.out_features * lora.max_rank * e, &slot.b)?);
+        }
+        Ok(s)
+    }
+}
+
+fn tensorrt_err(scope: &LogScope, step: impl Into<String>, e: impl std::fmt::Display) -> TrtError {
+    TrtError::Tensorrt { step: step.into(), error: e.to_string(), log: scope.text() }
+}
+
+/// A deserialized plan, its execution context and stream, and two sets of device slot buffers.
+///
+/// # Swap ordering
+/// [`TrtSession::swap`] validates the adapters completely (slot plan, ranks, shapes) before it
+/// touches the GPU, uploads the new A/B values for **every** slot (zeros where the adapters do
+/// not reach, so A → B → A returns exactly to A) into the standby buffer set, points the
+/// refitter at them (`setNamedWeights(.., kDEVICE)`), checks `getMissingWeights` is empty and
+/// enqueues `refitCudaEngineAsync` on the session's stream, then waits for it. Runs are enqueued
+/// on the same stream, so a run enqueued before the swap finishes with the previous weights and
+/// every run after `swap` returns uses the new ones; the session owns the engine's only
+/// execution context, so no work of this engine is pending on another stream (TensorRT leaves
+/// that case undefined). `run` and `swap` take `&mut self`: one at a time per session. If the
+/// refit itself fails, the previous slot set (kept on the device) is refit back and the error
+/// says whether that succeeded; failures before the refit leave the engine untouched.
+///
+/// Compiled in CI; it cannot run on the development machines (no GPU there, and the H200 is
+/// sm_90, which TensorRT-RTX plans do not support). It needs an sm_75…sm_121 GPU other than
+/// sm_90 for TensorRT-RTX, or TensorRT Enterprise with `tensorrt-enterprise`.
+pub struct TrtSession {
+    // Field order is drop order: TensorRT objects before the buffers and the CUDA context.
+    context: ExecutionContext<'static>,
+    engine: CudaEngine<'static>,
+    _runtime: Runtime<'static>,
+    inputs: BTreeMap<String, DeviceBuffer>,
+    output: Option<DeviceBuffer>,
+    active: SlotBuffers,
+    standby: SlotBuffers,
+    adapters: Vec<AdapterLabel>,
+    version: u64,
+    manifest: Manifest,
+    plan_path: PathBuf,
+    gpu_name: String,
+    gpu: Gpu,
+}
+
+// SAFETY: TensorRT engines and execution contexts may be used from any thread as long as calls
+// on one context do not overlap; every method that touches them takes `&mut self` and binds
+// the CUDA context to the calling thread first. The trtx `ExecutionContext` holds no shared
+// `Rc` here (created without a runtime config).
+unsafe impl Send for TrtSession {}
+
+impl std::fmt::Debug for TrtSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrtSession").field("plan", &self.plan_path).field("gpu", &self.gpu_name).field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+fn trt_dtype(d: DType) -> DataType {
+    match d {
+        DType::F32 => DataType::kFLOAT,
+        DType::F16 => DataType::kHALF,
+        DType::BF16 => DataType::kBF16,
+    }
+}
+
+impl TrtSession {
+    /// Opens `dir`'s plan (from `manifest.engine`): SHA-256 against the manifest, TensorRT's own
+    /// validity check for this library and GPU, deserialization, I/O check against the
+    /// manifest, then every slot refit to zeros (the base model; stripped plans need it).
+    pub fn open(dir: &Path, opts: &SessionOptions) -> Result<Self, TrtError> {
+        let manifest = Manifest::load(dir)?;
+        let art = manifest.engine.clone().ok_or_else(|| TrtError::NoEngine { path: dir.join(MANIFEST_FILE) })?;
+        let plan_path = dir.join(&art.file);
+        if art.tensorrt_variant != trt::VARIANT {
+            return Err(TrtError::Variant { path: plan_path, expected: trt::VARIANT.into(), found: art.tensorrt_variant });
+        }
+        let file = std::fs::File::open(&plan_path).map_err(|source| TrtError::PlanFile { path: plan_path.clone(), source })?;
+        // SAFETY: the plan is read only; a concurrent writer would at worst fail the hash check.
+        let plan = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TrtError::PlanFile { path: plan_path.clone(), source })?;
+        let found = crate::util::sha256_bytes(&plan);
+        if found != art.sha256 {
+            return Err(TrtError::PlanHash { path: plan_path, expected: art.sha256, found, bytes: plan.len() as u64 });
+        }
+        let loaded = trt::load(&opts.library)?;
+        tracing::debug!(built = %art.tensorrt_version, loaded = %loaded.version, "TensorRT versions");
+        let gpu = Gpu::open(opts.device)?;
+        gpu.bind()?;
+        let gpu_name = gpu.describe();
+        let logger = trt::logger()?;
+        let scope = LogScope::begin();
+        let mut runtime = Runtime::new(logger).map_err(|e| tensorrt_err(&scope, "runtime creation", e))?;
+        // TensorRT's own header check: version, compute capability, driver.
+        #[cfg(not(feature = "tensorrt-enterprise"))]
+        {
+            let incompatible = |diagnostics: String, scope: &LogScope| TrtError::Incompatible {
+                path: plan_path.clone(),
+                built_version: art.tensorrt_version.clone(),
+                loaded_version: loaded.version.clone(),
+                targets: art.targets.clone(),
+                gpu: gpu_name.clone(),
+                diagnostics,
+                log: scope.text(),
+            };
+            let (validity, diagnostics) = runtime.engine_validity(&plan).map_err(|e| incompatible(e.to_string(), &scope))?;
+            if validity == trtx::EngineValidity::kINVALID {
+                return Err(incompatible(format!("{diagnostics:?}"), &scope));
+            }
+        }
+        let scope = LogScope::begin();
+        let mut engine = runtime.deserialize_cuda_engine(&plan).map_err(|_| TrtError::Deserialize { path: plan_path.clone(), log: scope.text() })?;
+        drop(plan);
+        check_bindings(&engine, &manifest, &plan_path)?;
+        let scope = LogScope::begin();
+        let context = engine.create_execution_context().map_err(|e| tensorrt_err(&scope, "execution context creation", e))?;
+        let active = SlotBuffers::zeros(&gpu, &manifest.lora)?;
+        let standby = SlotBuffers::zeros(&gpu, &manifest.lora)?;
+        let mut s = TrtSession {
+            context,
+            engine,
+            _runtime: runtime,
+            inputs: BTreeMap::new(),
+            output: None,
+            active,
+            standby,
+            adapters: Vec::new(),
+            version: 0,
+            manifest,
+            plan_path,
+            gpu_name,
+            gpu,
+        };
+        // Standby holds zeros: refit them so the engine runs the base model from version 0.
+        s.refit_standby()?;
+        tracing::info!(plan = %s.plan_path.display(), gpu = %s.gpu_name, slots = s.manifest.lora.slots.len(), "TensorRT session open");
+        Ok(s)
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    /// Slot-set version: 0 at open (all zeros), +1 per successful swap.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    /// Adapters currently in the slots (empty: base model).
+    pub fn adapters(&self) -> &[AdapterLabel] {
+        &self.adapters
+    }
+    /// The GPU, e.g. `NVIDIA GeForce RTX 4090 (sm89)`.
+    pub fn gpu(&self) -> &str {
+        &self.gpu_name
+    }
+
+    /// Runs the transformer once; returns `sample`.
+    pub fn run(&mut self, inputs: &FluxInputs) -> Result<HostTensor, TrtError> {
+        inputs.validate(&self.manifest.inputs)?;
+        self.gpu.bind()?;
+        for (name, t) in inputs.named() {
+            let bytes: &[u8] = bytemuck::cast_slice(t.data());
+            let buf = match self.inputs.remove(name) {
+                Some(b) if b.len() >= bytes.len() => b,
+                _ => self.gpu.zeros(bytes.len(), name)?,
+            };
+            let buf = self.inputs.entry(name.to_string()).or_insert(buf);
+            self.gpu.upload(bytes, buf, name)?;
+            let dims: Vec<i64> = t.shape().iter().map(|d| *d as i64).collect();
+            let scope = LogScope::begin();
+            self.context.set_input_shape(name, &Dims64::from_slice(&dims)).map_err(|e| tensorrt_err(&scope, format!("setInputShape(`{name}`, {dims:?})"), e))?;
+            let addr = self.gpu.address(buf);
+            // SAFETY: `buf` holds at least this input's bytes and lives in `self.inputs` until
+            // the next run replaces it, after this run's stream work completed (download syncs).
+            unsafe { self.context.set_tensor_address(name, addr as *mut c_void) }.map_err(|e| tensorrt_err(&scope, format!("setTensorAddress(`{name}`)"), e))?;
+        }
+        let out_name = self.manifest.outputs[0].name.clone();
+        let scope = LogScope::begin();
+        let d = self.context.tensor_shape(&out_name).map_err(|e| tensorrt_err(&scope, format!("getTensorShape(`{out_name}`)"), e))?;
+        let shape: Vec<usize> = d.d[..d.nbDims.max(0) as usize].iter().map(|v| (*v).max(0) as usize).collect();
+        let bytes = shape.iter().product::<usize>() * 4;
+        let out = match self.output.take() {
+            Some(b) if b.len() >= bytes => b,
+            _ => self.gpu.zeros(bytes, &out_name)?,
+        };
+        let out = self.output.insert(out);
+        let addr = self.gpu.address(out);
+        // SAFETY: `out` holds the output's bytes and stays in `self.output` past the download.
+        unsafe { self.context.set_tensor_address(&out_name, addr as *mut c_void) }.map_err(|e| tensorrt_err(&scope, format!("setTensorAddress(`{out_name}`)"), e))?;
+        let scope = LogScope::begin();
+        // SAFETY: every I/O tensor is bound to live device memory of the right size.
+        unsafe { self.context.enqueue_v3(self.gpu.raw_stream()) }.map_err(|e| tensorrt_err(&scope, "enqueueV3", e))?;
+        let mut host = vec![0f32; bytes / 4];
+        self.gpu.download(out, bytemuck::cast_slice_mut(&mut host), &out_name)?;
+        HostTensor::new(shape.clone(), host).ok_or_else(|| TrtError::Bindings { path: self.plan_path.clone(), message: format!("output `{out_name}` shape {shape:?}") })
+    }
+
+    /// Lays `adapters` (with strengths) into the slots and refits; returns the new version.
+    /// Bad adapters are rejected before anything changes; see the type docs for ordering.
+    pub fn swap(&mut self, adapters: &[(&Adapter, f32)]) -> Result<u64, TrtError> {
+        let weights = self.manifest.lora.plan().lay_out(adapters)?;
+        self.gpu.bind()?;
+        let dtype = self.manifest.lora.dtype;
+        let mut bytes = Vec::new();
+        for (i, slot) in self.manifest.lora.slots.iter().enumerate() {
+            for (m, buf, name) in [(&weights.a[i], &mut self.standby.a[i], &slot.a), (&weights.b[i], &mut self.standby.b[i], &slot.b)] {
+                bytes.clear();
+                crate::tensor::encode_into(dtype, &m.data, &mut bytes);
+                self.gpu.upload(&bytes, buf, name)?;
+            }
+        }
+        self.refit_standby()?;
+        self.adapters = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
+        self.version += 1;
+        Ok(self.version)
+    }
+
+    /// Refits the engine from the standby set and makes it active; on a failed refit, refits
+    /// the active set back.
+    fn refit_standby(&mut self) -> Result<(), TrtError> {
+        match refit(&self.engine, &self.gpu, &self.manifest.lora, &self.standby, &self.plan_path) {
+            Ok(()) => {
+                std::mem::swap(&mut self.active, &mut self.standby);
+                Ok(())
+            }
+            Err(RefitFailure::Before(e)) => Err(e),
+            Err(RefitFailure::During(log)) => {
+                let restored = refit(&self.engine, &self.gpu, &self.manifest.lora, &self.active, &self.plan_path).is_ok();
+                Err(TrtError::Refit { path: self.plan_path.clone(), restored, log })
+            }
+        }
+    }
+}
+
+enum RefitFailure {
+    /// Nothing was refit.
+    Before(TrtError),
+    /// `refitCudaEngineAsync` failed (TensorRT's log).
+    During(String),
+}
+
+/// Sets every slot's A/B from `slots` (device memory) and refits on the session stream.
+fn refit(engine: &CudaEngine<'static>, gpu: &Gpu, lora: &LoraSlots, slots: &SlotBuffers, path: &Path) -> Result<(), RefitFailure> {
+    let before = RefitFailure::Before;
+    let logger = trt::logger().map_err(|e| before(e.into()))?;
+    let scope = LogScope::begin();
+    let mut refitter = Refitter::new(engine, logger).map_err(|e| before(tensorrt_err(&scope, "refitter creation", e)))?;
+    let want = trt_dtype(lora.dtype);
+    for (i, s) in lora.slots.iter().enumerate() {
+        for (name, buf, count) in [(&s.a, &slots.a[i], lora.max_rank * s.in_features), (&s.b, &slots.b[i], s.out_features * lora.max_rank)] {
+            let proto = refitter.weights_prototype(name);
+            let ptype: DataType = proto.type_.clone().into();
+            if proto.count != count as i64 || ptype != want {
+                return Err(before(TrtError::SlotPrototype {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    message: format!("engine expects {} × {ptype:?}, manifest slot is {count} × {want:?}", proto.count),
+                }));
+            }
+            let w = nvinfer1::Weights { type_: want.into(), values: gpu.address(buf) as *const c_void, count: proto.count };
+            let scope = LogScope::begin();
+            // SAFETY: `buf` is device memory of `count` elements of the prototype's type; it is
+            // not written again before the refit below completed (synchronized).
+            unsafe { refitter.set_named_weights_with_location(name, w, TensorLocation::kDEVICE.into()) }
+                .map_err(|e| before(tensorrt_err(&scope, format!("setNamedWeights(`{name}`, kDEVICE)"), e)))?;
+        }
+    }
+    let missing = refitter.missing_weights(1 << 16).map_err(|e| before(tensorrt_err(&scope, "getMissingWeights", e)))?;
+    if !missing.is_empty() {
+        return Err(before(TrtError::MissingWeights { path: path.to_path_buf(), names: missing }));
+    }
+    let scope = LogScope::begin();
+    // SAFETY: the stream is the session's live stream; the engine has no work pending on any
+    // other stream (the session owns its only execution context).
+    unsafe { refitter.refit_cuda_engine_async(gpu.raw_stream()) }.map_err(|e| RefitFailure::During(format!("{e}; TensorRT said: {}", scope.text())))?;
+    gpu.synchronize().map_err(|e| RefitFailure::During(e.to_string()))
+}
+
+/// The engine's I/O tensors are the manifest's inputs and outputs, all f32.
+fn check_bindings(engine: &CudaEngine<'static>, manifest: &Manifest, path: &Path) -> Result<(), TrtError> {
+    let scope = LogScope::begin();
+    let n = engine.nb_io_tensors().map_err(|e| tensorrt_err(&scope, "getNbIOTensors", e))?;
+    let mut names = Vec::new();
+    for i in 0..n {
+        let name = engine.io_tensor_name(i).map_err(|e| tensorrt_err(&scope, format!("getIOTensorName({i})"), e))?;
+        let dt = engine.tensor_data_type(&name).map_err(|e| tensorrt_err(&scope, format!("getTensorDataType(`{name}`)"), e))?;
+        if dt != DataType::kFLOAT {
+            return Err(TrtError::Bindings { path: path.to_path_buf(), message: format!("tensor `{name}` is {dt:?}, flux-trt binds f32") });
+        }
+        names.push(name);
+    }
+    let mut want: Vec<String> = manifest.inputs.iter().chain(&manifest.outputs).map(|t| t.name.clone()).collect();
+    names.sort();
+    want.sort();
+    if names != want {
+        return Err(TrtError::Bindings { path: path.to_path_buf(), message: format!("engine I/O tensors {names:?}, manifest has {want:?}") });
+    }
+    if manifest.outputs.len() != 1 {
+        return Err(TrtError::Bindings { path: path.to_path_buf(), message: format!("expected one output, manifest has {}", manifest.outputs.len()) });
+    }
+    Ok(())
+}
