@@ -127,6 +127,13 @@ fn fp8_graph_structure_and_stored_weights() {
         for s in &plan.slots {
             assert_eq!(inits[s.a_name().as_str()].data_type, 1);
         }
+        // the ONNX checker (full check, external data) accepts the FP8 graph
+        let chk = std::process::Command::new("python3")
+            .args(["-c", "import onnx,sys; onnx.checker.check_model(sys.argv[1], full_check=True)"])
+            .arg(dir.path().join(MODEL_FILE))
+            .output()
+            .expect("python3 with onnx");
+        assert!(chk.status.success(), "onnx.checker: {}", String::from_utf8_lossy(&chk.stderr));
         let man = Manifest::load(dir.path()).unwrap();
         assert_eq!(man.precision, Precision::Fp8);
         let f = man.fp8.as_ref().expect("fp8 manifest section");
