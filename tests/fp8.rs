@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use flux_trt::manifest::{Manifest, Precision};
-use flux_trt::onnx::fp8::{calib, calib_data, e4m3, Fp8Error, Fp8Options, WeightScale, SCALE_FLOOR};
+use flux_trt::onnx::fp8::{calib, calib_data, e4m3, Calibration, Fp8Error, Fp8Options, WeightScale, SCALE_FLOOR};
 use flux_trt::onnx::{export, ExportOptions, OnnxError, DATA_FILE, MODEL_FILE};
 use flux_trt::runtime::ort::FluxSession;
 use flux_trt::runtime::RuntimeError;
@@ -299,6 +299,22 @@ fn calibration_is_reproducible_and_uses_the_schedule() {
     assert!(a.amax.values().all(|v| v.is_finite() && *v > 0.0));
     assert_eq!(a.info.sigmas, calib::sigmas(3, flux_trt::Variant::Dev, 16));
     assert_eq!((a.info.img_seq, a.info.txt_seq, a.info.seed), (16, 8, 42));
+
+    // saved and reused (build-engine --calib-out / --calib-in)
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("calib.json");
+    a.save(&f).unwrap();
+    assert_eq!(Calibration::load(&f, cfg).unwrap(), a);
+    let schnell = Checkpoint::open(&fixtures().join("models/schnell-bfl.safetensors")).unwrap();
+    let e = Calibration::load(&f, schnell.config()).unwrap_err();
+    assert!(matches!(&e, Fp8Error::CalibFile { path, message } if path == &f && message.contains("not a quantization point")), "{e}");
+    let mut broken = a.clone();
+    broken.amax.remove("transformer_blocks.1.ff.net.2");
+    broken.save(&f).unwrap();
+    let e = Calibration::load(&f, cfg).unwrap_err();
+    assert!(e.to_string().contains("transformer_blocks.1.ff.net.2"), "{e}");
+    std::fs::write(&f, "{\"amax\": {}}").unwrap();
+    assert!(matches!(Calibration::load(&f, cfg), Err(Fp8Error::CalibFile { .. })));
 }
 
 /// Writes a `.npy` (v1.0) file.

@@ -70,6 +70,12 @@ struct Args {
     /// ONNX Runtime library for calibration (default ORT_DYLIB_PATH).
     #[arg(long)]
     ort_library: Option<PathBuf>,
+    /// FP8: save the calibration (activation amax per point + settings) as JSON.
+    #[arg(long, value_name = "FILE")]
+    calib_out: Option<PathBuf>,
+    /// FP8: reuse a saved calibration instead of calibrating (no ONNX Runtime needed).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["calib", "calib_data"])]
+    calib_in: Option<PathBuf>,
     #[command(flatten)]
     trt: TrtArgs,
 }
@@ -147,7 +153,7 @@ fn main() -> Result<()> {
     let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
     let precision_s = args.precision.clone().or(recipe.precision.clone()).unwrap_or_else(|| "fp32".into());
     let precision: Precision = precision_s.parse().map_err(anyhow::Error::msg)?;
-    let fp8_flags = args.fp8_weight_scale.is_some() || args.fp8_attention || args.fp8_float.is_some() || args.calib.is_some() || args.calib_data.is_some();
+    let fp8_flags = args.fp8_weight_scale.is_some() || args.fp8_attention || args.fp8_float.is_some() || args.calib.is_some() || args.calib_data.is_some() || args.calib_in.is_some() || args.calib_out.is_some();
     if precision != Precision::Fp8 && fp8_flags {
         bail!("--fp8-*/--calib* flags need --precision fp8 (precision is {precision_s})");
     }
@@ -301,7 +307,12 @@ fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::o
         "fp32" | "f32" => DType::F32,
         o => bail!("--fp8-float {o}: use bf16 or fp32"),
     };
-    let n = args.calib.context("--precision fp8 needs --calib N (calibration samples for the activation scales)")?;
+    if let Some(p) = &args.calib_in {
+        let cal = flux_trt::onnx::fp8::Calibration::load(p, ckpt.config())?;
+        tracing::info!(file = %p.display(), samples = cal.info.samples, "FP8 calibration loaded");
+        return Ok(Fp8Options { weight_scale, float_dtype, attention: args.fp8_attention, activation_amax: cal.amax, calibration: Some(cal.info) });
+    }
+    let n = args.calib.context("--precision fp8 needs --calib N (calibration samples for the activation scales) or --calib-in FILE")?;
     if args.calib_res == 0 || args.calib_res % 16 != 0 {
         bail!("--calib-res {}: must be a positive multiple of 16", args.calib_res);
     }
@@ -316,5 +327,8 @@ fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::o
     let t0 = std::time::Instant::now();
     let cal = calib::calibrate(ckpt, &c)?;
     tracing::info!(samples = n, points = cal.amax.len(), seconds = t0.elapsed().as_secs_f64(), "FP8 calibration");
+    if let Some(p) = &args.calib_out {
+        cal.save(p)?;
+    }
     Ok(Fp8Options { weight_scale, float_dtype, attention: args.fp8_attention, activation_amax: cal.amax, calibration: Some(cal.info) })
 }

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use flux_trt::lora::plan::PlanOptions;
 use flux_trt::manifest::Precision;
-use flux_trt::onnx::fp8::calib::{calibrate, CalibOptions, Calibration};
+use flux_trt::onnx::fp8::calib::{calibrate, CalibOptions};
+use flux_trt::onnx::fp8::Calibration;
 use flux_trt::onnx::fp8::{Fp8Options, WeightScale};
 use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::runtime::ort::FluxSession;

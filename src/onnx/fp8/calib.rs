@@ -24,7 +24,7 @@ use ::ort::session::builder::GraphOptimizationLevel;
 use ::ort::session::{Session, SessionInputValue};
 use ::ort::value::TensorRef;
 
-use super::{amax_output, attention_points, calib_data, quantized_gemms, CalibrationInfo, Fp8Error};
+use super::{amax_output, attention_points, calib_data, quantized_gemms, Calibration, CalibrationInfo, Fp8Error};
 use crate::checkpoint::Checkpoint;
 use crate::flux::{FluxConfig, Variant};
 use crate::onnx::OnnxError;
@@ -52,14 +52,6 @@ impl CalibOptions {
     pub fn new(samples: usize) -> Self {
         CalibOptions { samples, seed: 0, data: None, img_hw: (32, 32), txt_seq: 512, guidance: 3.5, library: None, threads: None, work_dir: None }
     }
-}
-
-/// Result of [`calibrate`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct Calibration {
-    /// Max |input| per quantization point over all samples.
-    pub amax: BTreeMap<String, f32>,
-    pub info: CalibrationInfo,
 }
 
 /// diffusers FluxPipeline sigmas for `n` steps (see the module docs).

@@ -107,6 +107,45 @@ pub fn attention_points(cfg: &FluxConfig) -> Vec<String> {
     v
 }
 
+/// Result of calibration: max |input| per quantization point, and how it was obtained.
+/// Saved as JSON by `build-engine --calib-out` and reused with `--calib-in` (no ONNX Runtime
+/// needed then).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Calibration {
+    pub amax: BTreeMap<String, f32>,
+    pub info: CalibrationInfo,
+}
+
+impl Calibration {
+    /// Writes the calibration as JSON (atomically).
+    pub fn save(&self, path: &std::path::Path) -> Result<(), Fp8Error> {
+        let err = |message: String| Fp8Error::CalibFile { path: path.to_path_buf(), message };
+        let json = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
+        crate::util::write_atomic(path, &json).map_err(|e| err(format!("cannot write: {e}")))
+    }
+
+    /// Reads a saved calibration and checks it covers every quantization point of `cfg`
+    /// (attention points too) with a finite, non-negative amax, and nothing else.
+    pub fn load(path: &std::path::Path, cfg: &FluxConfig) -> Result<Self, Fp8Error> {
+        let err = |message: String| Fp8Error::CalibFile { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let c: Calibration = serde_json::from_str(&text).map_err(|e| err(format!("not a flux-trt calibration file: {e}")))?;
+        let mut points = quantized_gemms(cfg);
+        points.extend(attention_points(cfg));
+        for p in &points {
+            match c.amax.get(p) {
+                None => return Err(err(format!("no amax for `{p}` (calibrated for another model?)"))),
+                Some(a) if !a.is_finite() || *a < 0.0 => return Err(err(format!("amax of `{p}` is {a}"))),
+                Some(_) => {}
+            }
+        }
+        if let Some(k) = c.amax.keys().find(|k| !points.contains(k)) {
+            return Err(err(format!("`{k}` is not a quantization point of this model (calibrated for another model?)")));
+        }
+        Ok(c)
+    }
+}
+
 /// Graph output name of a calibration point's amax.
 pub fn amax_output(point: &str) -> String {
     format!("amax.{point}")
