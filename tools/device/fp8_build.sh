@@ -27,7 +27,7 @@ DOUBLE=${DOUBLE:-19}
 SINGLE=${SINGLE:-38}
 if [ "$stage" = full-export ]; then
   ck="$WORK/flux-dev-random.safetensors"; d="$WORK/full-fp8"; t0=$(date +%s.%N)
-  .fp8dev/make-random-flux --out "$ck" --layout bfl --dtype bf16 --double "$DOUBLE" --single "$SINGLE" > "$OUT/full-make.log" 2>&1 || { tail -3 "$OUT/full-make.log"; exit 1; }
+  "${MRF:-.fp8dev/make-random-flux}" --out "$ck" --layout bfl --dtype bf16 --double "$DOUBLE" --single "$SINGLE" > "$OUT/full-make.log" 2>&1 || { tail -3 "$OUT/full-make.log"; exit 1; }
   t1=$(date +%s.%N)
   python3 - "$DOUBLE" "$SINGLE" > "$WORK/full-calib.json" <<'PY'
 import json, sys
@@ -61,7 +61,7 @@ for mode in channel tensor; do
       > "$OUT/$name.log" 2>&1 || { echo "== $name: export failed"; tail -5 "$OUT/$name.log"; continue; }
     for t in sm89 sm120; do
       rc=0
-      "$BIN" --out "$d" --tensorrt-only --trt-targets "$t" --plan-file "engine-$t.plan" --recipe tools/device/tiny.toml \
+      "$BIN" --out "$d" --tensorrt-only --trt-targets "$t" --plan-file "engine-$t.plan" --recipe "${RECIPE:-tools/device/tiny.toml}" \
         --trt-report "$OUT/$name-$t.json" >> "$OUT/$name.log" 2>&1 || rc=$?
       echo "== $name $t: exit $rc $(ls -l "$d/engine-$t.plan" 2>/dev/null | awk '{print $5" bytes"}')"
       [ $rc -eq 0 ] || tail -8 "$OUT/$name.log"
