@@ -45,7 +45,7 @@ PY
   rc=$?; t2=$(date +%s.%N); rm -f "$ck"
   rss=$(grep "Maximum resident" "$OUT/full-export.log" | awk '{print $6}')
   printf '{"double": %s, "single": %s, "make_seconds": %.1f, "export_exit": %s, "export_seconds": %.1f, "export_peak_rss_kb": "%s", "onnx_data_bytes": %s}\n' \
-    "$DOUBLE" "$SINGLE" "$(echo "$t1 - $t0" | bc)" "$rc" "$(echo "$t2 - $t1" | bc)" "$rss" "$(stat -c %s "$d/model.onnx.data" 2>/dev/null || echo 0)" > "$OUT/full-export.json"
+    "$DOUBLE" "$SINGLE" "$(awk "BEGIN{print $t1-$t0}")" "$rc" "$(awk "BEGIN{print $t2-$t1}")" "$rss" "$(stat -c %s "$d/model.onnx.data" 2>/dev/null || echo 0)" > "$OUT/full-export.json"
   cat "$OUT/full-export.json"; tail -3 "$OUT/full-export.log"; df -h "$WORK" | tail -1; exit 0
 fi
 if [ "$stage" = full-build ]; then
