@@ -16,18 +16,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Describe a checkpoint, a LoRA file or an engine folder (format, modules, ranks, variant).
+    Inspect(cli::inspect::InspectArgs),
     /// Run an engine on inputs from a safetensors file, optionally with LoRA adapters.
     Run(cli::run::RunArgs),
     /// Build a tiny engine from the bundled fixtures and hot-swap two adapters on it.
     Demo(cli::demo::DemoArgs),
+    /// Self-test a backend on this GPU (TensorRT: build, run, swap A→B→A, compare with ONNX Runtime).
+    Selftest(cli::selftest::SelftestArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
     cli::init_logging(args.verbose);
     let result = match args.command {
+        Command::Inspect(a) => cli::inspect::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Demo(a) => cli::demo::run(a),
+        Command::Selftest(a) => cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest FAILED")) }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! Exporter tests on the bundled tiny fixtures (tests/fixtures, see tools/reference/README.md):
 //! graph structure read back from model.onnx, external-data layout, bytes against the
 //! checkpoint, the manifest, and parity with the diffusers goldens through ONNX Runtime
-//! (tools/reference/check_onnx.py, which needs python3 with onnx, onnxruntime, diffusers).
+//! (tools/reference/check_onnx.py, which needs python3 with onnx, onnxruntime, numpy, safetensors).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -215,18 +215,38 @@ fn rust_slot_feeds(dir: &Path, plan: &SlotPlan, adapters: &[(&str, Adapter)]) ->
 }
 
 fn run_check_onnx(dir: &Path, slot_args: &[String]) {
-    let probe = Command::new("python3").args(["-c", "import onnx, onnxruntime, diffusers, torch, safetensors"]).output();
+    let probe = Command::new("python3").args(["-c", "import onnx, onnxruntime, numpy, safetensors"]).output();
     match probe {
         Ok(o) if o.status.success() => {}
         Ok(o) => panic!(
-            "python3 lacks the packages tools/reference/check_onnx.py needs (pip install onnx onnxruntime diffusers torch safetensors): {}",
+            "python3 lacks the packages tools/reference/check_onnx.py needs (tools/env.sh installs them: onnx onnxruntime numpy safetensors): {}",
             String::from_utf8_lossy(&o.stderr)
         ),
-        Err(e) => panic!("python3 not runnable ({e}); tools/reference/check_onnx.py needs python3 with onnx, onnxruntime, diffusers, torch"),
+        Err(e) => panic!("python3 not runnable ({e}); tools/reference/check_onnx.py needs python3 with onnx, onnxruntime, numpy, safetensors"),
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/reference/check_onnx.py");
+    // the Rust RoPE tables for the golden ids, compared by the script with its own
+    let man = Manifest::load(dir).unwrap();
+    let golden = fixtures().join(fixtures_json()["models"][man.model.variant.name()]["outputs"].as_str().unwrap());
+    let gbytes = std::fs::read(&golden).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&gbytes).unwrap();
+    let ids = |k: &str| -> Vec<[f32; 3]> {
+        let t = st.tensor(k).unwrap();
+        t.data().chunks_exact(12).map(|c| [0, 1, 2].map(|i| f32::from_le_bytes(c[4 * i..4 * i + 4].try_into().unwrap()))).collect()
+    };
+    let (cos, sin) = flux_trt::flux::rope_tables(&man.model, &ids("txt_ids"), &ids("img_ids"));
+    let rows = cos.len() / (man.model.head_dim / 2);
+    let (cb, sb): (Vec<u8>, Vec<u8>) = (cos.iter().flat_map(|v| v.to_le_bytes()).collect(), sin.iter().flat_map(|v| v.to_le_bytes()).collect());
+    let shape = vec![rows, man.model.head_dim / 2];
+    let views = vec![
+        ("rope_cos".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), &cb).unwrap()),
+        ("rope_sin".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &sb).unwrap()),
+    ];
+    let rope_file = dir.join("rust-rope.safetensors");
+    safetensors::tensor::serialize_to_file(views, None, &rope_file).unwrap();
+
     let mut cmd = Command::new("python3");
-    cmd.arg(&script).arg(dir).arg("--fixtures").arg(fixtures());
+    cmd.arg(&script).arg(dir).arg("--fixtures").arg(fixtures()).arg("--rust-rope").arg(&rope_file);
     for a in slot_args {
         cmd.arg("--slots").arg(a);
     }
@@ -234,7 +254,7 @@ fn run_check_onnx(dir: &Path, slot_args: &[String]) {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{text}");
     assert!(out.status.success(), "check_onnx.py failed for {}:\n{text}", dir.display());
-    assert!(text.contains("ok   base"), "{text}");
+    assert!(text.contains("ok   base") && text.contains("ok   rust rope_tables"), "{text}");
 }
 
 fn export_fixture(model_rel: &str, loras: &[&str], opts_plan: PlanOptions, precision: Precision) -> (tempfile::TempDir, Checkpoint, SlotPlan, Vec<(String, Adapter)>) {
@@ -288,7 +308,7 @@ fn schnell_partial_fused_slots() {
     check_structure(dir.path(), &ckpt, &plan, DType::F32);
     check_parity(dir.path(), &plan, &adapters);
     // and the kohya file of the same adapter through the same slots
-    let kohya = vec![("loras/schnell-attn.kohya.safetensors".to_string(), load_adapter("loras/schnell-attn.kohya.safetensors"))];
+    let kohya = [("loras/schnell-attn.kohya.safetensors".to_string(), load_adapter("loras/schnell-attn.kohya.safetensors"))];
     let kohya_plan = SlotPlan { slots: plan.slots.clone(), max_rank: plan.max_rank };
     // the kohya file carries a zero proj_mlp ΔW (fused linear1), which has no slot here: lay out what fits
     let mut ad = kohya[0].1.clone();
@@ -318,4 +338,28 @@ fn fp8_and_bad_slots_write_nothing() {
     let err = export(&ckpt, &bad, &ExportOptions::new(Precision::Fp32), dir.path(), &mut |_, _| {}).unwrap_err();
     assert!(matches!(&err, OnnxError::BadSlot { module, .. } if *module == bad.slots[0].module), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+}
+
+#[test]
+fn random_checkpoints_from_make_random_flux_export() {
+    // the generator's small BFL file and diffusers folder load and export like real checkpoints
+    let tmp = tempfile::tempdir().unwrap();
+    for (layout, out, schnell) in [("bfl", tmp.path().join("r.safetensors"), false), ("diffusers", tmp.path().join("rd"), true)] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_make-random-flux"));
+        cmd.args(["--layout", layout, "--dtype", "fp16", "--double", "2", "--single", "3", "--hidden", "64", "--heads", "2", "--context", "48", "--pooled", "40"]);
+        cmd.arg("--out").arg(&out);
+        if schnell {
+            cmd.arg("--schnell");
+        }
+        let st = cmd.output().unwrap();
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        let ckpt = Checkpoint::open(&out).unwrap();
+        let c = ckpt.config();
+        assert_eq!((c.num_double_blocks, c.num_single_blocks, c.hidden_size, c.num_heads, c.context_dim, c.pooled_dim), (2, 3, 64, 2, 48, 40));
+        assert_eq!(c.variant.has_guidance(), !schnell);
+        let plan = SlotPlan::new(c, &[], &PlanOptions { max_rank: Some(8), targets: vec!["attn".into()] }).unwrap();
+        let dir = tmp.path().join(format!("engine-{layout}"));
+        export(&ckpt, &plan, &ExportOptions::new(Precision::Bf16), &dir, &mut |_, _| {}).unwrap();
+        check_structure(&dir, &ckpt, &plan, DType::BF16);
+    }
 }

@@ -629,3 +629,31 @@ fn structural_errors_are_typed_and_name_the_key() {
     let missing = dir.path().join("missing.safetensors");
     assert!(matches!(lora::load(&missing), Err(LoraError::Io { .. })));
 }
+
+#[test]
+fn half_precision_factors_decode_exactly() {
+    use flux_trt::tensor::encode_into;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (mat(2, 8, 1), mat(8, 2, 2));
+    let raw = |dt: DType, m: &Matrix| {
+        let mut bytes = Vec::new();
+        encode_into(dt, &m.data, &mut bytes);
+        let mut back = Vec::new();
+        decode_into(dt, &bytes, &mut back);
+        (T::Raw(dt.to_safetensors(), vec![m.rows, m.cols], bytes), Matrix::from_vec(m.rows, m.cols, back).unwrap())
+    };
+    let ((ta, ra), (tb, rb)) = (raw(DType::BF16, &a), raw(DType::F16, &b));
+    let path = write(
+        dir.path(),
+        "half.safetensors",
+        vec![
+            ("transformer.x_embedder.lora_A.weight", ta),
+            ("transformer.x_embedder.lora_B.weight", tb),
+            ("transformer.x_embedder.alpha", T::Raw(safetensors::Dtype::BF16, vec![], half::bf16::from_f32(1.0).to_le_bytes().to_vec())),
+        ],
+        None,
+    );
+    let ad = lora::load(&path).unwrap();
+    let m = &ad.modules["x_embedder"];
+    assert_eq!((&m.a, &m.b, m.scale), (&ra, &rb, 0.5));
+}

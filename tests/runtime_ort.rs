@@ -177,6 +177,18 @@ fn library_and_provider_errors_are_typed() {
         Err(RuntimeError::LibraryMissing { path }) => assert_eq!(path, missing),
         other => panic!("expected LibraryMissing, got {other:?}"),
     }
+    // Once loaded, the process keeps its library: another file is refused, not silently ignored.
+    let _loaded = session(engine("dev"), 1);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let copy = tmp.path().join("libonnxruntime.so.copy");
+    std::fs::copy(ort_library(), &copy).expect("copy library");
+    match FluxSession::builder(engine("dev")).with_library(&copy).build() {
+        Err(RuntimeError::LibraryConflict { loaded, requested }) => {
+            assert_eq!(requested, copy.canonicalize().expect("canonical"));
+            assert_eq!(loaded, ort_library().canonicalize().expect("canonical"));
+        }
+        other => panic!("expected LibraryConflict, got {other:?}"),
+    }
     // The PyPI CPU library has no CUDA provider: an error, never a CPU fallback.
     match FluxSession::builder(engine("dev")).with_library(ort_library()).with_execution_provider(ExecutionProvider::Cuda { device: 0 }).build() {
         Err(RuntimeError::ExecutionProvider { provider, message, .. }) => {

@@ -1,7 +1,9 @@
 //! Command implementations of the `flux-trt` binary, one module per command.
 
 pub mod demo;
+pub mod inspect;
 pub mod run;
+pub mod selftest;
 
 use std::path::PathBuf;
 

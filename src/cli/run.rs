@@ -26,6 +26,7 @@ pub struct RunArgs {
 }
 
 /// Splits `FILE[:STRENGTH]`; a suffix that is not a number belongs to the file name.
+#[cfg_attr(not(feature = "ort"), allow(dead_code))]
 pub fn parse_lora_arg(s: &str) -> Result<(PathBuf, f32), String> {
     if let Some((file, strength)) = s.rsplit_once(':') {
         if let Ok(v) = strength.parse::<f32>() {

@@ -363,7 +363,7 @@ impl<'a> Flux<'a> {
     }
 
     /// `[B·S, H]` → `[B, heads, S, D]`.
-    fn to_heads(&mut self, x2: &str) -> String {
+    fn split_heads(&mut self, x2: &str) -> String {
         let s = self.bshape(&[-1, self.cfg.num_heads as i64, self.cfg.head_dim as i64]);
         let r = self.g.op("Reshape", &[x2, &s], vec![]);
         self.g.op("Transpose", &[&r], vec![attr_ints("perm", &[0, 2, 1, 3])])
@@ -445,7 +445,7 @@ impl<'a> Flux<'a> {
 
     fn double_block(&mut self, i: usize, img: &str, txt: &str, silu_temb: &str) -> R<(String, String)> {
         let p = format!("transformer_blocks.{i}");
-        let (h, m) = (self.cfg.hidden_size, self.cfg.mlp_hidden);
+        let h = self.cfg.hidden_size;
         let groups = self.cfg.fused_groups();
         let find = |n: &str| groups.iter().find(|g| g.name == n).cloned();
         let gi = find(&format!("{p}.attn.qkv")).ok_or_else(|| OnnxError::BadSlot { module: format!("{p}.attn.qkv"), detail: "no fused group".into() })?;
@@ -461,18 +461,18 @@ impl<'a> Flux<'a> {
         let x2 = self.flat(&img_n, h);
         let y = self.fused2(&x2, &gi)?;
         let qkv = self.split_cols(&y, &[h, h, h]);
-        let iq = self.to_heads(&qkv[0]);
-        let ik = self.to_heads(&qkv[1]);
-        let iv = self.to_heads(&qkv[2]);
+        let iq = self.split_heads(&qkv[0]);
+        let ik = self.split_heads(&qkv[1]);
+        let iv = self.split_heads(&qkv[2]);
         let iq = self.rms_norm(&iq, &format!("{p}.attn.norm_q.weight"))?;
         let ik = self.rms_norm(&ik, &format!("{p}.attn.norm_k.weight"))?;
 
         let c2 = self.flat(&txt_n, h);
         let y = self.fused2(&c2, &gt)?;
         let qkv = self.split_cols(&y, &[h, h, h]);
-        let tq = self.to_heads(&qkv[0]);
-        let tk = self.to_heads(&qkv[1]);
-        let tv = self.to_heads(&qkv[2]);
+        let tq = self.split_heads(&qkv[0]);
+        let tk = self.split_heads(&qkv[1]);
+        let tv = self.split_heads(&qkv[2]);
         let tq = self.rms_norm(&tq, &format!("{p}.attn.norm_added_q.weight"))?;
         let tk = self.rms_norm(&tk, &format!("{p}.attn.norm_added_k.weight"))?;
 
@@ -492,13 +492,13 @@ impl<'a> Flux<'a> {
         let img = self.gated_residual(img, &im[2], &img_a);
         let ln = self.layer_norm(&img);
         let n = self.modulate(&ln, &im[3], &im[4]);
-        let f = self.feed_forward(&n, &format!("{p}.ff"), m)?;
+        let f = self.feed_forward(&n, &format!("{p}.ff"))?;
         let img = self.gated_residual(&img, &im[5], &f);
 
         let txt = self.gated_residual(txt, &tm[2], &txt_a);
         let ln = self.layer_norm(&txt);
         let n = self.modulate(&ln, &tm[3], &tm[4]);
-        let f = self.feed_forward(&n, &format!("{p}.ff_context"), m)?;
+        let f = self.feed_forward(&n, &format!("{p}.ff_context"))?;
         let txt = self.gated_residual(&txt, &tm[5], &f);
         let txt = self.fp16_clip(&txt);
         Ok((img, txt))
@@ -509,7 +509,7 @@ impl<'a> Flux<'a> {
         self.g.op("Add", &[x, &gy], vec![])
     }
 
-    fn feed_forward(&mut self, x: &str, prefix: &str, _mlp: usize) -> R<String> {
+    fn feed_forward(&mut self, x: &str, prefix: &str) -> R<String> {
         let h = self.linear3(x, &format!("{prefix}.net.0.proj"))?;
         let h = self.gelu_tanh(&h);
         self.linear3(&h, &format!("{prefix}.net.2"))
@@ -530,9 +530,9 @@ impl<'a> Flux<'a> {
         let x2 = self.flat(&n, h);
         let y = self.fused2(&x2, &group)?;
         let parts = self.split_cols(&y, &[h, h, h, m]);
-        let q = self.to_heads(&parts[0]);
-        let k = self.to_heads(&parts[1]);
-        let v = self.to_heads(&parts[2]);
+        let q = self.split_heads(&parts[0]);
+        let k = self.split_heads(&parts[1]);
+        let v = self.split_heads(&parts[2]);
         let q = self.rms_norm(&q, &format!("{p}.attn.norm_q.weight"))?;
         let k = self.rms_norm(&k, &format!("{p}.attn.norm_k.weight"))?;
         let q = self.rope(&q);

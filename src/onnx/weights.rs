@@ -147,3 +147,41 @@ impl MappedFiles {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::TensorRef;
+    use crate::tensor::DType;
+
+    fn w<'a>(name: &str, n: usize, from: DType, to: DType, bytes: &'a [u8]) -> ExternalWeight<'a> {
+        ExternalWeight {
+            name: name.into(),
+            shape: vec![n],
+            dtype: to,
+            source: TensorRef { name: name.into(), dtype: from, shape: vec![n], parts: vec![&bytes[..bytes.len() / 2], &bytes[bytes.len() / 2..]] },
+        }
+    }
+
+    #[test]
+    fn aligned_layout_and_streamed_conversion() {
+        let vals: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5 - 7.0).collect();
+        let f32b: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bf: Vec<u8> = vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        let ws = vec![w("a", 1000, DType::F32, DType::F32, &f32b), w("b", 1000, DType::F32, DType::BF16, &f32b), w("c", 1000, DType::BF16, DType::F32, &bf)];
+        let (offs, total) = layout(&ws);
+        assert_eq!(offs, vec![0, 4096, 8192]);
+        assert_eq!(total, 8192 + 4000);
+        let mut out = Vec::new();
+        let mut last = 0;
+        write_data(&ws, &offs, &MappedFiles::default(), &mut out, &mut |p| last = p).unwrap();
+        assert_eq!(out.len() as u64, total);
+        assert_eq!(last, total);
+        assert_eq!(&out[..4000], f32b.as_slice());
+        assert!(out[4000..4096].iter().all(|b| *b == 0), "padding is zeros");
+        assert_eq!(&out[4096..6096], bf.as_slice());
+        let back: Vec<f32> = out[8192..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let want: Vec<f32> = vals.iter().map(|v| half::bf16::from_f32(*v).to_f32()).collect();
+        assert_eq!(back, want, "bf16 → f32 widening is exact");
+    }
+}

@@ -85,6 +85,35 @@ fn expect_rank(name: &str, t: &HostTensor, rank: usize) -> Result<(), RuntimeErr
 }
 
 impl FluxInputs {
+    /// Inputs with RoPE tables computed from FLUX position ids (`txt_ids` normally all zeros,
+    /// `img_ids` from [`crate::flux::img_ids`]); checks the contract's relations.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_ids(
+        config: &crate::flux::FluxConfig,
+        hidden_states: HostTensor,
+        encoder_hidden_states: HostTensor,
+        pooled_projections: HostTensor,
+        timestep: HostTensor,
+        guidance: Option<HostTensor>,
+        txt_ids: &[[f32; 3]],
+        img_ids: &[[f32; 3]],
+    ) -> Result<Self, RuntimeError> {
+        let (cos, sin) = crate::flux::rope_tables(config, txt_ids, img_ids);
+        let shape = vec![txt_ids.len() + img_ids.len(), config.axes_dim.iter().sum::<usize>() / 2];
+        let bad = || input_err(ROPE_COS, format!("RoPE tables do not have shape {shape:?}"));
+        let inputs = FluxInputs {
+            hidden_states,
+            encoder_hidden_states,
+            pooled_projections,
+            timestep,
+            guidance,
+            rope_cos: HostTensor::new(shape.clone(), cos).ok_or_else(bad)?,
+            rope_sin: HostTensor::new(shape.clone(), sin).ok_or_else(bad)?,
+        };
+        inputs.check()?;
+        Ok(inputs)
+    }
+
     /// Every present input under its graph name, in contract order.
     pub fn named(&self) -> Vec<(&'static str, &HostTensor)> {
         let mut v = vec![
@@ -113,14 +142,14 @@ impl FluxInputs {
         expect_rank(TIMESTEP, &self.timestep, 1)?;
         expect_rank(ROPE_COS, &self.rope_cos, 2)?;
         expect_rank(ROPE_SIN, &self.rope_sin, 2)?;
+        if let Some(g) = &self.guidance {
+            expect_rank(GUIDANCE, g, 1)?;
+        }
         let b = self.batch();
         for (name, t) in self.named() {
             if name != ROPE_COS && name != ROPE_SIN && t.shape[0] != b {
                 return Err(input_err(name, format!("has batch {} but hidden_states has batch {b}", t.shape[0])));
             }
-        }
-        if let Some(g) = &self.guidance {
-            expect_rank(GUIDANCE, g, 1)?;
         }
         let seq = self.encoder_hidden_states.shape[1] + self.hidden_states.shape[1];
         if self.rope_cos.shape[0] != seq {
@@ -267,4 +296,93 @@ pub fn save_safetensors(path: &Path, tensors: &[(&str, &HostTensor)]) -> Result<
     let bytes = safetensors::tensor::serialize(views, None)
         .map_err(|e| RuntimeError::InputFile { path: path.to_path_buf(), message: format!("cannot serialize: {e}") })?;
     crate::util::write_atomic(path, &bytes).map_err(|source| RuntimeError::Io { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: &[usize]) -> HostTensor {
+        let n = shape.iter().product::<usize>();
+        HostTensor::new(shape.to_vec(), (0..n).map(|i| i as f32).collect()).unwrap()
+    }
+
+    fn inputs(b: usize, img: usize, txt: usize) -> FluxInputs {
+        FluxInputs {
+            hidden_states: t(&[b, img, 4]),
+            encoder_hidden_states: t(&[b, txt, 6]),
+            pooled_projections: t(&[b, 5]),
+            timestep: t(&[b]),
+            guidance: Some(t(&[b])),
+            rope_cos: t(&[img + txt, 2]),
+            rope_sin: t(&[img + txt, 2]),
+        }
+    }
+
+    fn spec(name: &str, dims: &[(Option<usize>, Option<&str>)]) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: dims.iter().map(|d| d.0).collect(),
+            dim_names: dims.iter().map(|d| d.1.map(str::to_string)).collect(),
+        }
+    }
+
+    fn specs(guidance: bool) -> Vec<TensorSpec> {
+        let (b, img, txt, seq) = ((None, Some("batch")), (None, Some("img_seq")), (None, Some("txt_seq")), (None, Some("joint_seq")));
+        let mut v = vec![
+            spec(HIDDEN_STATES, &[b, img, (Some(4), None)]),
+            spec(ENCODER_HIDDEN_STATES, &[b, txt, (Some(6), None)]),
+            spec(POOLED_PROJECTIONS, &[b, (Some(5), None)]),
+            spec(TIMESTEP, &[b]),
+            spec(ROPE_COS, &[seq, (Some(2), None)]),
+            spec(ROPE_SIN, &[seq, (Some(2), None)]),
+        ];
+        if guidance {
+            v.push(spec(GUIDANCE, &[b]));
+        }
+        v
+    }
+
+    fn tensor_of(r: Result<(), RuntimeError>) -> String {
+        match r {
+            Err(RuntimeError::Input { tensor, .. }) => tensor,
+            other => panic!("expected an input error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validate_against_specs() {
+        inputs(2, 3, 2).validate(&specs(true)).unwrap();
+        assert_eq!(tensor_of(inputs(1, 3, 2).validate(&specs(false))), GUIDANCE);
+        let mut no_g = inputs(1, 3, 2);
+        no_g.guidance = None;
+        no_g.validate(&specs(false)).unwrap();
+        assert_eq!(tensor_of(no_g.validate(&specs(true))), GUIDANCE);
+        let mut wide = inputs(1, 3, 2);
+        wide.hidden_states = t(&[1, 3, 5]);
+        assert_eq!(tensor_of(wide.validate(&specs(true))), HIDDEN_STATES);
+        let mut batch = inputs(2, 3, 2);
+        batch.timestep = t(&[1]);
+        assert_eq!(tensor_of(batch.validate(&specs(true))), TIMESTEP);
+        let mut rope = inputs(1, 3, 2);
+        rope.rope_sin = t(&[4, 2]);
+        assert!(rope.check().is_err());
+        let mut scalar = inputs(1, 3, 2);
+        scalar.guidance = Some(t(&[]));
+        assert_eq!(tensor_of(scalar.check()), GUIDANCE);
+    }
+
+    #[test]
+    fn with_ids_builds_rope_tables() {
+        let mut c = crate::flux::FluxConfig::flux1(crate::flux::Variant::Dev);
+        c.axes_dim = [2, 2, 4];
+        let img = crate::flux::img_ids(1, 3);
+        let txt = vec![[0.0f32; 3]; 2];
+        let x = inputs(1, 3, 2);
+        let y = FluxInputs::with_ids(&c, x.hidden_states, x.encoder_hidden_states, x.pooled_projections, x.timestep, x.guidance, &txt, &img).unwrap();
+        assert_eq!(y.rope_cos.shape(), &[5, 4]);
+        // Text rows have position 0: cos 1, sin 0.
+        assert!(y.rope_cos.data()[..8].iter().all(|v| *v == 1.0) && y.rope_sin.data()[..8].iter().all(|v| *v == 0.0));
+    }
 }

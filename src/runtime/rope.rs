@@ -6,12 +6,7 @@ use super::HostTensor;
 
 /// Rows of an ids tensor: `[S, 3]`, or `[1, S, 3]` as older diffusers pipelines stored them.
 fn id_rows(name: &str, t: &HostTensor) -> Result<Vec<[f32; 3]>, String> {
-    let ok = match t.shape() {
-        [_, 3] => true,
-        [1, _, 3] => true,
-        _ => false,
-    };
-    if !ok {
+    if !matches!(t.shape(), [_, 3] | [1, _, 3]) {
         return Err(format!("tensor `{name}` has shape {:?}, expected [S, 3]", t.shape()));
     }
     Ok(t.data().chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())

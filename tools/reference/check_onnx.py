@@ -5,8 +5,11 @@
                                           [--slots FILE=OUTPUT_KEY ...]
 
 1. `onnx.checker.check_model(model.onnx, full_check=True)` (external data resolved from the path).
-2. ONNX Runtime (CPU) on the golden inputs of the manifest's variant; RoPE tables from diffusers'
-   own `FluxPosEmbed` (independent of the Rust `rope_tables`). Compares `out.base`.
+2. ONNX Runtime (CPU) on the golden inputs of the manifest's variant; RoPE tables computed here
+   the way diffusers' `FluxPosEmbed` does (independent of the Rust `rope_tables`; checked equal to
+   diffusers when it is installed). Compares `out.base`.
+
+Needs onnx, onnxruntime, numpy, safetensors (torch/diffusers optional).
 3. For every fixture LoRA of that variant whose golden ΔW modules all have slots: lays the golden
    factors (down [r,in], up·scale [out,r], from diffusers) zero-padded into the slots, feeds them
    as overridable initializers and compares with that LoRA's golden output (and `out.attn@0.5` with
@@ -30,13 +33,25 @@ def rel_err(out, ref):
 
 
 def rope(ids_txt, ids_img, axes, theta):
-    import torch
-    from diffusers.models.transformers.transformer_flux import FluxPosEmbed
-
-    ids = torch.cat([torch.from_numpy(ids_txt), torch.from_numpy(ids_img)], dim=0)
-    cos, sin = FluxPosEmbed(theta=theta, axes_dim=list(axes))(ids)
-    # diffusers repeats each pair's value twice (repeat_interleave_real); the graph takes one per pair
-    return cos[:, ::2].float().numpy().copy(), sin[:, ::2].float().numpy().copy()
+    """RoPE tables [S, head_dim/2] as diffusers' FluxPosEmbed computes them (float64 frequencies,
+    outer product with the float32 ids promoted to float64, cos/sin, then float32), written in NumPy
+    so the check needs no torch; cross-checked against diffusers itself when it is installed."""
+    ids = np.concatenate([ids_txt, ids_img], axis=0).astype(np.float32)
+    cos, sin = [], []
+    for i, dim in enumerate(axes):
+        freqs = 1.0 / (float(theta) ** (np.arange(0, dim, 2, dtype=np.float64)[: dim // 2] / dim))
+        ang = np.outer(ids[:, i].astype(np.float64), freqs)
+        cos.append(np.cos(ang).astype(np.float32))
+        sin.append(np.sin(ang).astype(np.float32))
+    cos, sin = np.concatenate(cos, axis=1), np.concatenate(sin, axis=1)
+    try:
+        import torch
+        from diffusers.models.transformers.transformer_flux import FluxPosEmbed
+    except ImportError:
+        return cos, sin
+    c, s = FluxPosEmbed(theta=theta, axes_dim=list(axes))(torch.from_numpy(ids))
+    assert np.array_equal(c[:, ::2].float().numpy(), cos) and np.array_equal(s[:, ::2].float().numpy(), sin), "RoPE tables differ from diffusers"
+    return cos, sin
 
 
 def main():
@@ -46,6 +61,7 @@ def main():
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--slots", action="append", default=[], help="FILE=OUTPUT_KEY")
     ap.add_argument("--no-checker", action="store_true")
+    ap.add_argument("--rust-rope", help="safetensors with rope_cos/rope_sin from flux_trt::flux::rope_tables, compared with ours")
     a = ap.parse_args()
 
     import onnx
@@ -66,6 +82,13 @@ def main():
     g = load_file(os.path.join(a.fixtures, fx["models"][variant]["outputs"]))
     cfg = man["model"]
     cos, sin = rope(g["txt_ids"], g["img_ids"], cfg["axes_dim"], cfg["rope_theta"])
+    if a.rust_rope:
+        rr = load_file(a.rust_rope)
+        e = max(float(np.max(np.abs(rr["rope_cos"] - cos))), float(np.max(np.abs(rr["rope_sin"] - sin))))
+        ok = rr["rope_cos"].shape == cos.shape and e <= 1e-6
+        print(f"{'ok  ' if ok else 'FAIL'} rust rope_tables: max abs diff {e:.3e}")
+        if not ok:
+            failures.append("rust rope_tables")
     feeds = {
         "hidden_states": g["hidden_states"],
         "encoder_hidden_states": g["encoder_hidden_states"],

@@ -142,7 +142,7 @@ impl FluxSessionBuilder {
         let session_id = SESSIONS_CREATED.fetch_add(1, Ordering::SeqCst) + 1;
         check::check_session(&manifest, &session, &manifest_path)?;
         let plan = manifest.lora.plan();
-        let base = make_slots(&manifest, session_id, &plan.zeros())?;
+        let base = make_slots(&manifest, session_id, plan.zeros())?;
         tracing::info!(engine = %self.dir.display(), slots = plan.slots.len(), max_rank = plan.max_rank, provider = %self.provider, "ONNX Runtime session ready");
         Ok(FluxSession { dir: self.dir, manifest, plan, session_id, session: Mutex::new(session), active: ActiveSlots::new(base), provider: self.provider })
     }
@@ -163,22 +163,26 @@ pub struct FluxSession {
     provider: ExecutionProvider,
 }
 
-fn slot_value(name: &str, dtype: DType, m: &Matrix, what: &Path) -> Result<DynValue, RuntimeError> {
+fn slot_value(name: &str, dtype: DType, m: Matrix, what: &Path) -> Result<DynValue, RuntimeError> {
     let shape = vec![m.rows, m.cols];
     let err = |e| RuntimeError::ort(format!("{}: slot tensor `{name}`", what.display()), e);
     Ok(match dtype {
-        DType::F32 => Tensor::from_array((shape, m.data.clone())).map_err(err)?.into_dyn(),
+        DType::F32 => Tensor::from_array((shape, m.data)).map_err(err)?.into_dyn(),
         DType::F16 => Tensor::from_array((shape, m.data.iter().map(|v| half::f16::from_f32(*v)).collect::<Vec<_>>())).map_err(err)?.into_dyn(),
         DType::BF16 => Tensor::from_array((shape, m.data.iter().map(|v| half::bf16::from_f32(*v)).collect::<Vec<_>>())).map_err(err)?.into_dyn(),
     })
 }
 
-fn make_slots(manifest: &Manifest, session_id: u64, w: &SlotWeights) -> Result<OrtSlots, RuntimeError> {
+/// Converts laid-out slot weights (f32) into ONNX Runtime tensors of the manifest's slot dtype.
+fn make_slots(manifest: &Manifest, session_id: u64, w: SlotWeights) -> Result<OrtSlots, RuntimeError> {
     let what = PathBuf::from(&manifest.onnx.file);
     let mut values = Vec::with_capacity(2 * manifest.lora.slots.len());
-    for (i, s) in manifest.lora.slots.iter().enumerate() {
-        values.push((s.a.clone(), slot_value(&s.a, manifest.lora.dtype, &w.a[i], &what)?));
-        values.push((s.b.clone(), slot_value(&s.b, manifest.lora.dtype, &w.b[i], &what)?));
+    for ((s, a), b) in manifest.lora.slots.iter().zip(w.a).zip(w.b) {
+        values.push((s.a.clone(), slot_value(&s.a, manifest.lora.dtype, a, &what)?));
+        values.push((s.b.clone(), slot_value(&s.b, manifest.lora.dtype, b, &what)?));
+    }
+    if values.len() != 2 * manifest.lora.slots.len() {
+        return Err(RuntimeError::Input { tensor: "lora slots".into(), message: format!("{} slot tensors for {} slots", values.len(), manifest.lora.slots.len()) });
     }
     Ok(OrtSlots { session_id, values })
 }
@@ -214,6 +218,10 @@ impl FluxSession {
     /// The current slot set; runs with it stay on it whatever is swapped in meanwhile.
     pub fn lease(&self) -> OrtLease {
         self.active.lease()
+    }
+    /// Adapters in the current slot set (empty: the base model).
+    pub fn adapters(&self) -> Vec<AdapterLabel> {
+        self.lease().adapters().to_vec()
     }
     /// Version of the current slot set (0 = base at creation, +1 per swap or clear).
     pub fn version(&self) -> u64 {
@@ -261,7 +269,7 @@ impl FluxSession {
     pub fn swap(&self, adapters: &[(&Adapter, f32)]) -> Result<SwapReport, RuntimeError> {
         let t0 = Instant::now();
         let weights = self.plan.lay_out(adapters)?;
-        let slots = make_slots(&self.manifest, self.session_id, &weights)?;
+        let slots = make_slots(&self.manifest, self.session_id, weights)?;
         let labels = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
         let version = self.active.install(labels, slots);
         let elapsed = t0.elapsed();

@@ -29,8 +29,8 @@ pub enum TrtError {
     #[error("{path}: plan was built with {found}, this build of flux-trt runs {expected}")]
     Variant { path: PathBuf, expected: String, found: String },
     /// TensorRT says the plan cannot run here (TensorRT version, GPU compute capability, driver).
-    #[error("{path}: plan (TensorRT {built_version}, targets {targets:?}) cannot run with TensorRT {loaded_version} on {gpu}: {diagnostics}; TensorRT said: {log}")]
-    Incompatible { path: PathBuf, built_version: String, loaded_version: String, targets: Vec<String>, gpu: String, diagnostics: String, log: String },
+    #[error("{path}: {detail}")]
+    Incompatible { path: PathBuf, detail: Box<Incompatibility> },
     /// `deserializeCudaEngine` refused the plan.
     #[error("{path}: TensorRT cannot deserialize the plan: {log}")]
     Deserialize { path: PathBuf, log: String },
@@ -59,4 +59,29 @@ pub enum TrtError {
     /// `refitCudaEngineAsync` failed; `restored` says whether the previous slots were refit back.
     #[error("{path}: refit failed (previous adapter restored: {restored}): {log}")]
     Refit { path: PathBuf, restored: bool, log: String },
+}
+
+/// Why TensorRT refuses a plan on this machine ([`TrtError::Incompatible`]).
+#[derive(Debug)]
+pub struct Incompatibility {
+    /// From `manifest.engine`.
+    pub built_version: String,
+    pub targets: Vec<String>,
+    /// The library loaded now.
+    pub loaded_version: String,
+    pub gpu: String,
+    /// `getEngineValidity`'s diagnostics bits.
+    pub diagnostics: String,
+    /// What TensorRT logged.
+    pub log: String,
+}
+
+impl std::fmt::Display for Incompatibility {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "plan (TensorRT {}, targets {:?}) cannot run with TensorRT {} on {}: {}; TensorRT said: {}",
+            self.built_version, self.targets, self.loaded_version, self.gpu, self.diagnostics, self.log
+        )
+    }
 }

@@ -22,7 +22,7 @@ mod session;
 #[cfg(not(feature = "tensorrt"))]
 mod stub;
 
-pub use error::TrtError;
+pub use error::{Incompatibility, TrtError};
 #[cfg(feature = "tensorrt")]
 pub use session::TrtSession;
 #[cfg(not(feature = "tensorrt"))]

@@ -99,7 +99,7 @@ pub fn selftest(_opts: &SelftestOptions, _reference: Option<&mut dyn ReferenceBa
 /// Runs the self-test (see the module docs). `Err` when a step cannot run at all (no GPU,
 /// build failure, ...); `Ok` with `passed == false` when a check fails.
 #[cfg(all(feature = "tensorrt", feature = "export"))]
-pub fn selftest(opts: &SelftestOptions, mut reference: Option<&mut dyn ReferenceBackend>) -> Result<SelftestReport, TrtError> {
+pub fn selftest(opts: &SelftestOptions, reference: Option<&mut dyn ReferenceBackend>) -> Result<SelftestReport, TrtError> {
     use super::cuda::Gpu;
     use super::TrtSession;
     use crate::engine::{self, BuildOptions, ProfileRecipe};
@@ -154,7 +154,7 @@ pub fn selftest(opts: &SelftestOptions, mut reference: Option<&mut dyn Reference
     report.check(diff(&outs[1], &outs[0]) > 1e-3 * scale, format!("adapter A changes the output: max|Δ| = {:.3e}", diff(&outs[1], &outs[0])));
     report.check(diff(&outs[2], &outs[1]) > 1e-3 * scale, format!("adapter B differs from A: max|Δ| = {:.3e}", diff(&outs[2], &outs[1])));
 
-    match reference.as_deref_mut() {
+    match reference {
         Some(r) => {
             for (i, (label, set)) in sets.iter().enumerate().take(3) {
                 match r.run(&opts.work_dir, set, &inputs) {

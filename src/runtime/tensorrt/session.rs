@@ -8,6 +8,8 @@ use trtx::trtx_sys::{nvinfer1, Dims64};
 use trtx::{CudaEngine, DataType, ExecutionContext, Refitter, Runtime, TensorLocation};
 
 use super::cuda::{DeviceBuffer, Gpu};
+#[cfg(not(feature = "tensorrt-enterprise"))]
+use super::error::Incompatibility;
 use super::{SessionOptions, TrtError};
 use crate::engine::trt::{self, LogScope};
 use crate::lora::Adapter;
@@ -124,12 +126,14 @@ impl TrtSession {
         {
             let incompatible = |diagnostics: String, scope: &LogScope| TrtError::Incompatible {
                 path: plan_path.clone(),
-                built_version: art.tensorrt_version.clone(),
-                loaded_version: loaded.version.clone(),
-                targets: art.targets.clone(),
-                gpu: gpu_name.clone(),
-                diagnostics,
-                log: scope.text(),
+                detail: Box::new(Incompatibility {
+                    built_version: art.tensorrt_version.clone(),
+                    loaded_version: loaded.version.clone(),
+                    targets: art.targets.clone(),
+                    gpu: gpu_name.clone(),
+                    diagnostics,
+                    log: scope.text(),
+                }),
             };
             let (validity, diagnostics) = runtime.engine_validity(&plan).map_err(|e| incompatible(e.to_string(), &scope))?;
             if validity == trtx::EngineValidity::kINVALID {

@@ -1,0 +1,87 @@
+//! `TrtSession::open`'s checks that run before any GPU work (feature `tensorrt`): missing engine
+//! entry, plan hash (a truncated plan), TensorRT variant; then, on a machine without a CUDA
+//! driver, a typed CUDA error instead of a panic. Running plans and refit need a GPU that can run
+//! TensorRT-RTX plans (sm75–sm121 except sm90); no machine of this project has one, so
+//! `selftest --backend tensorrt` is where that is checked.
+#![cfg(feature = "tensorrt")]
+
+use std::path::Path;
+
+use flux_trt::engine::{TrtLibrary, PLAN_FILE};
+use flux_trt::lora::plan::PlanOptions;
+use flux_trt::manifest::{EngineArtifact, Manifest, Precision};
+use flux_trt::onnx::{export, ExportOptions};
+use flux_trt::runtime::tensorrt::{SessionOptions, TrtError, TrtSession};
+use flux_trt::{Checkpoint, SlotPlan};
+
+fn options() -> SessionOptions {
+    let mut lib = TrtLibrary::from_env();
+    if lib.dir.is_none() {
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import tensorrt_rtx_libs,os;print(os.path.dirname(tensorrt_rtx_libs.__file__))"])
+            .output()
+            .expect("TRT_RTX_LIB_DIR is unset and python3 could not be run");
+        assert!(out.status.success(), "TRT_RTX_LIB_DIR is unset and python3 has no tensorrt_rtx_libs");
+        lib = TrtLibrary::in_dir(String::from_utf8_lossy(&out.stdout).trim());
+    }
+    SessionOptions { library: lib, device: 0 }
+}
+
+fn exported() -> (tempfile::TempDir, Manifest) {
+    let ckpt = Checkpoint::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/dev-bfl.safetensors")).expect("fixture");
+    let plan = SlotPlan::new(ckpt.config(), &[], &PlanOptions { max_rank: Some(2), targets: vec!["attn".into()] }).expect("plan");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = ExportOptions { hash_sources: false, ..ExportOptions::new(Precision::Fp32) };
+    let report = export(&ckpt, &plan, &opts, dir.path(), &mut |_, _| {}).expect("export");
+    (dir, report.manifest)
+}
+
+/// Writes `plan` as the folder's plan and records it (with `sha256`) in the manifest.
+fn with_plan(dir: &Path, manifest: &Manifest, plan: &[u8], sha256: String, variant: &str) {
+    std::fs::write(dir.join(PLAN_FILE), plan).unwrap();
+    let mut m = manifest.clone();
+    m.engine = Some(EngineArtifact {
+        file: PLAN_FILE.into(),
+        tensorrt_variant: variant.into(),
+        tensorrt_version: "1.7.1.116".into(),
+        targets: vec!["sm89".into()],
+        stripped_weights: false,
+        sha256,
+    });
+    m.save(dir).unwrap();
+}
+
+#[test]
+fn open_checks_manifest_plan_and_driver() {
+    let (dir, manifest) = exported();
+    let opts = options();
+    assert!(matches!(TrtSession::open(dir.path(), &opts), Err(TrtError::NoEngine { .. })));
+
+    // A plan cut short (or replaced) no longer has the recorded hash.
+    let plan: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    with_plan(dir.path(), &manifest, &plan[..1000], flux_trt::util::sha256_bytes(&plan), "tensorrt-rtx");
+    match TrtSession::open(dir.path(), &opts) {
+        Err(TrtError::PlanHash { bytes, expected, found, .. }) => {
+            assert_eq!(bytes, 1000);
+            assert_ne!(expected, found);
+        }
+        other => panic!("expected PlanHash, got {other:?}"),
+    }
+
+    // A plan from the other TensorRT variant.
+    with_plan(dir.path(), &manifest, &plan, flux_trt::util::sha256_bytes(&plan), "tensorrt");
+    assert!(matches!(TrtSession::open(dir.path(), &opts), Err(TrtError::Variant { .. })));
+
+    // Hash and variant right, but the bytes are no plan: without a CUDA driver this is a typed
+    // CUDA error (not a panic); with one, TensorRT refuses the plan with its own message.
+    with_plan(dir.path(), &manifest, &plan, flux_trt::util::sha256_bytes(&plan), "tensorrt-rtx");
+    match TrtSession::open(dir.path(), &opts) {
+        // No driver library (this machine), or a driver but no usable device.
+        Err(TrtError::Cuda { what, message }) => {
+            assert!((what == "driver" && message.contains("libcuda")) || (what == "device 0" && !message.is_empty()), "{what}: {message}")
+        }
+        Err(TrtError::Incompatible { detail, .. }) => assert!(!detail.log.is_empty()),
+        Err(TrtError::Deserialize { log, .. }) => assert!(!log.is_empty()),
+        other => panic!("expected a CUDA or TensorRT error, got {other:?}"),
+    }
+}
