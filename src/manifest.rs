@@ -163,10 +163,77 @@ pub struct Manifest {
     pub sources: Vec<SourceFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineArtifact>,
-    /// Per-quantized-input activation scales (FP8 only), by tensor name.
+    /// Per-quantized-input activation scales (FP8 only), by quantization point: the GEMM name
+    /// (e.g. `transformer_blocks.0.attn.qkv`) or `<block>.attn.q|k|v` (`--fp8-attention`).
+    /// Scale = max(amax / 448, 2⁻²⁴), before rounding to the graph's float dtype.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fp8_activation_scales: Option<std::collections::BTreeMap<String, f32>>,
+    /// FP8 settings (weight scale mode, float dtype, quantized GEMMs, calibration); FP8 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp8: Option<Fp8Manifest>,
 }
+
+/// Granularity of the weight scales.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightScale {
+    /// One scale per output channel (row of `[out, in]`).
+    #[default]
+    Channel,
+    /// One scale per weight tensor (per fused GEMM).
+    Tensor,
+}
+
+impl std::str::FromStr for WeightScale {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "channel" => Ok(WeightScale::Channel),
+            "tensor" => Ok(WeightScale::Tensor),
+            o => Err(format!("unknown weight scale mode `{o}` (use channel or tensor)")),
+        }
+    }
+}
+
+impl std::fmt::Display for WeightScale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightScale::Channel => "channel",
+            WeightScale::Tensor => "tensor",
+        })
+    }
+}
+
+/// How the activation scales were obtained (recorded in the manifest).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationInfo {
+    pub samples: usize,
+    pub seed: u64,
+    /// `--calib-data` file, if real embeddings were used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    pub img_seq: usize,
+    pub txt_seq: usize,
+    /// σ of each sample (flow-match schedule).
+    pub sigmas: Vec<f32>,
+}
+
+/// FP8 section of the manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fp8Manifest {
+    pub format: String,
+    pub weight_scale: WeightScale,
+    /// Float dtype of the unquantized graph parts (bf16 for TensorRT, f32 for ORT CPU tests).
+    pub float_dtype: DType,
+    pub attention: bool,
+    /// Quantized GEMMs (weights and inputs).
+    pub quantized: Vec<String>,
+    pub scale_floor: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationInfo>,
+}
+
+
 
 impl Manifest {
     /// Reads and version-checks `dir/manifest.json` (or the file itself if `path` is a file).

@@ -15,6 +15,7 @@ use std::process::Command;
 use flux_trt::engine::{self, BuildOptions, EngineError, NetworkReport, ProfileRecipe, Target, TrtLibrary};
 use flux_trt::lora::plan::PlanOptions;
 use flux_trt::manifest::{Manifest, Precision};
+use flux_trt::onnx::fp8::{self, Fp8Options, WeightScale};
 use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::{Checkpoint, SlotPlan};
 
@@ -80,13 +81,58 @@ fn check_export(dir: &Path, manifest: &Manifest, lib: &TrtLibrary) -> NetworkRep
     report
 }
 
-/// FP8 hook: non-FP8 graphs have no Q/DQ layers. FP8 exports (FP8 issue) add their per-GEMM
-/// Q/DQ count assertions here.
+/// Non-FP8 graphs have no Q/DQ layers. FP8 graphs: one QUANTIZE per quantized GEMM input (plus
+/// Q, K, V per attention with `fp8.attention`), one DEQUANTIZE per quantized input and weight.
 fn check_qdq(manifest: &Manifest, report: &NetworkReport) {
     match manifest.precision {
-        Precision::Fp8 => assert!(report.quantize_layers() > 0 && report.dequantize_layers() > 0, "{:?}", report.layer_counts),
+        Precision::Fp8 => {
+            let f = manifest.fp8.as_ref().expect("FP8 manifest has an fp8 section");
+            let blocks = manifest.model.num_double_blocks + manifest.model.num_single_blocks;
+            let attn = if f.attention { 3 * blocks } else { 0 };
+            assert_eq!(report.quantize_layers(), f.quantized.len() + attn, "{:?}", report.layer_counts);
+            assert_eq!(report.dequantize_layers(), 2 * f.quantized.len() + attn, "{:?}", report.layer_counts);
+        }
         _ => assert_eq!(report.quantize_layers() + report.dequantize_layers(), 0, "{:?}", report.layer_counts),
     }
+}
+
+/// FP8 export options with every activation amax set to 1 (the parser does not care about values).
+fn fp8_opts(ckpt: &Checkpoint, float_dtype: flux_trt::tensor::DType, mode: WeightScale, attention: bool) -> ExportOptions {
+    let cfg = ckpt.config();
+    let mut points = fp8::quantized_gemms(cfg);
+    points.extend(fp8::attention_points(cfg));
+    let mut f = Fp8Options::new(points.into_iter().map(|p| (p, 1.0)).collect());
+    f.float_dtype = float_dtype;
+    f.weight_scale = mode;
+    f.attention = attention;
+    ExportOptions { hash_sources: false, fp8: Some(f), ..ExportOptions::new(Precision::Fp8) }
+}
+
+fn export_fp8_dir(ckpt: &Checkpoint, targets: &[&str], rank: usize, opts: &ExportOptions) -> (tempfile::TempDir, Manifest) {
+    let plan = SlotPlan::new(ckpt.config(), &[], &PlanOptions { max_rank: Some(rank), targets: targets.iter().map(|s| s.to_string()).collect() })
+        .expect("slot plan");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = export(ckpt, &plan, opts, dir.path(), &mut |_, _| {}).expect("fp8 export");
+    (dir, report.manifest)
+}
+
+#[test]
+fn fp8_exports_parse_with_quantize_dequantize_layers() {
+    use flux_trt::tensor::DType;
+    let lib = trt_library();
+    let ckpt = Checkpoint::open(&fixture("models/dev-bfl.safetensors")).expect("fixture checkpoint");
+    for (dtype, mode, attention) in [(DType::BF16, WeightScale::Channel, false), (DType::BF16, WeightScale::Tensor, true), (DType::F32, WeightScale::Channel, false)] {
+        let (dir, manifest) = export_fp8_dir(&ckpt, &["all"], 4, &fp8_opts(&ckpt, dtype, mode, attention));
+        check_export(dir.path(), &manifest, &lib);
+    }
+    // FP8 needs sm89+: an sm80/sm86 target is refused before TensorRT runs, naming the target
+    let (dir, _) = export_fp8_dir(&ckpt, &["attn"], 2, &fp8_opts(&ckpt, DType::BF16, WeightScale::Channel, false));
+    let opts = BuildOptions { library: lib, ..BuildOptions::new(vec![Target::Sm89, Target::Sm86], ProfileRecipe::tiny()) };
+    match engine::build(dir.path(), &opts) {
+        Err(EngineError::Target { message }) => assert!(message.contains("sm86") && message.contains("FP8"), "{message}"),
+        other => panic!("expected EngineError::Target, got {other:?}"),
+    }
+    assert!(!dir.path().join(engine::PLAN_FILE).exists());
 }
 
 #[test]
@@ -143,9 +189,14 @@ fn full_width_flux_dev_export_parses_and_marks_every_slot() {
     let c = ckpt.config().clone();
     assert_eq!((c.hidden_size, c.num_heads, c.head_dim, c.context_dim, c.pooled_dim), (3072, 24, 128, 4096, 768));
     let (dir, manifest) = export_dir(&ckpt, &["all"], 16, Precision::Bf16);
+    // the same model as FP8 (bf16 elsewhere, per-channel scales, attention Q/DQ): TensorRT's
+    // parser makes QUANTIZE/DEQUANTIZE layers for every quantized GEMM and attention input
+    let (fp8_dir, fp8_manifest) = export_fp8_dir(&ckpt, &["all"], 16, &fp8_opts(&ckpt, flux_trt::tensor::DType::BF16, WeightScale::Channel, true));
     drop(ckpt);
     std::fs::remove_file(&ckpt_path).expect("remove checkpoint");
     assert_eq!(manifest.lora.slots.len(), c.linear_modules().len());
+    check_export(fp8_dir.path(), &fp8_manifest, &lib);
+    drop(fp8_dir);
     let report = check_export(dir.path(), &manifest, &lib);
     // Every base Linear is a MatMul/Gemm (fused q|k|v and linear1 count once) plus two per slot.
     assert!(report.count("MATRIX_MULTIPLY") >= 2 * manifest.lora.slots.len(), "{:?}", report.layer_counts);

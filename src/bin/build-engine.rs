@@ -30,7 +30,7 @@ struct Args {
     /// Extra slot targets: presets attn, mlp, mod, blocks, all, or module globs (repeatable).
     #[arg(long = "targets", num_args = 1..)]
     targets: Vec<String>,
-    /// fp32, fp16 or bf16.
+    /// fp32, fp16, bf16 or fp8 (E4M3 Q/DQ, needs --calib).
     #[arg(long)]
     precision: Option<String>,
     /// Recipe TOML with defaults for the flags above.
@@ -42,6 +42,40 @@ struct Args {
     /// Skip the SHA-256 of the source files in the manifest.
     #[arg(long)]
     no_hash: bool,
+    /// FP8 weight scales: one per output channel (default) or one per tensor.
+    #[arg(long, value_name = "channel|tensor")]
+    fp8_weight_scale: Option<String>,
+    /// FP8: Q/DQ on the attention Q, K, V inputs too (off by default).
+    #[arg(long)]
+    fp8_attention: bool,
+    /// FP8: float dtype of the unquantized parts: bf16 (TensorRT, default) or fp32 (ONNX Runtime CPU).
+    #[arg(long, value_name = "bf16|fp32")]
+    fp8_float: Option<String>,
+    /// FP8 calibration: number of (prompt embedding, timestep) samples (required for fp8).
+    #[arg(long, value_name = "N")]
+    calib: Option<usize>,
+    /// FP8 calibration seed.
+    #[arg(long, default_value_t = 0)]
+    calib_seed: u64,
+    /// FP8 calibration data: safetensors with encoder_hidden_states [N,S,4096] and
+    /// pooled_projections [N,768], or DIR/encoder_hidden_states.npy (+ pooled_projections.npy).
+    #[arg(long, value_name = "FILE")]
+    calib_data: Option<PathBuf>,
+    /// FP8 calibration image size in pixels (square, multiple of 16).
+    #[arg(long, default_value_t = 512)]
+    calib_res: usize,
+    /// FP8 calibration T5 length when no --calib-data is given.
+    #[arg(long, default_value_t = 512)]
+    calib_txt_len: usize,
+    /// ONNX Runtime library for calibration (default ORT_DYLIB_PATH).
+    #[arg(long)]
+    ort_library: Option<PathBuf>,
+    /// FP8: save the calibration (activation amax per point + settings) as JSON.
+    #[arg(long, value_name = "FILE")]
+    calib_out: Option<PathBuf>,
+    /// FP8: reuse a saved calibration instead of calibrating (no ONNX Runtime needed).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["calib", "calib_data"])]
+    calib_in: Option<PathBuf>,
     #[command(flatten)]
     trt: TrtArgs,
 }
@@ -119,8 +153,9 @@ fn main() -> Result<()> {
     let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
     let precision_s = args.precision.clone().or(recipe.precision.clone()).unwrap_or_else(|| "fp32".into());
     let precision: Precision = precision_s.parse().map_err(anyhow::Error::msg)?;
-    if precision == Precision::Fp8 {
-        bail!("--precision fp8: fp8 lands with the FP8 issue");
+    let fp8_flags = args.fp8_weight_scale.is_some() || args.fp8_attention || args.fp8_float.is_some() || args.calib.is_some() || args.calib_data.is_some() || args.calib_in.is_some() || args.calib_out.is_some();
+    if precision != Precision::Fp8 && fp8_flags {
+        bail!("--fp8-*/--calib* flags need --precision fp8 (precision is {precision_s})");
     }
     let loras: Vec<(PathBuf, f32)> = if args.loras.is_empty() {
         recipe.lora.iter().map(|l| (l.path.clone(), l.strength)).collect()
@@ -142,7 +177,8 @@ fn main() -> Result<()> {
     let plan = SlotPlan::new(ckpt.config(), &refs, &PlanOptions { max_rank, targets })?;
     tracing::info!(slots = plan.slots.len(), max_rank = plan.max_rank, "slot plan");
 
-    let opts = ExportOptions { precision, lora_files: loras.iter().map(|(p, _)| p.clone()).collect(), hash_sources: !args.no_hash };
+    let fp8 = if precision == Precision::Fp8 { Some(fp8_options(&args, &ckpt, &out)?) } else { None };
+    let opts = ExportOptions { precision, lora_files: loras.iter().map(|(p, _)| p.clone()).collect(), hash_sources: !args.no_hash, fp8 };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} weights [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
@@ -259,4 +295,40 @@ fn tensorrt_stage(out: &Path, args: &TrtArgs, recipe: &Recipe) -> Result<()> {
         flux_trt::util::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(())
+}
+
+/// Calibrates (ONNX Runtime, fp32 calibration graph) and returns the FP8 export options.
+fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::onnx::fp8::Fp8Options> {
+    use flux_trt::onnx::fp8::{calib, Fp8Options, WeightScale};
+    use flux_trt::tensor::DType;
+    let weight_scale: WeightScale = args.fp8_weight_scale.as_deref().unwrap_or("channel").parse().map_err(anyhow::Error::msg)?;
+    let float_dtype = match args.fp8_float.as_deref().unwrap_or("bf16") {
+        "bf16" => DType::BF16,
+        "fp32" | "f32" => DType::F32,
+        o => bail!("--fp8-float {o}: use bf16 or fp32"),
+    };
+    if let Some(p) = &args.calib_in {
+        let cal = flux_trt::onnx::fp8::Calibration::load(p, ckpt.config())?;
+        tracing::info!(file = %p.display(), samples = cal.info.samples, "FP8 calibration loaded");
+        return Ok(Fp8Options { weight_scale, float_dtype, attention: args.fp8_attention, activation_amax: cal.amax, calibration: Some(cal.info) });
+    }
+    let n = args.calib.context("--precision fp8 needs --calib N (calibration samples for the activation scales) or --calib-in FILE")?;
+    if args.calib_res == 0 || args.calib_res % 16 != 0 {
+        bail!("--calib-res {}: must be a positive multiple of 16", args.calib_res);
+    }
+    let grid = args.calib_res / 16;
+    let mut c = calib::CalibOptions::new(n);
+    c.seed = args.calib_seed;
+    c.data = args.calib_data.clone();
+    c.img_hw = (grid, grid);
+    c.txt_seq = args.calib_txt_len;
+    c.library = args.ort_library.clone();
+    c.work_dir = Some(out.to_path_buf());
+    let t0 = std::time::Instant::now();
+    let cal = calib::calibrate(ckpt, &c)?;
+    tracing::info!(samples = n, points = cal.amax.len(), seconds = t0.elapsed().as_secs_f64(), "FP8 calibration");
+    if let Some(p) = &args.calib_out {
+        cal.save(p)?;
+    }
+    Ok(Fp8Options { weight_scale, float_dtype, attention: args.fp8_attention, activation_amax: cal.amax, calibration: Some(cal.info) })
 }

@@ -20,6 +20,7 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineErro
     let mut manifest = Manifest::load(dir)?;
     opts.profile.validate()?;
     check_targets(&opts.targets)?;
+    super::options::check_fp8_targets(manifest.precision, &opts.targets)?;
     let loaded = trt::load(&opts.library)?;
     let plan_path = dir.join(&opts.plan_file);
     let t0 = Instant::now();

@@ -49,6 +49,11 @@ impl Target {
         }
     }
 
+    /// FP8 (E4M3) tensor cores: Ada (sm89) and newer; TensorRT refuses FP8 Q/DQ below.
+    pub fn supports_fp8(self) -> bool {
+        self.sm() >= 89
+    }
+
     /// Parses a comma-separated list (`sm89,sm120`; `89`, `sm_89` and `8.9` are accepted too).
     pub fn parse_list(s: &str) -> Result<Vec<Target>, EngineError> {
         let mut out = Vec::new();
@@ -59,6 +64,19 @@ impl Target {
             }
         }
         Ok(out)
+    }
+}
+
+/// An FP8 manifest can only be built for targets with FP8 tensor cores (sm89+).
+pub fn check_fp8_targets(precision: crate::manifest::Precision, targets: &[Target]) -> Result<(), EngineError> {
+    if precision != crate::manifest::Precision::Fp8 {
+        return Ok(());
+    }
+    match targets.iter().find(|t| !t.supports_fp8()) {
+        Some(t) => Err(EngineError::Target {
+            message: format!("target {} cannot run this FP8 engine: FP8 (E4M3) needs compute capability 8.9 or newer (sm89, sm120, sm121)", t.name()),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -223,6 +241,11 @@ mod tests {
     fn target_names() {
         assert_eq!(Target::parse_list("sm89, SM_120,8.9").unwrap(), vec![Target::Sm89, Target::Sm120]);
         assert_eq!("121".parse::<Target>().unwrap(), Target::Sm121);
+        assert!(Target::Sm89.supports_fp8() && Target::Sm120.supports_fp8() && !Target::Sm86.supports_fp8());
+        let err = check_fp8_targets(crate::manifest::Precision::Fp8, &[Target::Sm89, Target::Sm80]).unwrap_err();
+        assert!(err.to_string().contains("sm80") && err.to_string().contains("FP8"), "{err}");
+        assert!(check_fp8_targets(crate::manifest::Precision::Fp8, &[Target::Sm89, Target::Sm120]).is_ok());
+        assert!(check_fp8_targets(crate::manifest::Precision::Bf16, &[Target::Sm80]).is_ok());
         let err = "sm90".parse::<Target>().unwrap_err();
         assert!(err.to_string().contains("sm90"), "{err}");
     }

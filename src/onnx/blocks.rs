@@ -4,7 +4,7 @@
 //! Activations are 3-D `[B, S, C]`; every Linear flattens to `[B·S, C]`, runs
 //! `Gemm(transB=1)` against the checkpoint's `[out, in]` weight and adds its LoRA slot(s).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::graph::Graph;
@@ -15,6 +15,26 @@ use crate::flux::{FluxConfig, FusedGroup, LinearModule, TIME_EMBED_DIM};
 use crate::lora::SlotPlan;
 
 const EPS: f32 = 1e-6;
+
+/// What the builder does at each FP8 quantization point (see [`super::fp8`]).
+#[derive(Clone, Debug, Default)]
+pub enum Quant {
+    /// Plain float graph.
+    #[default]
+    None,
+    /// Float graph with an extra f32 scalar output `amax.<point>` = max|input| per point.
+    Calibrate,
+    /// Q/DQ on weights and activations.
+    Fp8(Fp8Graph),
+}
+
+/// FP8 graph settings with the activation scales already derived (point → scale).
+#[derive(Clone, Debug)]
+pub struct Fp8Graph {
+    pub weight_scale: super::fp8::WeightScale,
+    pub attention: bool,
+    pub activation_scales: BTreeMap<String, f32>,
+}
 
 pub struct Flux<'a> {
     pub g: Graph<'a>,
@@ -30,6 +50,10 @@ pub struct Flux<'a> {
     rope_sin: String,
     shape_cache: HashMap<Vec<i64>, String>,
     ln_params: Option<(String, String)>,
+    quant: Quant,
+    /// GEMMs that are FP8 quantization points.
+    quantized: HashSet<String>,
+    mapped: super::weights::MappedFiles,
 }
 
 type R<T> = Result<T, OnnxError>;
@@ -40,8 +64,13 @@ impl<'a> Flux<'a> {
     }
 
     /// Adds the LoRA slot initializers for `plan` (zeros, overridable) and checks them against the model.
-    fn new(g: Graph<'a>, ckpt: &'a Checkpoint, plan: &SlotPlan) -> R<Self> {
+    fn new(g: Graph<'a>, ckpt: &'a Checkpoint, plan: &SlotPlan, quant: Quant) -> R<Self> {
         let cfg = ckpt.config().clone();
+        let quantized = super::fp8::quantized_gemms(&cfg).into_iter().collect();
+        let mapped = match quant {
+            Quant::Fp8(_) => super::weights::MappedFiles::find(ckpt.files()),
+            _ => super::weights::MappedFiles::default(),
+        };
         let modules: HashMap<String, LinearModule> = cfg.linear_modules().into_iter().map(|m| (m.name.clone(), m)).collect();
         let mut f = Flux {
             g,
@@ -55,6 +84,9 @@ impl<'a> Flux<'a> {
             rope_sin: String::new(),
             shape_cache: HashMap::new(),
             ln_params: None,
+            quant,
+            quantized,
+            mapped,
         };
         for s in &plan.slots {
             let m = f.modules.get(&s.module).ok_or_else(|| OnnxError::BadSlot { module: s.module.clone(), detail: "unknown module".into() })?;
@@ -133,9 +165,11 @@ impl<'a> Flux<'a> {
     /// One Linear on 2-D `x2`: `x·Wᵀ + b + LoRA`.
     fn linear2(&mut self, x2: &str, module: &str) -> R<String> {
         let m = self.modules.get(module).cloned().ok_or_else(|| OnnxError::BadSlot { module: module.into(), detail: "not in the model config".into() })?;
-        let w = self.weight(&format!("{module}.weight"), &[m.out_features, m.in_features])?;
+        let wname = format!("{module}.weight");
+        let wt = self.ckpt.tensor(&wname)?;
+        let wt = self.checked(wt, "model config", &[m.out_features, m.in_features])?;
         let b = self.weight(&format!("{module}.bias"), &[m.out_features])?;
-        let y = self.g.scoped(module, |g| g.op("Gemm", &[x2, &w, &b], vec![attr_int("transB", 1)]));
+        let y = self.base_gemm(x2, module, wname, wt, &b)?;
         Ok(match self.lora_delta(x2, module) {
             Some(d) => self.g.op("Add", &[&y, &d], vec![]),
             None => y,
@@ -156,9 +190,8 @@ impl<'a> Flux<'a> {
         let wt = self.checked(wt, "fused group", &[out, in_f])?;
         let bt = self.ckpt.fused(group, "bias")?;
         let bt = self.checked(bt, "fused group", &[out])?;
-        let w = self.g.external(format!("{}.weight", group.name), wt);
         let b = self.g.external(format!("{}.bias", group.name), bt);
-        let y = self.g.scoped(&group.name, |g| g.op("Gemm", &[x2, &w, &b], vec![attr_int("transB", 1)]));
+        let y = self.base_gemm(x2, &group.name, format!("{}.weight", group.name), wt, &b)?;
         let deltas: Vec<Option<String>> = members.iter().map(|m| self.lora_delta(x2, &m.name)).collect();
         if deltas.iter().all(Option::is_none) {
             return Ok(y);
@@ -184,6 +217,82 @@ impl<'a> Flux<'a> {
             let refs: Vec<&str> = summed.iter().map(String::as_str).collect();
             g.op("Concat", &refs, vec![attr_int("axis", 1)])
         }))
+    }
+
+    /// The base GEMM `x2·Wᵀ + b` of `gemm`, with FP8 Q/DQ (or an amax output) when `gemm` is a
+    /// quantization point. `wt` is the checked `[out, in]` weight stored as `wname`.
+    fn base_gemm(&mut self, x2: &str, gemm: &str, wname: String, wt: TensorRef<'a>, b: &str) -> R<String> {
+        let t = vec![attr_int("transB", 1)];
+        let point = self.quantized.contains(gemm);
+        let (x, w) = match self.quant.clone() {
+            Quant::Fp8(q) if point => {
+                let x = self.act_qdq(x2, gemm, &q)?;
+                (x, self.weight_fp8(wname, wt, q.weight_scale)?)
+            }
+            Quant::Calibrate if point => {
+                self.record_amax(x2, gemm);
+                (x2.to_string(), self.g.external(wname, wt))
+            }
+            _ => (x2.to_string(), self.g.external(wname, wt)),
+        };
+        Ok(self.g.scoped(gemm, |g| g.op("Gemm", &[&x, &w, b], t)))
+    }
+
+    /// FLOAT8E4M3FN weight `wname` + scale + `DequantizeLinear(axis=0)`; returns the DQ output.
+    fn weight_fp8(&mut self, wname: String, wt: TensorRef<'a>, mode: super::fp8::WeightScale) -> R<String> {
+        use super::fp8::{scale_from_amax, weight_amax, WeightScale};
+        let cols = wt.shape.get(1).copied().unwrap_or(1);
+        let per_row = mode == WeightScale::Channel;
+        let path = self.path();
+        let mapped = &self.mapped;
+        let amax = weight_amax(&wt, cols, per_row, &path, &|p| mapped.release(p))?;
+        let dtype = self.g.dtype;
+        // amax is finite and ≥ 0 here, so every scale exists; round it to the graph dtype so the
+        // stored weight is quantized with exactly the scale DequantizeLinear will use.
+        let scales: Vec<f32> = amax
+            .iter()
+            .map(|a| scale_from_amax(*a).map(|s| round_to(dtype, s)).ok_or_else(|| super::fp8::Fp8Error::BadActivation { point: wname.clone(), value: *a }))
+            .collect::<Result<_, _>>()?;
+        let dims: Vec<usize> = if per_row { vec![scales.len()] } else { vec![] };
+        let sname = self.g.named_floats(&format!("{wname}_scale"), &dims, &scales);
+        let w = self.g.external_fp8(wname.clone(), wt, scales);
+        Ok(self.g.scoped(&wname, |g| g.op("DequantizeLinear", &[&w, &sname], vec![attr_int("axis", 0)])))
+    }
+
+    /// `DequantizeLinear(QuantizeLinear(x, s), s)` with the calibrated scalar scale of `point`.
+    fn act_qdq(&mut self, x: &str, point: &str, q: &Fp8Graph) -> R<String> {
+        let s = *q.activation_scales.get(point).ok_or_else(|| super::fp8::Fp8Error::MissingActivation { point: point.to_string() })?;
+        let sname = self.g.named_floats(&format!("{point}.input_scale"), &[], &[s]);
+        let code = super::fp8::e4m3::ONNX_CODE as i64;
+        Ok(self.g.scoped(point, |g| {
+            let qx = g.op("QuantizeLinear", &[x, &sname], vec![attr_int("output_dtype", code)]);
+            g.op("DequantizeLinear", &[&qx, &sname], vec![])
+        }))
+    }
+
+    /// Calibration graphs: output `amax.<point>` = ReduceMax(Abs(x)) as an f32 scalar.
+    fn record_amax(&mut self, x: &str, point: &str) {
+        use super::proto::{value_info, FLOAT};
+        let out = super::fp8::amax_output(point);
+        let xf = self.g.to_f32(x);
+        self.g.scoped(point, |g| {
+            let a = g.op("Abs", &[&xf], vec![]);
+            g.op_named("ReduceMax", &[&a], vec![attr_int("keepdims", 0)], &out);
+        });
+        self.g.outputs.push(value_info(&out, FLOAT, &[]));
+    }
+
+    /// Attention input `x` of `point` (`<block>.attn.q|k|v`): Q/DQ with `--fp8-attention`, an
+    /// amax output in calibration graphs, unchanged otherwise.
+    fn attn_input(&mut self, x: &str, point: &str) -> R<String> {
+        match self.quant.clone() {
+            Quant::Fp8(q) if q.attention => self.act_qdq(x, point, &q),
+            Quant::Calibrate => {
+                self.record_amax(x, point);
+                Ok(x.to_string())
+            }
+            _ => Ok(x.to_string()),
+        }
     }
 
     /// Linear on 3-D `x` `[B, S, in]` → `[B, S, out]`.
@@ -281,12 +390,16 @@ impl<'a> Flux<'a> {
     }
 
     /// ONNX `Attention` (opset 23) on `[B, heads, S, D]`, merged back to `[B, S, H]`.
-    fn attention(&mut self, q: &str, k: &str, v: &str) -> String {
+    /// `block` names the FP8 attention points `<block>.attn.q|k|v`.
+    fn attention(&mut self, block: &str, q: &str, k: &str, v: &str) -> R<String> {
         let scale = 1.0 / (self.cfg.head_dim as f32).sqrt();
-        let y = self.g.op("Attention", &[q, k, v], vec![attr_float("scale", scale)]);
+        let q = self.attn_input(q, &format!("{block}.attn.q"))?;
+        let k = self.attn_input(k, &format!("{block}.attn.k"))?;
+        let v = self.attn_input(v, &format!("{block}.attn.v"))?;
+        let y = self.g.op("Attention", &[&q, &k, &v], vec![attr_float("scale", scale)]);
         let t = self.g.op("Transpose", &[&y], vec![attr_ints("perm", &[0, 2, 1, 3])]);
         let s = self.g.i64s(&[0, 0, -1]);
-        self.g.op("Reshape", &[&t, &s], vec![])
+        Ok(self.g.op("Reshape", &[&t, &s], vec![]))
     }
 
     /// Splits a fused `[B·S, n·H]` projection output into per-head q, k, v (and the rest).
@@ -369,7 +482,7 @@ impl<'a> Flux<'a> {
         let v = self.g.op("Concat", &[&tv, &iv], ax2);
         let q = self.rope(&q);
         let k = self.rope(&k);
-        let a = self.attention(&q, &k, &v);
+        let a = self.attention(&p, &q, &k, &v)?;
         let split = self.seq_split.clone();
         let parts = self.g.op_n("Split", &[&a, &split], vec![attr_int("axis", 1)], 2);
 
@@ -424,7 +537,7 @@ impl<'a> Flux<'a> {
         let k = self.rms_norm(&k, &format!("{p}.attn.norm_k.weight"))?;
         let q = self.rope(&q);
         let k = self.rope(&k);
-        let a = self.attention(&q, &k, &v);
+        let a = self.attention(&p, &q, &k, &v)?;
         let mlp = self.gelu_tanh(&parts[3]);
         let mlp = self.unflat(&mlp, m);
         let cat = self.g.op("Concat", &[&a, &mlp], vec![attr_int("axis", 2)]);
@@ -435,7 +548,7 @@ impl<'a> Flux<'a> {
 }
 
 /// Builds the whole transformer into `g` (inputs, slots, nodes, outputs).
-pub fn build<'a>(g: Graph<'a>, ckpt: &'a Checkpoint, plan: &SlotPlan) -> Result<Graph<'a>, OnnxError> {
+pub fn build<'a>(g: Graph<'a>, ckpt: &'a Checkpoint, plan: &SlotPlan, quant: Quant) -> Result<Graph<'a>, OnnxError> {
     use super::proto::{value_info, Dim, FLOAT};
     let cfg = ckpt.config().clone();
     let mut inputs = vec![
@@ -453,7 +566,7 @@ pub fn build<'a>(g: Graph<'a>, ckpt: &'a Checkpoint, plan: &SlotPlan) -> Result<
 
     let mut g = g;
     g.inputs = inputs;
-    let mut f = Flux::new(g, ckpt, plan)?;
+    let mut f = Flux::new(g, ckpt, plan, quant)?;
     let hid = "hidden_states";
     f.batch = f.g.scoped("shape", |g| g.op("Shape", &[hid], vec![attr_int("start", 0), attr_int("end", 1)]));
     f.seq_split = f.g.scoped("shape", |g| {
@@ -511,4 +624,13 @@ pub fn build<'a>(g: Graph<'a>, ckpt: &'a Checkpoint, plan: &SlotPlan) -> Result<
     }
     f.g.outputs.push(value_info("sample", FLOAT, &[Dim::Named("batch"), Dim::Named("img_seq"), Dim::Fixed(cfg.out_channels)]));
     Ok(f.g)
+}
+
+/// `v` as stored in `dtype` (round to nearest even), back in f32.
+fn round_to(dtype: crate::tensor::DType, v: f32) -> f32 {
+    let mut b = Vec::new();
+    crate::tensor::encode_into(dtype, &[v], &mut b);
+    let mut out = Vec::new();
+    crate::tensor::decode_into(dtype, &b, &mut out);
+    out[0]
 }

@@ -14,8 +14,10 @@ pub enum OnnxError {
     ByteCount { path: PathBuf, tensor: String, expected: u64, found: u64 },
     #[error("slot plan: module `{module}` is not a Linear module of this model ({detail})")]
     BadSlot { module: String, detail: String },
-    #[error("precision {0}: fp8 lands with the FP8 issue")]
-    Fp8Unsupported(String),
+    #[error("fp8 export: {0}")]
+    Fp8Options(String),
+    #[error(transparent)]
+    Fp8(#[from] super::fp8::Fp8Error),
     #[error("{path}: the graph protobuf would be {bytes} bytes, above protobuf's 2 GiB limit (lower --max-rank or the targets)")]
     TooLarge { path: PathBuf, bytes: u64 },
     #[error("{path}: {source}")]

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use onnx_protobuf::{GraphProto, ModelProto, OperatorSetIdProto};
 use protobuf::{Message, MessageField};
 
+use std::collections::BTreeMap;
+
+use super::blocks::{Fp8Graph, Quant};
+use super::fp8::{self, Fp8Error, Fp8Manifest, Fp8Options};
 use super::graph::Graph;
 use super::{blocks, proto, weights, OnnxError, DATA_FILE, IR_VERSION, MODEL_FILE, OPSET};
 use crate::checkpoint::Checkpoint;
@@ -21,12 +25,41 @@ pub struct ExportOptions {
     pub lora_files: Vec<PathBuf>,
     /// Compute SHA-256 of the checkpoint and LoRA files (in a parallel thread).
     pub hash_sources: bool,
+    /// FP8 settings and calibrated activation amax; required for `Precision::Fp8`.
+    pub fp8: Option<Fp8Options>,
 }
 
 impl ExportOptions {
     pub fn new(precision: Precision) -> Self {
-        ExportOptions { precision, lora_files: Vec::new(), hash_sources: true }
+        ExportOptions { precision, lora_files: Vec::new(), hash_sources: true, fp8: None }
     }
+
+    /// Float dtype of the graph: the precision's, or `fp8.float_dtype` for FP8.
+    pub fn float_dtype(&self) -> DType {
+        match (&self.fp8, self.precision) {
+            (Some(f), Precision::Fp8) => f.float_dtype,
+            _ => self.precision.float_dtype(),
+        }
+    }
+}
+
+/// Validates the FP8 options: float dtype, and a finite, non-negative amax for every point the
+/// graph quantizes; returns the graph settings (point → scale).
+fn fp8_graph(cfg: &crate::flux::FluxConfig, f: &Fp8Options) -> Result<Fp8Graph, OnnxError> {
+    if !matches!(f.float_dtype, DType::BF16 | DType::F32) {
+        return Err(Fp8Error::FloatDtype(f.float_dtype).into());
+    }
+    let mut points = fp8::quantized_gemms(cfg);
+    if f.attention {
+        points.extend(fp8::attention_points(cfg));
+    }
+    let mut scales = BTreeMap::new();
+    for p in points {
+        let a = *f.activation_amax.get(&p).ok_or_else(|| Fp8Error::MissingActivation { point: p.clone() })?;
+        let s = fp8::scale_from_amax(a).ok_or_else(|| Fp8Error::BadActivation { point: p.clone(), value: a })?;
+        scales.insert(p, s);
+    }
+    Ok(Fp8Graph { weight_scale: f.weight_scale, attention: f.attention, activation_scales: scales })
 }
 
 /// Result of [`export`].
@@ -50,16 +83,31 @@ pub struct BuiltModel<'a> {
     pub data_len: u64,
 }
 
-/// Builds the graph for `ckpt` with `plan`'s LoRA slots at `precision` (no file is written).
-pub fn build_model<'a>(ckpt: &'a Checkpoint, plan: &SlotPlan, precision: Precision) -> Result<BuiltModel<'a>, OnnxError> {
-    if precision == Precision::Fp8 {
-        return Err(OnnxError::Fp8Unsupported("fp8".into()));
-    }
-    let g = blocks::build(Graph::new(precision.float_dtype()), ckpt, plan)?;
+/// Builds the graph for `ckpt` with `plan`'s LoRA slots as `opts` say (no file is written).
+/// FP8 reads every quantized weight once here (amax for the scales).
+pub fn build_model<'a>(ckpt: &'a Checkpoint, plan: &SlotPlan, opts: &ExportOptions) -> Result<BuiltModel<'a>, OnnxError> {
+    let quant = match (opts.precision, &opts.fp8) {
+        (Precision::Fp8, Some(f)) => Quant::Fp8(fp8_graph(ckpt.config(), f)?),
+        (Precision::Fp8, None) => return Err(OnnxError::Fp8Options("precision fp8 needs FP8 options with calibrated activation scales".into())),
+        (p, Some(_)) => return Err(OnnxError::Fp8Options(format!("FP8 options given for precision {p:?}"))),
+        (_, None) => Quant::None,
+    };
+    assemble(ckpt, plan, opts.float_dtype(), quant)
+}
+
+/// The fp32 calibration graph of `ckpt` (no slots): the model's output plus an f32 scalar
+/// output `amax.<point>` for every FP8 quantization point (GEMM inputs and attention Q/K/V).
+pub fn build_calibration_model(ckpt: &Checkpoint) -> Result<BuiltModel<'_>, OnnxError> {
+    let plan = SlotPlan { max_rank: 1, slots: Vec::new() };
+    assemble(ckpt, &plan, DType::F32, Quant::Calibrate)
+}
+
+fn assemble<'a>(ckpt: &'a Checkpoint, plan: &SlotPlan, dtype: DType, quant: Quant) -> Result<BuiltModel<'a>, OnnxError> {
+    let g = blocks::build(Graph::new(dtype), ckpt, plan, quant)?;
     let (offsets, data_len) = weights::layout(&g.external);
     let mut initializer = g.inline;
     for (w, off) in g.external.iter().zip(&offsets) {
-        initializer.push(proto::tensor_external(&w.name, w.dtype.onnx_code(), &w.shape, DATA_FILE, *off, w.nbytes()));
+        initializer.push(proto::tensor_external(&w.name, w.onnx_code(), &w.shape, DATA_FILE, *off, w.nbytes()));
     }
     let graph = GraphProto {
         name: "flux_transformer".into(),
@@ -143,8 +191,8 @@ pub fn export(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportReport, OnnxError> {
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
-    let built = build_model(ckpt, plan, opts.precision)?;
-    let slots = LoraSlots::from_plan(plan, opts.precision.float_dtype());
+    let built = build_model(ckpt, plan, opts)?;
+    let slots = LoraSlots::from_plan(plan, opts.float_dtype());
     let model_path = out_dir.join(MODEL_FILE);
     let data_path = out_dir.join(DATA_FILE);
     let model_size = built.model.compute_size();
@@ -185,7 +233,9 @@ pub fn export(
         sources,
         engine: None,
         fp8_activation_scales: None,
+        fp8: None,
     };
+    let manifest = with_fp8(manifest, ckpt, opts)?;
     tmp_data.persist(&data_path).map_err(|e| OnnxError::Io { path: data_path.clone(), source: e.error })?;
     tmp_model.persist(&model_path).map_err(|e| OnnxError::Io { path: model_path.clone(), source: e.error })?;
     manifest.save(out_dir).map_err(|e| OnnxError::Manifest { path: out_dir.join(crate::manifest::MANIFEST_FILE), message: e.to_string() })?;
@@ -245,4 +295,33 @@ fn readable(path: &Path) -> Result<(), OnnxError> {
     #[cfg(not(unix))]
     let _ = path;
     Ok(())
+}
+
+/// Records the FP8 settings and activation scales in the manifest (FP8 exports only).
+fn with_fp8(mut m: Manifest, ckpt: &Checkpoint, opts: &ExportOptions) -> Result<Manifest, OnnxError> {
+    let Some(f) = opts.fp8.as_ref().filter(|_| opts.precision == Precision::Fp8) else { return Ok(m) };
+    let g = fp8_graph(ckpt.config(), f)?;
+    m.fp8_activation_scales = Some(g.activation_scales);
+    m.fp8 = Some(Fp8Manifest {
+        format: "e4m3fn".into(),
+        weight_scale: f.weight_scale,
+        float_dtype: f.float_dtype,
+        attention: f.attention,
+        quantized: fp8::quantized_gemms(ckpt.config()),
+        scale_floor: fp8::SCALE_FLOOR,
+        calibration: f.calibration.clone(),
+    });
+    Ok(m)
+}
+
+/// Writes only `model.onnx` + `model.onnx.data` of `built` into `dir` (no manifest), e.g. the
+/// calibration graph.
+pub fn write_model(built: &BuiltModel<'_>, ckpt: &Checkpoint, dir: &Path) -> Result<PathBuf, OnnxError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let model_path = dir.join(MODEL_FILE);
+    let data_path = dir.join(DATA_FILE);
+    let (tmp_data, tmp_model, _) = write_files(built, ckpt.files(), dir, &model_path, &data_path, &mut |_, _| {})?;
+    tmp_data.persist(&data_path).map_err(|e| OnnxError::Io { path: data_path.clone(), source: e.error })?;
+    tmp_model.persist(&model_path).map_err(|e| OnnxError::Io { path: model_path.clone(), source: e.error })?;
+    Ok(model_path)
 }

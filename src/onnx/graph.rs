@@ -14,14 +14,25 @@ pub struct ExternalWeight<'a> {
     /// Initializer name (canonical parameter or fused-group name).
     pub name: String,
     pub shape: Vec<usize>,
-    /// Element type written to the data file.
+    /// Element type written to the data file (unless `fp8_scales` is set).
     pub dtype: DType,
     pub source: TensorRef<'a>,
+    /// Stored as FLOAT8E4M3FN, quantized with these scales (one per row, or one for all).
+    pub fp8_scales: Option<Vec<f32>>,
 }
 
 impl ExternalWeight<'_> {
     pub fn nbytes(&self) -> u64 {
-        (self.shape.iter().product::<usize>() * self.dtype.size()) as u64
+        let elem = if self.fp8_scales.is_some() { 1 } else { self.dtype.size() };
+        (self.shape.iter().product::<usize>() * elem) as u64
+    }
+    /// ONNX data type code of the stored tensor.
+    pub fn onnx_code(&self) -> i32 {
+        if self.fp8_scales.is_some() {
+            super::fp8::e4m3::ONNX_CODE
+        } else {
+            self.dtype.onnx_code()
+        }
     }
 }
 
@@ -117,6 +128,14 @@ impl<'a> Graph<'a> {
         name
     }
 
+    /// A named inline initializer in the compute dtype (`dims` empty = scalar).
+    pub fn named_floats(&mut self, name: &str, dims: &[usize], v: &[f32]) -> String {
+        let mut raw = Vec::new();
+        encode_into(self.dtype, v, &mut raw);
+        self.inline.push(proto::tensor_inline(name, self.dtype.onnx_code(), dims, raw));
+        name.to_string()
+    }
+
     /// A scalar in the compute dtype.
     pub fn scalar(&mut self, v: f32) -> String {
         self.floats(&[], &[v], false)
@@ -132,7 +151,13 @@ impl<'a> Graph<'a> {
 
     /// Registers a checkpoint weight stored externally; returns its initializer name.
     pub fn external(&mut self, name: String, source: TensorRef<'a>) -> String {
-        self.external.push(ExternalWeight { name: name.clone(), shape: source.shape.clone(), dtype: self.dtype, source });
+        self.external.push(ExternalWeight { name: name.clone(), shape: source.shape.clone(), dtype: self.dtype, source, fp8_scales: None });
+        name
+    }
+
+    /// Registers a checkpoint weight stored as FLOAT8E4M3FN, quantized with `scales`.
+    pub fn external_fp8(&mut self, name: String, source: TensorRef<'a>, scales: Vec<f32>) -> String {
+        self.external.push(ExternalWeight { name: name.clone(), shape: source.shape.clone(), dtype: self.dtype, source, fp8_scales: Some(scales) });
         name
     }
 

@@ -35,6 +35,11 @@
 //! the sinusoidal time/guidance embedding in float32, fp16 graphs clip the residual streams to
 //! ±65504 where diffusers does.
 //!
+//! # FP8
+//! `Precision::Fp8`: E4M3 Q/DQ on the transformer blocks' base GEMMs (weights stored as
+//! FLOAT8E4M3FN, per-channel or per-tensor scales; activations with calibrated static scales);
+//! the exact quantized set, scale rules and float dtypes are documented in [`fp8`].
+//!
 //! # External data
 //! Every checkpoint tensor is an initializer with `data_location = EXTERNAL` in
 //! `model.onnx.data`, offsets aligned to 4096, written streaming (see [`weights`]).
@@ -42,12 +47,13 @@
 mod blocks;
 mod error;
 mod export;
+pub mod fp8;
 pub mod graph;
 mod proto;
 pub mod weights;
 
 pub use error::OnnxError;
-pub use export::{build_model, export, BuiltModel, ExportOptions, ExportReport};
+pub use export::{build_calibration_model, build_model, export, write_model, BuiltModel, ExportOptions, ExportReport};
 
 /// ONNX opset of the exported graph.
 pub const OPSET: i64 = 23;

@@ -42,8 +42,20 @@ pub fn write_data(
         let pad = (off - pos) as usize;
         out.write_all(&zeros[..pad])?;
         pos = off;
+        let cols = w.shape.get(1).copied().unwrap_or(1);
+        let mut elem = 0usize;
         for part in &w.source.parts {
-            if w.source.dtype == w.dtype {
+            if let Some(scales) = &w.fp8_scales {
+                let esz = w.source.dtype.size();
+                for c in part.chunks(CHUNK - CHUNK % esz) {
+                    buf.clear();
+                    super::fp8::e4m3::quantize_into(w.source.dtype, c, elem, cols, scales, &mut buf);
+                    elem += c.len() / esz;
+                    out.write_all(&buf)?;
+                    pos += buf.len() as u64;
+                    progress(pos);
+                }
+            } else if w.source.dtype == w.dtype {
                 for c in part.chunks(CHUNK) {
                     out.write_all(c)?;
                     pos += c.len() as u64;
@@ -69,7 +81,8 @@ pub fn write_data(
 /// Element size check used before writing: the converted byte count of `w`.
 pub fn converted_len(w: &ExternalWeight<'_>) -> u64 {
     let src: u64 = w.source.parts.iter().map(|p| p.len() as u64).sum();
-    src / w.source.dtype.size() as u64 * w.dtype.size() as u64
+    let out = if w.fp8_scales.is_some() { 1 } else { w.dtype.size() as u64 };
+    src / w.source.dtype.size() as u64 * out
 }
 
 /// Address ranges of this process's read-only mappings of the given files (from

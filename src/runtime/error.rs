@@ -24,6 +24,9 @@ pub enum RuntimeError {
     Ort { what: String, message: String },
     #[error("{engine}: execution provider {provider} is not available: {message}")]
     ExecutionProvider { engine: PathBuf, provider: String, message: String },
+    /// ONNX Runtime's extended optimizers fuse FP8 Q/DQ into kernels that reject float8.
+    #[error("{engine}: FP8 engine needs graph optimization level Disable or Level1 (basic) on ONNX Runtime, not {level}")]
+    Fp8Level { engine: PathBuf, level: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// An adapter does not fit the engine's slots (nothing was changed).

@@ -122,6 +122,9 @@ impl FluxSessionBuilder {
             Precision::Fp8 => GraphOptimizationLevel::Level1,
             _ => GraphOptimizationLevel::All,
         });
+        if manifest.precision == Precision::Fp8 && !matches!(level, GraphOptimizationLevel::Disable | GraphOptimizationLevel::Level1) {
+            return Err(RuntimeError::Fp8Level { engine: self.dir.clone(), level: format!("{level:?}") });
+        }
         b = b.with_optimization_level(level).map_err(|e| RuntimeError::ort(what("setting the optimization level"), e))?;
         let ep_err = |message: String| RuntimeError::ExecutionProvider { engine: self.dir.clone(), provider: self.provider.to_string(), message };
         let dispatch = match self.provider {

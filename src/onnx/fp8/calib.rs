@@ -1,0 +1,214 @@
+//! Calibration (feature `ort`): runs the fp32 calibration graph
+//! ([`crate::onnx::build_calibration_model`]) on ONNX Runtime over `N` (prompt embedding,
+//! timestep) samples and keeps, per quantization point, the largest `max|input|` seen.
+//!
+//! Sample `i` of `N`:
+//! - σ = the `i`-th sigma of diffusers' FluxPipeline `N`-step flow-match schedule
+//!   (`linspace(1, 1/N, N)`, with the dynamic exponential shift `mu = m·img_seq + b` for
+//!   guidance-distilled models, unshifted for schnell), timestep input = σ;
+//! - `hidden_states` = σ·n₁ + (1−σ)·n₂ (n₁, n₂ standard normal: noise and a stand-in latent);
+//! - `encoder_hidden_states` / `pooled_projections`: row `i mod M` of `--calib-data`, or
+//!   standard normal when no data is given (a stand-in: real T5/CLIP embeddings give better scales);
+//! - `guidance` = [`CalibOptions::guidance`] for guidance-distilled models;
+//! - RoPE from all-zero text ids and the `img_h × img_w` packed image grid.
+//!
+//! Every random number comes from one SplitMix64 stream seeded with `seed` (Box–Muller normals),
+//! so the scales are reproducible from the seed. The calibration graph is written (fp32) into a
+//! temporary folder inside `work_dir` (default: the system temp dir) and deleted afterwards.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ::ort::session::builder::GraphOptimizationLevel;
+use ::ort::session::{Session, SessionInputValue};
+use ::ort::value::TensorRef;
+
+use super::{amax_output, attention_points, calib_data, quantized_gemms, Calibration, CalibrationInfo, Fp8Error};
+use crate::checkpoint::Checkpoint;
+use crate::flux::{FluxConfig, Variant};
+use crate::onnx::OnnxError;
+
+/// Calibration settings.
+#[derive(Clone, Debug)]
+pub struct CalibOptions {
+    pub samples: usize,
+    pub seed: u64,
+    /// Real prompt embeddings (see [`calib_data`]).
+    pub data: Option<PathBuf>,
+    /// Packed image grid (pixel height / 16, pixel width / 16).
+    pub img_hw: (usize, usize),
+    /// Text length when no data file is given.
+    pub txt_seq: usize,
+    pub guidance: f32,
+    /// `libonnxruntime` (default `ORT_DYLIB_PATH`).
+    pub library: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub work_dir: Option<PathBuf>,
+}
+
+impl CalibOptions {
+    /// `samples` samples at 512×512 (32×32 packed grid), T5 length 512, guidance 3.5, seed 0.
+    pub fn new(samples: usize) -> Self {
+        CalibOptions { samples, seed: 0, data: None, img_hw: (32, 32), txt_seq: 512, guidance: 3.5, library: None, threads: None, work_dir: None }
+    }
+}
+
+/// diffusers FluxPipeline sigmas for `n` steps (see the module docs).
+pub fn sigmas(n: usize, variant: Variant, img_seq: usize) -> Vec<f32> {
+    let m = (1.15 - 0.5) / (4096.0 - 256.0);
+    let b = 0.5 - 256.0 * m;
+    let mu: f64 = m * img_seq as f64 + b;
+    (0..n)
+        .map(|i| {
+            let s = if n == 1 { 1.0 } else { 1.0 - (1.0 - 1.0 / n as f64) * i as f64 / (n - 1) as f64 };
+            let s = if variant.has_guidance() { mu.exp() / (mu.exp() + (1.0 / s - 1.0)) } else { s };
+            s as f32
+        })
+        .collect()
+}
+
+/// SplitMix64 with Box–Muller standard normals.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+    fn normals(&mut self, n: usize) -> Vec<f32> {
+        let mut v = Vec::with_capacity(n + 1);
+        while v.len() < n {
+            let (u1, u2) = (self.uniform(), self.uniform());
+            let r = (-2.0 * u1.ln()).sqrt();
+            let t = std::f64::consts::TAU * u2;
+            v.push((r * t.cos()) as f32);
+            v.push((r * t.sin()) as f32);
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+fn ort_err<R>(what: &str) -> impl Fn(::ort::Error<R>) -> OnnxError + '_ {
+    move |e| Fp8Error::Calibration(format!("{what}: ONNX Runtime: {}", e.message())).into()
+}
+
+/// Runs the calibration (see the module docs) and returns the activation amax per point.
+pub fn calibrate(ckpt: &Checkpoint, opts: &CalibOptions) -> Result<Calibration, OnnxError> {
+    let cfg: FluxConfig = ckpt.config().clone();
+    if opts.samples == 0 {
+        return Err(Fp8Error::Calibration("--calib needs at least 1 sample".into()).into());
+    }
+    let data = opts.data.as_deref().map(|p| calib_data::load(p, &cfg)).transpose()?;
+    let (h, w) = opts.img_hw;
+    let img_seq = h * w;
+    let txt_seq = data.as_ref().map_or(opts.txt_seq, |d| d.txt_seq);
+    if img_seq == 0 || txt_seq == 0 {
+        return Err(Fp8Error::Calibration(format!("empty calibration shape: image grid {h}×{w}, text length {txt_seq}")).into());
+    }
+    let sig = sigmas(opts.samples, cfg.variant, img_seq);
+
+    let library = crate::runtime::ort::library_path(opts.library.as_deref()).map_err(|e| Fp8Error::Calibration(e.to_string()))?;
+    let env = crate::runtime::ort::env::environment(&library).map_err(|e| Fp8Error::Calibration(e.to_string()))?;
+    let base = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base).map_err(|source| OnnxError::Io { path: base.clone(), source })?;
+    let tmp = tempfile::Builder::new().prefix("flux-trt-calib.").tempdir_in(&base).map_err(|source| OnnxError::Io { path: base.clone(), source })?;
+    let built = crate::onnx::build_calibration_model(ckpt)?;
+    let model_path = crate::onnx::write_model(&built, ckpt, tmp.path())?;
+    drop(built);
+    let what = model_path.display().to_string();
+    let mut b = Session::builder(&env).map_err(ort_err(&what))?;
+    if let Some(n) = opts.threads {
+        b = b.with_intra_threads(n).map_err(ort_err(&what))?;
+    }
+    b = b.with_optimization_level(GraphOptimizationLevel::Level1).map_err(ort_err(&what))?;
+    let mut session = b.commit_from_file(&model_path).map_err(ort_err(&what))?;
+
+    let mut points = quantized_gemms(&cfg);
+    points.extend(attention_points(&cfg));
+    let mut amax: BTreeMap<String, f32> = points.iter().map(|p| (p.clone(), 0.0f32)).collect();
+    let mut rng = Rng(opts.seed);
+    let half = cfg.head_dim / 2;
+    let (cos, sin) = crate::flux::rope_tables(&cfg, &vec![[0.0; 3]; txt_seq], &crate::flux::img_ids(h, w));
+    for (i, &sigma) in sig.iter().enumerate() {
+        let n_img = img_seq * cfg.in_channels;
+        let (n1, n2) = (rng.normals(n_img), rng.normals(n_img));
+        let hidden: Vec<f32> = n1.iter().zip(&n2).map(|(a, b)| sigma * a + (1.0 - sigma) * b).collect();
+        let (ehs, pooled) = match &data {
+            Some(d) => {
+                let r = i % d.n;
+                let e = txt_seq * cfg.context_dim;
+                (d.encoder_hidden_states[r * e..(r + 1) * e].to_vec(), d.pooled_projections[r * cfg.pooled_dim..(r + 1) * cfg.pooled_dim].to_vec())
+            }
+            None => (rng.normals(txt_seq * cfg.context_dim), rng.normals(cfg.pooled_dim)),
+        };
+        let t = [sigma];
+        let g = [opts.guidance];
+        let mut inputs: Vec<(&str, Vec<usize>, &[f32])> = vec![
+            ("hidden_states", vec![1, img_seq, cfg.in_channels], &hidden),
+            ("encoder_hidden_states", vec![1, txt_seq, cfg.context_dim], &ehs),
+            ("pooled_projections", vec![1, cfg.pooled_dim], &pooled),
+            ("timestep", vec![1], &t),
+        ];
+        if cfg.variant.has_guidance() {
+            inputs.push(("guidance", vec![1], &g));
+        }
+        inputs.push(("rope_cos", vec![txt_seq + img_seq, half], &cos));
+        inputs.push(("rope_sin", vec![txt_seq + img_seq, half], &sin));
+        let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
+        for (name, shape, vals) in &inputs {
+            let v = TensorRef::from_array_view((shape.clone(), *vals)).map_err(ort_err(name))?;
+            feeds.push((Cow::Borrowed(*name), v.into()));
+        }
+        let outputs = session.run(feeds).map_err(ort_err(&what))?;
+        for p in &points {
+            let name = amax_output(p);
+            let v = outputs.get(&name).ok_or_else(|| Fp8Error::Calibration(format!("{what}: no output `{name}`")))?;
+            let (_, vals) = v.try_extract_tensor::<f32>().map_err(ort_err(&name))?;
+            let a = vals.first().copied().ok_or_else(|| Fp8Error::Calibration(format!("{what}: output `{name}` is empty")))?;
+            if !a.is_finite() {
+                return Err(Fp8Error::NonFiniteActivation { point: p.clone(), sample: i, sigma, value: a }.into());
+            }
+            let e = amax.entry(p.clone()).or_insert(0.0);
+            *e = e.max(a);
+        }
+        tracing::debug!(sample = i, sigma, "calibration sample done");
+    }
+    let info = CalibrationInfo {
+        samples: opts.samples,
+        seed: opts.seed,
+        data: opts.data.as_ref().map(|p| p.display().to_string()),
+        img_seq,
+        txt_seq,
+        sigmas: sig,
+    };
+    tracing::info!(samples = opts.samples, points = amax.len(), "calibration done");
+    Ok(Calibration { amax, info })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_matches_diffusers_formula() {
+        // schnell: unshifted linspace(1, 1/4, 4)
+        assert_eq!(sigmas(4, Variant::Schnell, 4096), vec![1.0, 0.75, 0.5, 0.25]);
+        // dev at img_seq 4096: mu = 1.15, σ' = e^mu / (e^mu + 1/σ - 1)
+        let s = sigmas(4, Variant::Dev, 4096);
+        assert_eq!(s[0], 1.0);
+        let want = (1.15f64.exp() / (1.15f64.exp() + 1.0 / 0.25 - 1.0)) as f32;
+        assert!((s[3] - want).abs() < 1e-7);
+        let mut a = Rng(7);
+        let mut b = Rng(7);
+        assert_eq!(a.normals(5), b.normals(5));
+    }
+}
