@@ -121,7 +121,7 @@ pub struct SourceFile {
     pub role: String,
     pub path: String,
     pub bytes: u64,
-    pub sha256: String,
+    pub blake3: String,
 }
 
 /// The ONNX files of the artifact.
@@ -132,8 +132,8 @@ pub struct OnnxArtifact {
     /// External-data file name, relative to the manifest's folder.
     pub data_file: String,
     pub opset: i64,
-    /// SHA-256 of the model file (the graph; weights are in `data_file`).
-    pub sha256: String,
+    /// BLAKE3 of the model file (the graph; weights are in `data_file`).
+    pub blake3: String,
 }
 
 /// The TensorRT plan of the artifact, once built.
@@ -146,7 +146,7 @@ pub struct EngineArtifact {
     /// Compute-capability targets, e.g. `["sm89", "sm120"]`.
     pub targets: Vec<String>,
     pub stripped_weights: bool,
-    pub sha256: String,
+    pub blake3: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

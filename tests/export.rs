@@ -176,12 +176,12 @@ fn check_structure(dir: &Path, ckpt: &Checkpoint, plan: &SlotPlan, dtype: DType)
     assert_eq!(man.lora.plan(), *plan);
     assert_eq!(man.lora.dtype, dtype);
     assert_eq!(man.onnx.opset, 23);
-    assert_eq!(man.onnx.sha256, flux_trt::util::sha256_file(&dir.join(MODEL_FILE)).unwrap().0);
+    assert_eq!(man.onnx.blake3, flux_trt::util::hash_file(&dir.join(MODEL_FILE)).unwrap().0);
     assert_eq!(man.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), want.iter().take(want.len() - 2 * plan.slots.len()).map(|w| w.0.as_str()).collect::<Vec<_>>());
     assert_eq!(man.outputs.len(), 1);
     for f in ckpt.files() {
         let s = man.sources.iter().find(|s| s.role == "checkpoint" && Path::new(&s.path) == f).unwrap_or_else(|| panic!("{} not in sources", f.display()));
-        assert_eq!(s.sha256, flux_trt::util::sha256_file(f).unwrap().0);
+        assert_eq!(s.blake3, flux_trt::util::hash_file(f).unwrap().0);
     }
     // no temporary files left behind
     let names: BTreeSet<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();

@@ -127,10 +127,10 @@ fn manifest_must_match_the_model() {
     // Model hash.
     let (_t, dir) = copy_engine();
     let mut m = Manifest::load(&dir).expect("manifest");
-    m.onnx.sha256 = "0".repeat(64);
+    m.onnx.blake3 = "0".repeat(64);
     m.save(&dir).expect("save");
     let msg = mismatch_of(&dir);
-    assert!(msg.contains("sha256") && msg.contains("model.onnx"), "{msg}");
+    assert!(msg.contains("blake3") && msg.contains("model.onnx"), "{msg}");
 
     // A slot whose shape differs from the initializer (rank 1 more than the model's).
     let (_t, dir) = copy_engine();

@@ -36,8 +36,8 @@ fn exported() -> (tempfile::TempDir, Manifest) {
     (dir, report.manifest)
 }
 
-/// Writes `plan` as the folder's plan and records it (with `sha256`) in the manifest.
-fn with_plan(dir: &Path, manifest: &Manifest, plan: &[u8], sha256: String, variant: &str) {
+/// Writes `plan` as the folder's plan and records it (with `blake3`) in the manifest.
+fn with_plan(dir: &Path, manifest: &Manifest, plan: &[u8], blake3: String, variant: &str) {
     std::fs::write(dir.join(PLAN_FILE), plan).unwrap();
     let mut m = manifest.clone();
     m.engine = Some(EngineArtifact {
@@ -46,7 +46,7 @@ fn with_plan(dir: &Path, manifest: &Manifest, plan: &[u8], sha256: String, varia
         tensorrt_version: "1.7.1.116".into(),
         targets: vec!["sm89".into()],
         stripped_weights: false,
-        sha256,
+        blake3,
     });
     m.save(dir).unwrap();
 }
@@ -59,7 +59,7 @@ fn open_checks_manifest_plan_and_driver() {
 
     // A plan cut short (or replaced) no longer has the recorded hash.
     let plan: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
-    with_plan(dir.path(), &manifest, &plan[..1000], flux_trt::util::sha256_bytes(&plan), "tensorrt-rtx");
+    with_plan(dir.path(), &manifest, &plan[..1000], flux_trt::util::hash_bytes(&plan), "tensorrt-rtx");
     match TrtSession::open(dir.path(), &opts) {
         Err(TrtError::PlanHash { bytes, expected, found, .. }) => {
             assert_eq!(bytes, 1000);
@@ -69,12 +69,12 @@ fn open_checks_manifest_plan_and_driver() {
     }
 
     // A plan from the other TensorRT variant.
-    with_plan(dir.path(), &manifest, &plan, flux_trt::util::sha256_bytes(&plan), "tensorrt");
+    with_plan(dir.path(), &manifest, &plan, flux_trt::util::hash_bytes(&plan), "tensorrt");
     assert!(matches!(TrtSession::open(dir.path(), &opts), Err(TrtError::Variant { .. })));
 
     // Hash and variant right, but the bytes are no plan: without a CUDA driver this is a typed
     // CUDA error (not a panic); with one, TensorRT refuses the plan with its own message.
-    with_plan(dir.path(), &manifest, &plan, flux_trt::util::sha256_bytes(&plan), "tensorrt-rtx");
+    with_plan(dir.path(), &manifest, &plan, flux_trt::util::hash_bytes(&plan), "tensorrt-rtx");
     match TrtSession::open(dir.path(), &opts) {
         // No driver library (this machine), or a driver but no usable device.
         Err(TrtError::Cuda { what, message }) => {

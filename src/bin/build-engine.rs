@@ -39,7 +39,7 @@ struct Args {
     /// Output folder (engines/NAME/).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Skip the SHA-256 of the source files in the manifest.
+    /// Skip the BLAKE3 of the source files in the manifest.
     #[arg(long)]
     no_hash: bool,
     /// FP8 weight scales: one per output channel (default) or one per tensor.

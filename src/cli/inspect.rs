@@ -94,7 +94,7 @@ fn manifest_text(dir: &Path, m: &Manifest) -> String {
         }
     }
     for s in &m.sources {
-        let _ = writeln!(t, "  source:    {} {} ({} bytes, sha256 {})", s.role, s.path, s.bytes, &s.sha256[..s.sha256.len().min(16)]);
+        let _ = writeln!(t, "  source:    {} {} ({} bytes, blake3 {})", s.role, s.path, s.bytes, &s.blake3[..s.blake3.len().min(16)]);
     }
     t
 }

@@ -24,7 +24,7 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineErro
     let loaded = trt::load(&opts.library)?;
     let plan_path = dir.join(&opts.plan_file);
     let t0 = Instant::now();
-    let (network, sha256, plan_bytes, parse_seconds, build_seconds) = parse_and_mark(dir, &manifest, &opts.library, opts.decomposable_attention, |builder, net, report| {
+    let (network, blake3, plan_bytes, parse_seconds, build_seconds) = parse_and_mark(dir, &manifest, &opts.library, opts.decomposable_attention, |builder, net, report| {
         let parse_seconds = t0.elapsed().as_secs_f64();
         let scope = LogScope::begin();
         let mut config = builder.create_config().map_err(|e| scope.error("builder config creation", e))?;
@@ -56,7 +56,7 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineErro
             .map_err(|_| EngineError::Build { path: dir.join(&manifest.onnx.file), log: scope.text() })?;
         let build_seconds = t1.elapsed().as_secs_f64();
         crate::util::write_atomic(&plan_path, &plan).map_err(|source| EngineError::File { path: plan_path.clone(), source })?;
-        Ok((report, crate::util::sha256_bytes(&plan), plan.len() as u64, parse_seconds, build_seconds))
+        Ok((report, crate::util::hash_bytes(&plan), plan.len() as u64, parse_seconds, build_seconds))
     })?;
     let engine = EngineArtifact {
         file: opts.plan_file.clone(),
@@ -64,7 +64,7 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineErro
         tensorrt_version: loaded.version.clone(),
         targets: opts.targets.iter().map(|t| t.name().to_string()).collect(),
         stripped_weights: opts.strip_weights,
-        sha256,
+        blake3,
     };
     manifest.engine = Some(engine.clone());
     manifest.save(dir)?;

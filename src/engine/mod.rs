@@ -14,7 +14,7 @@
 //! - TensorRT-RTX targets: `setNbComputeCapabilities(n)` before `setComputeCapability(cc, i)`;
 //!   no "current GPU" target (see [`Target`]).
 //! - Optional `kSTRIP_PLAN`; the plan is written atomically, then `manifest.engine` (variant,
-//!   library version, targets, stripped, SHA-256).
+//!   library version, targets, stripped, BLAKE3).
 //!
 //! Every TensorRT failure carries TensorRT's logged text. Without the `tensorrt` feature the
 //! same functions return [`EngineError::NotCompiled`].

@@ -23,7 +23,7 @@ pub struct ExportOptions {
     pub precision: Precision,
     /// LoRA files given at build time (hashed into the manifest's `sources`, role `lora`).
     pub lora_files: Vec<PathBuf>,
-    /// Compute SHA-256 of the checkpoint and LoRA files (in a parallel thread).
+    /// Compute BLAKE3 of the checkpoint and LoRA files (in a parallel thread).
     pub hash_sources: bool,
     /// FP8 settings and calibrated activation amax; required for `Precision::Fp8`.
     pub fp8: Option<Fp8Options>,
@@ -168,8 +168,8 @@ fn hash_sources(ckpt_files: &[PathBuf], lora_files: &[PathBuf]) -> Result<Vec<So
     let mut v = Vec::new();
     for (role, files) in [("checkpoint", ckpt_files), ("lora", lora_files)] {
         for f in files {
-            let (sha256, bytes) = crate::util::sha256_file(f).map_err(|source| OnnxError::Io { path: f.clone(), source })?;
-            v.push(SourceFile { role: role.into(), path: f.display().to_string(), bytes, sha256 });
+            let (blake3, bytes) = crate::util::hash_file(f).map_err(|source| OnnxError::Io { path: f.clone(), source })?;
+            v.push(SourceFile { role: role.into(), path: f.display().to_string(), bytes, blake3 });
         }
     }
     Ok(v)
@@ -226,7 +226,7 @@ pub fn export(
         exporter: format!("flux-trt {}", env!("CARGO_PKG_VERSION")),
         model: ckpt.config().clone(),
         precision: opts.precision,
-        onnx: OnnxArtifact { file: MODEL_FILE.into(), data_file: DATA_FILE.into(), opset: OPSET, sha256: model_sha },
+        onnx: OnnxArtifact { file: MODEL_FILE.into(), data_file: DATA_FILE.into(), opset: OPSET, blake3: model_sha },
         inputs,
         outputs,
         lora: slots,
@@ -281,7 +281,7 @@ fn write_files(
     w.flush().map_err(io_err(model_path))?;
     drop(w);
     tmp_model.as_file().sync_all().map_err(io_err(model_path))?;
-    let (sha, _) = crate::util::sha256_file(tmp_model.path()).map_err(io_err(model_path))?;
+    let (sha, _) = crate::util::hash_file(tmp_model.path()).map_err(io_err(model_path))?;
     Ok((tmp_data, tmp_model, sha))
 }
 

@@ -61,7 +61,7 @@ json.dump({
   "cp": {"command": "cp CKPT COPY && sync", "seconds": cp_s, "peak_rss_kb": int("$cp_rss")},
   "export": {"command": "$CMDSTR", "seconds": exp_s, "peak_rss_kb": int("$exp_rss"), "user_cpu_seconds": float("$exp_user"),
              "model_onnx_bytes": $model_bytes, "data_bytes": $data_bytes,
-             "includes": "graph build, streaming external data, fsync, SHA-256 of the checkpoint in a parallel thread"},
+             "includes": "graph build, streaming external data, fsync, BLAKE3 of the checkpoint in a parallel thread"},
   "export_no_hash": {"command": "$nh_cmd", "seconds": float("$nh_s"), "peak_rss_kb": int("$nh_rss"), "user_cpu_seconds": float("$nh_user"),
                      "includes": "graph build, streaming external data, fsync; no source hashing (--no-hash)"},
   "ratio_export_over_cp": exp_s / cp_s,

@@ -13,7 +13,7 @@
 #   full-export           random FLUX.1-dev-shaped bf16 checkpoint (DOUBLE=19 SINGLE=38 by default),
 #                         exported with slots on every attention module (rank RANK=32) -> $OUT/full-export.json
 #   full-build T [strip]  one plan of that export for target T (sm89 or sm120) -> $OUT/full-T[-strip].json
-# Each JSON: build-engine's report (plan bytes, sha256, layer counts, parse/build seconds,
+# Each JSON: build-engine's report (plan bytes, blake3, layer counts, parse/build seconds,
 # peak_rss_bytes) plus wall_seconds and peak_gpu_mib (nvidia-smi every 200 ms); on failure, stderr_tail.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -105,11 +105,11 @@ impl FluxSessionBuilder {
         let manifest_path = self.dir.join(crate::manifest::MANIFEST_FILE);
         check::check_slot_names(&manifest, &manifest_path)?;
         let model_path = self.dir.join(&manifest.onnx.file);
-        let (sha, _) = crate::util::sha256_file(&model_path).map_err(|source| RuntimeError::Io { path: model_path.clone(), source })?;
-        if sha != manifest.onnx.sha256 {
+        let (sha, _) = crate::util::hash_file(&model_path).map_err(|source| RuntimeError::Io { path: model_path.clone(), source })?;
+        if sha != manifest.onnx.blake3 {
             return Err(ManifestError::Mismatch {
                 path: manifest_path,
-                message: format!("{} has sha256 {sha}, the manifest records {}", model_path.display(), manifest.onnx.sha256),
+                message: format!("{} has blake3 {sha}, the manifest records {}", model_path.display(), manifest.onnx.blake3),
             }
             .into());
         }

@@ -23,7 +23,7 @@ pub enum TrtError {
     #[error("{path}: cannot read the plan: {source}")]
     PlanFile { path: PathBuf, #[source] source: std::io::Error },
     /// The plan is not the one the manifest recorded (truncated, rebuilt, replaced).
-    #[error("{path}: plan SHA-256 is {found} ({bytes} bytes), manifest.json records {expected}")]
+    #[error("{path}: plan BLAKE3 is {found} ({bytes} bytes), manifest.json records {expected}")]
     PlanHash { path: PathBuf, expected: String, found: String, bytes: u64 },
     /// The plan was built by another TensorRT variant than this build loads.
     #[error("{path}: plan was built with {found}, this build of flux-trt runs {expected}")]

@@ -96,7 +96,7 @@ fn trt_dtype(d: DType) -> DataType {
 }
 
 impl TrtSession {
-    /// Opens `dir`'s plan (from `manifest.engine`): SHA-256 against the manifest, TensorRT's own
+    /// Opens `dir`'s plan (from `manifest.engine`): BLAKE3 against the manifest, TensorRT's own
     /// validity check for this library and GPU, deserialization, I/O check against the
     /// manifest, then every slot refit to zeros (the base model; stripped plans need it).
     pub fn open(dir: &Path, opts: &SessionOptions) -> Result<Self, TrtError> {
@@ -109,9 +109,9 @@ impl TrtSession {
         let file = std::fs::File::open(&plan_path).map_err(|source| TrtError::PlanFile { path: plan_path.clone(), source })?;
         // SAFETY: the plan is read only; a concurrent writer would at worst fail the hash check.
         let plan = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TrtError::PlanFile { path: plan_path.clone(), source })?;
-        let found = crate::util::sha256_bytes(&plan);
-        if found != art.sha256 {
-            return Err(TrtError::PlanHash { path: plan_path, expected: art.sha256, found, bytes: plan.len() as u64 });
+        let found = crate::util::hash_bytes(&plan);
+        if found != art.blake3 {
+            return Err(TrtError::PlanHash { path: plan_path, expected: art.blake3, found, bytes: plan.len() as u64 });
         }
         let loaded = trt::load(&opts.library)?;
         tracing::debug!(built = %art.tensorrt_version, loaded = %loaded.version, "TensorRT versions");
