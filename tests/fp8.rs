@@ -282,6 +282,16 @@ fn ort_refuses_extended_optimizations_for_fp8() {
     assert!(matches!(&e, RuntimeError::Fp8Level { engine, .. } if engine == dir.path()), "{e}");
     // the default level for FP8 manifests (BASIC) runs
     session(dir.path());
+    // the TensorRT form (bf16 elsewhere) is refused on the CPU provider with a clear error
+    let bf = tempfile::tempdir().unwrap();
+    let plan = SlotPlan::new(ck.config(), &[&adapter("schnell-attn.peft")], &Default::default()).unwrap();
+    let mut o = ExportOptions::new(Precision::Fp8);
+    o.hash_sources = false;
+    o.fp8 = Some(Fp8Options::new(cal.amax.clone()));
+    export(&ck, &plan, &o, bf.path(), &mut |_, _| {}).unwrap();
+    let e = FluxSession::builder(bf.path()).with_library(ort_library()).build().unwrap_err();
+    assert!(matches!(&e, RuntimeError::Fp8Bf16OnCpu { engine } if engine == bf.path()), "{e}");
+    assert!(e.to_string().contains("--fp8-float fp32"), "{e}");
 }
 
 #[test]

@@ -160,7 +160,31 @@ mod tests {
             shape: vec![n],
             dtype: to,
             source: TensorRef { name: name.into(), dtype: from, shape: vec![n], parts: vec![&bytes[..bytes.len() / 2], &bytes[bytes.len() / 2..]] },
+            fp8_scales: None,
         }
+    }
+
+    #[test]
+    fn fp8_weights_are_quantized_while_streaming() {
+        // [4, 3] bf16 weight in two parts split mid-row, per-row scales
+        let vals: Vec<f32> = (0..12).map(|i| i as f32 * 0.75 - 4.0).collect();
+        let bf: Vec<u8> = vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        let scales = vec![0.5f32, 0.25, 2.0, 0.01];
+        let ws = vec![ExternalWeight {
+            name: "q".into(),
+            shape: vec![4, 3],
+            dtype: DType::BF16,
+            source: TensorRef { name: "q".into(), dtype: DType::BF16, shape: vec![4, 3], parts: vec![&bf[..10], &bf[10..]] },
+            fp8_scales: Some(scales.clone()),
+        }];
+        assert_eq!(ws[0].nbytes(), 12);
+        assert_eq!(ws[0].onnx_code(), 17);
+        let (offs, total) = layout(&ws);
+        let mut out = Vec::new();
+        write_data(&ws, &offs, &MappedFiles::default(), &mut out, &mut |_| {}).unwrap();
+        assert_eq!(out.len() as u64, total);
+        let want: Vec<u8> = vals.iter().enumerate().map(|(i, v)| crate::onnx::fp8::e4m3::from_f32(v / scales[i / 3])).collect();
+        assert_eq!(out, want);
     }
 
     #[test]
