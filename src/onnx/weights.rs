@@ -90,7 +90,7 @@ pub fn converted_len(w: &ExternalWeight<'_>) -> u64 {
 /// never be touched by `MADV_DONTNEED`.
 #[derive(Default)]
 pub struct MappedFiles {
-    ranges: Vec<(usize, usize)>,
+    ranges: Vec<(usize, usize, std::path::PathBuf)>,
 }
 
 impl MappedFiles {
@@ -107,11 +107,17 @@ impl MappedFiles {
             }
             if let Some((a, b)) = range.split_once('-') {
                 if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
-                    ranges.push((a, b));
+                    ranges.push((a, b, std::path::PathBuf::from(path)));
                 }
             }
         }
         MappedFiles { ranges }
+    }
+
+    /// The mapped file `part` lies in (for error messages), if it lies in one.
+    pub fn file_of(&self, part: &[u8]) -> Option<std::path::PathBuf> {
+        let start = part.as_ptr() as usize;
+        self.ranges.iter().find(|(a, b, _)| *a <= start && start < *b).map(|(_, _, p)| p.clone())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -123,7 +129,7 @@ impl MappedFiles {
     pub fn release(&self, part: &[u8]) {
         let start = part.as_ptr() as usize;
         let end = start + part.len();
-        let Some(&(lo_map, hi_map)) = self.ranges.iter().find(|(a, b)| *a <= start && end <= *b) else { return };
+        let Some(&(lo_map, hi_map, _)) = self.ranges.iter().find(|(a, b, _)| *a <= start && end <= *b) else { return };
         #[cfg(unix)]
         {
             // SAFETY: sysconf has no preconditions.
