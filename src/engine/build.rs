@@ -37,7 +37,7 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineErro
         }
         set_targets(&mut config, &opts.targets)?;
         let mut profile = builder.creata_optimization_profile().map_err(|e| scope.error("optimization profile creation", e))?;
-        for spec in &manifest.inputs {
+        for spec in manifest.inputs.iter().filter(|s| s.shape.iter().any(Option::is_none)) {
             let [min, opt, max] = profile_dims(&spec.name, &spec.shape, &spec.dim_names, &opts.profile)?;
             for (sel, dims) in [(OptProfileSelector::kMIN, &min), (OptProfileSelector::kOPT, &opt), (OptProfileSelector::kMAX, &max)] {
                 let scope = LogScope::begin();

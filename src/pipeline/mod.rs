@@ -1,1 +1,19 @@
-//! pipeline (work in progress).
+//! Text-to-image around an exported transformer, mirroring diffusers 0.42.1 `FluxPipeline`:
+//! [`scheduler`] (FlowMatchEulerDiscrete sigmas, timesteps, Euler step) and [`latents`]
+//! (packing, ids, VAE scaling, initial noise, resolution checks), [`denoise`] (the loop over
+//! any [`Transformer`] backend), [`image`] (decoder output → pixels); with feature `pipeline`,
+//! [`tokenize`] (CLIP and T5 tokenizers). Parity references live in `tests/fixtures/pipeline/`
+//! (`tools/reference/make_pipeline_fixtures.py`).
+
+pub mod denoise;
+pub mod error;
+pub mod image;
+pub mod latents;
+pub mod scheduler;
+#[cfg(feature = "pipeline")]
+pub mod tokenize;
+
+pub use denoise::{denoise, Conditioning, Transformer, TransformerCall};
+pub use error::PipelineError;
+pub use latents::{Resolution, VaeConfig};
+pub use scheduler::{Schedule, SchedulerConfig, TimeShiftType};

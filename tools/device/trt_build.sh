@@ -14,7 +14,7 @@
 #                         exported with slots on every attention module (rank RANK=32) -> $OUT/full-export.json
 #   full-build T [strip]  one plan of that export for target T (sm89 or sm120) -> $OUT/full-T[-strip].json
 # Each JSON: build-engine's report (plan bytes, sha256, layer counts, parse/build seconds,
-# peak_rss_bytes) plus wall_seconds and peak_gpu_mib (nvidia-smi every 200 ms).
+# peak_rss_bytes) plus wall_seconds and peak_gpu_mib (nvidia-smi every 200 ms); on failure, stderr_tail.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-.trtbin}
@@ -24,6 +24,7 @@ DOUBLE=${DOUBLE:-19}
 SINGLE=${SINGLE:-38}
 RANK=${RANK:-32}
 mkdir -p "$WORK" "$OUT"
+export NO_COLOR=1
 [ -n "${TRT_RTX_LIB_DIR:-}" ] || { echo "TRT_RTX_LIB_DIR is unset: source /opt/dev/env.sh first" >&2; exit 2; }
 for b in build-engine make-random-flux; do [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (see the header)" >&2; exit 2; }; done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -36,12 +37,15 @@ measure() {
   (while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1; sleep 0.2; done) > "$gpu_log" &
   local smi=$! t0 rc=0
   t0=$(date +%s.%N)
-  "$@" --trt-report "$rep" || rc=$?
+  RUST_BACKTRACE=0 "$@" --trt-report "$rep" 2> "$WORK/$name.log" || rc=$?
+  tail -n 3 "$WORK/$name.log" | cut -c1-400 >&2
   kill "$smi" 2>/dev/null || true
-  python3 - "$name" "$rep" "$gpu_log" "$t0" "$(date +%s.%N)" "$rc" > "$OUT/$name.json" <<'PY'
+  python3 - "$name" "$rep" "$gpu_log" "$t0" "$(date +%s.%N)" "$rc" "$WORK/$name.log" > "$OUT/$name.json" <<'PY'
 import json, sys, os
-name, rep, gpu_log, t0, t1, rc = sys.argv[1:]
+name, rep, gpu_log, t0, t1, rc, log = sys.argv[1:]
 out = {"name": name, "exit_code": int(rc), "wall_seconds": float(t1) - float(t0)}
+if int(rc) != 0:
+    out["stderr_tail"] = open(log, errors="replace").read()[-3000:]
 if os.path.exists(rep):
     out["build_engine"] = json.load(open(rep))
 vals = [int(l) for l in open(gpu_log) if l.strip().isdigit()]

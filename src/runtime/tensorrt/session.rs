@@ -150,11 +150,17 @@ impl TrtSession {
         let mut engine = runtime.deserialize_cuda_engine(&plan).map_err(|_| TrtError::Deserialize { path: plan_path.clone(), log: scope.text() })?;
         drop(plan);
         check_bindings(&engine, &manifest, &plan_path)?;
-        let scope = LogScope::begin();
-        let context = engine.create_execution_context().map_err(|e| tensorrt_err(&scope, "execution context creation", e))?;
+        // Every slot refit to zeros (the base model) before the execution context exists:
+        // stripped plans carry no slot weights until then.
         let active = SlotBuffers::zeros(&gpu, &manifest.lora)?;
         let standby = SlotBuffers::zeros(&gpu, &manifest.lora)?;
-        let mut s = TrtSession {
+        refit(&engine, &gpu, &manifest.lora, &active, &plan_path).map_err(|f| match f {
+            RefitFailure::Before(e) => e,
+            RefitFailure::During(log) => TrtError::Refit { path: plan_path.clone(), restored: false, log },
+        })?;
+        let scope = LogScope::begin();
+        let context = engine.create_execution_context().map_err(|e| tensorrt_err(&scope, "execution context creation", e))?;
+        let s = TrtSession {
             context,
             engine,
             _runtime: runtime,
@@ -169,8 +175,6 @@ impl TrtSession {
             gpu_name,
             gpu,
         };
-        // Standby holds zeros: refit them so the engine runs the base model from version 0.
-        s.refit_standby()?;
         tracing::info!(plan = %s.plan_path.display(), gpu = %s.gpu_name, slots = s.manifest.lora.slots.len(), "TensorRT session open");
         Ok(s)
     }

@@ -1,0 +1,29 @@
+//! Text-to-image pipeline errors; every variant names the file (and tensor or key) it is about.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{path}: cannot read: {source}")]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    #[error("{path}: not valid JSON for {what}: {source}")]
+    Json { path: PathBuf, what: &'static str, #[source] source: serde_json::Error },
+    #[error("{path}: scheduler config: {message}")]
+    SchedulerConfig { path: PathBuf, message: String },
+    #[error("scheduler: {0}")]
+    Schedule(String),
+    #[error("{0}")]
+    Value(String),
+    #[error("{path}: tokenizer: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+    #[error("resolution {width}x{height}: {message}")]
+    Resolution { width: usize, height: usize, message: String },
+    #[error("{path}: not a valid safetensors file: {message}")]
+    Safetensors { path: PathBuf, message: String },
+    #[error("{path}: tensor `{tensor}`: {message}")]
+    Tensor { path: PathBuf, tensor: String, message: String },
+    #[error("transformer at step {step}: {source}")]
+    Transformer { step: usize, #[source] source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("{what}: expected {expected} values, got {found}")]
+    Length { what: String, expected: usize, found: usize },
+}

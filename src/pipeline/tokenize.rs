@@ -1,0 +1,354 @@
+//! The two FLUX.1 prompt tokenizers, as diffusers 0.42.1 `FluxPipeline` (transformers 5) runs them:
+//!
+//! - **CLIP** (`tokenizer/`): byte-level BPE, `padding="max_length"`, `max_length =
+//!   model_max_length` (77), truncation → `<|startoftext|> … <|endoftext|>` then pad. transformers 5's
+//!   `CLIPTokenizer` builds its normalizer / pre-tokenizer / post-processor in code and only takes the
+//!   vocabulary and merges from the folder; [`ClipTokenizer`] builds the same pipeline (the tokenizer
+//!   JSON below is what `CLIPTokenizer.backend_tokenizer.to_str()` prints) from `vocab.json` +
+//!   `merges.txt` (FLUX.1's Hub layout) or, without those, from `tokenizer.json`'s model.
+//! - **T5** (`tokenizer_2/tokenizer.json`): sentencepiece Unigram as converted by `T5TokenizerFast`,
+//!   `padding="max_length"`, `max_length = max_sequence_length` (default 512, at most 512), `</s>` appended.
+//!   transformers 5's `T5Tokenizer` also rebuilds its normalizer (the file's `Precompiled` charsmap
+//!   only) and pre-tokenizer (`WhitespaceSplit` + `Metaspace(▁, always, split)`) in code, whatever the
+//!   file says; [`T5Tokenizer`] does the same, so older `tokenizer.json` serializations (e.g.
+//!   `Sequence[Precompiled, Replace]` + `Metaspace(add_prefix_space)`) tokenize as in diffusers.
+//!
+//! Over-long prompts are truncated with a `tracing` warning naming the removed text, as diffusers does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokenizers::{PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use super::PipelineError;
+
+/// diffusers' limit on `max_sequence_length`.
+pub const T5_MAX_SEQUENCE_LENGTH: usize = 512;
+
+/// Token ids of one prompt, padded/truncated to the tokenizer's fixed length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    /// The decoded text that truncation removed (None when nothing was cut).
+    pub removed: Option<String>,
+}
+
+/// A special-token entry of `tokenizer_config.json`: a string or an AddedToken object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TokenEntry {
+    Plain(String),
+    Added { content: String },
+}
+
+impl TokenEntry {
+    fn content(self) -> String {
+        match self {
+            TokenEntry::Plain(s) | TokenEntry::Added { content: s } => s,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct TokenizerConfig {
+    model_max_length: Option<f64>,
+    bos_token: Option<TokenEntry>,
+    eos_token: Option<TokenEntry>,
+    unk_token: Option<TokenEntry>,
+    pad_token: Option<TokenEntry>,
+}
+
+fn err(path: &Path, message: impl Into<String>) -> PipelineError {
+    PipelineError::Tokenizer { path: path.to_path_buf(), message: message.into() }
+}
+
+fn read_text(path: &Path) -> Result<String, PipelineError> {
+    std::fs::read_to_string(path).map_err(|source| PipelineError::Io { path: path.into(), source })
+}
+
+fn read_config(dir: &Path) -> Result<(PathBuf, TokenizerConfig), PipelineError> {
+    let path = dir.join("tokenizer_config.json");
+    let cfg = serde_json::from_str(&read_text(&path)?)
+        .map_err(|source| PipelineError::Json { path: path.clone(), what: "a transformers tokenizer config", source })?;
+    Ok((path, cfg))
+}
+
+fn token_id(tok: &Tokenizer, path: &Path, token: &str, role: &str) -> Result<u32, PipelineError> {
+    tok.token_to_id(token).ok_or_else(|| err(path, format!("{role} token `{token}` is not in the vocabulary")))
+}
+
+/// Sets `padding="max_length"` + `truncation=True` (longest-first, stride 0, right) as transformers does.
+fn fix_length(tok: &mut Tokenizer, path: &Path, max_length: usize, pad_id: u32, pad_token: String) -> Result<(), PipelineError> {
+    tok.with_truncation(Some(TruncationParams {
+        direction: TruncationDirection::Right,
+        max_length,
+        strategy: TruncationStrategy::LongestFirst,
+        stride: 0,
+    }))
+    .map_err(|e| err(path, format!("truncation to {max_length}: {e}")))?;
+    tok.with_padding(Some(PaddingParams {
+        strategy: PaddingStrategy::Fixed(max_length),
+        direction: PaddingDirection::Right,
+        pad_to_multiple_of: None,
+        pad_id,
+        pad_type_id: 0,
+        pad_token,
+    }));
+    Ok(())
+}
+
+fn encode_fixed(tok: &Tokenizer, path: &Path, prompt: &str, max_length: usize) -> Result<Encoded, PipelineError> {
+    let enc = tok.encode(prompt, true).map_err(|e| err(path, format!("cannot encode the prompt: {e}")))?;
+    let removed = match enc.get_overflowing().first() {
+        None => None,
+        Some(_) => {
+            let rest: Vec<u32> = enc.get_overflowing().iter().flat_map(|o| o.get_ids().iter().copied()).collect();
+            Some(tok.decode(&rest, true).map_err(|e| err(path, format!("cannot decode truncated tokens: {e}")))?)
+        }
+    };
+    let ids = enc.get_ids().to_vec();
+    if ids.len() != max_length {
+        return Err(err(path, format!("encoded to {} tokens instead of {max_length}", ids.len())));
+    }
+    Ok(Encoded { ids, removed })
+}
+
+/// CLIPTokenizer's split pattern (transformers 5 `tokenization_clip.py`).
+const CLIP_SPLIT: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+
+/// FLUX.1's CLIP-L tokenizer.
+pub struct ClipTokenizer {
+    tok: Tokenizer,
+    dir: PathBuf,
+    max_length: usize,
+}
+
+impl ClipTokenizer {
+    /// Loads `dir` (a pipeline's `tokenizer/`): `tokenizer_config.json` (model_max_length, special
+    /// tokens) and `vocab.json` + `merges.txt`, or `tokenizer.json` when those two are absent.
+    pub fn from_dir(dir: &Path) -> Result<Self, PipelineError> {
+        let (cfg_path, cfg) = read_config(dir)?;
+        let max_length = match cfg.model_max_length {
+            Some(m) if (2.0..=1e6).contains(&m) && m.fract() == 0.0 => m as usize,
+            Some(m) => return Err(err(&cfg_path, format!("model_max_length {m} is not a usable sequence length"))),
+            None => return Err(err(&cfg_path, "no model_max_length (FLUX.1's CLIP tokenizer says 77)")),
+        };
+        // transformers 5 CLIPTokenizer defaults.
+        let bos = cfg.bos_token.map_or("<|startoftext|>".into(), TokenEntry::content);
+        let eos = cfg.eos_token.map_or("<|endoftext|>".into(), TokenEntry::content);
+        let unk = cfg.unk_token.map_or("<|endoftext|>".into(), TokenEntry::content);
+        let pad = cfg.pad_token.map_or("<|endoftext|>".into(), TokenEntry::content);
+        let (vocab, merges, source) = clip_vocab_merges(dir)?;
+        let id_of = |t: &str, role: &str| vocab.get(t).copied().ok_or_else(|| err(&source, format!("{role} token `{t}` is not in the vocabulary")));
+        let (bos_id, eos_id) = (id_of(&bos, "bos")?, id_of(&eos, "eos")?);
+        let mut specials: BTreeMap<u32, &str> = BTreeMap::new();
+        for (t, role) in [(&bos, "bos"), (&eos, "eos"), (&unk, "unk"), (&pad, "pad")] {
+            specials.insert(id_of(t, role)?, t);
+        }
+        let added: Vec<Value> = specials
+            .iter()
+            .map(|(id, t)| json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+            .collect();
+        let spec = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": {"type": "Sequence", "normalizers": [
+                {"type": "NFC"},
+                {"type": "Replace", "pattern": {"Regex": r"\s+"}, "content": " "},
+                {"type": "Lowercase"}]},
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": CLIP_SPLIT}, "behavior": "Removed", "invert": true},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},
+            "post_processor": {"type": "RobertaProcessing", "sep": [eos, eos_id], "cls": [bos, bos_id],
+                               "trim_offsets": false, "add_prefix_space": false},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": "",
+                      "end_of_word_suffix": "</w>", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": vocab, "merges": merges},
+        });
+        let mut tok = Tokenizer::from_str(&spec.to_string()).map_err(|e| err(&source, format!("cannot build the CLIP BPE: {e}")))?;
+        let pad_id = token_id(&tok, &cfg_path, &pad, "pad")?;
+        fix_length(&mut tok, &cfg_path, max_length, pad_id, pad)?;
+        Ok(ClipTokenizer { tok, dir: dir.into(), max_length })
+    }
+
+    /// The fixed sequence length (`model_max_length`, 77 for FLUX.1).
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// `tokenizer(prompt, padding="max_length", max_length=77, truncation=True).input_ids`.
+    pub fn encode(&self, prompt: &str) -> Result<Encoded, PipelineError> {
+        let e = encode_fixed(&self.tok, &self.dir, prompt, self.max_length)?;
+        if let Some(removed) = &e.removed {
+            tracing::warn!(
+                "The following part of your input was truncated because CLIP can only handle sequences up to {} tokens: {removed:?}",
+                self.max_length
+            );
+        }
+        Ok(e)
+    }
+}
+
+/// A BPE vocabulary, its merges, and the file they came from.
+type VocabMerges = (BTreeMap<String, u32>, Vec<(String, String)>, PathBuf);
+
+/// `(vocab, merges, file they came from)` from `vocab.json` + `merges.txt`, else `tokenizer.json`.
+fn clip_vocab_merges(dir: &Path) -> Result<VocabMerges, PipelineError> {
+    let (vocab_path, merges_path) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    if vocab_path.is_file() && merges_path.is_file() {
+        let vocab: BTreeMap<String, u32> = serde_json::from_str(&read_text(&vocab_path)?)
+            .map_err(|source| PipelineError::Json { path: vocab_path.clone(), what: "a BPE vocabulary (token → id)", source })?;
+        let text = read_text(&merges_path)?;
+        let mut merges = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if (n == 0 && line.starts_with("#version")) || line.is_empty() {
+                continue;
+            }
+            match line.split(' ').collect::<Vec<_>>()[..] {
+                [a, b] => merges.push((a.to_string(), b.to_string())),
+                _ => return Err(err(&merges_path, format!("line {}: `{line}` is not one merge `a b`", n + 1))),
+            }
+        }
+        return Ok((vocab, merges, vocab_path));
+    }
+    let path = dir.join("tokenizer.json");
+    if !path.is_file() {
+        return Err(err(dir, "neither vocab.json + merges.txt nor tokenizer.json found"));
+    }
+    #[derive(Deserialize)]
+    struct Model {
+        #[serde(rename = "type")]
+        kind: String,
+        vocab: BTreeMap<String, u32>,
+        merges: Vec<Value>,
+    }
+    #[derive(Deserialize)]
+    struct File {
+        model: Model,
+    }
+    let f: File = serde_json::from_str(&read_text(&path)?)
+        .map_err(|source| PipelineError::Json { path: path.clone(), what: "a BPE tokenizer.json", source })?;
+    if f.model.kind != "BPE" {
+        return Err(err(&path, format!("model type is {}, CLIP needs BPE", f.model.kind)));
+    }
+    let mut merges = Vec::with_capacity(f.model.merges.len());
+    for (i, m) in f.model.merges.iter().enumerate() {
+        let pair = match m {
+            Value::String(s) => s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())),
+            Value::Array(v) => match &v[..] {
+                [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
+                _ => None,
+            },
+            _ => None,
+        };
+        merges.push(pair.ok_or_else(|| err(&path, format!("model.merges[{i}] is not a merge pair")))?);
+    }
+    Ok((f.model.vocab, merges, path))
+}
+
+/// Replaces the file's normalizer and pre-tokenizer with what transformers 5 `T5Tokenizer.__init__`
+/// builds: `Precompiled(charsmap from the file)` (none if the file has no charsmap), then
+/// `Sequence[WhitespaceSplit, Metaspace("▁", prepend_scheme="always", split=true)]`.
+fn t5_pipeline_as_transformers(tok: &mut Tokenizer, path: &Path) -> Result<(), PipelineError> {
+    #[derive(Deserialize)]
+    struct File {
+        normalizer: Option<Value>,
+    }
+    let f: File = serde_json::from_str(&read_text(path)?)
+        .map_err(|source| PipelineError::Json { path: path.into(), what: "a tokenizer.json", source })?;
+    let is_precompiled = |v: &&Value| v.get("type").and_then(Value::as_str) == Some("Precompiled");
+    let precompiled = match &f.normalizer {
+        Some(v) if is_precompiled(&v) => Some(v.clone()),
+        Some(v) => v.get("normalizers").and_then(Value::as_array).and_then(|a| a.iter().find(is_precompiled)).cloned(),
+        None => None,
+    };
+    let normalizer = precompiled
+        .map(|v| serde_json::from_value::<tokenizers::NormalizerWrapper>(v).map_err(|e| err(path, format!("Precompiled normalizer: {e}"))))
+        .transpose()?;
+    tok.with_normalizer(normalizer).map_err(|e| err(path, format!("normalizer: {e}")))?;
+    let pre = json!({"type": "Sequence", "pretokenizers": [
+        {"type": "WhitespaceSplit"},
+        {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "always", "split": true}]});
+    let pre: tokenizers::PreTokenizerWrapper = serde_json::from_value(pre).map_err(|e| err(path, format!("pre-tokenizer: {e}")))?;
+    tok.with_pre_tokenizer(Some(pre));
+    Ok(())
+}
+
+/// FLUX.1's T5 tokenizer (`tokenizer_2/tokenizer.json`).
+pub struct T5Tokenizer {
+    tok: Tokenizer,
+    path: PathBuf,
+    max_length: usize,
+}
+
+impl T5Tokenizer {
+    /// Loads `dir/tokenizer.json` for prompts of `max_sequence_length` tokens (1..=512, FluxPipeline's
+    /// default 512). The pad token comes from `tokenizer_config.json` (`<pad>` when it names none).
+    pub fn from_dir(dir: &Path, max_sequence_length: usize) -> Result<Self, PipelineError> {
+        let path = dir.join("tokenizer.json");
+        if max_sequence_length == 0 || max_sequence_length > T5_MAX_SEQUENCE_LENGTH {
+            return Err(err(&path, format!("max_sequence_length must be 1..={T5_MAX_SEQUENCE_LENGTH}, got {max_sequence_length}")));
+        }
+        let (cfg_path, cfg) = read_config(dir)?;
+        if !path.is_file() {
+            return Err(err(&path, "missing (a sentencepiece spiece.model alone is not read; convert it with transformers)"));
+        }
+        let mut tok = Tokenizer::from_file(&path).map_err(|e| err(&path, format!("cannot load: {e}")))?;
+        t5_pipeline_as_transformers(&mut tok, &path)?;
+        let pad = cfg.pad_token.map_or("<pad>".into(), TokenEntry::content);
+        let pad_id = token_id(&tok, &cfg_path, &pad, "pad")?;
+        fix_length(&mut tok, &path, max_sequence_length, pad_id, pad)?;
+        Ok(T5Tokenizer { tok, path, max_length: max_sequence_length })
+    }
+
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// `tokenizer_2(prompt, padding="max_length", max_length=max_sequence_length, truncation=True).input_ids`.
+    pub fn encode(&self, prompt: &str) -> Result<Encoded, PipelineError> {
+        let e = encode_fixed(&self.tok, &self.path, prompt, self.max_length)?;
+        if let Some(removed) = &e.removed {
+            tracing::warn!(
+                "The following part of your input was truncated because `max_sequence_length` is set to {} tokens: {removed:?}",
+                self.max_length
+            );
+        }
+        Ok(e)
+    }
+}
+
+/// Both tokenizers of a diffusers FLUX.1 pipeline folder (`tokenizer/`, `tokenizer_2/`).
+pub struct PromptTokenizers {
+    pub clip: ClipTokenizer,
+    pub t5: T5Tokenizer,
+}
+
+/// Token ids of one prompt for both text encoders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromptIds {
+    /// CLIP ids `[model_max_length]` (pooled embedding).
+    pub clip: Encoded,
+    /// T5 ids `[max_sequence_length]` (prompt embeddings).
+    pub t5: Encoded,
+}
+
+impl PromptTokenizers {
+    pub fn from_pipeline_dir(dir: &Path, max_sequence_length: usize) -> Result<Self, PipelineError> {
+        Ok(PromptTokenizers {
+            clip: ClipTokenizer::from_dir(&dir.join("tokenizer"))?,
+            t5: T5Tokenizer::from_dir(&dir.join("tokenizer_2"), max_sequence_length)?,
+        })
+    }
+
+    /// FluxPipeline `encode_prompt`'s tokenization: `prompt` → CLIP, `prompt_2` (default `prompt`) → T5.
+    pub fn encode(&self, prompt: &str, prompt_2: Option<&str>) -> Result<PromptIds, PipelineError> {
+        Ok(PromptIds { clip: self.clip.encode(prompt)?, t5: self.t5.encode(prompt_2.unwrap_or(prompt))? })
+    }
+}

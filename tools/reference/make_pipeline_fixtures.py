@@ -1,0 +1,440 @@
+#!/usr/bin/env python3
+"""Reference fixtures and goldens for flux-trt's text-to-image pipeline (src/pipeline/).
+
+    python3 tools/reference/make_pipeline_fixtures.py --out tests/fixtures/pipeline
+
+Everything comes from diffusers 0.42.1 / transformers itself (CPU, fp32, fixed seeds):
+- scheduler goldens: FlowMatchEulerDiscreteScheduler sigmas/timesteps for several configs,
+  step counts and image sequence lengths, set up exactly as FluxPipeline does;
+- latent goldens: FluxPipeline._pack_latents / _unpack_latents / _prepare_latent_image_ids;
+- tiny tokenizers trained here (CLIP-style byte-level BPE, T5-style sentencepiece Unigram) in the
+  diffusers folder layout, with token-id goldens from the transformers tokenizers;
+- a tiny FluxPipeline (CLIP, T5, VAE, the tiny dev transformer of tests/fixtures/models) and a
+  3-step 64x64 generation: prompt embeds, initial/per-step latents, decoded image.
+Deletes and rewrites everything in --out except its README.md, which documents the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never touch the network
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.use_deterministic_algorithms(True)
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+import diffusers  # noqa: E402
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline  # noqa: E402
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+LOG = logging.getLogger("make_pipeline_fixtures")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def save(sd: dict[str, torch.Tensor], path: Path, metadata=None) -> None:
+    save_file({k: v.detach().clone().contiguous() for k, v in sd.items()}, str(path), metadata=metadata)
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------------------
+# Scheduler
+# ----------------------------------------------------------------------------------------
+
+# Configs as the Hub stores them (FLUX.1-dev / FLUX.1-schnell `scheduler/scheduler_config.json`,
+# from memory: [UNVERIFIED against the Hub files]) plus variants exercising the other code paths.
+SCHEDULER_CONFIGS = {
+    "dev": {"_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.30.0.dev0",
+            "base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 4096, "max_shift": 1.15,
+            "num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True},
+    "schnell": {"_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.29.0.dev0",
+                "num_train_timesteps": 1000, "shift": 1.0},
+    "static-shift3": {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0},
+    "linear-shift": {"_class_name": "FlowMatchEulerDiscreteScheduler", "use_dynamic_shifting": True,
+                     "time_shift_type": "linear", "base_shift": 0.3, "max_shift": 0.9},
+    "terminal": {"_class_name": "FlowMatchEulerDiscreteScheduler", "use_dynamic_shifting": True,
+                 "shift_terminal": 0.02, "base_image_seq_len": 128, "max_image_seq_len": 8192},
+}
+SCHEDULER_CASES = [(1, 16), (3, 16), (4, 256), (28, 4096), (50, 1024), (28, 6400), (7, 100)]
+
+
+def scheduler_goldens(out: Path) -> dict:
+    cases = []
+    for name, cfg in SCHEDULER_CONFIGS.items():
+        d = out / "schedulers" / name
+        d.mkdir(parents=True)
+        write_json(d / "scheduler_config.json", cfg)
+        for steps, seq in SCHEDULER_CASES:
+            sch = FlowMatchEulerDiscreteScheduler.from_pretrained(d)
+            # exactly FluxPipeline.__call__
+            sigmas = np.linspace(1.0, 1 / steps, steps)
+            mu = calculate_shift(seq, sch.config.get("base_image_seq_len", 256), sch.config.get("max_image_seq_len", 4096),
+                                 sch.config.get("base_shift", 0.5), sch.config.get("max_shift", 1.15))
+            timesteps, n = retrieve_timesteps(sch, steps, "cpu", sigmas=sigmas, mu=mu)
+            assert n == steps and sch.sigmas.dtype == torch.float32 and timesteps.dtype == torch.float32
+            tt = [float(t.expand(1).to(torch.float32)[0] / 1000) for t in timesteps]
+            if not torch.isfinite(sch.sigmas).all():
+                # diffusers returns NaN sigmas here (shift_terminal with one step: 0/0); flux-trt must refuse
+                cases.append({"config": name, "steps": steps, "image_seq_len": seq, "mu": mu, "diffusers_nan": True})
+                continue
+            cases.append({"config": name, "steps": steps, "image_seq_len": seq, "mu": mu,
+                          "sigmas": [float(s) for s in sch.sigmas], "timesteps": [float(t) for t in timesteps],
+                          "transformer_timesteps": tt})
+    # One Euler step through scheduler.step on random data (bf16-free fp32 path).
+    sch = FlowMatchEulerDiscreteScheduler.from_pretrained(out / "schedulers" / "dev")
+    retrieve_timesteps(sch, 4, "cpu", sigmas=np.linspace(1.0, 1 / 4, 4), mu=calculate_shift(16))
+    g = torch.Generator().manual_seed(7)
+    x0 = torch.randn(1, 16, 64, generator=g)
+    vs = [torch.randn(1, 16, 64, generator=g) for _ in range(4)]
+    xs, x = [], x0
+    sch.set_begin_index(0)
+    for t, v in zip(sch.timesteps, vs):
+        x = sch.step(v, t, x, return_dict=False)[0]
+        xs.append(x)
+    steps = {"x0": x0, **{f"v.{i}": v for i, v in enumerate(vs)}, **{f"x.{i}": x for i, x in enumerate(xs)}}
+    save(steps, out / "scheduler_steps.safetensors")
+    write_json(out / "scheduler.json", {"cases": cases,
+                                        "steps_file": {"path": "scheduler_steps.safetensors", "config": "dev",
+                                                       "steps": 4, "image_seq_len": 16}})
+    return {"configs": sorted(SCHEDULER_CONFIGS), "num_cases": len(cases)}
+
+
+# ----------------------------------------------------------------------------------------
+# Latents
+# ----------------------------------------------------------------------------------------
+
+def latents_goldens(out: Path) -> dict:
+    """pack/unpack/ids for (height, width) in pixels, via FluxPipeline's static methods."""
+    tensors, shapes = {}, []
+    g = torch.Generator().manual_seed(11)
+    vae_scale_factor = 8
+    for h, w in [(64, 64), (64, 128), (144, 80)]:
+        lh, lw = 2 * (h // 16), 2 * (w // 16)
+        x = torch.randn(1, 16, lh, lw, generator=g)
+        packed = FluxPipeline._pack_latents(x, 1, 16, lh, lw)
+        back = FluxPipeline._unpack_latents(packed, h, w, vae_scale_factor)
+        assert torch.equal(back, x)
+        ids = FluxPipeline._prepare_latent_image_ids(1, lh // 2, lw // 2, "cpu", torch.float32)
+        key = f"{h}x{w}"
+        tensors[f"{key}.unpacked"] = x
+        tensors[f"{key}.packed"] = packed
+        tensors[f"{key}.img_ids"] = ids
+        shapes.append({"height": h, "width": w, "key": key})
+    save(tensors, out / "latents.safetensors")
+    return {"path": "latents.safetensors", "cases": shapes}
+
+
+# ----------------------------------------------------------------------------------------
+# Tokenizers (trained here; nothing is downloaded)
+# ----------------------------------------------------------------------------------------
+
+CORPUS_WORDS = ("a photo of cat dog astronaut riding horse on the moon painting oil canvas portrait woman man "
+                "city night neon lights forest river mountain sunset golden hour cinematic lighting detailed "
+                "illustration anime style watercolor sketch red blue green yellow purple orange black white bright "
+                "dark colorful beautiful tiny huge old young smiling standing sitting running flying under over "
+                "inside An The A Photo Cat Dog").split()
+CORPUS_EXTRA = ["Café naïve résumé, 東京 タワー! ＦＵＬＬ width", "don't it's we're they've I'm you'll he'd",
+                "1234 5678 90 3.14 #hashtag @user e-mail (parens) [brackets] \"quotes\"", "über straße ÅNGSTRÖM"]
+
+
+def corpus() -> list[str]:
+    import random
+    r = random.Random(0)
+    syl = "ka ri to mu sen lo va pe di ron tal mi su ne bor gan fi".split()
+    words = CORPUS_WORDS + ["".join(r.choice(syl) for _ in range(r.randint(1, 4))) for _ in range(400)]
+    lines = [" ".join(r.choice(words) for _ in range(r.randint(4, 14))) for _ in range(3000)]
+    return lines + CORPUS_EXTRA * 20
+
+
+def bytes_to_unicode() -> list[str]:
+    """GPT-2 / CLIP byte -> printable unicode table, in byte order."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for _, c in sorted(zip(bs, cs))]
+
+
+CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+def make_clip_tokenizer(d: Path, lines: list[str]) -> None:
+    """A CLIP-style byte-level BPE in the Hub layout of FLUX.1's `tokenizer/` (vocab.json, merges.txt,
+    tokenizer_config.json, special_tokens_map.json; no tokenizer.json). Merges are trained with
+    CLIPTokenizer's own normalizer/pre-tokenizer; the vocab is built the way OpenAI's CLIP builds it:
+    256 byte symbols, the same with `</w>`, one token per merge, then <|startoftext|>, <|endoftext|>."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, trainers
+    from tokenizers.models import BPE
+    tok = Tokenizer(BPE(unk_token="<|endoftext|>", end_of_word_suffix="</w>", continuing_subword_prefix="", fuse_unk=False))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=700, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                       end_of_word_suffix="</w>", show_progress=False))
+    merges = [tuple(m) if not isinstance(m, str) else tuple(m.split(" ")) for m in json.loads(tok.to_str())["model"]["merges"]]
+    base = bytes_to_unicode()
+    vocab_list = base + [b + "</w>" for b in base]
+    for a, b in merges:
+        if a + b not in vocab_list:
+            vocab_list.append(a + b)
+    vocab_list += ["<|startoftext|>", "<|endoftext|>"]
+    d.mkdir(parents=True)
+    write_json(d / "vocab.json", {t: i for i, t in enumerate(vocab_list)})
+    (d / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+               "unk_token": "<|endoftext|>"}
+    write_json(d / "special_tokens_map.json", special)
+    write_json(d / "tokenizer_config.json", {**special, "add_prefix_space": False, "clean_up_tokenization_spaces": True,
+                                             "do_lower_case": True, "errors": "replace", "model_max_length": 77,
+                                             "tokenizer_class": "CLIPTokenizer"})
+
+
+def make_t5_tokenizer(d: Path, lines: list[str]) -> None:
+    """A T5-style sentencepiece Unigram (nmt_nfkc normalization → Precompiled charsmap; pad 0, </s> 1,
+    unk 2; 100 extra ids) converted by transformers' T5TokenizerFast → tokenizer.json, like FLUX.1's
+    `tokenizer_2/` (spiece.model + tokenizer.json + tokenizer_config.json)."""
+    import sentencepiece as spm
+    from transformers import T5TokenizerFast
+    d.mkdir(parents=True)
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_prefix=str(d / "spiece"), vocab_size=300,
+                                   model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   normalization_rule_name="nmt_nfkc", character_coverage=1.0, num_threads=1,
+                                   minloglevel=2, hard_vocab_limit=False)
+    (d / "spiece.vocab").unlink()
+    T5TokenizerFast.from_pretrained(str(d), model_max_length=512).save_pretrained(str(d))
+
+
+LONG_PROMPT = " ".join(["a beautiful detailed oil painting of an old astronaut riding a huge horse under the neon moon,"] * 40)
+PROMPTS = [
+    "a photo of a cat",
+    "An astronaut riding a horse on the moon, oil painting, 4k!",
+    "Café naïve   résumé — 東京タワー ＦＵＬＬ width\ttabs\nnew line",
+    "don't it's we're 3.14 #hashtag @user e-mail \"quoted\"",
+    "",
+    "  leading and trailing spaces  ",
+    "<|startoftext|> specials <|endoftext|> inside <pad> </s> <unk> <extra_id_3>",
+    "über STRASSE straße ÅNGSTRÖM ﬁ ligature ①②",
+    " ".join(CORPUS_WORDS[:60]),
+    LONG_PROMPT,
+]
+
+
+def make_t5_legacy(pipe_dir: Path, out: Path, goldens: dict) -> dict:
+    """`tokenizer_2/tokenizer.json` rewritten in the older serialization (transformers 4 SpmConverter:
+    normalizer Sequence[Precompiled, Replace(" {2,}")], pre-tokenizer Metaspace(add_prefix_space=true),
+    no WhitespaceSplit) — the shape of many Hub T5 files. transformers 5's T5Tokenizer rebuilds its
+    pipeline in code and only takes vocab, charsmap and post-processor from the file, so it must give
+    the same ids; checked here against every golden."""
+    from tokenizers import Tokenizer
+    from transformers import T5TokenizerFast
+    d = out / "t5-legacy"
+    d.mkdir()
+    tj = json.loads((pipe_dir / "tokenizer_2" / "tokenizer.json").read_text(encoding="utf-8"))
+    assert tj["normalizer"]["type"] == "Precompiled"
+    tj["normalizer"] = {"type": "Sequence", "normalizers": [tj["normalizer"], {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]}
+    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
+    tj["decoder"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
+    write_json(d / "tokenizer.json", tj)
+    shutil.copy(pipe_dir / "tokenizer_2" / "tokenizer_config.json", d / "tokenizer_config.json")
+    tok = T5TokenizerFast.from_pretrained(str(d))
+    raw = Tokenizer.from_file(str(d / "tokenizer.json"))
+    raw_differs = []
+    for c in goldens["t5"]["cases"]:
+        ids = tok([c["prompt"]], padding="max_length", max_length=c["max_length"], truncation=True).input_ids[0]
+        assert ids == c["ids"], f"transformers reads the legacy file differently for {c['prompt']!r}"
+        raw.enable_truncation(c["max_length"])
+        raw.enable_padding(length=c["max_length"], pad_id=0, pad_token="<pad>")
+        if raw.encode(c["prompt"]).ids != c["ids"]:
+            raw_differs.append(c["prompt"])
+    return {"path": "t5-legacy", "same_ids_as": "tokenizers.json t5 cases",
+            "raw_tokenizers_file_differs_for": sorted(set(raw_differs))}
+
+
+def tokenizer_goldens(pipe_dir: Path) -> dict:
+    """Token ids exactly as FluxPipeline computes them (its `tokenizer` / `tokenizer_2` loaded from the folder)."""
+    from transformers import CLIPTokenizer, T5TokenizerFast
+    clip = CLIPTokenizer.from_pretrained(str(pipe_dir / "tokenizer"))
+    t5 = T5TokenizerFast.from_pretrained(str(pipe_dir / "tokenizer_2"))
+    assert clip.model_max_length == 77
+    out = {"clip": {"max_length": clip.model_max_length, "pad_id": clip.pad_token_id, "cases": []}, "t5": {"cases": []}}
+    for p in PROMPTS:
+        ids = clip([p], padding="max_length", max_length=clip.model_max_length, truncation=True,
+                   return_overflowing_tokens=False, return_length=False).input_ids[0]
+        full = clip([p], padding="longest").input_ids[0]
+        out["clip"]["cases"].append({"prompt": p, "ids": ids, "untruncated_len": len(full),
+                                     "truncated": len(full) > clip.model_max_length})
+        for max_len in (512, 77, 16):
+            ids = t5([p], padding="max_length", max_length=max_len, truncation=True,
+                     return_overflowing_tokens=False, return_length=False).input_ids[0]
+            full = t5([p], padding="longest").input_ids[0]
+            out["t5"]["cases"].append({"prompt": p, "max_length": max_len, "ids": ids, "untruncated_len": len(full),
+                                       "truncated": len(full) > max_len})
+    assert any(c["truncated"] for c in out["clip"]["cases"]) and any(c["truncated"] for c in out["t5"]["cases"] if c["max_length"] == 512)
+    write_json(pipe_dir.parent / "tokenizers.json", out)
+    legacy = make_t5_legacy(pipe_dir, pipe_dir.parent, out)
+    return {"t5_legacy": legacy, "path": "tokenizers.json", "clip_cases": len(out["clip"]["cases"]), "t5_cases": len(out["t5"]["cases"])}
+
+
+# ----------------------------------------------------------------------------------------
+# Tiny FluxPipeline and a 3-step generation
+# ----------------------------------------------------------------------------------------
+
+TRANSFORMER_DIR = REPO / "tests" / "fixtures" / "models" / "dev-diffusers"  # from make_fixtures.py; referenced, not copied
+GEN = dict(prompt="a photo of a cat riding a horse, oil painting", height=64, width=64, num_inference_steps=3,
+           guidance_scale=3.5, seed=42, max_sequence_length=512)
+
+
+def build_components(pipe_dir: Path) -> dict:
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+    tokenizer = CLIPTokenizer.from_pretrained(str(pipe_dir / "tokenizer"))
+    tokenizer_2 = T5TokenizerFast.from_pretrained(str(pipe_dir / "tokenizer_2"))
+    torch.manual_seed(100)
+    # FLUX.1's CLIP-L config shape (eos_token_id 2 = the legacy argmax pooling FLUX.1's config uses), tiny widths.
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=32, bos_token_id=0, eos_token_id=2,
+        pad_token_id=1)).eval()
+    torch.manual_seed(101)
+    # T5 v1.1 shape (gated-gelu, untied), tiny widths; d_model 32 = the tiny transformer's joint_attention_dim.
+    text_encoder_2 = T5EncoderModel(T5Config(
+        vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False, dropout_rate=0.0)).eval()
+    torch.manual_seed(102)
+    # FLUX.1 VAE shape: 4 blocks (factor 8), 16 latent channels, no quant convs, scaling/shift 0.3611/0.1159.
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+                        up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 16, 16, 16], layers_per_block=1,
+                        latent_channels=16, norm_num_groups=4, sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
+                        use_quant_conv=False, use_post_quant_conv=False, force_upcast=True).eval()
+    transformer = FluxTransformer2DModel.from_pretrained(str(TRANSFORMER_DIR)).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(pipe_dir.parent / "schedulers" / "dev"))
+    return dict(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer)
+
+
+def pipeline_goldens(out: Path, pipe_dir: Path) -> dict:
+    comps = build_components(pipe_dir)
+    pipe = FluxPipeline(**comps)
+    for name in ("text_encoder", "text_encoder_2", "vae"):
+        getattr(pipe, name).save_pretrained(str(pipe_dir / name), safe_serialization=True)
+    pipe.scheduler.save_pretrained(str(pipe_dir / "scheduler"))
+    pipe.register_to_config()  # model_index.json lists every component, transformer included
+    pipe.save_config(str(pipe_dir))
+    # Reload the folder the way a user would (transformer from tests/fixtures/models), so the goldens are
+    # what diffusers computes *from these files*.
+    from diffusers import FluxTransformer2DModel
+    pipe = FluxPipeline.from_pretrained(str(pipe_dir), transformer=FluxTransformer2DModel.from_pretrained(str(TRANSFORMER_DIR)))
+    pipe.set_progress_bar_config(disable=True)
+    for m in (pipe.text_encoder, pipe.text_encoder_2, pipe.vae, pipe.transformer):
+        m.eval()
+
+    calls, steps = [], []
+
+    def tf_hook(_mod, args, kwargs, output):
+        calls.append({k: kwargs[k].detach().clone() for k in ("hidden_states", "timestep", "guidance", "pooled_projections",
+                                                               "encoder_hidden_states", "txt_ids", "img_ids")}
+                     | {"velocity": output[0].detach().clone()})
+
+    def on_step(_pipe, i, t, kw):
+        steps.append(kw["latents"].detach().clone())
+        return kw
+
+    h = pipe.transformer.register_forward_hook(tf_hook, with_kwargs=True)
+    args = dict(prompt=GEN["prompt"], height=GEN["height"], width=GEN["width"], num_inference_steps=GEN["num_inference_steps"],
+                guidance_scale=GEN["guidance_scale"], max_sequence_length=GEN["max_sequence_length"])
+    with torch.no_grad():
+        final = pipe(**args, generator=torch.Generator("cpu").manual_seed(GEN["seed"]), output_type="latent",
+                     callback_on_step_end=on_step).images
+        h.remove()
+        prompt_embeds, pooled, text_ids = pipe.encode_prompt(GEN["prompt"], None, device="cpu",
+                                                             max_sequence_length=GEN["max_sequence_length"])
+        clip_ids = pipe.tokenizer([GEN["prompt"]], padding="max_length", max_length=77, truncation=True,
+                                  return_tensors="pt").input_ids
+        t5_ids = pipe.tokenizer_2([GEN["prompt"]], padding="max_length", max_length=GEN["max_sequence_length"],
+                                  truncation=True, return_tensors="pt").input_ids
+        image = pipe(**args, generator=torch.Generator("cpu").manual_seed(GEN["seed"]), output_type="pt").images
+        # The decode path of FluxPipeline.__call__, spelled out to capture the VAE input and raw output.
+        z = FluxPipeline._unpack_latents(final, GEN["height"], GEN["width"], pipe.vae_scale_factor)
+        z = z / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+        raw = pipe.vae.decode(z, return_dict=False)[0]
+        post = pipe.image_processor.postprocess(raw, output_type="pt")
+        # output_type="pil" = numpy_to_pil(pt_to_numpy(denormalized)); the PIL image's bytes, HWC uint8.
+        pil = pipe.image_processor.numpy_to_pil(pipe.image_processor.pt_to_numpy(image))[0]
+        rgb8 = torch.from_numpy(np.array(pil).copy())
+        assert rgb8.shape == (GEN["height"], GEN["width"], 3) and rgb8.dtype == torch.uint8
+    n = GEN["num_inference_steps"]
+    assert len(calls) == n and len(steps) == n and torch.equal(steps[-1], final)
+    assert torch.equal(post, image), "manual decode differs from FluxPipeline's"
+    assert torch.equal(calls[0]["encoder_hidden_states"], prompt_embeds) and torch.equal(calls[0]["pooled_projections"], pooled)
+    t = {"prompt_embeds": prompt_embeds, "pooled_prompt_embeds": pooled, "text_ids": text_ids,
+         "clip_input_ids": clip_ids.to(torch.int64), "t5_input_ids": t5_ids.to(torch.int64),
+         "img_ids": calls[0]["img_ids"], "guidance": calls[0]["guidance"], "latents.init": calls[0]["hidden_states"],
+         "vae_input": z, "decoded": raw, "image": image, "image_rgb8": rgb8}
+    for i, c in enumerate(calls):
+        t[f"timestep.{i}"] = c["timestep"]
+        t[f"velocity.{i}"] = c["velocity"]
+        t[f"latents.{i}"] = steps[i]
+    save(t, out / "generation.safetensors")
+    # The initial noise in the form `--latents FILE` takes.
+    save({"latents": calls[0]["hidden_states"]}, out / "noise.safetensors")
+    return {"pipeline": "flux-tiny", "transformer": "../models/dev-diffusers", "goldens": "generation.safetensors",
+            "noise": "noise.safetensors", **GEN,
+            "keys": {"per_step": "timestep.{i} [1] (as passed to the transformer, = t/1000), velocity.{i} [1,seq,64] "
+                                 "(transformer output), latents.{i} [1,seq,64] (after scheduler.step i)",
+                     "latents.init": "packed initial noise [1,seq,64] from torch.Generator(cpu).manual_seed(seed)",
+                     "vae_input": "unpacked, /scaling_factor + shift_factor [1,16,H/8,W/8]",
+                     "decoded": "VAE decoder output [1,3,H,W] (about -1..1)",
+                     "image": "FluxPipeline output_type='pt': (decoded/2+0.5).clamp(0,1)",
+                     "image_rgb8": "output_type='pil' pixels [H,W,3] U8: (image*255).round() (numpy half-to-even)"}}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in out.iterdir():  # README.md (hand-written) stays
+        if entry.name != "README.md":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    index = {"generator": "tools/reference/make_pipeline_fixtures.py",
+             "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
+                          "numpy": np.__version__, "python": sys.version.split()[0]}}
+    import sentencepiece
+    import tokenizers
+    import transformers
+    index["versions"].update(transformers=transformers.__version__, tokenizers=tokenizers.__version__,
+                             sentencepiece=sentencepiece.__version__)
+    index["scheduler"] = scheduler_goldens(out)
+    index["latents"] = latents_goldens(out)
+    pipe_dir = out / "flux-tiny"
+    lines = corpus()
+    make_clip_tokenizer(pipe_dir / "tokenizer", lines)
+    make_t5_tokenizer(pipe_dir / "tokenizer_2", lines)
+    index["tokenizers"] = tokenizer_goldens(pipe_dir)
+    index["generation"] = pipeline_goldens(out, pipe_dir)
+    write_json(out / "pipeline.json", index)
+    LOG.info("wrote %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
