@@ -50,7 +50,7 @@ fn e4m3_conversion_is_bit_exact_with_torch() {
     let (rows, cols) = (w.shape()[0], w.shape()[1]);
     let t = flux_trt::checkpoint::TensorRef { name: "w".into(), dtype: DType::F32, shape: vec![rows, cols], parts: vec![w.data()] };
     for (mode, per_row) in [("channel", true), ("tensor", false)] {
-        let amax = flux_trt::onnx::fp8::weight_amax(&t, cols, per_row, Path::new("e4m3.safetensors"), &|_| {}).unwrap();
+        let amax = flux_trt::onnx::fp8::weight_amax(&t, cols, per_row, &|_| std::path::PathBuf::from("e4m3.safetensors"), &|_| {}).unwrap();
         let scales: Vec<f32> = amax.iter().map(|a| flux_trt::onnx::fp8::scale_from_amax(*a).unwrap()).collect();
         let want_s = f32s(&st.tensor(&format!("w.scale.{mode}")).unwrap());
         assert_eq!(scales.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{mode} scales");
@@ -204,13 +204,49 @@ fn nan_weight_is_named_and_zero_row_gets_the_floor() {
     let err = export(&ck, &plan, &fp8_opts(cal.amax.clone(), WeightScale::Channel), &out, &mut |_, _| {}).unwrap_err();
     match &err {
         OnnxError::Fp8(Fp8Error::NonFiniteWeight { path, tensor, row, col, .. }) => {
-            assert_eq!(path, &p);
+            assert_eq!(path.canonicalize().unwrap(), p.canonicalize().unwrap());
             assert_eq!((tensor.as_str(), *row, *col), ("transformer_blocks.0.ff.net.0.proj.weight", 2, 5));
         }
         other => panic!("expected NonFiniteWeight, got {other:?}"),
     }
     assert!(err.to_string().contains("edited-bfl.safetensors"), "{err}");
     assert!(!out.join("manifest.json").exists() && !out.join(MODEL_FILE).exists(), "nothing written");
+
+    // sharded diffusers folder: the error names the shard that holds the bad tensor
+    let shard_dir = tempfile::tempdir().unwrap();
+    let src = fixtures().join("models/dev-diffusers");
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(src.join("diffusion_pytorch_model.safetensors.index.json")).unwrap()).unwrap();
+    let bad = "transformer_blocks.1.ff.net.2.weight";
+    let shard = index["weight_map"][bad].as_str().unwrap().to_string();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), shard_dir.path().join(e.file_name())).unwrap();
+    }
+    let bytes = std::fs::read(src.join(&shard)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let bufs: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let mut vals = f32s(&v);
+            if n == bad {
+                vals[7] = f32::INFINITY;
+            }
+            (n, v.shape().to_vec(), vals.iter().flat_map(|x| x.to_le_bytes()).collect())
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        bufs.iter().map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())).collect();
+    safetensors::tensor::serialize_to_file(views, None, &shard_dir.path().join(&shard)).unwrap();
+    let ck = Checkpoint::open(shard_dir.path()).unwrap();
+    let err = export(&ck, &plan, &fp8_opts(cal.amax.clone(), WeightScale::Tensor), &tmp.path().join("shard"), &mut |_, _| {}).unwrap_err();
+    match &err {
+        OnnxError::Fp8(Fp8Error::NonFiniteWeight { path, tensor, row: 0, col: 7, .. }) => {
+            assert_eq!(tensor, bad);
+            assert_eq!(path.canonicalize().unwrap(), shard_dir.path().join(&shard).canonicalize().unwrap(), "{err}");
+        }
+        other => panic!("expected NonFiniteWeight, got {other:?}"),
+    }
 
     // an all-zero output row: the floor scale, not 0, and the model still runs finite
     let zero_dir = tempfile::tempdir().unwrap();
@@ -282,6 +318,16 @@ fn ort_refuses_extended_optimizations_for_fp8() {
     assert!(matches!(&e, RuntimeError::Fp8Level { engine, .. } if engine == dir.path()), "{e}");
     // the default level for FP8 manifests (BASIC) runs
     session(dir.path());
+    // the TensorRT form (bf16 elsewhere) is refused on the CPU provider with a clear error
+    let bf = tempfile::tempdir().unwrap();
+    let plan = SlotPlan::new(ck.config(), &[&adapter("schnell-attn.peft")], &Default::default()).unwrap();
+    let mut o = ExportOptions::new(Precision::Fp8);
+    o.hash_sources = false;
+    o.fp8 = Some(Fp8Options::new(cal.amax.clone()));
+    export(&ck, &plan, &o, bf.path(), &mut |_, _| {}).unwrap();
+    let e = FluxSession::builder(bf.path()).with_library(ort_library()).build().unwrap_err();
+    assert!(matches!(&e, RuntimeError::Fp8Bf16OnCpu { engine } if engine == bf.path()), "{e}");
+    assert!(e.to_string().contains("--fp8-float fp32"), "{e}");
 }
 
 #[test]

@@ -45,7 +45,7 @@ use build as imp;
 use stub as imp;
 
 pub use error::EngineError;
-pub use options::{check_fp8_targets, BuildOptions, DimRange, ProfileRecipe, Target, TrtLibrary, LIB_DIR_ENV};
+pub use options::{check_fp8_targets, fp8_capable, BuildOptions, DimRange, ProfileRecipe, Target, TrtLibrary, LIB_DIR_ENV};
 pub use report::{EngineReport, NetworkReport, NetworkTensor};
 
 use crate::manifest::Manifest;

@@ -67,6 +67,11 @@ impl Target {
     }
 }
 
+/// True for GPUs with FP8 (E4M3) tensor cores: compute capability 8.9 (Ada) or newer.
+pub fn fp8_capable(major: i32, minor: i32) -> bool {
+    (major, minor) >= (8, 9)
+}
+
 /// An FP8 manifest can only be built for targets with FP8 tensor cores (sm89+).
 pub fn check_fp8_targets(precision: crate::manifest::Precision, targets: &[Target]) -> Result<(), EngineError> {
     if precision != crate::manifest::Precision::Fp8 {
@@ -242,6 +247,7 @@ mod tests {
         assert_eq!(Target::parse_list("sm89, SM_120,8.9").unwrap(), vec![Target::Sm89, Target::Sm120]);
         assert_eq!("121".parse::<Target>().unwrap(), Target::Sm121);
         assert!(Target::Sm89.supports_fp8() && Target::Sm120.supports_fp8() && !Target::Sm86.supports_fp8());
+        assert!(fp8_capable(8, 9) && fp8_capable(9, 0) && fp8_capable(12, 0) && !fp8_capable(8, 6) && !fp8_capable(7, 5));
         let err = check_fp8_targets(crate::manifest::Precision::Fp8, &[Target::Sm89, Target::Sm80]).unwrap_err();
         assert!(err.to_string().contains("sm80") && err.to_string().contains("FP8"), "{err}");
         assert!(check_fp8_targets(crate::manifest::Precision::Fp8, &[Target::Sm89, Target::Sm120]).is_ok());

@@ -245,7 +245,8 @@ impl<'a> Flux<'a> {
         let per_row = mode == WeightScale::Channel;
         let path = self.path();
         let mapped = &self.mapped;
-        let amax = weight_amax(&wt, cols, per_row, &path, &|p| mapped.release(p))?;
+        let file_of = |p: &[u8]| mapped.file_of(p).unwrap_or_else(|| path.clone());
+        let amax = weight_amax(&wt, cols, per_row, &file_of, &|p| mapped.release(p))?;
         let dtype = self.g.dtype;
         // amax is finite and ≥ 0 here, so every scale exists; round it to the graph dtype so the
         // stored weight is quantized with exactly the scale DequantizeLinear will use.

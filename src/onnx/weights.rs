@@ -90,7 +90,7 @@ pub fn converted_len(w: &ExternalWeight<'_>) -> u64 {
 /// never be touched by `MADV_DONTNEED`.
 #[derive(Default)]
 pub struct MappedFiles {
-    ranges: Vec<(usize, usize)>,
+    ranges: Vec<(usize, usize, std::path::PathBuf)>,
 }
 
 impl MappedFiles {
@@ -107,11 +107,17 @@ impl MappedFiles {
             }
             if let Some((a, b)) = range.split_once('-') {
                 if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
-                    ranges.push((a, b));
+                    ranges.push((a, b, std::path::PathBuf::from(path)));
                 }
             }
         }
         MappedFiles { ranges }
+    }
+
+    /// The mapped file `part` lies in (for error messages), if it lies in one.
+    pub fn file_of(&self, part: &[u8]) -> Option<std::path::PathBuf> {
+        let start = part.as_ptr() as usize;
+        self.ranges.iter().find(|(a, b, _)| *a <= start && start < *b).map(|(_, _, p)| p.clone())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -123,7 +129,7 @@ impl MappedFiles {
     pub fn release(&self, part: &[u8]) {
         let start = part.as_ptr() as usize;
         let end = start + part.len();
-        let Some(&(lo_map, hi_map)) = self.ranges.iter().find(|(a, b)| *a <= start && end <= *b) else { return };
+        let Some(&(lo_map, hi_map, _)) = self.ranges.iter().find(|(a, b, _)| *a <= start && end <= *b) else { return };
         #[cfg(unix)]
         {
             // SAFETY: sysconf has no preconditions.
@@ -160,7 +166,31 @@ mod tests {
             shape: vec![n],
             dtype: to,
             source: TensorRef { name: name.into(), dtype: from, shape: vec![n], parts: vec![&bytes[..bytes.len() / 2], &bytes[bytes.len() / 2..]] },
+            fp8_scales: None,
         }
+    }
+
+    #[test]
+    fn fp8_weights_are_quantized_while_streaming() {
+        // [4, 3] bf16 weight in two parts split mid-row, per-row scales
+        let vals: Vec<f32> = (0..12).map(|i| i as f32 * 0.75 - 4.0).collect();
+        let bf: Vec<u8> = vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        let scales = vec![0.5f32, 0.25, 2.0, 0.01];
+        let ws = vec![ExternalWeight {
+            name: "q".into(),
+            shape: vec![4, 3],
+            dtype: DType::BF16,
+            source: TensorRef { name: "q".into(), dtype: DType::BF16, shape: vec![4, 3], parts: vec![&bf[..10], &bf[10..]] },
+            fp8_scales: Some(scales.clone()),
+        }];
+        assert_eq!(ws[0].nbytes(), 12);
+        assert_eq!(ws[0].onnx_code(), 17);
+        let (offs, total) = layout(&ws);
+        let mut out = Vec::new();
+        write_data(&ws, &offs, &MappedFiles::default(), &mut out, &mut |_| {}).unwrap();
+        assert_eq!(out.len() as u64, total);
+        let want: Vec<u8> = vals.iter().enumerate().map(|(i, v)| crate::onnx::fp8::e4m3::from_f32(v / scales[i / 3])).collect();
+        assert_eq!(out, want);
     }
 
     #[test]

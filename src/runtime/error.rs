@@ -27,6 +27,9 @@ pub enum RuntimeError {
     /// ONNX Runtime's extended optimizers fuse FP8 Q/DQ into kernels that reject float8.
     #[error("{engine}: FP8 engine needs graph optimization level Disable or Level1 (basic) on ONNX Runtime, not {level}")]
     Fp8Level { engine: PathBuf, level: String },
+    /// FP8 engines exported for TensorRT keep bf16 elsewhere; ORT's CPU provider has no bf16 Gemm.
+    #[error("{engine}: this FP8 engine computes its unquantized parts in bf16 (the TensorRT form), which ONNX Runtime's CPU provider cannot run (no bf16 Gemm); export it with --fp8-float fp32 for ONNX Runtime CPU")]
+    Fp8Bf16OnCpu { engine: PathBuf },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// An adapter does not fit the engine's slots (nothing was changed).

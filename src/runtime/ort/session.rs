@@ -122,6 +122,10 @@ impl FluxSessionBuilder {
             Precision::Fp8 => GraphOptimizationLevel::Level1,
             _ => GraphOptimizationLevel::All,
         });
+        let fp8_bf16 = manifest.precision == Precision::Fp8 && manifest.fp8.as_ref().is_none_or(|f| f.float_dtype == DType::BF16);
+        if fp8_bf16 && self.provider == ExecutionProvider::Cpu {
+            return Err(RuntimeError::Fp8Bf16OnCpu { engine: self.dir.clone() });
+        }
         if manifest.precision == Precision::Fp8 && !matches!(level, GraphOptimizationLevel::Disable | GraphOptimizationLevel::Level1) {
             return Err(RuntimeError::Fp8Level { engine: self.dir.clone(), level: format!("{level:?}") });
         }

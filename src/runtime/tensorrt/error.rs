@@ -31,6 +31,9 @@ pub enum TrtError {
     /// TensorRT says the plan cannot run here (TensorRT version, GPU compute capability, driver).
     #[error("{path}: {detail}")]
     Incompatible { path: PathBuf, detail: Box<Incompatibility> },
+    /// An FP8 engine on a GPU without FP8 tensor cores (compute capability below 8.9).
+    #[error("{path}: FP8 engine, but {gpu} has compute capability {major}.{minor}; FP8 (E4M3) needs 8.9 or newer (Ada, Blackwell)")]
+    Fp8Gpu { path: PathBuf, gpu: String, major: i32, minor: i32 },
     /// `deserializeCudaEngine` refused the plan.
     #[error("{path}: TensorRT cannot deserialize the plan: {log}")]
     Deserialize { path: PathBuf, log: String },

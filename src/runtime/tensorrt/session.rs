@@ -118,6 +118,12 @@ impl TrtSession {
         let gpu = Gpu::open(opts.device)?;
         gpu.bind()?;
         let gpu_name = gpu.describe();
+        if manifest.precision == crate::manifest::Precision::Fp8 {
+            let (major, minor) = gpu.compute_capability()?;
+            if !crate::engine::fp8_capable(major, minor) {
+                return Err(TrtError::Fp8Gpu { path: plan_path, gpu: gpu_name, major, minor });
+            }
+        }
         let logger = trt::logger()?;
         let scope = LogScope::begin();
         let mut runtime = Runtime::new(logger).map_err(|e| tensorrt_err(&scope, "runtime creation", e))?;
