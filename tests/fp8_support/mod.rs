@@ -4,8 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use flux_trt::lora::plan::PlanOptions;
 use flux_trt::manifest::Precision;
@@ -19,22 +18,9 @@ use flux_trt::tensor::DType;
 use flux_trt::{Adapter, Checkpoint, SlotPlan};
 use serde::Serialize;
 
-/// `ORT_DYLIB_PATH` if set, else the library inside Python's `onnxruntime` package.
-pub fn ort_library() -> PathBuf {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import onnxruntime,os,glob;d=os.path.join(os.path.dirname(onnxruntime.__file__),'capi');print(sorted(glob.glob(os.path.join(d,'libonnxruntime.so.*')))[-1])"])
-        .output()
-        .expect("ORT_DYLIB_PATH is unset and python3 could not be run to find onnxruntime");
-    assert!(out.status.success(), "ORT_DYLIB_PATH is unset and python3 has no onnxruntime: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+#[path = "../ort_support/mod.rs"]
+mod ort_support;
+pub use ort_support::{fixtures, ort_library};
 
 /// One fixture model with the adapters used for its LoRA checks.
 pub struct Case {
