@@ -16,6 +16,16 @@ pub(crate) enum Part {
     Alpha,
 }
 
+/// Factor suffixes shared by the PEFT and BFL/ComfyUI readers: lora_A/lora_B and
+/// lora_down/lora_up spellings, plus the per-module alpha.
+pub(crate) const LORA_AB_SUFFIXES: &[(&str, Part)] = &[
+    (".lora_A.weight", Part::Down),
+    (".lora_B.weight", Part::Up),
+    (".lora_down.weight", Part::Down),
+    (".lora_up.weight", Part::Up),
+    (".alpha", Part::Alpha),
+];
+
 /// The keys of one file layer (`stem` + suffix).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Layer {

@@ -6,22 +6,14 @@
 //!
 //! `scale = alpha / rank` with `.alpha`, else 1 (ComfyUI `weight_adapter/lora.py`).
 
-use super::build::{alpha_scale, factors, group, Collector, Part, Target};
+use super::build::{alpha_scale, factors, group, Collector, Target, LORA_AB_SUFFIXES};
 use super::names::{bfl_target, dotted_clip};
 use super::source::Source;
 use super::Loaded;
 use crate::lora::{LoraError, LoraFormat};
 
-const SUFFIXES: &[(&str, Part)] = &[
-    (".lora_A.weight", Part::Down),
-    (".lora_B.weight", Part::Up),
-    (".lora_down.weight", Part::Down),
-    (".lora_up.weight", Part::Up),
-    (".alpha", Part::Alpha),
-];
-
 pub(crate) fn read(src: &Source) -> Result<Loaded, LoraError> {
-    let layers = group(src, src.keys(), SUFFIXES, LoraFormat::BflComfy)?;
+    let layers = group(src, src.keys(), LORA_AB_SUFFIXES, LoraFormat::BflComfy)?;
     let mut unet = Collector::new(src);
     let mut text = Collector::new(src);
     for (stem, layer) in &layers {

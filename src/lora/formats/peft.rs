@@ -14,19 +14,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::build::{factors, group, Collector, Layer, Part, Target};
+use super::build::{factors, group, Collector, Layer, Target, LORA_AB_SUFFIXES};
 use super::names::{dotted_clip, is_diffusers_module};
 use super::source::Source;
 use super::Loaded;
 use crate::lora::{LoraError, LoraFormat};
-
-const SUFFIXES: &[(&str, Part)] = &[
-    (".lora_A.weight", Part::Down),
-    (".lora_B.weight", Part::Up),
-    (".lora_down.weight", Part::Down),
-    (".lora_up.weight", Part::Up),
-    (".alpha", Part::Alpha),
-];
 
 /// The metadata key diffusers and PEFT write the LoraConfig under.
 pub(crate) const METADATA_KEY: &str = "lora_adapter_metadata";
@@ -198,7 +190,7 @@ fn read_group(
     let original = |stripped: &str| keys.get(stripped).map(|k| (*k).clone()).unwrap_or_else(|| stripped.to_string());
     let mut stripped: Vec<&str> = keys.keys().copied().collect();
     stripped.sort_unstable();
-    let layers = group(src, stripped, SUFFIXES, LoraFormat::Peft).map_err(|e| match e {
+    let layers = group(src, stripped, LORA_AB_SUFFIXES, LoraFormat::Peft).map_err(|e| match e {
         LoraError::UnknownKey { path, key, format } => LoraError::UnknownKey { path, key: original(&key), format },
         LoraError::Invalid { path, key, message } => LoraError::Invalid { path, key: original(&key), message },
         other => other,
