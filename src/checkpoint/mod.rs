@@ -67,6 +67,7 @@ impl TensorRef<'_> {
 }
 
 mod bfl;
+mod component;
 mod detect;
 mod diffusers;
 mod load;
@@ -74,5 +75,6 @@ mod mapped;
 mod summary;
 #[cfg(test)]
 mod tests;
+pub use component::ComponentWeights;
 pub use load::Checkpoint;
 pub use summary::CheckpointSummary;
