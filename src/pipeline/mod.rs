@@ -9,6 +9,7 @@ pub mod denoise;
 pub mod error;
 pub mod image;
 pub mod latents;
+pub mod noise;
 pub mod scheduler;
 #[cfg(feature = "pipeline")]
 pub mod tokenize;
