@@ -7,6 +7,8 @@
 
 pub mod denoise;
 pub mod error;
+#[cfg(feature = "pipeline")]
+pub mod generate;
 pub mod image;
 pub mod latents;
 pub mod noise;
