@@ -337,3 +337,53 @@ fn bad_inputs_give_typed_errors_naming_file_and_tensor() {
     assert!(matches!(&err, OnnxError::Component { path, .. } if path.starts_with(fixtures())), "{err}");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }
+
+// ------------------------------------------------------------------ TensorRT parser
+
+/// TensorRT-RTX's own ONNX parser (no GPU needed) on both text-encoder graphs: the inputs and
+/// outputs are the manifests', every CLIP slot A/B is marked refittable (and nothing else), the
+/// attentions become `IAttention` layers, and a wrong slot name is a typed error.
+#[cfg(feature = "tensorrt")]
+#[test]
+fn tensorrt_parser_accepts_both_graphs_and_marks_clip_slots() {
+    use flux_trt::engine::{inspect_component_network_with, EngineError, TrtLibrary};
+    let lib = {
+        let env = TrtLibrary::from_env();
+        if env.dir.is_some() {
+            env
+        } else {
+            let out = Command::new("python3").args(["-c", "import tensorrt_rtx_libs,os;print(os.path.dirname(tensorrt_rtx_libs.__file__))"]).output().expect("python3");
+            assert!(out.status.success(), "TRT_RTX_LIB_DIR unset and no tensorrt_rtx_libs: {}", String::from_utf8_lossy(&out.stderr));
+            TrtLibrary::in_dir(String::from_utf8_lossy(&out.stdout).trim())
+        }
+    };
+    let cfg = clip_config(&pipeline()).expect("config");
+    let plan = SlotPlan::for_clip(&cfg, &[&lora("peft")], &PlanOptions::default()).expect("plan");
+    let engine = tempfile::tempdir().unwrap();
+    let r = export_text_encoders(&pipeline(), Some(&plan), &opts(), engine.path()).expect("export");
+
+    let clip_dir = engine.path().join(TEXT_ENCODER_DIR);
+    let rep = inspect_component_network_with(&clip_dir, &r.clip, &lib).unwrap_or_else(|e| panic!("CLIP: {e}"));
+    let slot_names: Vec<String> = plan.slots.iter().flat_map(|s| [s.a_name(), s.b_name()]).collect();
+    assert_eq!(rep.refittable, slot_names);
+    assert_eq!(rep.inputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["input_ids"]);
+    assert_eq!(rep.outputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["pooled"]);
+    assert_eq!(rep.count("ATTENTION_INPUT"), cfg.num_layers, "{:?}", rep.layer_counts);
+    eprintln!("CLIP layers: {:?}", rep.layer_counts);
+
+    let t5_dir = engine.path().join(TEXT_ENCODER_2_DIR);
+    let rep = inspect_component_network_with(&t5_dir, &r.t5, &lib).unwrap_or_else(|e| panic!("T5: {e}"));
+    assert!(rep.refittable.is_empty());
+    assert_eq!(rep.outputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["last_hidden_state"]);
+    assert_eq!(rep.count("ATTENTION_INPUT"), r.t5.t5().map_or(0, |c| c.num_layers), "{:?}", rep.layer_counts);
+    eprintln!("T5 layers: {:?}", rep.layer_counts);
+
+    let mut wrong = r.clip.clone();
+    if let Some(l) = wrong.lora.as_mut() {
+        l.slots[0].b = "lora.no_such_module.B".into();
+    }
+    match inspect_component_network_with(&clip_dir, &wrong, &lib) {
+        Err(EngineError::MarkRefittable { name, .. }) => assert_eq!(name, "lora.no_such_module.B"),
+        other => panic!("expected MarkRefittable, got {other:?}"),
+    }
+}
