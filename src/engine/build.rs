@@ -6,7 +6,7 @@ use std::time::Instant;
 use trtx::builder::BuilderConfig;
 use trtx::{BuilderFlag, MemoryPoolType, OptProfileSelector};
 
-use super::network::parse_and_mark;
+use super::network::{parse_and_mark, parse_file};
 use super::report::{EngineReport, NetworkReport};
 use super::trt::{self, LogScope};
 use super::{BuildOptions, EngineError, ProfileRecipe, Target, TrtLibrary};
@@ -14,6 +14,10 @@ use crate::manifest::{EngineArtifact, Manifest};
 
 pub fn inspect_network_with(dir: &Path, manifest: &Manifest, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
     parse_and_mark(dir, manifest, lib, true, |_, _, report| Ok(report))
+}
+
+pub fn inspect_onnx(model: &Path, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
+    parse_file(model, lib)
 }
 
 pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineError> {

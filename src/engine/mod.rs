@@ -71,6 +71,12 @@ pub fn inspect_network(dir: &Path) -> Result<NetworkReport, EngineError> {
     imp::inspect_network_with(dir, &manifest, &TrtLibrary::from_env())
 }
 
+/// Parses one ONNX model file with TensorRT's parser and describes the network (layer counts,
+/// inputs, outputs), with no manifest: for pipeline components (text encoders, the VAE decoder).
+pub fn inspect_onnx(model: &Path, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
+    imp::inspect_onnx(model, lib)
+}
+
 /// [`inspect_network`] against a given manifest (e.g. one edited in memory) and library.
 pub fn inspect_network_with(dir: &Path, manifest: &Manifest, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
     imp::inspect_network_with(dir, manifest, lib)

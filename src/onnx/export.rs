@@ -104,13 +104,19 @@ pub fn build_calibration_model(ckpt: &Checkpoint) -> Result<BuiltModel<'_>, Onnx
 
 fn assemble<'a>(ckpt: &'a Checkpoint, plan: &SlotPlan, dtype: DType, quant: Quant) -> Result<BuiltModel<'a>, OnnxError> {
     let g = blocks::build(Graph::new(dtype), ckpt, plan, quant)?;
+    Ok(assemble_graph(g, "flux_transformer"))
+}
+
+/// A finished [`Graph`] as a model (opset [`OPSET`], IR [`IR_VERSION`]) whose external weights
+/// are laid out in [`DATA_FILE`].
+pub(crate) fn assemble_graph<'a>(g: Graph<'a>, name: &str) -> BuiltModel<'a> {
     let (offsets, data_len) = weights::layout(&g.external);
     let mut initializer = g.inline;
     for (w, off) in g.external.iter().zip(&offsets) {
         initializer.push(proto::tensor_external(&w.name, w.onnx_code(), &w.shape, DATA_FILE, *off, w.nbytes()));
     }
     let graph = GraphProto {
-        name: "flux_transformer".into(),
+        name: name.into(),
         node: g.nodes,
         initializer,
         input: g.inputs,
@@ -125,7 +131,7 @@ fn assemble<'a>(ckpt: &'a Checkpoint, plan: &SlotPlan, dtype: DType, quant: Quan
         graph: MessageField::some(graph),
         ..Default::default()
     };
-    Ok(BuiltModel { model, weights: g.external, offsets, data_len })
+    BuiltModel { model, weights: g.external, offsets, data_len }
 }
 
 /// The graph's data inputs and outputs as manifest specs (LoRA slot inputs are in `lora`).
@@ -317,10 +323,16 @@ fn with_fp8(mut m: Manifest, ckpt: &Checkpoint, opts: &ExportOptions) -> Result<
 /// Writes only `model.onnx` + `model.onnx.data` of `built` into `dir` (no manifest), e.g. the
 /// calibration graph.
 pub fn write_model(built: &BuiltModel<'_>, ckpt: &Checkpoint, dir: &Path) -> Result<PathBuf, OnnxError> {
+    write_model_files(built, ckpt.files(), dir)
+}
+
+/// [`write_model`] for a model whose weights come from `source_files` (any component; the
+/// files' mappings are released page by page as they are written).
+pub fn write_model_files(built: &BuiltModel<'_>, source_files: &[PathBuf], dir: &Path) -> Result<PathBuf, OnnxError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let model_path = dir.join(MODEL_FILE);
     let data_path = dir.join(DATA_FILE);
-    let (tmp_data, tmp_model, _) = write_files(built, ckpt.files(), dir, &model_path, &data_path, &mut |_, _| {})?;
+    let (tmp_data, tmp_model, _) = write_files(built, source_files, dir, &model_path, &data_path, &mut |_, _| {})?;
     tmp_data.persist(&data_path).map_err(|e| OnnxError::Io { path: data_path.clone(), source: e.error })?;
     tmp_model.persist(&model_path).map_err(|e| OnnxError::Io { path: model_path.clone(), source: e.error })?;
     Ok(model_path)

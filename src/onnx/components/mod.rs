@@ -1,0 +1,4 @@
+//! Pipeline components besides the transformer (placeholder until the shared component
+//! manifest/writer lands): the VAE decoder.
+
+pub mod vae;
