@@ -398,6 +398,8 @@ impl FluxSession {
                 let v = Tensor::from_array((t.shape().to_vec(), t.data().to_vec())).map_err(|e| RuntimeError::ort(what(name), e))?;
                 binding.bind_input(name, &v).map_err(|e| RuntimeError::ort(what(name), e))?;
             }
+            // Host-to-device input copies are issued at bind time; make sure they landed.
+            binding.synchronize_inputs().map_err(run_err)?;
             let host = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default).map_err(run_err)?;
             binding.bind_output_to_device(SAMPLE, &host).map_err(run_err)?;
             let outputs = runner.session.run_binding(binding).map_err(run_err)?;
