@@ -1,6 +1,7 @@
 //! Command implementations of the `flux-trt` binary, one module per command.
 
 pub mod demo;
+pub mod generate;
 pub mod inspect;
 pub mod run;
 pub mod selftest;

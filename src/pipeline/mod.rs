@@ -6,6 +6,8 @@
 //! (`tools/reference/make_pipeline_fixtures.py`).
 
 pub mod denoise;
+#[cfg(all(feature = "pipeline", feature = "ort"))]
+pub mod engine;
 pub mod error;
 #[cfg(feature = "pipeline")]
 pub mod generate;

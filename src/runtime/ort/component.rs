@@ -87,12 +87,17 @@ impl ComponentSession {
             }
             .into());
         }
-        let session = opts.commit(&model_path, &spec.dir, opts.optimization.unwrap_or(GraphOptimizationLevel::All))?;
-        let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-        let slot_names: Vec<&str> = spec.lora.iter().flat_map(|l| l.slots.iter().flat_map(|s| [s.a.as_str(), s.b.as_str()])).collect();
-        for want in std::iter::once(spec.input.as_str()).chain(slot_names.iter().copied()) {
-            if !names.contains(&want) {
-                return Err(ManifestError::Mismatch { path: spec.dir.join(crate::manifest::MANIFEST_FILE), message: format!("{} has no input `{want}`", model_path.display()) }.into());
+        let (session, _placement) = opts.create(&model_path, &spec.dir, opts.optimization.unwrap_or(GraphOptimizationLevel::All))?;
+        let mismatch = |message: String| -> RuntimeError { ManifestError::Mismatch { path: spec.dir.join(crate::manifest::MANIFEST_FILE), message }.into() };
+        if !session.inputs().iter().any(|i| i.name() == spec.input) {
+            return Err(mismatch(format!("{} has no input `{}`", model_path.display(), spec.input)));
+        }
+        let overridable: Vec<String> = session.overridable_initializers().iter().map(|o| o.name().to_string()).collect();
+        for s in spec.lora.iter().flat_map(|l| l.slots.iter()) {
+            for name in [&s.a, &s.b] {
+                if !overridable.contains(name) {
+                    return Err(mismatch(format!("{}: slot `{name}` is not an overridable initializer of the model", model_path.display())));
+                }
             }
         }
         if !session.outputs().iter().any(|o| o.name() == spec.output) {
