@@ -117,7 +117,7 @@ impl Rng {
 
 fn random_inputs(s: &FluxSession, a: &Args) -> Result<FluxInputs> {
     let cfg = &s.manifest().model;
-    if a.width % 16 != 0 || a.height % 16 != 0 {
+    if !a.width.is_multiple_of(16) || !a.height.is_multiple_of(16) {
         bail!("--width/--height must be multiples of 16");
     }
     let (h, w) = (a.height / 16, a.width / 16);
