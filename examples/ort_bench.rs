@@ -2,8 +2,9 @@
 //!
 //! Measures: session creation, node placement, transformer-call latency (median/min over
 //! `--steps` after `--warmup`), slot swaps (staged: install only; from file: read + parse, and
-//! lay-out + convert + upload), a stress loop of `--stress-swaps` swaps alternating the adapters
-//! (staged and from host in turn) interleaved with inference every `--stress-run-every` swaps and
+//! lay-out + convert + upload), a stress loop of `--stress-swaps` swaps cycling the adapters
+//! (staged installs, every `--stress-host-every`-th from the loaded adapter) interleaved with
+//! inference every `--stress-run-every` swaps and
 //! checked bit-exact against each adapter's reference output, device memory (peak sampled, and
 //! before/after the stress loop) and host RSS, and a multithreaded check: `--threads` threads,
 //! each holding a lease on its own slot set (the base model or one adapter), run concurrently and
@@ -61,6 +62,10 @@ struct Args {
     /// Inference every this many stress swaps (0: none).
     #[arg(long, default_value_t = 10)]
     stress_run_every: usize,
+    /// Every this many stress swaps is a swap from the loaded adapter (lay-out, convert, upload);
+    /// the others install staged sets (0: staged only).
+    #[arg(long, default_value_t = 20)]
+    stress_host_every: usize,
     /// Threads of the multithreaded check (0: skip).
     #[arg(long, default_value_t = 4)]
     threads: usize,
@@ -117,7 +122,7 @@ impl Rng {
 
 fn random_inputs(s: &FluxSession, a: &Args) -> Result<FluxInputs> {
     let cfg = &s.manifest().model;
-    if a.width % 16 != 0 || a.height % 16 != 0 {
+    if !a.width.is_multiple_of(16) || !a.height.is_multiple_of(16) {
         bail!("--width/--height must be multiples of 16");
     }
     let (h, w) = (a.height / 16, a.width / 16);
@@ -340,16 +345,17 @@ fn main() -> Result<()> {
     let gpu_before_stress = mem.used();
     let host_before_stress = host_memory();
     let slot_bytes_before = s.slot_bytes_in_use();
-    let (mut mismatches, mut stress_runs, mut stress_swap_times) = (0usize, 0usize, Vec::new());
+    let (mut mismatches, mut stress_runs, mut stress_host_swaps, mut stress_swap_times) = (0usize, 0usize, 0usize, Vec::new());
     let t_stress = Instant::now();
     if !loaded.is_empty() {
         for i in 0..a.stress_swaps {
             let k = i % loaded.len();
             let t = Instant::now();
-            if i % 2 == 0 {
-                s.swap_staged(&staged[k])?;
-            } else {
+            if a.stress_host_every > 0 && (i + 1) % a.stress_host_every == 0 {
                 s.swap(&[(&loaded[k], 1.0)])?;
+                stress_host_swaps += 1;
+            } else {
+                s.swap_staged(&staged[k])?;
             }
             stress_swap_times.push(t.elapsed());
             if a.stress_run_every > 0 && (i + 1) % a.stress_run_every == 0 {
@@ -419,7 +425,7 @@ fn main() -> Result<()> {
             "file_read_parse": stats(&load_times),
             "stage_layout_convert_upload": stats(&stage_times),
         },
-        "stress": {"swaps": stress_swap_times.len(), "swap": stats(&stress_swap_times), "runs": stress_runs, "bit_mismatches": mismatches, "seconds": stress_s,
+        "stress": {"swaps": stress_swap_times.len(), "from_host_swaps": stress_host_swaps, "swap": stats(&stress_swap_times), "runs": stress_runs, "bit_mismatches": mismatches, "seconds": stress_s,
                    "slot_bytes_before": slot_bytes_before},
         "threads": thread_report,
         "memory": {

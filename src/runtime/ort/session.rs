@@ -187,7 +187,7 @@ impl FluxSessionBuilder {
                 ExecutionProvider::Cuda { device } => Device::new(&session, Some(device)),
                 ExecutionProvider::Cpu => Device::new(&session, None),
             };
-            Some(d.map_err(|e| RuntimeError::ort(what("creating the slot allocator"), e))?)
+            Some(d.map_err(|e| RuntimeError::ort(what("creating the device allocator for slot tensors (I/O binding; `.with_io_binding(false)` feeds host slots instead)"), e))?)
         } else {
             None
         };
