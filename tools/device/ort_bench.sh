@@ -24,6 +24,9 @@ OUT=${OUT:-/tmp/ortbench-out}
 mkdir -p "$W" "$OUT"
 if [ -f .trtbin.tar.xz ] && [ ! -x "$W/bin/flux-trt" ]; then mkdir -p "$W/bin" && tar -xJf .trtbin.tar.xz -C "$W/bin" --strip-components=1; fi
 BIN="$W/bin"
+# ONNX Runtime's CUDA EP needs the CUDA runtime libraries of the image's pip `nvidia-*` packages.
+NV=$(python3 -c 'import glob,os,sys; print(":".join(sorted({d for p in sys.path for d in glob.glob(os.path.join(p, "nvidia", "*", "lib"))})))' 2>/dev/null)
+[ -n "$NV" ] && export LD_LIBRARY_PATH="$NV:${LD_LIBRARY_PATH:-}"
 export RUST_LOG=${RUST_LOG:-info}
 stage=${1:-prep}
 # Overrides for a CPU smoke test of this script with a small model (defaults: the H200 run).
