@@ -83,6 +83,12 @@ struct Args {
     cpu_fallback: String,
     #[arg(long)]
     tf32: bool,
+    /// ONNX Runtime profiling of the warm-up and timed base runs (trace file name prefix).
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// Stop after the profiled base runs.
+    #[arg(long)]
+    profile_only: bool,
     /// Slot-set device-memory budget in MiB.
     #[arg(long)]
     slot_budget_mib: Option<u64>,
@@ -268,6 +274,9 @@ fn main() -> Result<()> {
     if cuda {
         b = b.with_execution_provider(ExecutionProvider::Cuda { device: a.device });
     }
+    if let Some(p) = &a.profile {
+        b = b.with_profiling(p);
+    }
     if let Some(p) = &a.ort_lib {
         b = b.with_library(p);
     }
@@ -295,6 +304,13 @@ fn main() -> Result<()> {
     let base_lease = s.lease();
     let (base_times, base_out) = timed_runs(&s, &base_lease, &inputs, a.warmup, a.steps)?;
     eprintln!("base: {}", stats(&base_times));
+    if a.profile.is_some() {
+        let trace = s.end_profiling()?;
+        eprintln!("profile: {}", trace.display());
+        if a.profile_only {
+            return Ok(());
+        }
+    }
 
     // Adapters: file read + parse, staging (lay-out + convert + upload), staged installs.
     let mut loaded = Vec::new();

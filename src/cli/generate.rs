@@ -161,6 +161,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         optimization: None,
         tf32: args.tf32,
         cpu_fallback: Default::default(),
+        profile: None,
     };
     let t_open = Instant::now();
     let engine = PipelineEngine::open(&args.engine, &opts)?;

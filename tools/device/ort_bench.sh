@@ -81,8 +81,27 @@ for k in ["sample.base", "sample.lora"]:
 json.dump(res, open(sys.argv[3], "w"), indent=1); print(json.dumps(res, indent=1))
 PY
   ;;
+extra)
+  # On a fresh machine: the same random model and adapters (deterministic seeds), then an ONNX Runtime
+  # profile of the fp16 engine (time per operator) and a short bf16 run (slots uploaded with the driver).
+  info > "$OUT/machine-extra.txt"
+  [ -d "$W/model" ] || "$BIN/make-random-flux" --out "$W/model" --layout diffusers --dtype bf16 $MRF_ARGS > /dev/null 2>&1
+  for x in "a16 16 1" "a64 64 2" "b16 16 3"; do set -- $x
+    [ -f "$W/$1.safetensors" ] || "$BIN/make-random-flux" --out "$W/$1.safetensors" --lora attn --rank $2 --seed $3 $MRF_ARGS > /dev/null 2>&1; done
+  [ -f "$W/inputs.safetensors" ] || python3 tools/bench/diffusers_ref.py make-inputs --out "$W/inputs.safetensors" --width $RES --height $RES --txt $TXT --context $CONTEXT --pooled $POOLED
+  ADP="$W/a16.safetensors,$W/a64.safetensors,$W/b16.safetensors"
+  [ -f "$W/engine-fp16/manifest.json" ] || "$BIN/build-engine" --model "$W/model" --lora "$W/a16.safetensors" --lora "$W/a64.safetensors" --lora "$W/b16.safetensors" --precision fp16 --out "$W/engine-fp16" --no-hash > /dev/null 2>&1
+  "$BIN/ort_bench" --engine "$W/engine-fp16" --provider $PROVIDER --width $RES --height $RES --txt-len $TXT --steps 3 --warmup 1 \
+      --inputs "$W/inputs.safetensors" --profile "$W/prof" --profile-only --json "$OUT/profile-run.json" > "$OUT/profile.log" 2>&1 || { tail -5 "$OUT/profile.log"; exit 1; }
+  python3 tools/bench/ort_profile_summary.py "$W"/prof_*.json --skip 1 --json "$OUT/profile-fp16.json" | tee "$OUT/profile-fp16.txt"
+  rm -rf "$W/engine-fp16" "$W"/prof_*.json
+  "$BIN/build-engine" --model "$W/model" --lora "$W/a16.safetensors" --lora "$W/a64.safetensors" --lora "$W/b16.safetensors" --precision bf16 --out "$W/engine-bf16" --no-hash > /dev/null 2>&1
+  "$BIN/ort_bench" --engine "$W/engine-bf16" --provider $PROVIDER --width $RES --height $RES --txt-len $TXT --steps 5 --warmup 2 \
+      --adapters "$ADP" --stress-swaps 60 --threads 2 --inputs "$W/inputs.safetensors" --json "$OUT/ort-cuda-bf16.json" > "$OUT/ort-bench-bf16.log" 2>&1
+  rc=$?; tail -4 "$OUT/ort-bench-bf16.log"; exit $rc
+  ;;
 seed)
   python3 .device/seed_recipe.py bf16 2>&1 | grep -v 'it/s\]' | tail -8 | tee "$OUT/seed-bf16.log"
   ;;
-*) echo "unknown stage $stage (prep, bench, seed)" >&2; exit 2 ;;
+*) echo "unknown stage $stage (prep, bench, extra, seed)" >&2; exit 2 ;;
 esac

@@ -99,6 +99,8 @@ pub(crate) struct Device {
     /// ONNX Runtime allocators are `Send` but not all are `Sync` (CUDA's), hence the lock.
     allocator: Mutex<Allocator>,
     pub(crate) name: String,
+    /// CUDA device ordinal (`None`: host memory).
+    cuda: Option<i32>,
 }
 
 impl Device {
@@ -113,7 +115,7 @@ impl Device {
             Some(_) => Allocator::new(session, info)?,
             None => Allocator::default(),
         };
-        Ok(Device { allocator: Mutex::new(allocator), name: format!("{}:{id}", dev.as_str()) })
+        Ok(Device { allocator: Mutex::new(allocator), name: format!("{}:{id}", dev.as_str()), cuda: cuda_device })
     }
 
     /// Copies host tensors into freshly allocated tensors of this device (through ONNX Runtime's
@@ -126,12 +128,32 @@ impl Device {
             let ::ort::value::ValueType::Tensor { ty, shape, .. } = h.dtype().clone() else {
                 return Err(RuntimeError::Input { tensor: name, message: "slot value is not a tensor".into() });
             };
+            let bf16 = ty == ::ort::value::TensorElementType::Bfloat16;
             let mut d = DynTensor::new(&allocator, ty, shape).map_err(err)?;
-            h.copy_into(&mut d).map_err(err)?;
+            match self.cuda {
+                // ort copies through a one-node Identity session, and that Identity has no
+                // bfloat16 kernel on CUDA: copy bf16 bytes with the CUDA driver instead.
+                Some(ordinal) if bf16 => {
+                    let (_, host) = h.try_extract_tensor::<half::bf16>().map_err(err)?;
+                    copy_htod(ordinal, d.data_ptr_mut(), host).map_err(|message| RuntimeError::Ort { what: format!("{what}: uploading slot tensor `{name}` to {}", self.name), message })?;
+                }
+                _ => h.copy_into(&mut d).map_err(err)?,
+            }
             out.push((name, d));
         }
         Ok(out)
     }
+}
+
+/// Synchronous host → device copy into ONNX Runtime-allocated CUDA memory of device `ordinal`
+/// (the primary context, which ONNX Runtime's CUDA provider also uses).
+fn copy_htod<T: Copy>(ordinal: i32, dst: *mut std::ffi::c_void, src: &[T]) -> Result<(), String> {
+    let ordinal = usize::try_from(ordinal).map_err(|_| format!("bad CUDA device {ordinal}"))?;
+    let ctx = cudarc::driver::CudaContext::new(ordinal).map_err(|e| format!("CUDA context: {e}"))?;
+    ctx.bind_to_thread().map_err(|e| format!("CUDA context: {e}"))?;
+    // SAFETY: `dst` is a device allocation of `size_of_val(src)` bytes (allocated by ONNX
+    // Runtime for a tensor of the same element type and shape), not aliased while we copy.
+    unsafe { cudarc::driver::result::memcpy_htod_sync(dst as cudarc::driver::sys::CUdeviceptr, src) }.map_err(|e| format!("cuMemcpyHtoD: {e}"))
 }
 
 /// Byte size of slot tensors (element size × elements).

@@ -26,6 +26,8 @@ pub struct SessionOptions {
     pub tf32: bool,
     /// What a CUDA session may leave on the CPU provider (default: shape arithmetic only).
     pub cpu_fallback: CpuFallback,
+    /// ONNX Runtime's per-node profiling into a JSON trace with this file-name prefix.
+    pub profile: Option<PathBuf>,
 }
 
 impl SessionOptions {
@@ -42,6 +44,9 @@ impl SessionOptions {
             b = b.with_intra_threads(n).map_err(|e| RuntimeError::ort(what("setting threads"), e))?;
         }
         b = b.with_optimization_level(level).map_err(|e| RuntimeError::ort(what("setting the optimization level"), e))?;
+        if let Some(p) = &self.profile {
+            b = b.with_profiling(p).map_err(|e| RuntimeError::ort(what("enabling profiling"), e))?;
+        }
         b = b.with_config_entry(placement::RECORD_ASSIGNMENT, "1").map_err(|e| RuntimeError::ort(what("recording node placement"), e))?;
         let cuda = matches!(self.provider, ExecutionProvider::Cuda { .. });
         if cuda && self.cpu_fallback == CpuFallback::Forbid {

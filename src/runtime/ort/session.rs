@@ -92,9 +92,16 @@ pub struct FluxSessionBuilder {
     io_binding: Option<bool>,
     cpu_fallback: CpuFallback,
     slot_budget: Option<u64>,
+    profile: Option<PathBuf>,
 }
 
 impl FluxSessionBuilder {
+    /// Profile every node of every run into an ONNX Runtime JSON trace whose file name starts
+    /// with `prefix` (written by [`FluxSession::end_profiling`]).
+    pub fn with_profiling(mut self, prefix: impl Into<PathBuf>) -> Self {
+        self.profile = Some(prefix.into());
+        self
+    }
     /// Keep slot tensors in the session's device memory and bind inputs, slots and the output with
     /// I/O binding (default: on for CUDA, off for the CPU provider, where it is available to
     /// prove the two paths give identical outputs).
@@ -175,6 +182,7 @@ impl FluxSessionBuilder {
             optimization: Some(level),
             tf32: self.tf32,
             cpu_fallback: self.cpu_fallback,
+            profile: self.profile.clone(),
         };
         let (session, placement) = opts.create(&model_path, &self.dir, level)?;
         let cuda = matches!(self.provider, ExecutionProvider::Cuda { .. });
@@ -273,6 +281,7 @@ impl FluxSession {
             io_binding: None,
             cpu_fallback: CpuFallback::default(),
             slot_budget: None,
+            profile: None,
         }
     }
 
@@ -326,6 +335,12 @@ impl FluxSession {
     /// Version of the current slot set (0 = base at creation, +1 per swap or clear).
     pub fn version(&self) -> u64 {
         self.active.version()
+    }
+
+    /// Ends profiling (see [`FluxSessionBuilder::with_profiling`]) and returns the trace's path.
+    pub fn end_profiling(&self) -> Result<PathBuf, RuntimeError> {
+        let mut r = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        r.session.end_profiling().map(PathBuf::from).map_err(|e| RuntimeError::ort(format!("{}: ending profiling", self.dir.display()), e))
     }
 
     /// Runs the transformer with the current adapter.
