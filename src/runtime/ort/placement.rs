@@ -24,8 +24,15 @@ pub(crate) const RECORD_ASSIGNMENT: &str = "session.record_ep_graph_assignment_i
 /// ONNX Runtime's name of its CPU provider.
 pub const CPU_EP: &str = "CPUExecutionProvider";
 
-/// Operators that may stay on the CPU provider of a CUDA session: int64 shape arithmetic.
-pub const SHAPE_OPS: [&str; 10] = ["Shape", "Size", "Concat", "Unsqueeze", "Squeeze", "Gather", "Slice", "Cast", "Range", "Reshape"];
+/// Operators that may stay on the CPU provider of a CUDA session: int64 shape arithmetic. The
+/// elementwise ones (`Div`, `Mul`, `Add`, `Sub`, ...) appear when ONNX Runtime expands function
+/// ops such as `GroupNormalization` (channel / group counts); the CUDA provider has kernels for
+/// them in every float type we export, so one of them on the CPU can only be shape arithmetic
+/// that ONNX Runtime chose to keep there, never a float computation without a CUDA kernel.
+pub const SHAPE_OPS: [&str; 19] = [
+    "Shape", "Size", "Concat", "Unsqueeze", "Squeeze", "Gather", "Slice", "Cast", "Range", "Reshape", "Div", "Mul", "Add", "Sub", "Equal", "Where",
+    "ConstantOfShape", "Expand", "ReduceProd",
+];
 
 /// What a CUDA session may leave on the CPU provider.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
