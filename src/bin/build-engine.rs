@@ -34,6 +34,9 @@ struct Args {
     /// T5 token length of the exported text encoder (FLUX.1-dev 512, schnell 256).
     #[arg(long)]
     t5_max_length: Option<usize>,
+    /// Precision of the exported VAE decoder (default fp32: FLUX.1's VAE sets force_upcast).
+    #[arg(long)]
+    vae_precision: Option<String>,
     /// CLIP LoRA slot rank (default: the largest rank of the adapters' CLIP modules). Without
     /// CLIP adapters or --text-encoder-targets, slots go on every CLIP Linear module.
     #[arg(long)]
@@ -244,7 +247,8 @@ fn main() -> Result<()> {
 }
 
 /// Exports the pipeline's text encoders into `out/text_encoder*/` (CLIP slots for the adapters'
-/// CLIP modules and the CLIP targets) and copies its tokenizers and scheduler.
+/// CLIP modules and the CLIP targets) and its VAE decoder into `out/vae_decoder/`, and copies its
+/// tokenizers and scheduler.
 fn text_encoders(args: &Args, recipe: &Recipe, pipeline: &Path, adapters: &[flux_trt::Adapter], loras: &[(PathBuf, f32)], precision: Precision, out: &Path) -> Result<()> {
     use flux_trt::onnx::components::{clip_config, export_text_encoders, TextEncoderOptions};
     let rank = args.text_encoder_lora_rank.or(recipe.text_encoder_lora_rank);
@@ -276,6 +280,14 @@ fn text_encoders(args: &Args, recipe: &Recipe, pipeline: &Path, adapters: &[flux
         seconds = t0.elapsed().as_secs_f64(),
         "text encoders exported"
     );
+    let vae_dir = pipeline.join("vae");
+    let vae_precision: Precision = match &args.vae_precision {
+        Some(s) => s.parse().map_err(anyhow::Error::msg)?,
+        None => Precision::Fp32,
+    };
+    let t1 = std::time::Instant::now();
+    let m = flux_trt::onnx::components::export_vae(&vae_dir, vae_precision, !args.no_hash, &out.join(flux_trt::manifest::component::VAE_DECODER_DIR))?;
+    tracing::info!(precision = ?m.precision, seconds = t1.elapsed().as_secs_f64(), "VAE decoder exported");
     Ok(())
 }
 

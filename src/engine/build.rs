@@ -6,7 +6,7 @@ use std::time::Instant;
 use trtx::builder::BuilderConfig;
 use trtx::{BuilderFlag, MemoryPoolType, OptProfileSelector};
 
-use super::network::{parse_and_mark, NetSpec};
+use super::network::{parse_and_mark, parse_file, NetSpec};
 use super::report::{EngineReport, NetworkReport};
 use super::trt::{self, LogScope};
 use super::{BuildOptions, EngineError, ProfileRecipe, Target, TrtLibrary};
@@ -18,6 +18,10 @@ pub fn inspect_network_with(dir: &Path, manifest: &Manifest, lib: &TrtLibrary) -
 
 pub fn inspect_component_network_with(dir: &Path, manifest: &ComponentManifest, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
     parse_and_mark(dir, &NetSpec::from_component(manifest), lib, true, |_, _, report| Ok(report))
+}
+
+pub fn inspect_onnx(model: &Path, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
+    parse_file(model, lib)
 }
 
 pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineError> {

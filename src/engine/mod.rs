@@ -77,6 +77,12 @@ pub fn inspect_component_network_with(dir: &Path, manifest: &ComponentManifest, 
     imp::inspect_component_network_with(dir, manifest, lib)
 }
 
+/// Parses one ONNX model file with TensorRT's parser and describes the network (layer counts,
+/// inputs, outputs), with no manifest.
+pub fn inspect_onnx(model: &Path, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
+    imp::inspect_onnx(model, lib)
+}
+
 /// [`inspect_network`] against a given manifest (e.g. one edited in memory) and library.
 pub fn inspect_network_with(dir: &Path, manifest: &Manifest, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
     imp::inspect_network_with(dir, manifest, lib)

@@ -105,6 +105,27 @@ pub(super) fn parse_and_mark<R>(
     then(&mut builder, net, report)
 }
 
+/// Parses the model file `path` (external data resolved next to it) and describes the network,
+/// without a manifest (pipeline components: text encoders, the VAE).
+pub(super) fn parse_file(path: &Path, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
+    let path_str = path.to_str().map(str::to_string).ok_or_else(|| EngineError::File {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path is not UTF-8 (TensorRT's parser takes a C string)"),
+    })?;
+    if !path.is_file() {
+        return Err(EngineError::File { path: path.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "ONNX model file not found") });
+    }
+    trt::load(lib)?;
+    let logger = trt::logger()?;
+    let scope = LogScope::begin();
+    let mut builder = Builder::new(logger).map_err(|e| scope.error("builder creation", e))?;
+    let network = builder.create_network(0).map_err(|e| scope.error("network creation", e))?;
+    let mut parser = OnnxParser::new(network, logger).map_err(|e| scope.error("ONNX parser creation", e))?;
+    let scope = LogScope::begin();
+    parser.parse_from_file(&path_str, PARSER_VERBOSITY).map_err(|_| EngineError::Parse { path: path.to_path_buf(), log: scope.text() })?;
+    describe(parser.network_mut(), path)
+}
+
 /// `IAttention::setDecomposable(true)` on every attention of the network; returns how many
 /// report `getDecomposable() == true` afterwards.
 ///

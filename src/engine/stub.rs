@@ -17,3 +17,7 @@ pub fn inspect_component_network_with(_dir: &Path, _manifest: &ComponentManifest
 pub fn build(_dir: &Path, _opts: &BuildOptions) -> Result<EngineReport, EngineError> {
     Err(EngineError::NotCompiled)
 }
+
+pub fn inspect_onnx(_model: &Path, _lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
+    Err(EngineError::NotCompiled)
+}

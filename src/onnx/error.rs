@@ -18,6 +18,8 @@ pub enum OnnxError {
     Fp8Options(String),
     #[error(transparent)]
     Fp8(#[from] super::fp8::Fp8Error),
+    #[error(transparent)]
+    Vae(#[from] super::components::vae::VaeError),
     #[error("{path}: the graph protobuf would be {bytes} bytes, above protobuf's 2 GiB limit (lower --max-rank or the targets)")]
     TooLarge { path: PathBuf, bytes: u64 },
     #[error("{path}: {source}")]

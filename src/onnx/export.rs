@@ -346,10 +346,16 @@ fn with_fp8(mut m: Manifest, ckpt: &Checkpoint, opts: &ExportOptions) -> Result<
 /// Writes only `model.onnx` + `model.onnx.data` of `built` into `dir` (no manifest), e.g. the
 /// calibration graph.
 pub fn write_model(built: &BuiltModel<'_>, ckpt: &Checkpoint, dir: &Path) -> Result<PathBuf, OnnxError> {
+    write_model_files(built, ckpt.files(), dir)
+}
+
+/// [`write_model`] for a model whose weights come from `source_files` (any component; the
+/// files' mappings are released page by page as they are written).
+pub fn write_model_files(built: &BuiltModel<'_>, source_files: &[PathBuf], dir: &Path) -> Result<PathBuf, OnnxError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let model_path = dir.join(MODEL_FILE);
     let data_path = dir.join(DATA_FILE);
-    let (tmp_data, tmp_model, _) = write_files(built, ckpt.files(), dir, &model_path, &data_path, &mut |_, _| {})?;
+    let (tmp_data, tmp_model, _) = write_files(built, source_files, dir, &model_path, &data_path, &mut |_, _| {})?;
     tmp_data.persist(&data_path).map_err(|e| OnnxError::Io { path: data_path.clone(), source: e.error })?;
     tmp_model.persist(&model_path).map_err(|e| OnnxError::Io { path: model_path.clone(), source: e.error })?;
     Ok(model_path)

@@ -9,6 +9,7 @@
 pub mod clip;
 mod nn;
 pub mod t5;
+pub mod vae;
 
 use std::path::{Path, PathBuf};
 
@@ -190,6 +191,36 @@ pub fn export_t5(dir: &Path, opts: &TextEncoderOptions, out_dir: &Path) -> Resul
         weight_files: w.files(),
         lora_files: Vec::new(),
         hash_sources: opts.hash_sources,
+    };
+    export_component(&built, &spec, out_dir)
+}
+
+/// Exports the VAE decoder of the diffusers `AutoencoderKL` folder `dir` (`vae/`) into `out_dir`
+/// (graph contract in [`vae`]: raw latents in, scaling/shift inside, image in about [-1, 1] out).
+/// FLUX.1's VAE asks for float32 (`force_upcast`); fp16/bf16 are allowed with a warning.
+pub fn export_vae(dir: &Path, precision: Precision, hash_sources: bool, out_dir: &Path) -> Result<ComponentManifest, OnnxError> {
+    if precision == Precision::Fp8 {
+        return Err(OnnxError::Fp8Options("the VAE decoder exports in fp32, fp16 or bf16, not fp8".into()));
+    }
+    let w = ComponentWeights::open(dir)?;
+    let cfg = vae::VaeDecoderConfig::try_from(&w)?;
+    if cfg.force_upcast && precision != Precision::Fp32 {
+        tracing::warn!(vae = %dir.display(), ?precision, "this VAE's config asks for float32 (force_upcast); exporting in lower precision anyway");
+    }
+    let built = vae::build_decoder_model(&w, &cfg, precision.float_dtype())?;
+    let spec = ComponentExport {
+        config: ComponentConfig::VaeDecoder(crate::manifest::VaeDecoderConfig {
+            latent_channels: cfg.latent_channels,
+            out_channels: cfg.out_channels,
+            spatial_factor: 1 << cfg.block_out_channels.len().saturating_sub(1),
+            scaling_factor: cfg.scaling_factor,
+            shift_factor: cfg.shift_factor,
+        }),
+        precision,
+        lora: None,
+        weight_files: w.files(),
+        lora_files: Vec::new(),
+        hash_sources,
     };
     export_component(&built, &spec, out_dir)
 }
