@@ -126,7 +126,7 @@ impl ClipTextConfig {
             ("num_attention_heads", c.num_attention_heads),
             ("max_position_embeddings", c.max_position_embeddings),
         ])?;
-        if c.hidden_size % c.num_attention_heads != 0 {
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(bad(path, format!("hidden_size {} is not a multiple of num_attention_heads {}", c.hidden_size, c.num_attention_heads)));
         }
         let activation = match c.hidden_act.as_str() {

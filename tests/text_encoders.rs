@@ -387,3 +387,27 @@ fn tensorrt_parser_accepts_both_graphs_and_marks_clip_slots() {
         other => panic!("expected MarkRefittable, got {other:?}"),
     }
 }
+
+/// `eos_token_id != 2` pools at the first `eos_token_id` (transformers' non-legacy branch). The
+/// tiny tokenizer pads with `<|endoftext|>` (913, its largest id), so for the golden ids the first
+/// 913 is also the argmax: the same golden holds, through the `Equal` path of the graph.
+#[test]
+fn clip_first_eos_pooling_matches_the_golden() {
+    use flux_trt::encoders::ClipPooling;
+    let d = tempfile::tempdir().unwrap();
+    let src = pipeline().join("text_encoder");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+    cfg["eos_token_id"] = 913.into();
+    std::fs::write(d.path().join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    std::fs::copy(src.join("model.safetensors"), d.path().join("model.safetensors")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let m = export_clip(d.path(), None, &opts(), out.path()).expect("export");
+    assert_eq!(m.clip().map(|c| c.pooling), Some(ClipPooling::FirstEos { eos_token_id: 913 }));
+    let g = Goldens::open("generation.safetensors");
+    let ids = g.i64("clip_input_ids");
+    let first = ids.1.iter().position(|&t| t == 913).expect("an eos");
+    assert_eq!(ids.1.iter().enumerate().max_by_key(|(i, t)| (**t, std::cmp::Reverse(*i))).map(|(i, _)| i), Some(first));
+    let got = run(&mut session(out.path()), &ids, None, "pooled");
+    let e = rel_err(&got.1, &g.f32("pooled_prompt_embeds").1);
+    assert!(e < TOL, "first-eos pooling rel err {e}");
+}

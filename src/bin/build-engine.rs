@@ -397,7 +397,7 @@ fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::o
         return Ok(Fp8Options { weight_scale, float_dtype, attention: args.fp8_attention, activation_amax: cal.amax, calibration: Some(cal.info) });
     }
     let n = args.calib.context("--precision fp8 needs --calib N (calibration samples for the activation scales) or --calib-in FILE")?;
-    if args.calib_res == 0 || args.calib_res % 16 != 0 {
+    if args.calib_res == 0 || !args.calib_res.is_multiple_of(16) {
         bail!("--calib-res {}: must be a positive multiple of 16", args.calib_res);
     }
     let grid = args.calib_res / 16;

@@ -210,3 +210,50 @@ impl ComponentManifest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoders::{ClipActivation, ClipPooling};
+
+    fn manifest() -> ComponentManifest {
+        ComponentManifest {
+            format_version: COMPONENT_MANIFEST_VERSION,
+            exporter: "test".into(),
+            kind: ComponentKind::ClipText,
+            config: ComponentConfig::ClipText(ClipTextConfig {
+                vocab_size: 10,
+                hidden_size: 4,
+                intermediate_size: 8,
+                num_layers: 1,
+                num_heads: 1,
+                max_length: 77,
+                activation: ClipActivation::QuickGelu,
+                layer_norm_eps: 1e-5,
+                pooling: ClipPooling::FirstEos { eos_token_id: 9 },
+            }),
+            precision: Precision::Fp32,
+            onnx: OnnxArtifact { file: "model.onnx".into(), data_file: "model.onnx.data".into(), opset: 23, blake3: "x".into() },
+            inputs: vec![IoSpec { name: "input_ids".into(), dtype: IoDType::I64, shape: vec![None, Some(77)], dim_names: vec![Some("batch".into()), None] }],
+            outputs: vec![],
+            lora: None,
+            sources: vec![],
+            engine: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_other_versions_and_mismatched_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest();
+        m.save(dir.path()).unwrap();
+        assert_eq!(ComponentManifest::load(dir.path()).unwrap(), m);
+        assert!(matches!(ComponentManifest::load_kind(dir.path(), ComponentKind::T5Encoder), Err(ManifestError::Mismatch { .. })));
+        let text = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).unwrap();
+        assert!(text.contains("\"kind\": \"clip-text\"") && text.contains("\"dtype\": \"i64\""), "{text}");
+        std::fs::write(dir.path().join(MANIFEST_FILE), text.replace("\"kind\": \"clip-text\"", "\"kind\": \"vae-decoder\"")).unwrap();
+        assert!(matches!(ComponentManifest::load(dir.path()), Err(ManifestError::Mismatch { .. })));
+        std::fs::write(dir.path().join(MANIFEST_FILE), text.replace("\"format_version\": 1", "\"format_version\": 7")).unwrap();
+        assert!(matches!(ComponentManifest::load(dir.path()), Err(ManifestError::Version { found: 7, .. })));
+    }
+}

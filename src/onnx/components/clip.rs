@@ -12,7 +12,7 @@
 use super::super::graph::Graph;
 use super::super::proto::{attr_int, value_info, Dim, FLOAT, INT64};
 use super::super::OnnxError;
-use super::nn::{Net, R};
+use super::nn::{Attn, Net, R};
 use crate::checkpoint::ComponentWeights;
 use crate::encoders::{ClipActivation, ClipPooling, ClipTextConfig, CLIP_MODULE_PREFIX};
 use crate::lora::SlotPlan;
@@ -68,7 +68,7 @@ pub fn build_clip<'a>(w: &'a ComponentWeights, cfg: &ClipTextConfig, plan: Optio
         let q = n.split_heads(&q, cfg.num_heads, d);
         let k = n.split_heads(&k, cfg.num_heads, d);
         let v = n.split_heads(&v, cfg.num_heads, d);
-        let a = n.attention(&q, &k, &v, None, scale, true, h);
+        let a = n.attention([&q, &k, &v], Attn { scale, causal: true, mask: None }, h);
         let o = n.linear(&a, &format!("{p}.self_attn.out_proj"), &format!("{m}.self_attn.out_proj"), h, h, true)?;
         x = n.g.op("Add", &[&x, &o], vec![]);
         let ln = n.layer_norm(&x, &format!("{p}.layer_norm2"), h, cfg.layer_norm_eps)?;

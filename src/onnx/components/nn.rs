@@ -15,6 +15,14 @@ use crate::lora::SlotPlan;
 
 pub(super) type R<T> = Result<T, OnnxError>;
 
+/// Attention settings: score scale, causal masking, an optional additive float mask
+/// (`[1, heads, S, S]`).
+pub(super) struct Attn<'m> {
+    pub scale: f32,
+    pub causal: bool,
+    pub mask: Option<&'m str>,
+}
+
 pub(super) struct Net<'a> {
     pub g: Graph<'a>,
     w: &'a ComponentWeights,
@@ -128,14 +136,14 @@ impl<'a> Net<'a> {
         self.g.op("Transpose", &[&r], vec![attr_ints("perm", &[0, 2, 1, 3])])
     }
 
-    /// ONNX `Attention` (opset 23) on `[B, heads, S, d]`, with an optional additive float mask
-    /// (`[1, heads, S, S]`), merged back to `[B, S, heads·d]`.
-    pub fn attention(&mut self, q: &str, k: &str, v: &str, mask: Option<&str>, scale: f32, causal: bool, width: usize) -> String {
-        let mut attrs = vec![attr_float("scale", scale)];
-        if causal {
+    /// ONNX `Attention` (opset 23) on `[B, heads, S, d]` q/k/v, merged back to `[B, S, width]`.
+    pub fn attention(&mut self, qkv: [&str; 3], how: Attn<'_>, width: usize) -> String {
+        let [q, k, v] = qkv;
+        let mut attrs = vec![attr_float("scale", how.scale)];
+        if how.causal {
             attrs.push(attr_int("is_causal", 1));
         }
-        let y = match mask {
+        let y = match how.mask {
             Some(m) => self.g.op("Attention", &[q, k, v, m], attrs),
             None => self.g.op("Attention", &[q, k, v], attrs),
         };

@@ -14,7 +14,7 @@
 use super::super::graph::Graph;
 use super::super::proto::{attr_int, attr_ints, attr_str, value_info, Dim, FLOAT, INT64};
 use super::super::OnnxError;
-use super::nn::{Net, R};
+use super::nn::{Attn, Net, R};
 use crate::checkpoint::ComponentWeights;
 use crate::encoders::{T5EncoderConfig, T5FeedForward};
 use crate::tensor::DType;
@@ -68,7 +68,7 @@ pub fn build_t5<'a>(w: &'a ComponentWeights, cfg: &T5EncoderConfig, dtype: DType
         let q = n.split_heads(&q, heads, cfg.d_kv);
         let k = n.split_heads(&k, heads, cfg.d_kv);
         let v = n.split_heads(&v, heads, cfg.d_kv);
-        let att = n.attention(&q, &k, &v, Some(&bias), 1.0, false, inner);
+        let att = n.attention([&q, &k, &v], Attn { scale: 1.0, causal: false, mask: Some(&bias) }, inner);
         let o = n.linear(&att, &format!("{a}.o"), &format!("{a}.o"), inner, dm, false)?;
         x = n.g.op("Add", &[&x, &o], vec![]);
         x = n.fp16_clip(&x);
