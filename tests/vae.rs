@@ -8,7 +8,6 @@
 #![cfg(all(feature = "export", feature = "ort"))]
 
 #[path = "ort_support/mod.rs"]
-#[allow(dead_code)]
 mod ort_support;
 
 use std::borrow::Cow;
@@ -277,6 +276,10 @@ fn unsupported_configs_are_typed_errors_naming_file_and_key() {
     cfg.norm_num_groups = 5;
     let err = build_decoder(&mut Graph::new(DType::F32), &w, &cfg).expect_err("groups");
     assert!(matches!(err, OnnxError::Vae(VaeError::Unsupported { .. })), "{err:?}");
+    cfg.norm_num_groups = 4;
+    cfg.block_out_channels.clear();
+    let err = build_decoder(&mut Graph::new(DType::F32), &w, &cfg).expect_err("no blocks");
+    assert!(err.to_string().contains("block_out_channels"), "{err}");
 }
 
 /// A copy of the tiny VAE whose weight file has `edit` applied to its tensors.
@@ -304,6 +307,10 @@ fn missing_or_misshaped_tensors_are_typed_errors_naming_file_and_tensor() {
     });
     let w = ComponentWeights::open(tmp.path()).expect("open");
     let cfg = VaeDecoderConfig::try_from(&w).expect("config");
+    // The graph given to build_decoder is left as it was.
+    let mut g = Graph::new(DType::F32);
+    let err = build_decoder(&mut g, &w, &cfg).expect_err("missing tensor");
+    assert!(g.nodes.is_empty() && g.inputs.is_empty() && g.external.is_empty() && g.inline.is_empty(), "{err}");
     let err = build_decoder_model(&w, &cfg, DType::F32).err().expect("missing tensor");
     match &err {
         OnnxError::Checkpoint(CheckpointError::MissingTensor { path, tensor, .. }) => {
