@@ -239,7 +239,8 @@ fn with_config(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
 
 #[test]
 fn unsupported_configs_are_typed_errors_naming_file_and_key() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("act_fn", Box::new(|v| v["act_fn"] = "gelu".into())),
         ("norm_num_groups", Box::new(|v| v["norm_num_groups"] = 3.into())),
         ("norm_num_groups", Box::new(|v| v["norm_num_groups"] = 0.into())),
