@@ -352,7 +352,7 @@ fn sparse_safetensors(path: &Path, shapes: &BTreeMap<String, Vec<usize>>) {
         off += len;
     }
     let mut h = serde_json::to_vec(&header).expect("header");
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut bytes = (h.len() as u64).to_le_bytes().to_vec();

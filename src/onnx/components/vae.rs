@@ -201,7 +201,7 @@ impl VaeDecoderConfig {
         if g == 0 {
             return Err(bad("norm_num_groups", "0".into(), "must be positive"));
         }
-        if let Some(c) = chans.iter().find(|c| **c % g != 0) {
+        if let Some(c) = chans.iter().find(|c| !c.is_multiple_of(g)) {
             return Err(bad("norm_num_groups", g.to_string(), &format!("does not divide block channel count {c}")));
         }
         if raw.latent_channels == 0 {
