@@ -9,6 +9,7 @@
 //! [`runtime`] (ONNX Runtime / TensorRT sessions with hot-swap) → [`pipeline`].
 
 pub mod checkpoint;
+pub mod encoders;
 pub mod flux;
 pub mod lora;
 pub mod manifest;

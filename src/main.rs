@@ -20,6 +20,8 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Run an engine on inputs from a safetensors file, optionally with LoRA adapters.
     Run(cli::run::RunArgs),
+    /// Text to PNG on a whole engine folder (text encoders, transformer, VAE), one prompt or a JSONL batch.
+    Generate(cli::generate::GenerateArgs),
     /// Build a tiny engine from the bundled fixtures and hot-swap two adapters on it.
     Demo(cli::demo::DemoArgs),
     /// Self-test a backend on this GPU (TensorRT: build, run, swap A→B→A, compare with ONNX Runtime).
@@ -33,6 +35,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Demo(a) => cli::demo::run(a),
+        Command::Generate(a) => cli::generate::run(a),
         Command::Selftest(a) => cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest FAILED")) }),
     };
     match result {

@@ -3,6 +3,8 @@
 //!
 //! Versioned: readers refuse a `format_version` they do not know.
 
+pub mod component;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::flux::FluxConfig;
 use crate::lora::{Slot, SlotPlan};
 use crate::tensor::DType;
+
+pub use component::{ComponentConfig, ComponentKind, ComponentManifest, IoDType, IoSpec, VaeDecoderConfig, COMPONENT_MANIFEST_VERSION};
 
 /// Version of the manifest schema written by this build.
 pub const MANIFEST_VERSION: u32 = 1;

@@ -557,3 +557,29 @@ mod ort_loop {
         assert!(matches!(e, PipelineError::Length { .. }), "{e}");
     }
 }
+
+// ---------------------------------------------------------------- noise
+
+/// `--seed` noise equals torch.randn on the CPU generator (tools/reference/noise_golden.py), and
+/// the seed-42 draw, packed, is FluxPipeline's own initial latents of the generation golden.
+#[test]
+fn seeded_noise_matches_torch() {
+    use flux_trt::pipeline::noise::torch_randn;
+    let cases = load_tensors("noise_cases.safetensors");
+    assert_eq!(cases.len(), 5);
+    for (name, (_, want)) in &cases {
+        let (seed, n) = name.strip_prefix("seed").and_then(|s| s.split_once(".n")).unwrap();
+        let got = torch_randn(seed.parse().unwrap(), n.parse().unwrap()).unwrap();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = max_abs_diff(&got, want);
+        eprintln!("{name}: max abs diff {err}");
+        assert!(err <= 2e-6 * scale, "{name}: max abs diff {err} (max |x| {scale})");
+    }
+    let (g, t) = generation();
+    let res = Resolution::new(g.width, g.height).unwrap();
+    let (lh, lw) = res.latent_hw();
+    let z = torch_randn(42, LATENT_CHANNELS * lh * lw).unwrap();
+    let packed = latents::pack(&z, 1, LATENT_CHANNELS, lh, lw).unwrap();
+    let err = max_abs_diff(&packed, &t["latents.init"].1);
+    assert!(err <= 1e-5, "seed 42 vs FluxPipeline latents.init: {err}");
+}

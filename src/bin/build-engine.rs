@@ -4,6 +4,12 @@
 //! `--max-rank` says); the slots are exported all-zero and the adapters are swapped in at run time.
 //! A `--recipe engines/NAME.toml` supplies defaults for every flag (paths relative to the current
 //! directory); flags given on the command line win.
+//!
+//! `--pipeline DIR` (a diffusers FluxPipeline folder) also exports its text encoders into
+//! `OUT/text_encoder/` (CLIP-L, with LoRA slots for the adapters' CLIP modules and
+//! `--text-encoder-targets` / `--text-encoder-lora-rank`) and `OUT/text_encoder_2/` (T5,
+//! `--t5-max-length` tokens), and copies `tokenizer/`, `tokenizer_2/`, `scheduler/`. The
+//! transformer comes from `--model`, else from the pipeline's `transformer/`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,9 +24,27 @@ use serde::Deserialize;
 #[derive(Parser, Debug)]
 #[command(name = "build-engine", about = "Export a FLUX.1 checkpoint with LoRA slots to ONNX (+ manifest)")]
 struct Args {
-    /// Checkpoint: BFL .safetensors file or diffusers folder.
+    /// Checkpoint: BFL .safetensors file or diffusers folder (default: `--pipeline`'s transformer/).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// diffusers FluxPipeline folder: export its text encoders too and copy its tokenizers and
+    /// scheduler config into the engine folder.
+    #[arg(long)]
+    pipeline: Option<PathBuf>,
+    /// T5 token length of the exported text encoder (FLUX.1-dev 512, schnell 256).
+    #[arg(long)]
+    t5_max_length: Option<usize>,
+    /// Precision of the exported VAE decoder (default fp32: FLUX.1's VAE sets force_upcast).
+    #[arg(long)]
+    vae_precision: Option<String>,
+    /// CLIP LoRA slot rank (default: the largest rank of the adapters' CLIP modules). Without
+    /// CLIP adapters or --text-encoder-targets, slots go on every CLIP Linear module.
+    #[arg(long)]
+    text_encoder_lora_rank: Option<usize>,
+    /// CLIP slot targets: presets attn, mlp, all, or module globs
+    /// (`text_model.encoder.layers.N.self_attn.q_proj`, ...) (repeatable).
+    #[arg(long = "text-encoder-targets", num_args = 1..)]
+    text_encoder_targets: Vec<String>,
     /// LoRA file, optionally `FILE:strength` (repeatable). Defines the slots.
     #[arg(long = "lora")]
     loras: Vec<String>,
@@ -87,6 +111,11 @@ struct Recipe {
     #[serde(default)]
     description: Option<String>,
     model: Option<PathBuf>,
+    pipeline: Option<PathBuf>,
+    t5_max_length: Option<usize>,
+    text_encoder_lora_rank: Option<usize>,
+    #[serde(default)]
+    text_encoder_targets: Vec<String>,
     precision: Option<String>,
     max_rank: Option<usize>,
     #[serde(default)]
@@ -149,7 +178,14 @@ fn main() -> Result<()> {
         let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
         return tensorrt_stage(&out, &args.trt, &recipe);
     }
-    let model = args.model.clone().or(recipe.model.clone()).context("--model is required (or `model` in the recipe)")?;
+    let pipeline = args.pipeline.clone().or(recipe.pipeline.clone());
+    let pipeline_transformer = pipeline.as_ref().map(|p| p.join("transformer")).filter(|p| p.is_dir());
+    let model = args
+        .model
+        .clone()
+        .or(recipe.model.clone())
+        .or(pipeline_transformer)
+        .context("--model is required (or `model` in the recipe, or a --pipeline folder with transformer/)")?;
     let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
     let precision_s = args.precision.clone().or(recipe.precision.clone()).unwrap_or_else(|| "fp32".into());
     let precision: Precision = precision_s.parse().map_err(anyhow::Error::msg)?;
@@ -201,9 +237,57 @@ fn main() -> Result<()> {
         report.model_path.display(),
         report.data_path.display()
     );
+    if let Some(p) = &pipeline {
+        text_encoders(&args, &recipe, p, &adapters, &loras, precision, &out)?;
+    }
     if args.trt.tensorrt {
         tensorrt_stage(&out, &args.trt, &recipe)?;
     }
+    Ok(())
+}
+
+/// Exports the pipeline's text encoders into `out/text_encoder*/` (CLIP slots for the adapters'
+/// CLIP modules and the CLIP targets) and its VAE decoder into `out/vae_decoder/`, and copies its
+/// tokenizers and scheduler.
+fn text_encoders(args: &Args, recipe: &Recipe, pipeline: &Path, adapters: &[flux_trt::Adapter], loras: &[(PathBuf, f32)], precision: Precision, out: &Path) -> Result<()> {
+    use flux_trt::onnx::components::{clip_config, export_text_encoders, TextEncoderOptions};
+    let rank = args.text_encoder_lora_rank.or(recipe.text_encoder_lora_rank);
+    let mut targets = if args.text_encoder_targets.is_empty() { recipe.text_encoder_targets.clone() } else { args.text_encoder_targets.clone() };
+    let clip_adapters: Vec<&flux_trt::Adapter> = adapters.iter().filter(|a| !a.text_encoder.is_empty()).collect();
+    if clip_adapters.is_empty() && targets.is_empty() && rank.is_some() {
+        targets.push("all".into());
+    }
+    let plan = if clip_adapters.is_empty() && targets.is_empty() {
+        None
+    } else {
+        let cfg = clip_config(pipeline)?;
+        let plan = SlotPlan::for_clip(&cfg, &clip_adapters, &PlanOptions { max_rank: rank, targets })?;
+        tracing::info!(slots = plan.slots.len(), max_rank = plan.max_rank, "CLIP slot plan");
+        Some(plan)
+    };
+    // FP8 applies to the transformer; its text encoders stay bf16.
+    let te_precision = if precision == Precision::Fp8 { Precision::Bf16 } else { precision };
+    let mut opts = TextEncoderOptions::new(te_precision);
+    opts.hash_sources = !args.no_hash;
+    opts.t5_max_length = args.t5_max_length.or(recipe.t5_max_length).unwrap_or(512);
+    opts.lora_files = loras.iter().zip(adapters).filter(|(_, a)| !a.text_encoder.is_empty()).map(|((p, _), _)| p.clone()).collect();
+    let t0 = std::time::Instant::now();
+    let r = export_text_encoders(pipeline, plan.as_ref(), &opts, out)?;
+    tracing::info!(
+        clip_slots = r.clip.lora.as_ref().map_or(0, |l| l.slots.len()),
+        t5_max_length = opts.t5_max_length,
+        copied = r.copied.len(),
+        seconds = t0.elapsed().as_secs_f64(),
+        "text encoders exported"
+    );
+    let vae_dir = pipeline.join("vae");
+    let vae_precision: Precision = match &args.vae_precision {
+        Some(s) => s.parse().map_err(anyhow::Error::msg)?,
+        None => Precision::Fp32,
+    };
+    let t1 = std::time::Instant::now();
+    let m = flux_trt::onnx::components::export_vae(&vae_dir, vae_precision, !args.no_hash, &out.join(flux_trt::manifest::component::VAE_DECODER_DIR))?;
+    tracing::info!(precision = ?m.precision, seconds = t1.elapsed().as_secs_f64(), "VAE decoder exported");
     Ok(())
 }
 

@@ -5,6 +5,12 @@
 //! outside input): its own key lists, its own safetensors header writer.
 //! Values: weights and biases uniform with std ≈ 0.02, RMSNorm scales ≈ 1 ± 0.02, from a
 //! seeded xorshift generator.
+//!
+//! With `--lora attn|all` it writes a random PEFT adapter for that model shape instead
+//! (`transformer.<module>.lora_A.weight` [r, in] / `lora_B.weight` [out, r], normal values with
+//! std `--lora-std`, no metadata, so alpha = r and scale 1): `attn` targets the double blocks'
+//! to_q, to_k, to_v, to_out.0, add_q_proj, add_k_proj, add_v_proj, to_add_out and the single
+//! blocks' to_q, to_k, to_v; `all` every Linear layer of the model (diffusers names).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +29,12 @@ enum Dt {
     Bf16,
     Fp16,
     Fp32,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum LoraSet {
+    Attn,
+    All,
 }
 
 #[derive(Parser, Debug)]
@@ -55,17 +67,37 @@ struct Args {
     schnell: bool,
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
+    /// Write a random PEFT LoRA (file `--out`) targeting these modules instead of a checkpoint.
+    #[arg(long, value_enum)]
+    lora: Option<LoraSet>,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+    /// Standard deviation of the LoRA factors (normal).
+    #[arg(long, default_value_t = 0.01)]
+    lora_std: f32,
 }
 
-/// `(name, shape, is_norm_scale)`
-type Spec = (String, Vec<usize>, bool);
+/// How a tensor's values are drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Init {
+    /// Uniform with std 0.02.
+    Weight,
+    /// RMSNorm scale, 1 ± 0.02.
+    NormScale,
+    /// Normal with this std.
+    Normal(f32),
+}
+
+/// `(name, shape, init)`
+type Spec = (String, Vec<usize>, Init);
 
 fn bfl_specs(a: &Args) -> Vec<Spec> {
     let (h, m, hd) = (a.hidden, 4 * a.hidden, a.hidden / a.heads);
     let mut v: Vec<Spec> = Vec::new();
     let lin = |v: &mut Vec<Spec>, n: &str, i: usize, o: usize| {
-        v.push((format!("{n}.weight"), vec![o, i], false));
-        v.push((format!("{n}.bias"), vec![o], false));
+        v.push((format!("{n}.weight"), vec![o, i], Init::Weight));
+        v.push((format!("{n}.bias"), vec![o], Init::Weight));
     };
     lin(&mut v, "img_in", a.in_channels, h);
     lin(&mut v, "txt_in", a.context, h);
@@ -82,8 +114,8 @@ fn bfl_specs(a: &Args) -> Vec<Spec> {
         for s in ["img", "txt"] {
             lin(&mut v, &format!("{p}.{s}_mod.lin"), h, 6 * h);
             lin(&mut v, &format!("{p}.{s}_attn.qkv"), h, 3 * h);
-            v.push((format!("{p}.{s}_attn.norm.query_norm.scale"), vec![hd], true));
-            v.push((format!("{p}.{s}_attn.norm.key_norm.scale"), vec![hd], true));
+            v.push((format!("{p}.{s}_attn.norm.query_norm.scale"), vec![hd], Init::NormScale));
+            v.push((format!("{p}.{s}_attn.norm.key_norm.scale"), vec![hd], Init::NormScale));
             lin(&mut v, &format!("{p}.{s}_attn.proj"), h, h);
             lin(&mut v, &format!("{p}.{s}_mlp.0"), h, m);
             lin(&mut v, &format!("{p}.{s}_mlp.2"), m, h);
@@ -93,8 +125,8 @@ fn bfl_specs(a: &Args) -> Vec<Spec> {
         let p = format!("single_blocks.{i}");
         lin(&mut v, &format!("{p}.linear1"), h, 3 * h + m);
         lin(&mut v, &format!("{p}.linear2"), h + m, h);
-        v.push((format!("{p}.norm.query_norm.scale"), vec![hd], true));
-        v.push((format!("{p}.norm.key_norm.scale"), vec![hd], true));
+        v.push((format!("{p}.norm.query_norm.scale"), vec![hd], Init::NormScale));
+        v.push((format!("{p}.norm.key_norm.scale"), vec![hd], Init::NormScale));
         lin(&mut v, &format!("{p}.modulation.lin"), h, 3 * h);
     }
     lin(&mut v, "final_layer.linear", h, 64);
@@ -106,8 +138,8 @@ fn diffusers_specs(a: &Args) -> Vec<Spec> {
     let (h, m, hd) = (a.hidden, 4 * a.hidden, a.hidden / a.heads);
     let mut v: Vec<Spec> = Vec::new();
     let lin = |v: &mut Vec<Spec>, n: &str, i: usize, o: usize| {
-        v.push((format!("{n}.weight"), vec![o, i], false));
-        v.push((format!("{n}.bias"), vec![o], false));
+        v.push((format!("{n}.weight"), vec![o, i], Init::Weight));
+        v.push((format!("{n}.bias"), vec![o], Init::Weight));
     };
     lin(&mut v, "x_embedder", a.in_channels, h);
     lin(&mut v, "context_embedder", a.context, h);
@@ -127,7 +159,7 @@ fn diffusers_specs(a: &Args) -> Vec<Spec> {
             lin(&mut v, &format!("{p}.attn.{n}"), h, h);
         }
         for n in ["norm_q", "norm_k", "norm_added_q", "norm_added_k"] {
-            v.push((format!("{p}.attn.{n}.weight"), vec![hd], true));
+            v.push((format!("{p}.attn.{n}.weight"), vec![hd], Init::NormScale));
         }
         lin(&mut v, &format!("{p}.ff.net.0.proj"), h, m);
         lin(&mut v, &format!("{p}.ff.net.2"), m, h);
@@ -141,13 +173,43 @@ fn diffusers_specs(a: &Args) -> Vec<Spec> {
             lin(&mut v, &format!("{p}.attn.{n}"), h, h);
         }
         for n in ["norm_q", "norm_k"] {
-            v.push((format!("{p}.attn.{n}.weight"), vec![hd], true));
+            v.push((format!("{p}.attn.{n}.weight"), vec![hd], Init::NormScale));
         }
         lin(&mut v, &format!("{p}.proj_mlp"), h, m);
         lin(&mut v, &format!("{p}.proj_out"), h + m, h);
     }
     lin(&mut v, "norm_out.linear", h, 2 * h);
     lin(&mut v, "proj_out", h, 64);
+    v
+}
+
+/// The PEFT adapter tensors for `set` over the diffusers Linear modules of `a`'s shape.
+fn lora_specs(a: &Args, set: LoraSet) -> Vec<Spec> {
+    const DOUBLE_ATTN: [&str; 8] = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"];
+    const SINGLE_ATTN: [&str; 3] = ["to_q", "to_k", "to_v"];
+    let wanted = |module: &str| -> bool {
+        match set {
+            LoraSet::All => true,
+            LoraSet::Attn => {
+                let parts: Vec<&str> = module.splitn(3, '.').collect();
+                match (parts.first().copied(), parts.get(2).and_then(|r| r.strip_prefix("attn."))) {
+                    (Some("transformer_blocks"), Some(p)) => DOUBLE_ATTN.contains(&p),
+                    (Some("single_transformer_blocks"), Some(p)) => SINGLE_ATTN.contains(&p),
+                    _ => false,
+                }
+            }
+        }
+    };
+    let mut v = Vec::new();
+    for (name, shape, init) in diffusers_specs(a) {
+        let Some(module) = name.strip_suffix(".weight") else { continue };
+        if init != Init::Weight || shape.len() != 2 || !wanted(module) {
+            continue;
+        }
+        let (out, inp) = (shape[0], shape[1]);
+        v.push((format!("transformer.{module}.lora_A.weight"), vec![a.rank, inp], Init::Normal(a.lora_std)));
+        v.push((format!("transformer.{module}.lora_B.weight"), vec![out, a.rank], Init::Normal(a.lora_std)));
+    }
     v
 }
 
@@ -193,7 +255,7 @@ fn write_safetensors(path: &Path, specs: &[Spec], dt: Dt, seed: u64) -> Result<u
     let amp = 0.02f32 * 3f32.sqrt();
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 22);
     let t0 = std::time::Instant::now();
-    for (i, (name, shape, norm)) in specs.iter().enumerate() {
+    for (i, (name, shape, init)) in specs.iter().enumerate() {
         let n: usize = shape.iter().product();
         let mut left = n;
         while left > 0 {
@@ -201,9 +263,21 @@ fn write_safetensors(path: &Path, specs: &[Spec], dt: Dt, seed: u64) -> Result<u
             buf.clear();
             for _ in 0..k.div_ceil(2) {
                 let r = rng.next();
-                for half in [r as u32, (r >> 32) as u32] {
-                    let u = (half >> 8) as f32 * (1.0 / (1u32 << 24) as f32) * 2.0 - 1.0;
-                    let v = if *norm { 1.0 + 0.02 * u } else { amp * u };
+                let (h0, h1) = (r as u32, (r >> 32) as u32);
+                // [0, 1) from the top 24 bits of each half; uniform(-1, 1) as before.
+                let unit = |h: u32| (h >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
+                let sym = |h: u32| unit(h) * 2.0 - 1.0;
+                let pair = match init {
+                    Init::Weight => [amp * sym(h0), amp * sym(h1)],
+                    Init::NormScale => [1.0 + 0.02 * sym(h0), 1.0 + 0.02 * sym(h1)],
+                    Init::Normal(std) => {
+                        // Box-Muller on (0, 1] × [0, 1): two independent normals.
+                        let u0 = 1.0 - unit(h0);
+                        let (rad, th) = ((-2.0 * u0.ln()).sqrt(), std::f32::consts::TAU * unit(h1));
+                        [std * rad * th.cos(), std * rad * th.sin()]
+                    }
+                };
+                for v in pair {
                     match dt {
                         Dt::Bf16 => buf.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
                         Dt::Fp16 => buf.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
@@ -230,6 +304,15 @@ fn main() -> Result<()> {
         bail!("--hidden {} / --heads {} must give a head_dim that is a multiple of 16", a.hidden, a.heads);
     }
     let hd = a.hidden / a.heads;
+    if let Some(set) = a.lora {
+        if a.rank == 0 || !(a.lora_std.is_finite() && a.lora_std > 0.0) {
+            bail!("--rank must be > 0 and --lora-std a positive number");
+        }
+        let specs = lora_specs(&a, set);
+        let bytes = write_safetensors(&a.out, &specs, a.dtype, a.seed)?;
+        eprintln!("wrote {} ({} modules, rank {}, {bytes} bytes)", a.out.display(), specs.len() / 2, a.rank);
+        return Ok(());
+    }
     let bytes = match a.layout {
         Layout::Bfl => write_safetensors(&a.out, &bfl_specs(&a), a.dtype, a.seed)?,
         Layout::Diffusers => {

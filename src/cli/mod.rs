@@ -1,6 +1,7 @@
 //! Command implementations of the `flux-trt` binary, one module per command.
 
 pub mod demo;
+pub mod generate;
 pub mod inspect;
 pub mod run;
 pub mod selftest;
@@ -21,6 +22,11 @@ pub struct OrtArgs {
     /// Run on this CUDA device instead of the CPU (an error if unavailable).
     #[arg(long, value_name = "DEVICE")]
     pub cuda: Option<i32>,
+    /// With --cuda: nodes allowed on ONNX Runtime's CPU provider: shape-only (int64 shape
+    /// arithmetic; every compute node must run on CUDA), forbid (ORT's
+    /// session.disable_cpu_ep_fallback: no node at all), allow.
+    #[arg(long, default_value = "shape-only", value_parser = ["shape-only", "forbid", "allow"])]
+    pub cpu_fallback: String,
 }
 
 #[cfg(feature = "ort")]
@@ -36,6 +42,10 @@ impl OrtArgs {
         }
         if let Some(device) = self.cuda {
             b = b.with_execution_provider(ExecutionProvider::Cuda { device });
+        }
+        // clap accepts only the policy names FromStr parses.
+        if let Ok(policy) = self.cpu_fallback.parse() {
+            b = b.with_cpu_fallback(policy);
         }
         b.build()
     }

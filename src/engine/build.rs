@@ -6,14 +6,18 @@ use std::time::Instant;
 use trtx::builder::BuilderConfig;
 use trtx::{BuilderFlag, MemoryPoolType, OptProfileSelector};
 
-use super::network::{parse_and_mark, parse_file};
+use super::network::{parse_and_mark, parse_file, NetSpec};
 use super::report::{EngineReport, NetworkReport};
 use super::trt::{self, LogScope};
 use super::{BuildOptions, EngineError, ProfileRecipe, Target, TrtLibrary};
-use crate::manifest::{EngineArtifact, Manifest};
+use crate::manifest::{ComponentManifest, EngineArtifact, Manifest};
 
 pub fn inspect_network_with(dir: &Path, manifest: &Manifest, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
-    parse_and_mark(dir, manifest, lib, true, |_, _, report| Ok(report))
+    parse_and_mark(dir, &NetSpec::from_manifest(manifest), lib, true, |_, _, report| Ok(report))
+}
+
+pub fn inspect_component_network_with(dir: &Path, manifest: &ComponentManifest, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
+    parse_and_mark(dir, &NetSpec::from_component(manifest), lib, true, |_, _, report| Ok(report))
 }
 
 pub fn inspect_onnx(model: &Path, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
@@ -28,7 +32,7 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineErro
     let loaded = trt::load(&opts.library)?;
     let plan_path = dir.join(&opts.plan_file);
     let t0 = Instant::now();
-    let (network, blake3, plan_bytes, parse_seconds, build_seconds) = parse_and_mark(dir, &manifest, &opts.library, opts.decomposable_attention, |builder, net, report| {
+    let (network, blake3, plan_bytes, parse_seconds, build_seconds) = parse_and_mark(dir, &NetSpec::from_manifest(&manifest), &opts.library, opts.decomposable_attention, |builder, net, report| {
         let parse_seconds = t0.elapsed().as_secs_f64();
         let scope = LogScope::begin();
         let mut config = builder.create_config().map_err(|e| scope.error("builder config creation", e))?;

@@ -48,7 +48,7 @@ pub use error::EngineError;
 pub use options::{check_fp8_targets, fp8_capable, BuildOptions, DimRange, ProfileRecipe, Target, TrtLibrary, LIB_DIR_ENV};
 pub use report::{EngineReport, NetworkReport, NetworkTensor};
 
-use crate::manifest::Manifest;
+use crate::manifest::{ComponentManifest, Manifest};
 
 /// Default plan file name inside an engine folder.
 pub const PLAN_FILE: &str = "engine.plan";
@@ -71,8 +71,14 @@ pub fn inspect_network(dir: &Path) -> Result<NetworkReport, EngineError> {
     imp::inspect_network_with(dir, &manifest, &TrtLibrary::from_env())
 }
 
+/// Parses a pipeline component folder (`text_encoder/`, ...) with TensorRT's ONNX parser, checks
+/// its inputs/outputs against its [`ComponentManifest`] and marks its LoRA slots (CLIP) refittable.
+pub fn inspect_component_network_with(dir: &Path, manifest: &ComponentManifest, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
+    imp::inspect_component_network_with(dir, manifest, lib)
+}
+
 /// Parses one ONNX model file with TensorRT's parser and describes the network (layer counts,
-/// inputs, outputs), with no manifest: for pipeline components (text encoders, the VAE decoder).
+/// inputs, outputs), with no manifest.
 pub fn inspect_onnx(model: &Path, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
     imp::inspect_onnx(model, lib)
 }

@@ -9,7 +9,41 @@ use trtx::{Builder, NetworkDefinition, OnnxParser};
 use super::report::{NetworkReport, NetworkTensor};
 use super::trt::{self, LogScope};
 use super::{EngineError, TrtLibrary};
-use crate::manifest::{Manifest, TensorSpec};
+use crate::manifest::{ComponentManifest, Manifest, Precision};
+
+/// What the network of an exported folder must look like: the transformer's [`Manifest`] or a
+/// pipeline component's [`ComponentManifest`], reduced to what the parser checks.
+pub(super) struct NetSpec {
+    /// Model file name inside the folder.
+    file: String,
+    inputs: Vec<(String, Vec<Option<usize>>)>,
+    outputs: Vec<(String, Vec<Option<usize>>)>,
+    /// Slot A/B names to mark refittable, in order.
+    slots: Vec<String>,
+    precision: Precision,
+}
+
+impl NetSpec {
+    pub fn from_manifest(m: &Manifest) -> Self {
+        NetSpec {
+            file: m.onnx.file.clone(),
+            inputs: m.inputs.iter().map(|s| (s.name.clone(), s.shape.clone())).collect(),
+            outputs: m.outputs.iter().map(|s| (s.name.clone(), s.shape.clone())).collect(),
+            slots: m.lora.slots.iter().flat_map(|s| [s.a.clone(), s.b.clone()]).collect(),
+            precision: m.precision,
+        }
+    }
+
+    pub fn from_component(m: &ComponentManifest) -> Self {
+        NetSpec {
+            file: m.onnx.file.clone(),
+            inputs: m.inputs.iter().map(|s| (s.name.clone(), s.shape.clone())).collect(),
+            outputs: m.outputs.iter().map(|s| (s.name.clone(), s.shape.clone())).collect(),
+            slots: m.lora.iter().flat_map(|l| l.slots.iter().flat_map(|s| [s.a.clone(), s.b.clone()])).collect(),
+            precision: m.precision,
+        }
+    }
+}
 
 /// `ILogger::Severity::kWARNING`: the parser reports warnings and errors.
 const PARSER_VERBOSITY: i32 = 2;
@@ -21,8 +55,8 @@ fn type_name(t: impl std::fmt::Debug) -> String {
 }
 
 /// Path of the model file, as UTF-8 (the parser takes a C string).
-pub(super) fn model_path(dir: &Path, manifest: &Manifest) -> Result<(PathBuf, String), EngineError> {
-    let path = dir.join(&manifest.onnx.file);
+pub(super) fn model_path(dir: &Path, manifest: &NetSpec) -> Result<(PathBuf, String), EngineError> {
+    let path = dir.join(&manifest.file);
     if !path.is_file() {
         return Err(EngineError::File { path, source: std::io::Error::new(std::io::ErrorKind::NotFound, "ONNX model file not found") });
     }
@@ -38,7 +72,7 @@ pub(super) fn model_path(dir: &Path, manifest: &Manifest) -> Result<(PathBuf, St
 /// `IAttention` decompose, and hands the builder and the network to `then`.
 pub(super) fn parse_and_mark<R>(
     dir: &Path,
-    manifest: &Manifest,
+    manifest: &NetSpec,
     lib: &TrtLibrary,
     decomposable_attention: bool,
     then: impl FnOnce(&mut Builder<'static>, &mut NetworkDefinition<'_>, NetworkReport) -> Result<R, EngineError>,
@@ -55,7 +89,7 @@ pub(super) fn parse_and_mark<R>(
     let net = parser.network_mut();
     let mut report = describe(net, &path)?;
     check_io(&path, manifest, &report)?;
-    for name in manifest.lora.slots.iter().flat_map(|s| [&s.a, &s.b]) {
+    for name in &manifest.slots {
         let scope = LogScope::begin();
         net.mark_weights_refittable(name).map_err(|_| EngineError::MarkRefittable { path: path.clone(), name: name.clone(), log: scope.text() })?;
         let marked = net.are_weights_marked_refittable(name).map_err(|e| scope.error(format!("areWeightsMarkedRefittable(`{name}`)"), e))?;
@@ -164,15 +198,15 @@ fn describe(net: &NetworkDefinition<'_>, path: &Path) -> Result<NetworkReport, E
 
 /// The network's inputs/outputs are exactly the manifest's (names, ranks, fixed sizes), and no
 /// LoRA slot is a network input.
-fn check_io(path: &Path, manifest: &Manifest, r: &NetworkReport) -> Result<(), EngineError> {
-    for slot in manifest.lora.slots.iter().flat_map(|s| [&s.a, &s.b]) {
+fn check_io(path: &Path, manifest: &NetSpec, r: &NetworkReport) -> Result<(), EngineError> {
+    for slot in &manifest.slots {
         if r.inputs.iter().any(|t| &t.name == slot) {
             return Err(EngineError::SlotIsInput { path: path.to_path_buf(), name: slot.clone() });
         }
     }
     let err = |message: String| EngineError::Io { path: path.to_path_buf(), message };
     for (kind, specs, tensors) in [("input", &manifest.inputs, &r.inputs), ("output", &manifest.outputs, &r.outputs)] {
-        let want: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        let want: BTreeSet<&str> = specs.iter().map(|s| s.0.as_str()).collect();
         let have: BTreeSet<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
         if let Some(n) = want.difference(&have).next() {
             return Err(err(format!("manifest {kind} `{n}` is not a network {kind} (network has {have:?})")));
@@ -180,19 +214,19 @@ fn check_io(path: &Path, manifest: &Manifest, r: &NetworkReport) -> Result<(), E
         if let Some(n) = have.difference(&want).next() {
             return Err(err(format!("network {kind} `{n}` is not in the manifest (manifest has {want:?})")));
         }
-        for spec in specs.iter() {
-            let t = tensors.iter().find(|t| t.name == spec.name).ok_or_else(|| err(format!("{kind} `{}` vanished", spec.name)))?;
-            if !dims_match(spec, &t.dims) {
-                return Err(err(format!("{kind} `{}` has dims {:?} in the network, manifest says {:?}", spec.name, t.dims, spec.shape)));
+        for (name, shape) in specs.iter() {
+            let t = tensors.iter().find(|t| &t.name == name).ok_or_else(|| err(format!("{kind} `{name}` vanished")))?;
+            if !dims_match(shape, &t.dims) {
+                return Err(err(format!("{kind} `{name}` has dims {:?} in the network, manifest says {shape:?}", t.dims)));
             }
         }
     }
     Ok(())
 }
 
-fn dims_match(spec: &TensorSpec, dims: &[i64]) -> bool {
-    spec.shape.len() == dims.len()
-        && spec.shape.iter().zip(dims).all(|(s, d)| match s {
+fn dims_match(shape: &[Option<usize>], dims: &[i64]) -> bool {
+    shape.len() == dims.len()
+        && shape.iter().zip(dims).all(|(s, d)| match s {
             Some(n) => i64::try_from(*n).is_ok_and(|n| n == *d),
             None => *d == -1,
         })
@@ -202,9 +236,9 @@ fn dims_match(spec: &TensorSpec, dims: &[i64]) -> bool {
 ///
 /// Hook for the FP8 issue: finer assertions (Q/DQ per base GEMM) go here once the exporter
 /// writes FP8 graphs.
-fn check_precision(path: &Path, manifest: &Manifest, r: &NetworkReport) -> Result<(), EngineError> {
+fn check_precision(path: &Path, manifest: &NetSpec, r: &NetworkReport) -> Result<(), EngineError> {
     let qdq = r.quantize_layers() + r.dequantize_layers();
-    let fp8 = manifest.precision == crate::manifest::Precision::Fp8;
+    let fp8 = manifest.precision == Precision::Fp8;
     if fp8 && qdq == 0 {
         return Err(EngineError::Precision { path: path.to_path_buf(), message: "manifest says fp8 but the network has no Quantize/Dequantize layers".into() });
     }

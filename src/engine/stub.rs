@@ -4,9 +4,13 @@ use std::path::Path;
 
 use super::report::{EngineReport, NetworkReport};
 use super::{BuildOptions, EngineError, TrtLibrary};
-use crate::manifest::Manifest;
+use crate::manifest::{ComponentManifest, Manifest};
 
 pub fn inspect_network_with(_dir: &Path, _manifest: &Manifest, _lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
+    Err(EngineError::NotCompiled)
+}
+
+pub fn inspect_component_network_with(_dir: &Path, _manifest: &ComponentManifest, _lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
     Err(EngineError::NotCompiled)
 }
 

@@ -16,8 +16,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use super::{Adapter, LoraModule};
-use crate::flux::FluxConfig;
+use crate::encoders::ClipTextConfig;
+use crate::flux::{FluxConfig, LinearModule};
 use crate::tensor::Matrix;
 
 #[derive(Debug, thiserror::Error)]
@@ -122,14 +125,62 @@ fn preset_match(preset: &str, module: &str) -> Option<bool> {
     })
 }
 
+/// Which model a plan's slots belong to (and so which of an [`Adapter`]'s module maps it reads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotTarget {
+    /// The FLUX transformer: [`Adapter::modules`], presets `attn`, `mlp`, `mod`, `blocks`, `all`.
+    Transformer,
+    /// The CLIP-L text encoder: [`Adapter::text_encoder`], presets `attn` (q/k/v/out_proj),
+    /// `mlp` (fc1/fc2), `all`.
+    ClipText,
+}
+
+impl SlotTarget {
+    /// The adapter's modules for this target.
+    pub fn modules(self, adapter: &Adapter) -> &BTreeMap<String, LoraModule> {
+        match self {
+            SlotTarget::Transformer => &adapter.modules,
+            SlotTarget::ClipText => &adapter.text_encoder,
+        }
+    }
+
+    fn preset(self, preset: &str, module: &str) -> Option<bool> {
+        match self {
+            SlotTarget::Transformer => preset_match(preset, module),
+            SlotTarget::ClipText => Some(match preset {
+                "attn" => module.contains(".self_attn."),
+                "mlp" => module.contains(".mlp."),
+                "all" => true,
+                _ => return None,
+            }),
+        }
+    }
+
+    fn max_rank(self, adapter: &Adapter) -> usize {
+        self.modules(adapter).values().map(LoraModule::rank).max().unwrap_or(0)
+    }
+}
+
 impl SlotPlan {
     /// Plans slots for `adapters` (the union of the modules they target) plus `opts.targets`.
     /// Slots are ordered as [`FluxConfig::linear_modules`].
     pub fn new(config: &FluxConfig, adapters: &[&Adapter], opts: &PlanOptions) -> Result<Self, PlanError> {
-        let modules = config.linear_modules();
+        Self::plan(SlotTarget::Transformer, config.linear_modules(), adapters, opts)
+    }
+
+    /// Plans CLIP text-encoder slots for the adapters' [`Adapter::text_encoder`] modules plus
+    /// `opts.targets` (presets `attn`, `mlp`, `all`, or globs over
+    /// `text_model.encoder.layers.N.{self_attn.{q,k,v,out}_proj,mlp.fc1,mlp.fc2}`). Slots are
+    /// ordered as [`ClipTextConfig::linear_modules`].
+    pub fn for_clip(config: &ClipTextConfig, adapters: &[&Adapter], opts: &PlanOptions) -> Result<Self, PlanError> {
+        Self::plan(SlotTarget::ClipText, config.linear_modules(), adapters, opts)
+    }
+
+    /// Plans slots over `modules` (the model's Linear modules, in slot order) for `target`.
+    pub fn plan(target: SlotTarget, modules: Vec<LinearModule>, adapters: &[&Adapter], opts: &PlanOptions) -> Result<Self, PlanError> {
         let mut selected = vec![false; modules.len()];
         for ad in adapters {
-            for (name, lm) in &ad.modules {
+            for (name, lm) in target.modules(ad) {
                 let idx = modules.iter().position(|m| &m.name == name).ok_or_else(|| PlanError::UnknownModule {
                     adapter: ad.name.clone(),
                     module: name.clone(),
@@ -141,7 +192,7 @@ impl SlotPlan {
         for pat in &opts.targets {
             let mut any = false;
             for (i, m) in modules.iter().enumerate() {
-                let hit = preset_match(pat, &m.name).unwrap_or_else(|| glob_match(pat, &m.name));
+                let hit = target.preset(pat, &m.name).unwrap_or_else(|| glob_match(pat, &m.name));
                 if hit {
                     selected[i] = true;
                     any = true;
@@ -151,14 +202,14 @@ impl SlotPlan {
                 return Err(PlanError::BadTarget { pattern: pat.clone() });
             }
         }
-        let adapter_rank = adapters.iter().map(|a| a.max_rank()).max().unwrap_or(0);
+        let adapter_rank = adapters.iter().map(|a| target.max_rank(a)).max().unwrap_or(0);
         let max_rank = match opts.max_rank {
             Some(0) => return Err(PlanError::ZeroRank),
             Some(r) => r,
             None => adapter_rank.max(1),
         };
         for ad in adapters {
-            for (name, lm) in &ad.modules {
+            for (name, lm) in target.modules(ad) {
                 if lm.rank() > max_rank {
                     return Err(PlanError::RankTooLarge { adapter: ad.name.clone(), module: name.clone(), rank: lm.rank(), max_rank });
                 }
@@ -183,7 +234,12 @@ impl SlotPlan {
     /// Checks that `adapter` fits these slots (every module has a slot, shapes match, rank fits)
     /// without building any tensor.
     pub fn validate(&self, adapter: &Adapter) -> Result<(), PlanError> {
-        for (name, lm) in &adapter.modules {
+        self.validate_for(SlotTarget::Transformer, adapter)
+    }
+
+    /// [`Self::validate`] for `target`'s modules of `adapter`.
+    pub fn validate_for(&self, target: SlotTarget, adapter: &Adapter) -> Result<(), PlanError> {
+        for (name, lm) in target.modules(adapter) {
             let idx = self
                 .slot_index(name)
                 .ok_or_else(|| PlanError::OutsideSlots { adapter: adapter.name.clone(), module: name.clone() })?;
@@ -210,13 +266,23 @@ impl SlotPlan {
     /// of their ranks on a module must fit `max_rank`. Untargeted slots are zeros. Validates
     /// everything before building anything.
     pub fn lay_out(&self, adapters: &[(&Adapter, f32)]) -> Result<SlotWeights, PlanError> {
+        self.lay_out_for(SlotTarget::Transformer, adapters)
+    }
+
+    /// [`Self::lay_out`] of the adapters' CLIP text-encoder modules (a [`Self::for_clip`] plan).
+    pub fn lay_out_text_encoder(&self, adapters: &[(&Adapter, f32)]) -> Result<SlotWeights, PlanError> {
+        self.lay_out_for(SlotTarget::ClipText, adapters)
+    }
+
+    /// [`Self::lay_out`] of `target`'s modules of each adapter.
+    pub fn lay_out_for(&self, target: SlotTarget, adapters: &[(&Adapter, f32)]) -> Result<SlotWeights, PlanError> {
         let mut used = vec![0usize; self.slots.len()];
         for (ad, strength) in adapters {
             if !strength.is_finite() {
                 return Err(PlanError::BadStrength { adapter: ad.name.clone(), strength: *strength });
             }
-            self.validate(ad)?;
-            for (name, lm) in &ad.modules {
+            self.validate_for(target, ad)?;
+            for (name, lm) in target.modules(ad) {
                 let i = self.slot_index(name).expect("validated");
                 used[i] += lm.rank();
                 if used[i] > self.max_rank {
@@ -227,7 +293,7 @@ impl SlotPlan {
         let mut w = self.zeros();
         let mut offset = vec![0usize; self.slots.len()];
         for (ad, strength) in adapters {
-            for (name, lm) in &ad.modules {
+            for (name, lm) in target.modules(ad) {
                 let i = self.slot_index(name).expect("validated");
                 let (r, o) = (lm.rank(), offset[i]);
                 let s = &self.slots[i];

@@ -26,6 +26,8 @@ pub enum OnnxError {
     Io { path: PathBuf, #[source] source: std::io::Error },
     #[error("{path}: cannot serialize the ONNX model: {message}")]
     Serialize { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Component { path: PathBuf, message: String },
     #[error("{path}: cannot write the manifest: {message}")]
     Manifest { path: PathBuf, message: String },
 }

@@ -104,12 +104,13 @@ pub fn build_calibration_model(ckpt: &Checkpoint) -> Result<BuiltModel<'_>, Onnx
 
 fn assemble<'a>(ckpt: &'a Checkpoint, plan: &SlotPlan, dtype: DType, quant: Quant) -> Result<BuiltModel<'a>, OnnxError> {
     let g = blocks::build(Graph::new(dtype), ckpt, plan, quant)?;
-    Ok(assemble_graph(g, "flux_transformer"))
+    Ok(finish_graph(g, "flux_transformer"))
 }
 
-/// A finished [`Graph`] as a model (opset [`OPSET`], IR [`IR_VERSION`]) whose external weights
-/// are laid out in [`DATA_FILE`].
-pub(crate) fn assemble_graph<'a>(g: Graph<'a>, name: &str) -> BuiltModel<'a> {
+/// Lays out `g`'s external weights (4096-aligned offsets in `model.onnx.data`) and wraps the
+/// graph in an opset-23 / IR-10 model named `name`. Every exporter (transformer and pipeline
+/// components) ends here and writes the result with [`write_files`].
+pub fn finish_graph<'a>(g: Graph<'a>, name: &str) -> BuiltModel<'a> {
     let (offsets, data_len) = weights::layout(&g.external);
     let mut initializer = g.inline;
     for (w, off) in g.external.iter().zip(&offsets) {
@@ -134,39 +135,58 @@ pub(crate) fn assemble_graph<'a>(g: Graph<'a>, name: &str) -> BuiltModel<'a> {
     BuiltModel { model, weights: g.external, offsets, data_len }
 }
 
+/// A graph input/output as read from the model: name, ONNX element type, dims (`None` =
+/// dynamic) and dim names.
+pub(crate) struct ValueSpec {
+    pub name: String,
+    pub elem: i32,
+    pub shape: Vec<Option<usize>>,
+    pub dim_names: Vec<Option<String>>,
+}
+
+/// Every tensor-typed value info of `values`.
+pub(crate) fn value_specs(values: &[onnx_protobuf::ValueInfoProto]) -> Vec<ValueSpec> {
+    use onnx_protobuf::{tensor_shape_proto::dimension::Value as DV, type_proto::Value as TV};
+    values
+        .iter()
+        .filter_map(|v| {
+            let Some(TV::TensorType(t)) = &v.type_.value else { return None };
+            let (mut shape, mut names) = (Vec::new(), Vec::new());
+            for d in &t.shape.dim {
+                match &d.value {
+                    Some(DV::DimValue(n)) => {
+                        shape.push(Some(*n as usize));
+                        names.push(None);
+                    }
+                    Some(DV::DimParam(p)) => {
+                        shape.push(None);
+                        names.push(Some(p.clone()));
+                    }
+                    _ => {
+                        shape.push(None);
+                        names.push(None);
+                    }
+                }
+            }
+            Some(ValueSpec { name: v.name.clone(), elem: t.elem_type, shape, dim_names: names })
+        })
+        .collect()
+}
+
 /// The graph's data inputs and outputs as manifest specs (LoRA slot inputs are in `lora`).
 fn io_specs(model: &ModelProto, slots: &LoraSlots) -> (Vec<TensorSpec>, Vec<TensorSpec>) {
-    use onnx_protobuf::{tensor_shape_proto::dimension::Value as DV, type_proto::Value as TV, ValueInfoProto};
-    let spec = |v: &ValueInfoProto| -> Option<TensorSpec> {
-        let Some(TV::TensorType(t)) = &v.type_.value else { return None };
-        let dtype = match t.elem_type {
+    let spec = |v: ValueSpec| -> Option<TensorSpec> {
+        let dtype = match v.elem {
             1 => DType::F32,
             10 => DType::F16,
             16 => DType::BF16,
             _ => return None,
         };
-        let (mut shape, mut names) = (Vec::new(), Vec::new());
-        for d in &t.shape.dim {
-            match &d.value {
-                Some(DV::DimValue(n)) => {
-                    shape.push(Some(*n as usize));
-                    names.push(None);
-                }
-                Some(DV::DimParam(p)) => {
-                    shape.push(None);
-                    names.push(Some(p.clone()));
-                }
-                _ => {
-                    shape.push(None);
-                    names.push(None);
-                }
-            }
-        }
-        Some(TensorSpec { name: v.name.clone(), dtype, shape, dim_names: names })
+        Some(TensorSpec { name: v.name, dtype, shape: v.shape, dim_names: v.dim_names })
     };
     let is_slot = |n: &str| slots.slots.iter().any(|s| s.a == n || s.b == n);
-    let inputs = model.graph.input.iter().filter(|v| !is_slot(&v.name)).filter_map(spec).collect();
-    let outputs = model.graph.output.iter().filter_map(spec).collect();
+    let inputs = value_specs(&model.graph.input).into_iter().filter(|v| !is_slot(&v.name)).filter_map(spec).collect();
+    let outputs = value_specs(&model.graph.output).into_iter().filter_map(spec).collect();
     (inputs, outputs)
 }
 
@@ -181,7 +201,7 @@ fn hash_sources(ckpt_files: &[PathBuf], lora_files: &[PathBuf]) -> Result<Vec<So
     Ok(v)
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> OnnxError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> OnnxError + '_ {
     move |source| OnnxError::Io { path: path.to_path_buf(), source }
 }
 
@@ -260,9 +280,12 @@ pub fn export(
     })
 }
 
-type Written = (tempfile::NamedTempFile, tempfile::NamedTempFile, String);
+pub(crate) type Written = (tempfile::NamedTempFile, tempfile::NamedTempFile, String);
 
-fn write_files(
+/// Writes `built`'s external data and model under temporary names in `out_dir` (synced, not yet
+/// renamed); `source_files` are the mapped weight files (their pages are released as written).
+/// Returns the temp files and the BLAKE3 of the model file.
+pub(crate) fn write_files(
     built: &BuiltModel<'_>,
     ckpt_files: &[PathBuf],
     out_dir: &Path, model_path: &Path, data_path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Written, OnnxError> {
@@ -292,7 +315,7 @@ fn write_files(
 }
 
 /// Temporary files are created 0600; the artifact is meant to be shared (0644).
-fn readable(path: &Path) -> Result<(), OnnxError> {
+pub(crate) fn readable(path: &Path) -> Result<(), OnnxError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -54,7 +54,7 @@ mod proto;
 pub mod weights;
 
 pub use error::OnnxError;
-pub use export::{build_calibration_model, build_model, export, write_model, write_model_files, BuiltModel, ExportOptions, ExportReport};
+pub use export::{build_calibration_model, build_model, export, finish_graph, write_model, write_model_files, BuiltModel, ExportOptions, ExportReport};
 
 /// ONNX opset of the exported graph.
 pub const OPSET: i64 = 23;

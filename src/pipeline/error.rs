@@ -24,6 +24,9 @@ pub enum PipelineError {
     Tensor { path: PathBuf, tensor: String, message: String },
     #[error("transformer at step {step}: {source}")]
     Transformer { step: usize, #[source] source: Box<dyn std::error::Error + Send + Sync> },
+    /// A backend stage (text encoder, VAE decoder) failed; its own error is the source.
+    #[error("{stage}: {source}")]
+    Stage { stage: &'static str, #[source] source: Box<dyn std::error::Error + Send + Sync> },
     #[error("{what}: expected {expected} values, got {found}")]
     Length { what: String, expected: usize, found: usize },
 }

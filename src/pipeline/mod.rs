@@ -6,9 +6,14 @@
 //! (`tools/reference/make_pipeline_fixtures.py`).
 
 pub mod denoise;
+#[cfg(all(feature = "pipeline", feature = "ort"))]
+pub mod engine;
 pub mod error;
+#[cfg(feature = "pipeline")]
+pub mod generate;
 pub mod image;
 pub mod latents;
+pub mod noise;
 pub mod scheduler;
 #[cfg(feature = "pipeline")]
 pub mod tokenize;

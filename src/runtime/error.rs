@@ -30,6 +30,12 @@ pub enum RuntimeError {
     /// FP8 engines exported for TensorRT keep bf16 elsewhere; ORT's CPU provider has no bf16 Gemm.
     #[error("{engine}: this FP8 engine computes its unquantized parts in bf16 (the TensorRT form), which ONNX Runtime's CPU provider cannot run (no bf16 Gemm); export it with --fp8-float fp32 for ONNX Runtime CPU")]
     Fp8Bf16OnCpu { engine: PathBuf },
+    /// Staging a slot set would pass the session's device-memory budget for slot sets.
+    #[error("{engine}: staging {needed} bytes of LoRA slots would exceed the slot budget ({used} of {limit} bytes in use); drop staged adapters or raise the budget")]
+    SlotBudget { engine: PathBuf, needed: u64, used: u64, limit: u64 },
+    /// A staged adapter or lease was made by another session.
+    #[error("{engine}: {what} belongs to session {owner}, not to this session ({session})")]
+    ForeignSlots { engine: PathBuf, what: &'static str, owner: u64, session: u64 },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// An adapter does not fit the engine's slots (nothing was changed).

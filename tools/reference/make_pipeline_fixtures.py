@@ -10,7 +10,9 @@ Everything comes from diffusers 0.42.1 / transformers itself (CPU, fp32, fixed s
 - tiny tokenizers trained here (CLIP-style byte-level BPE, T5-style sentencepiece Unigram) in the
   diffusers folder layout, with token-id goldens from the transformers tokenizers;
 - a tiny FluxPipeline (CLIP, T5, VAE, the tiny dev transformer of tests/fixtures/models) and a
-  3-step 64x64 generation: prompt embeds, initial/per-step latents, decoded image.
+  3-step 64x64 generation: prompt embeds, initial/per-step latents, decoded image;
+- a CLIP-L LoRA (PEFT/diffusers and kohya forms of one adapter) with its pooled-embedding golden, and
+  the same generation with a transformer LoRA and with the CLIP LoRA (FluxPipeline.load_lora_weights).
 Deletes and rewrites everything in --out except its README.md, which documents the files.
 """
 
@@ -405,6 +407,124 @@ def pipeline_goldens(out: Path, pipe_dir: Path) -> dict:
                      "image_rgb8": "output_type='pil' pixels [H,W,3] U8: (image*255).round() (numpy half-to-even)"}}
 
 
+# ----------------------------------------------------------------------------------------
+# LoRA generations: a transformer LoRA, and a CLIP-L LoRA in PEFT and kohya form
+# ----------------------------------------------------------------------------------------
+
+TRANSFORMER_LORA = REPO / "tests" / "fixtures" / "loras" / "attn.peft.safetensors"  # make_fixtures.py; referenced
+CLIP_LORA_RANK, CLIP_LORA_ALPHA = 4, 8.0  # kohya scale alpha/rank = 2
+CLIP_LEAVES = {"self_attn.q_proj": (32, 32), "self_attn.k_proj": (32, 32), "self_attn.v_proj": (32, 32),
+               "self_attn.out_proj": (32, 32), "mlp.fc1": (32, 64), "mlp.fc2": (64, 32)}
+
+
+def clip_lora_files(out: Path) -> dict:
+    """One rank-4 adapter on every Linear of the tiny CLIP's 2 layers, written twice:
+    PEFT/diffusers (`text_encoder.text_model.encoder.layers.N.<leaf>.lora_A/B.weight`, scale folded into B,
+    no alpha → scale 1) and kohya (`lora_te1_text_model_encoder_layers_N_<leaf>.lora_down/up.weight` + `.alpha`
+    = 8 → scale 2, B unscaled). Same ΔW = 2·B·A."""
+    g = torch.Generator().manual_seed(300)
+    peft, kohya, factors = {}, {}, {}
+    for i in range(2):
+        for leaf, (fin, fout) in CLIP_LEAVES.items():
+            a = torch.randn(CLIP_LORA_RANK, fin, generator=g) * 0.1
+            b = torch.randn(fout, CLIP_LORA_RANK, generator=g) * 0.1
+            module = f"text_model.encoder.layers.{i}.{leaf}"
+            factors[module] = (a, b * (CLIP_LORA_ALPHA / CLIP_LORA_RANK))
+            peft[f"text_encoder.{module}.lora_A.weight"] = a
+            peft[f"text_encoder.{module}.lora_B.weight"] = b * (CLIP_LORA_ALPHA / CLIP_LORA_RANK)
+            k = "lora_te1_" + module.replace(".", "_")
+            kohya[f"{k}.lora_down.weight"] = a
+            kohya[f"{k}.lora_up.weight"] = b
+            kohya[f"{k}.alpha"] = torch.tensor(CLIP_LORA_ALPHA)
+    d = out / "loras"
+    d.mkdir()
+    save(peft, d / "clip.peft.safetensors")
+    save(kohya, d / "clip.kohya.safetensors")
+    return factors
+
+
+def load_pipeline(pipe_dir: Path) -> FluxPipeline:
+    from diffusers import FluxTransformer2DModel
+    pipe = FluxPipeline.from_pretrained(str(pipe_dir), transformer=FluxTransformer2DModel.from_pretrained(str(TRANSFORMER_DIR)))
+    pipe.set_progress_bar_config(disable=True)
+    for m in (pipe.text_encoder, pipe.text_encoder_2, pipe.vae, pipe.transformer):
+        m.eval()
+    return pipe
+
+
+def lora_generation(pipe: FluxPipeline) -> dict:
+    """The golden generation (GEN) again on `pipe` (a LoRA loaded): per-step velocity/latents, decode, image."""
+    vel, steps = [], []
+    h = pipe.transformer.register_forward_hook(lambda _m, _a, _k, o: vel.append(o[0].detach().clone()), with_kwargs=True)
+    args = dict(prompt=GEN["prompt"], height=GEN["height"], width=GEN["width"], num_inference_steps=GEN["num_inference_steps"],
+                guidance_scale=GEN["guidance_scale"], max_sequence_length=GEN["max_sequence_length"])
+    with torch.no_grad():
+        final = pipe(**args, generator=torch.Generator("cpu").manual_seed(GEN["seed"]), output_type="latent",
+                     callback_on_step_end=lambda _p, i, t, kw: (steps.append(kw["latents"].detach().clone()), kw)[1]).images
+        h.remove()
+        _, pooled, _ = pipe.encode_prompt(GEN["prompt"], None, device="cpu", max_sequence_length=GEN["max_sequence_length"])
+        image = pipe(**args, generator=torch.Generator("cpu").manual_seed(GEN["seed"]), output_type="pt").images
+        z = FluxPipeline._unpack_latents(final, GEN["height"], GEN["width"], pipe.vae_scale_factor)
+        z = z / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+        raw = pipe.vae.decode(z, return_dict=False)[0]
+        assert torch.equal(pipe.image_processor.postprocess(raw, output_type="pt"), image)
+        pil = pipe.image_processor.numpy_to_pil(pipe.image_processor.pt_to_numpy(image))[0]
+        rgb8 = torch.from_numpy(np.array(pil).copy())
+    n = GEN["num_inference_steps"]
+    assert len(vel) == n and len(steps) == n, (len(vel), len(steps))
+    assert torch.equal(steps[-1], final)
+    t = {"pooled_prompt_embeds": pooled, "vae_input": z, "decoded": raw, "image": image, "image_rgb8": rgb8}
+    for i in range(n):
+        t[f"velocity.{i}"] = vel[i]
+        t[f"latents.{i}"] = steps[i]
+    return t
+
+
+def lora_goldens(out: Path, pipe_dir: Path) -> dict:
+    factors = clip_lora_files(out)
+    base = load_pipeline(pipe_dir)
+    clip_ids = base.tokenizer([GEN["prompt"]], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        base_pooled = base.text_encoder(clip_ids, output_hidden_states=False).pooler_output
+        # Independent reference: the CLIP with W += ΔW merged by hand.
+        import copy
+        merged = copy.deepcopy(base.text_encoder)
+        mods = dict(merged.named_modules())
+        for module, (a, b) in factors.items():
+            lin = mods[module.removeprefix("text_model.")]
+            lin.weight += b @ a
+        merged_pooled = merged(clip_ids).pooler_output
+    results = {}
+    for form in ("peft", "kohya"):
+        pipe = load_pipeline(pipe_dir)
+        pipe.load_lora_weights(str(out / "loras" / f"clip.{form}.safetensors"))
+        assert not any("lora" in n for n, _ in pipe.transformer.named_modules()), "the CLIP LoRA touched the transformer"
+        results[form] = lora_generation(pipe)
+    for form, t in results.items():
+        err = float((t["pooled_prompt_embeds"] - merged_pooled).abs().max())
+        assert err < 1e-5, f"{form}: diffusers' CLIP LoRA differs from the hand-merged ΔW by {err}"
+        assert float((t["pooled_prompt_embeds"] - base_pooled).abs().max()) > 1e-2, "the CLIP LoRA changes nothing"
+    for k, v in results["peft"].items():
+        assert torch.allclose(v.float(), results["kohya"][k].float(), atol=1e-5), f"PEFT and kohya forms differ on {k}"
+    save(results["peft"], out / "generation_clip_lora.safetensors")
+
+    pipe = load_pipeline(pipe_dir)
+    pipe.load_lora_weights(str(TRANSFORMER_LORA))
+    t = lora_generation(pipe)
+    assert torch.equal(t.pop("pooled_prompt_embeds"), base_pooled), "a transformer LoRA must not change the CLIP"
+    save(t, out / "generation_lora.safetensors")
+    return {
+        "clip_lora": {"peft": "loras/clip.peft.safetensors", "kohya": "loras/clip.kohya.safetensors", "rank": CLIP_LORA_RANK,
+                      "kohya_alpha": CLIP_LORA_ALPHA, "scale": CLIP_LORA_ALPHA / CLIP_LORA_RANK,
+                      "modules": sorted(factors), "goldens": "generation_clip_lora.safetensors",
+                      "checked": "pooled = hand-merged W + scale·B·A within 1e-5; PEFT and kohya forms agree within 1e-5"},
+        "transformer_lora": {"file": "../loras/attn.peft.safetensors", "goldens": "generation_lora.safetensors"},
+        "keys": "pooled_prompt_embeds [1,32] (clip-lora only), velocity.{i}, latents.{i}, vae_input, decoded, image, image_rgb8; "
+                "other inputs (prompt_embeds, ids, latents.init, timestep.{i}) are those of generation.safetensors",
+        "strength": 1.0,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -431,6 +551,7 @@ def main() -> int:
     make_t5_tokenizer(pipe_dir / "tokenizer_2", lines)
     index["tokenizers"] = tokenizer_goldens(pipe_dir)
     index["generation"] = pipeline_goldens(out, pipe_dir)
+    index["lora_generations"] = lora_goldens(out, pipe_dir)
     write_json(out / "pipeline.json", index)
     LOG.info("wrote %s", out)
     return 0

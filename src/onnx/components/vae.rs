@@ -483,5 +483,5 @@ fn add_decoder<'a>(g: &mut Graph<'a>, w: &'a ComponentWeights, cfg: &VaeDecoderC
 pub fn build_decoder_model<'a>(w: &'a ComponentWeights, cfg: &VaeDecoderConfig, dtype: DType) -> Result<crate::onnx::BuiltModel<'a>, OnnxError> {
     let mut g = Graph::new(dtype);
     build_decoder(&mut g, w, cfg)?;
-    Ok(crate::onnx::export::assemble_graph(g, "vae_decoder"))
+    Ok(crate::onnx::finish_graph(g, "vae_decoder"))
 }

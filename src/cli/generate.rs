@@ -1,0 +1,279 @@
+//! `flux-trt generate`: text → PNG on a whole engine folder (transformer, text encoders, VAE
+//! decoder, tokenizers, scheduler) with ONNX Runtime; one prompt, or a JSONL batch that reuses the
+//! loaded engine and hot-swaps adapters between lines.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::run::parse_lora_arg;
+use super::OrtArgs;
+
+#[derive(Args, Clone, Debug)]
+pub struct GenerateArgs {
+    /// Engine folder made by `build-engine --pipeline` (transformer + text_encoder/ +
+    /// text_encoder_2/ + vae_decoder/ + tokenizers + scheduler).
+    #[arg(long, value_name = "DIR")]
+    pub engine: PathBuf,
+    /// The prompt (CLIP, and T5 unless --prompt-2 is given).
+    #[arg(long, conflicts_with = "prompts")]
+    pub prompt: Option<String>,
+    /// A different prompt for T5 (FluxPipeline's `prompt_2`).
+    #[arg(long)]
+    pub prompt_2: Option<String>,
+    /// Batch: a JSONL file, one object per line: {"prompt": ..., "prompt_2"?, "lora"?: "FILE[:S]" or [..],
+    /// "seed"?, "steps"?, "guidance"?, "width"?, "height"?, "out"?}; missing keys take the flags' values.
+    #[arg(long, value_name = "FILE")]
+    pub prompts: Option<PathBuf>,
+    /// LoRA adapter (FILE or FILE:STRENGTH, default 1); repeat to stack. In a batch: the default for lines without "lora".
+    #[arg(long = "lora", value_name = "FILE[:S]")]
+    pub loras: Vec<String>,
+    /// Denoising steps (default: 28 for guidance-distilled models such as dev, 4 otherwise).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Guidance scale (dev-type models; ignored by schnell-type models).
+    #[arg(long, default_value_t = 3.5)]
+    pub guidance: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1024)]
+    pub width: usize,
+    #[arg(long, default_value_t = 1024)]
+    pub height: usize,
+    /// Initial latents (safetensors with `latents`, packed [1,S,64] or unpacked [1,16,H/8,W/8]) instead of seeded noise.
+    #[arg(long, value_name = "FILE")]
+    pub latents: Option<PathBuf>,
+    /// Output PNG (single prompt).
+    #[arg(long, value_name = "FILE", default_value = "out.png")]
+    pub out: PathBuf,
+    /// Output folder for a batch (lines without "out" are written as NNNN.png).
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out_dir: PathBuf,
+    /// Also write the timing summary as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub timings_json: Option<PathBuf>,
+    /// Let CUDA use TF32 for fp32 GEMMs (faster, ~1e-3 relative error).
+    #[arg(long)]
+    pub tf32: bool,
+    #[command(flatten)]
+    pub ort: OrtArgs,
+}
+
+/// One JSONL line.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    prompt: String,
+    #[serde(default)]
+    prompt_2: Option<String>,
+    #[serde(default)]
+    lora: Option<LoraField>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    steps: Option<usize>,
+    #[serde(default)]
+    guidance: Option<f32>,
+    #[serde(default)]
+    width: Option<usize>,
+    #[serde(default)]
+    height: Option<usize>,
+    #[serde(default)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum LoraField {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl LoraField {
+    fn specs(&self) -> Vec<String> {
+        match self {
+            LoraField::One(s) if s.is_empty() => Vec::new(),
+            LoraField::One(s) => vec![s.clone()],
+            LoraField::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Per-image timing record (also the JSON summary's rows).
+#[derive(Clone, Debug, Serialize)]
+struct ImageTiming {
+    out: PathBuf,
+    adapters: Vec<String>,
+    swap_ms: f64,
+    tokenize_ms: f64,
+    encode_ms: f64,
+    steps: usize,
+    step_median_ms: f64,
+    denoise_ms: f64,
+    decode_ms: f64,
+    total_ms: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn read_lines(path: &Path) -> anyhow::Result<Vec<Line>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let line: Line = serde_json::from_str(l).with_context(|| format!("{}:{}: not a prompt object", path.display(), i + 1))?;
+        out.push(line);
+    }
+    if out.is_empty() {
+        bail!("{}: no prompts", path.display());
+    }
+    Ok(out)
+}
+
+#[cfg(all(feature = "ort", feature = "pipeline"))]
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    use std::time::Instant;
+
+    use flux_trt::lora::Adapter;
+    use flux_trt::pipeline::engine::PipelineEngine;
+    use flux_trt::pipeline::generate::{write_png, GenerateRequest};
+    use flux_trt::pipeline::latents::{load_latents, Resolution};
+    use flux_trt::runtime::ort::{ExecutionProvider, SessionOptions};
+    use indicatif::{ProgressBar, ProgressStyle};
+
+    let (lines, single) = match (&args.prompt, &args.prompts) {
+        (Some(p), None) => (vec![Line { prompt: p.clone(), prompt_2: args.prompt_2.clone(), out: Some(args.out.clone()), ..Default::default() }], true),
+        (None, Some(f)) => (read_lines(f)?, false),
+        _ => bail!("give --prompt TEXT or --prompts FILE.jsonl"),
+    };
+    let opts = SessionOptions {
+        library: args.ort.ort_lib.clone(),
+        provider: args.ort.cuda.map_or(ExecutionProvider::Cpu, |device| ExecutionProvider::Cuda { device }),
+        threads: args.ort.threads,
+        optimization: None,
+        tf32: args.tf32,
+        cpu_fallback: Default::default(),
+    };
+    let t_open = Instant::now();
+    let engine = PipelineEngine::open(&args.engine, &opts)?;
+    eprintln!("engine {} loaded on {} in {:.2?}", args.engine.display(), opts.provider, t_open.elapsed());
+    let guidance_model = engine.transformer().manifest().model.variant.has_guidance();
+    let default_steps = if guidance_model { 28 } else { 4 };
+
+    // Load every adapter file once (errors name the file before anything runs).
+    let mut cache: BTreeMap<PathBuf, Adapter> = BTreeMap::new();
+    let mut plans: Vec<Vec<(PathBuf, f32)>> = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let specs = line.lora.as_ref().map_or_else(|| args.loras.clone(), LoraField::specs);
+        let mut set = Vec::new();
+        for s in &specs {
+            let (path, strength) = parse_lora_arg(s).map_err(anyhow::Error::msg).with_context(|| format!("prompt {}", i + 1))?;
+            if !cache.contains_key(&path) {
+                let a = flux_trt::lora::load(&path)?;
+                cache.insert(path.clone(), a);
+            }
+            set.push((path, strength));
+        }
+        plans.push(set);
+    }
+    if !single {
+        std::fs::create_dir_all(&args.out_dir).with_context(|| format!("{}: cannot create", args.out_dir.display()))?;
+    }
+
+    let mut current: Option<Vec<(PathBuf, f32)>> = None;
+    let mut rows = Vec::with_capacity(lines.len());
+    for (i, (line, set)) in lines.iter().zip(&plans).enumerate() {
+        let mut swap = Duration::ZERO;
+        if current.as_ref() != Some(set) {
+            let adapters: Vec<(&Adapter, f32)> = set.iter().filter_map(|(p, s)| cache.get(p).map(|a| (a, *s))).collect();
+            swap = engine.swap(&adapters)?.total;
+            current = Some(set.clone());
+        }
+        let res = Resolution::new(line.width.unwrap_or(args.width), line.height.unwrap_or(args.height))?;
+        let latents = match &args.latents {
+            Some(f) => Some(load_latents(f, res)?),
+            None => None,
+        };
+        let req = GenerateRequest {
+            prompt: line.prompt.clone(),
+            prompt_2: line.prompt_2.clone(),
+            resolution: res,
+            steps: line.steps.or(args.steps).unwrap_or(default_steps),
+            guidance: line.guidance.unwrap_or(args.guidance),
+            seed: line.seed.unwrap_or(args.seed),
+            latents,
+        };
+        let bar = ProgressBar::new(req.steps as u64);
+        bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        bar.set_message(format!("image {}/{}", i + 1, lines.len()));
+        let g = engine.generate(&req, |_, _| bar.inc(1))?;
+        bar.finish_and_clear();
+        for (enc, removed) in &g.truncated {
+            eprintln!("warning: prompt {}: the {enc} tokenizer truncated: \"{removed}\"", i + 1);
+        }
+        let out = if single { args.out.clone() } else { args.out_dir.join(line.out.clone().unwrap_or_else(|| PathBuf::from(format!("{i:04}.png")))) };
+        write_png(&out, &g.rgb8, g.width, g.height)?;
+        let t = &g.timings;
+        let row = ImageTiming {
+            out: out.clone(),
+            adapters: set.iter().map(|(p, s)| format!("{}:{s}", p.display())).collect(),
+            swap_ms: ms(swap),
+            tokenize_ms: ms(t.tokenize),
+            encode_ms: ms(t.encode),
+            steps: t.steps.len(),
+            step_median_ms: ms(t.median_step()),
+            denoise_ms: ms(t.denoise()),
+            decode_ms: ms(t.decode),
+            total_ms: ms(t.total() + swap),
+        };
+        eprintln!(
+            "{}: swap {:.1} ms | encode {:.1} ms | denoise {} × {:.1} ms (median) | decode {:.1} ms | total {:.1} ms",
+            out.display(),
+            row.swap_ms,
+            row.encode_ms + row.tokenize_ms,
+            row.steps,
+            row.step_median_ms,
+            row.decode_ms,
+            row.total_ms
+        );
+        rows.push(row);
+    }
+    if rows.len() > 1 {
+        let med = |f: &dyn Fn(&ImageTiming) -> f64| {
+            let mut v: Vec<f64> = rows.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        eprintln!(
+            "summary ({} images): median encode {:.1} ms, step {:.1} ms, decode {:.1} ms, swap {:.2} ms (over swaps), total {:.1} ms",
+            rows.len(),
+            med(&|r| r.encode_ms + r.tokenize_ms),
+            med(&|r| r.step_median_ms),
+            med(&|r| r.decode_ms),
+            {
+                let mut s: Vec<f64> = rows.iter().map(|r| r.swap_ms).filter(|v| *v > 0.0).collect();
+                s.sort_by(f64::total_cmp);
+                s.get(s.len() / 2).copied().unwrap_or(0.0)
+            },
+            med(&|r| r.total_ms)
+        );
+    }
+    if let Some(p) = &args.timings_json {
+        let json = serde_json::json!({ "engine": args.engine, "provider": opts.provider.to_string(), "images": rows });
+        flux_trt::util::write_atomic(p, serde_json::to_string_pretty(&json)?.as_bytes()).with_context(|| format!("{}: cannot write", p.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(all(feature = "ort", feature = "pipeline")))]
+pub fn run(_: GenerateArgs) -> anyhow::Result<()> {
+    anyhow::bail!("this flux-trt was built without the `ort` and `pipeline` features")
+}

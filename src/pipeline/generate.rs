@@ -1,0 +1,186 @@
+//! One text-to-image generation as diffusers `FluxPipeline.__call__` does it (batch 1, no true
+//! CFG): tokenize → CLIP pooled embedding + T5 prompt embeddings → initial noise (seeded like
+//! torch's CPU generator, or given) → denoising loop → unpack → VAE decoder → pixels.
+//!
+//! The stages are traits so any backend plugs in: [`TextEncoder`] (CLIP-L pooled output, T5
+//! last hidden state), [`super::Transformer`], [`LatentDecoder`]. With feature `ort` the ONNX
+//! Runtime sessions implement them (`crate::runtime::ort`).
+
+use std::time::{Duration, Instant};
+
+use super::latents::{self, Resolution, LATENT_CHANNELS};
+use super::noise::torch_randn;
+use super::tokenize::{Encoded, PromptTokenizers};
+use super::{denoise, Conditioning, PipelineError, Schedule, SchedulerConfig, Transformer};
+
+/// Errors of a backend stage, carried into [`PipelineError::Stage`].
+pub type StageError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A text encoder over fixed-length token ids `[1, L]`.
+pub trait TextEncoder {
+    /// CLIP: the pooled embedding `[1, P]`; T5: the last hidden state `[1, L, D]` (row-major).
+    fn encode(&self, ids: &[i64]) -> Result<Vec<f32>, StageError>;
+}
+
+/// The VAE decoder: raw denoised latents `[1, 16, H/8, W/8]` (scaling and shift are the
+/// decoder's business) → image `[1, 3, H, W]` in about [-1, 1].
+pub trait LatentDecoder {
+    fn decode(&self, latents: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, StageError>;
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    pub prompt: String,
+    /// T5 prompt (FluxPipeline's `prompt_2`); default: `prompt`.
+    pub prompt_2: Option<String>,
+    pub resolution: Resolution,
+    pub steps: usize,
+    /// Guidance scale; used by guidance-distilled (dev) models, ignored by schnell-type models.
+    pub guidance: f32,
+    pub seed: u64,
+    /// Packed initial latents `[1, S, 64]` instead of seeded noise (`--latents FILE`).
+    pub latents: Option<Vec<f32>>,
+}
+
+/// Wall time of each stage of one generation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timings {
+    pub tokenize: Duration,
+    /// Both text encoders.
+    pub encode: Duration,
+    /// One entry per denoising step (the transformer call plus the Euler step).
+    pub steps: Vec<Duration>,
+    pub decode: Duration,
+}
+
+impl Timings {
+    pub fn denoise(&self) -> Duration {
+        self.steps.iter().sum()
+    }
+    pub fn total(&self) -> Duration {
+        self.tokenize + self.encode + self.denoise() + self.decode
+    }
+    /// Median time per step (zero without steps).
+    pub fn median_step(&self) -> Duration {
+        let mut s = self.steps.clone();
+        s.sort();
+        s.get(s.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+/// One generated image.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    pub width: usize,
+    pub height: usize,
+    /// Interleaved RGB `[H, W, 3]` (FluxPipeline's `output_type="pil"` pixels).
+    pub rgb8: Vec<u8>,
+    /// Denormalized image `[1, 3, H, W]` in [0, 1] (`output_type="pt"`).
+    pub image: Vec<f32>,
+    /// Packed latents after every step.
+    pub step_latents: Vec<Vec<f32>>,
+    pub timings: Timings,
+    /// Text cut by tokenizer truncation, per encoder (`clip`, `t5`), as diffusers warns.
+    pub truncated: Vec<(&'static str, String)>,
+}
+
+/// The stages of one text-to-image pipeline. Borrowed, so a service can keep its sessions (and
+/// swap their adapters) between calls.
+pub struct Stages<'a> {
+    pub tokenizers: &'a PromptTokenizers,
+    pub clip: &'a dyn TextEncoder,
+    pub t5: &'a dyn TextEncoder,
+    pub transformer: &'a dyn Transformer,
+    pub vae: &'a dyn LatentDecoder,
+    pub scheduler: &'a SchedulerConfig,
+    /// Whether the transformer takes a guidance input (dev) or not (schnell).
+    pub guidance_embeds: bool,
+    /// T5 hidden size (the transformer's `joint_attention_dim`).
+    pub context_dim: usize,
+}
+
+fn ids_i64(e: &Encoded) -> Vec<i64> {
+    e.ids.iter().map(|&i| i64::from(i)).collect()
+}
+
+impl Stages<'_> {
+    /// Generates one image; `on_step(i, n)` is called after each of the `n` steps.
+    pub fn generate(&self, req: &GenerateRequest, mut on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
+        let res = req.resolution;
+        let t0 = Instant::now();
+        let ids = self.tokenizers.encode(&req.prompt, req.prompt_2.as_deref())?;
+        let mut truncated = Vec::new();
+        for (which, e) in [("clip", &ids.clip), ("t5", &ids.t5)] {
+            if let Some(removed) = &e.removed {
+                tracing::warn!(encoder = which, removed = %removed, "prompt truncated: the tokenizer's max length cuts this text (as diffusers does)");
+                truncated.push((which, removed.clone()));
+            }
+        }
+        let tokenize = t0.elapsed();
+
+        let t1 = Instant::now();
+        let stage = |stage: &'static str| move |source| PipelineError::Stage { stage, source };
+        let pooled = self.clip.encode(&ids_i64(&ids.clip)).map_err(stage("CLIP text encoder"))?;
+        let embeds = self.t5.encode(&ids_i64(&ids.t5)).map_err(stage("T5 text encoder"))?;
+        let text_len = ids.t5.ids.len();
+        let guidance = self.guidance_embeds.then_some(req.guidance);
+        let cond = Conditioning::new(embeds, text_len, self.context_dim, pooled, guidance)?;
+        let encode = t1.elapsed();
+
+        let (lh, lw) = res.latent_hw();
+        let init = match &req.latents {
+            Some(l) => l.clone(),
+            None => latents::pack(&torch_randn(req.seed, LATENT_CHANNELS * lh * lw)?, 1, LATENT_CHANNELS, lh, lw)?,
+        };
+        let schedule = Schedule::flux(self.scheduler, req.steps, res.image_seq_len())?;
+        let n = schedule.num_steps();
+        let mut steps = Vec::with_capacity(n);
+        let mut step_latents = Vec::with_capacity(n);
+        let mut last = Instant::now();
+        let out = denoise(self.transformer, &schedule, res, &cond, init, |i, x| {
+            steps.push(last.elapsed());
+            step_latents.push(x.to_vec());
+            on_step(i, n);
+            last = Instant::now();
+        })?;
+
+        let t3 = Instant::now();
+        let z = latents::unpack(&out, 1, LATENT_CHANNELS, lh, lw)?;
+        let decoded = self.vae.decode(&z, res.unpacked_shape()).map_err(stage("VAE decoder"))?;
+        let want = 3 * res.height * res.width;
+        if decoded.len() != want {
+            return Err(PipelineError::Length { what: format!("VAE decoder output [1, 3, {}, {}]", res.height, res.width), expected: want, found: decoded.len() });
+        }
+        let image = super::image::denormalize(&decoded);
+        let rgb8 = super::image::to_rgb8(&image, res.height, res.width)?;
+        let decode = t3.elapsed();
+        Ok(Generated {
+            width: res.width,
+            height: res.height,
+            rgb8,
+            image,
+            step_latents,
+            timings: Timings { tokenize, encode, steps, decode },
+            truncated,
+        })
+    }
+}
+
+/// Writes interleaved RGB8 pixels as a PNG, atomically (temp file + rename).
+pub fn write_png(path: &std::path::Path, rgb8: &[u8], width: usize, height: usize) -> Result<(), PipelineError> {
+    use image::ImageEncoder as _;
+    let io = |source| PipelineError::Io { path: path.to_path_buf(), source };
+    let (w, h) = (u32::try_from(width), u32::try_from(height));
+    let (Ok(w), Ok(h)) = (w, h) else {
+        return Err(PipelineError::Value(format!("{}: image {width}x{height} is too large for PNG", path.display())));
+    };
+    if rgb8.len() != 3 * width * height {
+        return Err(PipelineError::Length { what: format!("RGB pixels of {width}x{height}"), expected: 3 * width * height, found: rgb8.len() });
+    }
+    let mut buf = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut buf)
+        .write_image(rgb8, w, h, image::ExtendedColorType::Rgb8)
+        .map_err(|e| PipelineError::Value(format!("{}: PNG encoding: {e}", path.display())))?;
+    crate::util::write_atomic(path, &buf).map_err(io)
+}
