@@ -8,7 +8,6 @@
 #![cfg(all(feature = "export", feature = "ort"))]
 
 #[path = "ort_support/mod.rs"]
-#[allow(dead_code)]
 mod ort_support;
 
 use std::borrow::Cow;
@@ -240,7 +239,8 @@ fn with_config(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
 
 #[test]
 fn unsupported_configs_are_typed_errors_naming_file_and_key() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("act_fn", Box::new(|v| v["act_fn"] = "gelu".into())),
         ("norm_num_groups", Box::new(|v| v["norm_num_groups"] = 3.into())),
         ("norm_num_groups", Box::new(|v| v["norm_num_groups"] = 0.into())),
@@ -277,6 +277,10 @@ fn unsupported_configs_are_typed_errors_naming_file_and_key() {
     cfg.norm_num_groups = 5;
     let err = build_decoder(&mut Graph::new(DType::F32), &w, &cfg).expect_err("groups");
     assert!(matches!(err, OnnxError::Vae(VaeError::Unsupported { .. })), "{err:?}");
+    cfg.norm_num_groups = 4;
+    cfg.block_out_channels.clear();
+    let err = build_decoder(&mut Graph::new(DType::F32), &w, &cfg).expect_err("no blocks");
+    assert!(err.to_string().contains("block_out_channels"), "{err}");
 }
 
 /// A copy of the tiny VAE whose weight file has `edit` applied to its tensors.
@@ -304,6 +308,10 @@ fn missing_or_misshaped_tensors_are_typed_errors_naming_file_and_tensor() {
     });
     let w = ComponentWeights::open(tmp.path()).expect("open");
     let cfg = VaeDecoderConfig::try_from(&w).expect("config");
+    // The graph given to build_decoder is left as it was.
+    let mut g = Graph::new(DType::F32);
+    let err = build_decoder(&mut g, &w, &cfg).expect_err("missing tensor");
+    assert!(g.nodes.is_empty() && g.inputs.is_empty() && g.external.is_empty() && g.inline.is_empty(), "{err}");
     let err = build_decoder_model(&w, &cfg, DType::F32).err().expect("missing tensor");
     match &err {
         OnnxError::Checkpoint(CheckpointError::MissingTensor { path, tensor, .. }) => {
@@ -344,7 +352,7 @@ fn sparse_safetensors(path: &Path, shapes: &BTreeMap<String, Vec<usize>>) {
         off += len;
     }
     let mut h = serde_json::to_vec(&header).expect("header");
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut bytes = (h.len() as u64).to_le_bytes().to_vec();

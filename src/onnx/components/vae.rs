@@ -40,6 +40,13 @@
 //! graphs keep float32 inputs/outputs and cast inside; weights are stored in the graph dtype
 //! except GroupNorm scale/bias (float32).
 //!
+//! The graph replaces `crate::pipeline::VaeConfig::to_decoder_input`: feed it the unpacked
+//! latents as the denoising loop leaves them, without scaling them first.
+//!
+//! Checked (tests/vae.rs) against diffusers 0.42.1 fp32 on ONNX Runtime CPU: max|Δ|/max|golden|
+//! ≈ 1.4e-6 .. 1.9e-6 in fp32, ≈ 1.6e-3 in fp16; bf16 graphs pass `onnx.checker` and TensorRT's
+//! parser (ONNX Runtime's CPU provider has no bf16 Conv).
+//!
 //! # Weights
 //! Every initializer is the checkpoint tensor under its stored name (`decoder.conv_in.weight`, ...),
 //! stored externally through [`Graph::external`] (byte-identical in float32 graphs).
@@ -194,7 +201,7 @@ impl VaeDecoderConfig {
         if g == 0 {
             return Err(bad("norm_num_groups", "0".into(), "must be positive"));
         }
-        if let Some(c) = chans.iter().find(|c| **c % g != 0) {
+        if let Some(c) = chans.iter().find(|c| !c.is_multiple_of(g)) {
             return Err(bad("norm_num_groups", g.to_string(), &format!("does not divide block channel count {c}")));
         }
         if raw.latent_channels == 0 {
@@ -413,10 +420,15 @@ impl<'a> Decoder<'_, 'a> {
 
 /// Adds the decoder to `g`: input [`INPUT`], output [`OUTPUT`] (float32, see the module docs)
 /// and every node, with the checkpoint tensors of `w` as external initializers in `g.dtype`.
-/// Missing or mis-shaped tensors are errors naming the file and the tensor; `g` may then hold a
-/// partial graph (build into a fresh [`Graph`]).
+/// An invalid config, a missing or mis-shaped tensor is an error naming the file and the
+/// key/tensor, and `g` is left unchanged (the graph is first built into a scratch [`Graph`]).
 pub fn build_decoder<'a>(g: &mut Graph<'a>, w: &'a ComponentWeights, cfg: &VaeDecoderConfig) -> Result<(), OnnxError> {
     cfg.check(w.config_path())?;
+    add_decoder(&mut Graph::new(g.dtype), w, cfg)?;
+    add_decoder(g, w, cfg)
+}
+
+fn add_decoder<'a>(g: &mut Graph<'a>, w: &'a ComponentWeights, cfg: &VaeDecoderConfig) -> Result<(), OnnxError> {
     let chans = &cfg.block_out_channels;
     let top = *chans.last().ok_or_else(|| VaeError::Config { path: w.config_path().to_path_buf(), message: "empty block_out_channels".into() })?;
     let lc = cfg.latent_channels;
