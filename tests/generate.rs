@@ -19,23 +19,11 @@ use flux_trt::pipeline::generate::GenerateRequest;
 use flux_trt::pipeline::latents::Resolution;
 use flux_trt::runtime::ort::SessionOptions;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+mod ort_support;
+use ort_support::{fixtures, ort_library};
+
 fn pipe_fx() -> PathBuf {
     fixtures().join("pipeline")
-}
-
-fn ort_library() -> PathBuf {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import onnxruntime,os,glob;d=os.path.join(os.path.dirname(onnxruntime.__file__),'capi');print(sorted(glob.glob(os.path.join(d,'libonnxruntime.so.*')))[-1])"])
-        .output()
-        .expect("ORT_DYLIB_PATH is unset and python3 could not be run");
-    assert!(out.status.success(), "no onnxruntime: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 const PROMPT: &str = "a photo of a cat riding a horse, oil painting";

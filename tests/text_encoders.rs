@@ -20,6 +20,8 @@ use flux_trt::manifest::{ComponentKind, ComponentManifest, IoDType, Precision};
 use flux_trt::onnx::components::{clip_config, export_clip, export_t5, export_text_encoders, TextEncoderOptions};
 use flux_trt::onnx::OnnxError;
 use ort::session::Session;
+
+mod ort_support;
 use ort::value::Tensor;
 
 fn fixtures() -> PathBuf {
@@ -34,17 +36,7 @@ fn pipeline() -> PathBuf {
 fn ort_env() -> &'static ort::environment::Environment {
     static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
     ENV.get_or_init(|| {
-        let lib = match std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
-            Some(p) => PathBuf::from(p),
-            None => {
-                let out = Command::new("python3")
-                    .args(["-c", "import onnxruntime,os,glob;d=os.path.join(os.path.dirname(onnxruntime.__file__),'capi');print(sorted(glob.glob(os.path.join(d,'libonnxruntime.so.*')))[-1])"])
-                    .output()
-                    .expect("ORT_DYLIB_PATH is unset and python3 could not be run");
-                assert!(out.status.success(), "no onnxruntime: {}", String::from_utf8_lossy(&out.stderr));
-                PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-            }
-        };
+        let lib = ort_support::ort_library();
         ort::init_from(&lib).expect("load onnxruntime").with_name("text-encoders-test").build().expect("ORT environment")
     })
 }

@@ -132,32 +132,38 @@ impl ComponentWeights {
     }
 }
 
+/// A shard index (`*.safetensors.index.json`): its shard files in `dir` (sorted, deduplicated,
+/// plain file names only) and its `weight_map` (stored name → shard file name).
+pub(crate) fn read_shard_index(index_path: &Path, dir: &Path) -> Result<(Vec<PathBuf>, BTreeMap<String, String>), CheckpointError> {
+    let text = std::fs::read_to_string(index_path).map_err(|source| CheckpointError::Io { path: index_path.to_path_buf(), source })?;
+    let index: IndexFile = serde_json::from_str(&text)
+        .map_err(|e| CheckpointError::Invalid { path: index_path.to_path_buf(), message: format!("invalid shard index: {e}") })?;
+    let mut shards: Vec<&String> = index.weight_map.values().collect();
+    shards.sort();
+    shards.dedup();
+    let mut files = Vec::new();
+    for shard in shards {
+        let plain = !shard.is_empty() && Path::new(shard).components().all(|c| matches!(c, Component::Normal(_)));
+        if !plain {
+            return Err(CheckpointError::Invalid {
+                path: index_path.to_path_buf(),
+                message: format!("shard name `{shard}` is not a plain file name in this folder"),
+            });
+        }
+        files.push(dir.join(shard));
+    }
+    if files.is_empty() {
+        return Err(CheckpointError::Invalid { path: index_path.to_path_buf(), message: "empty weight_map".into() });
+    }
+    Ok((files, index.weight_map))
+}
+
 /// The weight files of `dir`: a shard index's files, or the single file.
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
     for single in SINGLE {
         let index_path = dir.join(format!("{single}.index.json"));
         if index_path.is_file() {
-            let text = std::fs::read_to_string(&index_path).map_err(|source| CheckpointError::Io { path: index_path.clone(), source })?;
-            let index: IndexFile = serde_json::from_str(&text)
-                .map_err(|e| CheckpointError::Invalid { path: index_path.clone(), message: format!("invalid shard index: {e}") })?;
-            let mut shards: Vec<&String> = index.weight_map.values().collect();
-            shards.sort();
-            shards.dedup();
-            let mut files = Vec::new();
-            for shard in shards {
-                let plain = !shard.is_empty() && Path::new(shard).components().all(|c| matches!(c, Component::Normal(_)));
-                if !plain {
-                    return Err(CheckpointError::Invalid {
-                        path: index_path.clone(),
-                        message: format!("shard name `{shard}` is not a plain file name in this folder"),
-                    });
-                }
-                files.push(dir.join(shard));
-            }
-            if files.is_empty() {
-                return Err(CheckpointError::Invalid { path: index_path, message: "empty weight_map".into() });
-            }
-            return Ok(files);
+            return Ok(read_shard_index(&index_path, dir)?.0);
         }
         if dir.join(single).is_file() {
             return Ok(vec![dir.join(single)]);

@@ -2,7 +2,7 @@
 //! the check that `config.json` agrees with the tensors.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -88,11 +88,6 @@ pub(crate) struct Folder {
 /// A shard index file and its `weight_map` (stored name → shard file name).
 pub(crate) type ShardIndex = (PathBuf, BTreeMap<String, String>);
 
-#[derive(Deserialize)]
-struct IndexFile {
-    weight_map: BTreeMap<String, String>,
-}
-
 /// Finds `config.json` in `dir` or in `dir/transformer` (a pipeline root), then the weights.
 pub(crate) fn resolve(dir: &Path) -> Result<Folder, CheckpointError> {
     let dir = if dir.join(CONFIG).is_file() {
@@ -113,27 +108,8 @@ pub(crate) fn resolve(dir: &Path) -> Result<Folder, CheckpointError> {
 fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<ShardIndex>), CheckpointError> {
     let index_path = dir.join(INDEX);
     if index_path.is_file() {
-        let text = std::fs::read_to_string(&index_path).map_err(|source| CheckpointError::Io { path: index_path.clone(), source })?;
-        let index: IndexFile = serde_json::from_str(&text)
-            .map_err(|e| CheckpointError::Invalid { path: index_path.clone(), message: format!("invalid shard index: {e}") })?;
-        let mut shards: Vec<&String> = index.weight_map.values().collect();
-        shards.sort();
-        shards.dedup();
-        let mut files = Vec::new();
-        for shard in shards {
-            let plain = Path::new(shard).components().all(|c| matches!(c, Component::Normal(_)));
-            if !plain || shard.is_empty() {
-                return Err(CheckpointError::Invalid {
-                    path: index_path.clone(),
-                    message: format!("shard name `{shard}` is not a plain file name in this folder"),
-                });
-            }
-            files.push(dir.join(shard));
-        }
-        if files.is_empty() {
-            return Err(CheckpointError::Invalid { path: index_path, message: "empty weight_map".into() });
-        }
-        return Ok((files, Some((index_path, index.weight_map))));
+        let (files, weight_map) = super::component::read_shard_index(&index_path, dir)?;
+        return Ok((files, Some((index_path, weight_map))));
     }
     let single = dir.join(WEIGHTS);
     if single.is_file() {

@@ -9,15 +9,14 @@ use std::time::Instant;
 
 use ::ort::session::builder::GraphOptimizationLevel;
 use ::ort::session::{Session, SessionInputValue};
-use ::ort::value::{DynValue, Tensor, TensorRef};
+use ::ort::value::{DynValue, TensorRef};
 
 use super::options::SessionOptions;
-use super::session::SwapReport;
+use super::session::{slot_value, SwapReport};
 use crate::lora::SlotWeights;
 use crate::manifest::{LoraSlots, ManifestError};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel};
 use crate::runtime::RuntimeError;
-use crate::tensor::{DType, Matrix};
 
 /// What the runtime needs to know about a component folder (from its manifest).
 #[derive(Clone, Debug)]
@@ -52,16 +51,6 @@ pub enum ComponentInput<'a> {
     F32(&'a [f32]),
 }
 
-fn slot_value(name: &str, dtype: DType, m: Matrix, what: &Path) -> Result<DynValue, RuntimeError> {
-    let shape = vec![m.rows, m.cols];
-    let err = |e| RuntimeError::ort(format!("{}: slot tensor `{name}`", what.display()), e);
-    Ok(match dtype {
-        DType::F32 => Tensor::from_array((shape, m.data)).map_err(err)?.into_dyn(),
-        DType::F16 => Tensor::from_array((shape, m.data.iter().map(|v| half::f16::from_f32(*v)).collect::<Vec<_>>())).map_err(err)?.into_dyn(),
-        DType::BF16 => Tensor::from_array((shape, m.data.iter().map(|v| half::bf16::from_f32(*v)).collect::<Vec<_>>())).map_err(err)?.into_dyn(),
-    })
-}
-
 /// Laid-out slot weights → ONNX Runtime tensors of the slots' dtype, named as in `lora`.
 pub(crate) fn slot_values(lora: &LoraSlots, w: SlotWeights, what: &Path) -> Result<Vec<(String, DynValue)>, RuntimeError> {
     if w.a.len() != lora.slots.len() || w.b.len() != lora.slots.len() {
@@ -69,8 +58,8 @@ pub(crate) fn slot_values(lora: &LoraSlots, w: SlotWeights, what: &Path) -> Resu
     }
     let mut values = Vec::with_capacity(2 * lora.slots.len());
     for ((s, a), b) in lora.slots.iter().zip(w.a).zip(w.b) {
-        values.push((s.a.clone(), slot_value(&s.a, lora.dtype, a, what)?));
-        values.push((s.b.clone(), slot_value(&s.b, lora.dtype, b, what)?));
+        values.push((s.a.clone(), slot_value(&s.a, lora.dtype, a, what)?.into_dyn()));
+        values.push((s.b.clone(), slot_value(&s.b, lora.dtype, b, what)?.into_dyn()));
     }
     Ok(values)
 }

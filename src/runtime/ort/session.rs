@@ -245,7 +245,7 @@ struct Runner {
     bound: Option<(IoBinding, Option<u64>)>,
 }
 
-fn slot_value(name: &str, dtype: DType, m: Matrix, what: &Path) -> Result<DynTensor, RuntimeError> {
+pub(crate) fn slot_value(name: &str, dtype: DType, m: Matrix, what: &Path) -> Result<DynTensor, RuntimeError> {
     let shape = vec![m.rows, m.cols];
     let err = |e| RuntimeError::ort(format!("{}: slot tensor `{name}`", what.display()), e);
     Ok(match dtype {
