@@ -196,6 +196,19 @@ fn bad_inputs_are_clear_errors() {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("opened an engine without a VAE"),
     }
+
+    // A CLIP tokenizer whose length is not the text encoder's.
+    let other = dir.path().join("mismatch");
+    copy_dir(engine_dir(), &other);
+    let cfg_path = other.join("tokenizer/tokenizer_config.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["model_max_length"] = serde_json::json!(64);
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    match PipelineEngine::open(&other, &opts) {
+        Err(e @ EngineFolderError::TokenizerMismatch { .. }) => assert!(e.to_string().contains("model_max_length 64"), "{e}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened an engine with a mismatched tokenizer"),
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -26,6 +26,9 @@ pub enum EngineFolderError {
     MissingParts { engine: PathBuf, missing: Vec<String> },
     #[error("{path}: {kind} component expected, the manifest says {found}")]
     WrongKind { path: PathBuf, kind: &'static str, found: String },
+    /// A tokenizer that does not fit its text encoder (ids beyond the embedding table, other length).
+    #[error("{engine}: {tokenizer} does not match {encoder}: {message}")]
+    TokenizerMismatch { engine: PathBuf, tokenizer: &'static str, encoder: &'static str, message: String },
     #[error("{engine}: adapter `{adapter}` has CLIP text-encoder modules but this engine has no text-encoder LoRA slots (rebuild with --text-encoder-lora-rank)")]
     NoClipSlots { engine: PathBuf, adapter: String },
     #[error(transparent)]
@@ -75,6 +78,25 @@ fn component(dir: &Path, kind: ComponentKind, opts: &SessionOptions) -> Result<(
     Ok((ComponentSession::open(spec, opts)?, m))
 }
 
+/// Token ids must index the encoders' embedding tables and CLIP's length must be the model's.
+fn check_tokenizers(dir: &Path, t: &PromptTokenizers, clip: &ComponentManifest, t5: &ComponentManifest) -> Result<(), EngineFolderError> {
+    let bad = |tokenizer, encoder, message| Err(EngineFolderError::TokenizerMismatch { engine: dir.to_path_buf(), tokenizer, encoder, message });
+    if let Some(c) = clip.clip() {
+        if t.clip.vocab_size() > c.vocab_size {
+            return bad("tokenizer/", "text_encoder/", format!("{} token ids, the model embeds {}", t.clip.vocab_size(), c.vocab_size));
+        }
+        if t.clip.max_length() != c.max_length {
+            return bad("tokenizer/", "text_encoder/", format!("model_max_length {}, the model takes {} tokens", t.clip.max_length(), c.max_length));
+        }
+    }
+    if let Some(c) = t5.t5() {
+        if t.t5.vocab_size() > c.vocab_size {
+            return bad("tokenizer_2/", "text_encoder_2/", format!("{} token ids, the model embeds {}", t.t5.vocab_size(), c.vocab_size));
+        }
+    }
+    Ok(())
+}
+
 impl PipelineEngine {
     /// Opens every part of `dir`; lists all missing parts at once.
     pub fn open(dir: &Path, opts: &SessionOptions) -> Result<Self, EngineFolderError> {
@@ -112,6 +134,7 @@ impl PipelineEngine {
         })?;
         let (clip, clip_manifest) = component(&dir.join(TEXT_ENCODER), ComponentKind::ClipText, opts)?;
         let (vae, _) = component(&dir.join(VAE_DECODER), ComponentKind::VaeDecoder, opts)?;
+        check_tokenizers(dir, &tokenizers, &clip_manifest, &t5m)?;
         Ok(PipelineEngine { dir: dir.to_path_buf(), tokenizers, scheduler, transformer, clip, clip_manifest, t5, vae })
     }
 

@@ -178,6 +178,11 @@ impl ClipTokenizer {
     }
 
     /// The fixed sequence length (`model_max_length`, 77 for FLUX.1).
+    /// Token ids this tokenizer can produce (added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.tok.get_vocab_size(true)
+    }
+
     pub fn max_length(&self) -> usize {
         self.max_length
     }
@@ -305,6 +310,11 @@ impl T5Tokenizer {
         let pad_id = token_id(&tok, &cfg_path, &pad, "pad")?;
         fix_length(&mut tok, &path, max_sequence_length, pad_id, pad)?;
         Ok(T5Tokenizer { tok, path, max_length: max_sequence_length })
+    }
+
+    /// Token ids this tokenizer can produce (added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.tok.get_vocab_size(true)
     }
 
     pub fn max_length(&self) -> usize {
