@@ -201,3 +201,54 @@ fn full_width_flux_dev_export_parses_and_marks_every_slot() {
     // Every base Linear is a MatMul/Gemm (fused q|k|v and linear1 count once) plus two per slot.
     assert!(report.count("MATRIX_MULTIPLY") >= 2 * manifest.lora.slots.len(), "{:?}", report.layer_counts);
 }
+
+/// `build-engine --pipeline` components go through the same builder: each one is parsed, CLIP's
+/// slots are marked refittable, the VAE's latent sides take the recipe's `latent_side`, and the
+/// build itself fails here (no GPU) with TensorRT's message, leaving the manifest unchanged.
+#[test]
+fn pipeline_components_reach_the_tensorrt_build() {
+    let lib = trt_library();
+    let work = tempfile::tempdir().expect("temp dir");
+    let out = work.path().join("tiny");
+    let st = Command::new(env!("CARGO_BIN_EXE_build-engine"))
+        .arg("--pipeline")
+        .arg(fixture("pipeline/flux-tiny"))
+        .arg("--model")
+        .arg(fixture("models/dev-diffusers"))
+        .arg("--lora")
+        .arg(fixture("loras/attn.peft.safetensors"))
+        .arg("--lora")
+        .arg(fixture("pipeline/loras/clip.peft.safetensors"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run build-engine");
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let opts = BuildOptions { library: lib, ..BuildOptions::new(vec![Target::Sm89], ProfileRecipe::tiny()) };
+    for (dir, refittable) in [("text_encoder", 24), ("text_encoder_2", 0), ("vae_decoder", 0)] {
+        let d = out.join(dir);
+        let before = std::fs::read(d.join("manifest.json")).unwrap();
+        match engine::build_component(&d, &opts) {
+            Err(EngineError::Build { log, .. }) => {
+                // Graphs whose kernels TensorRT-RTX must tune on a device fail here, with its message.
+                assert!(log.contains("CUDA"), "{dir}: {log}");
+                assert_eq!(std::fs::read(d.join("manifest.json")).unwrap(), before, "{dir}: manifest changed");
+                assert!(!d.join(engine::PLAN_FILE).exists());
+                eprintln!("{dir}: build stops at the GPU step: {}", log.lines().next().unwrap_or(""));
+            }
+            // TensorRT-RTX's ahead-of-time builder can finish some graphs without a GPU (seen: T5).
+            Ok(r) => {
+                let plan = std::fs::read(&r.plan_path).unwrap();
+                assert_eq!(plan.len() as u64, r.plan_bytes);
+                let m = flux_trt::manifest::ComponentManifest::load(&d).unwrap();
+                assert_eq!(m.engine.as_ref(), Some(&r.engine), "{dir}: manifest records the plan");
+                assert_eq!(r.engine.blake3, flux_trt::util::hash_bytes(&plan));
+                eprintln!("{dir}: built {} bytes without a GPU", r.plan_bytes);
+            }
+            Err(e) => panic!("{dir}: expected a plan or EngineError::Build, got {e}"),
+        }
+        let m = flux_trt::manifest::ComponentManifest::load(&d).unwrap();
+        let report = engine::inspect_component_network_with(&d, &m, &opts.library).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert_eq!(report.refittable.len(), refittable, "{dir}");
+    }
+}

@@ -374,8 +374,19 @@ fn tensorrt_stage(out: &Path, args: &TrtArgs, recipe: &Recipe) -> Result<()> {
         refittable = report.network.refittable.len(),
         "TensorRT plan written"
     );
+    // Pipeline components exported next to the transformer go through the same builder.
+    let mut components = serde_json::Map::new();
+    for kind in [flux_trt::manifest::ComponentKind::ClipText, flux_trt::manifest::ComponentKind::T5Encoder, flux_trt::manifest::ComponentKind::VaeDecoder] {
+        let dir = out.join(kind.dir_name());
+        if !dir.join(flux_trt::manifest::MANIFEST_FILE).is_file() {
+            continue;
+        }
+        let r = engine::build_component(&dir, &opts)?;
+        tracing::info!(component = %kind, plan = %r.plan_path.display(), bytes = r.plan_bytes, refittable = r.network.refittable.len(), "TensorRT plan written");
+        components.insert(kind.name().into(), serde_json::to_value(&r)?);
+    }
     if let Some(path) = &args.trt_report {
-        let json = serde_json::json!({ "report": report, "wall_seconds": wall_seconds, "peak_rss_bytes": peak_rss_bytes() });
+        let json = serde_json::json!({ "report": report, "components": components, "wall_seconds": wall_seconds, "peak_rss_bytes": peak_rss_bytes() });
         flux_trt::util::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(())

@@ -26,13 +26,39 @@ pub fn inspect_onnx(model: &Path, lib: &TrtLibrary) -> Result<NetworkReport, Eng
 
 pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineError> {
     let mut manifest = Manifest::load(dir)?;
+    super::options::check_fp8_targets(manifest.precision, &opts.targets)?;
+    let dynamic: Vec<DynInput> = manifest.inputs.iter().map(|s| (s.name.clone(), s.shape.clone(), s.dim_names.clone())).collect();
+    let report = build_net(dir, &NetSpec::from_manifest(&manifest), &manifest.onnx.file, &dynamic, opts)?;
+    manifest.engine = Some(report.engine.clone());
+    manifest.save(dir)?;
+    Ok(report)
+}
+
+/// [`build`] for a pipeline component folder (`text_encoder/`, `text_encoder_2/`,
+/// `vae_decoder/`): the same builder (only CLIP's LoRA slots refittable), the plan recorded in
+/// the component's manifest. The VAE's `latent_height`/`latent_width` come from
+/// [`ProfileRecipe::latent_side`](super::ProfileRecipe).
+pub fn build_component(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineError> {
+    let mut manifest = ComponentManifest::load(dir)?;
+    let dynamic: Vec<DynInput> = manifest.inputs.iter().map(|s| (s.name.clone(), s.shape.clone(), s.dim_names.clone())).collect();
+    let report = build_net(dir, &NetSpec::from_component(&manifest), &manifest.onnx.file, &dynamic, opts)?;
+    manifest.engine = Some(report.engine.clone());
+    manifest.save(dir)?;
+    Ok(report)
+}
+
+/// An input's name, dims (`None` = dynamic) and dim names.
+type DynInput = (String, Vec<Option<usize>>, Vec<Option<String>>);
+
+/// Parses, marks the slots refittable and builds `dir`'s model into `opts.plan_file` (written
+/// atomically); the caller records the returned engine in its manifest.
+fn build_net(dir: &Path, spec: &NetSpec, model_file: &str, inputs: &[DynInput], opts: &BuildOptions) -> Result<EngineReport, EngineError> {
     opts.profile.validate()?;
     check_targets(&opts.targets)?;
-    super::options::check_fp8_targets(manifest.precision, &opts.targets)?;
     let loaded = trt::load(&opts.library)?;
     let plan_path = dir.join(&opts.plan_file);
     let t0 = Instant::now();
-    let (network, blake3, plan_bytes, parse_seconds, build_seconds) = parse_and_mark(dir, &NetSpec::from_manifest(&manifest), &opts.library, opts.decomposable_attention, |builder, net, report| {
+    let (network, blake3, plan_bytes, parse_seconds, build_seconds) = parse_and_mark(dir, spec, &opts.library, opts.decomposable_attention, |builder, net, report| {
         let parse_seconds = t0.elapsed().as_secs_f64();
         let scope = LogScope::begin();
         let mut config = builder.create_config().map_err(|e| scope.error("builder config creation", e))?;
@@ -45,23 +71,23 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineErro
         }
         set_targets(&mut config, &opts.targets)?;
         let mut profile = builder.creata_optimization_profile().map_err(|e| scope.error("optimization profile creation", e))?;
-        for spec in manifest.inputs.iter().filter(|s| s.shape.iter().any(Option::is_none)) {
-            let [min, opt, max] = profile_dims(&spec.name, &spec.shape, &spec.dim_names, &opts.profile)?;
+        for (name, shape, dim_names) in inputs.iter().filter(|(_, shape, _)| shape.iter().any(Option::is_none)) {
+            let [min, opt, max] = profile_dims(name, shape, dim_names, &opts.profile)?;
             for (sel, dims) in [(OptProfileSelector::kMIN, &min), (OptProfileSelector::kOPT, &opt), (OptProfileSelector::kMAX, &max)] {
                 let scope = LogScope::begin();
                 profile
-                    .set_dimensions(&spec.name, sel, &trtx::trtx_sys::Dims64::from_slice(dims))
-                    .map_err(|e| scope.error(format!("profile dimensions {sel:?} {dims:?} of `{}`", spec.name), e))?;
+                    .set_dimensions(name, sel, &trtx::trtx_sys::Dims64::from_slice(dims))
+                    .map_err(|e| scope.error(format!("profile dimensions {sel:?} {dims:?} of `{name}`"), e))?;
             }
         }
         let scope = LogScope::begin();
         config.add_optimization_profile(&mut profile).map_err(|e| scope.error("addOptimizationProfile", e))?;
-        tracing::info!(targets = ?opts.targets, strip = opts.strip_weights, slots = report.refittable.len(), "building TensorRT engine");
+        tracing::info!(targets = ?opts.targets, strip = opts.strip_weights, slots = report.refittable.len(), model = %dir.join(model_file).display(), "building TensorRT engine");
         let t1 = Instant::now();
         let scope = LogScope::begin();
         let plan = builder
             .build_serialized_network(net, &mut config)
-            .map_err(|_| EngineError::Build { path: dir.join(&manifest.onnx.file), log: scope.text() })?;
+            .map_err(|_| EngineError::Build { path: dir.join(model_file), log: scope.text() })?;
         let build_seconds = t1.elapsed().as_secs_f64();
         crate::util::write_atomic(&plan_path, &plan).map_err(|source| EngineError::File { path: plan_path.clone(), source })?;
         Ok((report, crate::util::hash_bytes(&plan), plan.len() as u64, parse_seconds, build_seconds))
@@ -74,8 +100,6 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineErro
         stripped_weights: opts.strip_weights,
         blake3,
     };
-    manifest.engine = Some(engine.clone());
-    manifest.save(dir)?;
     tracing::info!(plan = %plan_path.display(), bytes = plan_bytes, seconds = build_seconds, "TensorRT engine written");
     Ok(EngineReport { plan_path, plan_bytes, engine, network, parse_seconds, build_seconds })
 }

@@ -64,6 +64,12 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineErro
     imp::build(dir, opts)
 }
 
+/// Builds the plan of a pipeline component folder (`text_encoder/`, `text_encoder_2/`,
+/// `vae_decoder/`) with the same builder and records it in the component's manifest.json.
+pub fn build_component(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineError> {
+    imp::build_component(dir, opts)
+}
+
 /// Parses `dir`'s model, checks it against its manifest and marks the slots refittable, without
 /// building: layer counts, inputs/outputs, refittable names. Library from [`TrtLibrary::from_env`].
 pub fn inspect_network(dir: &Path) -> Result<NetworkReport, EngineError> {

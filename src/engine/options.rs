@@ -131,17 +131,24 @@ pub struct ProfileRecipe {
     pub img_seq: DimRange,
     /// T5 tokens (512 for FLUX.1-dev, 256 for schnell).
     pub txt_seq: DimRange,
+    /// VAE decoder latent height and width (pixels / 8): 64…128 for 512²…1024².
+    #[serde(default = "default_latent_side")]
+    pub latent_side: DimRange,
+}
+
+fn default_latent_side() -> DimRange {
+    DimRange::new(64, 128, 128)
 }
 
 impl ProfileRecipe {
     /// FLUX.1 at 512²…1024² (opt 1024²), 512 text tokens, batch 1.
     pub fn flux_1024() -> Self {
-        ProfileRecipe { batch: DimRange::fixed(1), img_seq: DimRange::new(1024, 4096, 4096), txt_seq: DimRange::new(256, 512, 512) }
+        ProfileRecipe { batch: DimRange::fixed(1), img_seq: DimRange::new(1024, 4096, 4096), txt_seq: DimRange::new(256, 512, 512), latent_side: default_latent_side() }
     }
 
     /// Small shapes for the tiny test models (img 16…64 tokens, txt 8…16, batch 1…2).
     pub fn tiny() -> Self {
-        ProfileRecipe { batch: DimRange::new(1, 1, 2), img_seq: DimRange::new(16, 64, 64), txt_seq: DimRange::new(8, 16, 16) }
+        ProfileRecipe { batch: DimRange::new(1, 1, 2), img_seq: DimRange::new(16, 64, 64), txt_seq: DimRange::new(8, 16, 16), latent_side: DimRange::new(8, 8, 16) }
     }
 
     /// The range of the named dynamic dimension; `None` for a name this recipe does not know.
@@ -151,13 +158,14 @@ impl ProfileRecipe {
             "img_seq" => Some(self.img_seq),
             "txt_seq" => Some(self.txt_seq),
             "joint_seq" => Some(self.txt_seq.add(self.img_seq)),
+            "latent_height" | "latent_width" => Some(self.latent_side),
             _ => None,
         }
     }
 
     /// Every range must have `1 ≤ min ≤ opt ≤ max`.
     pub fn validate(&self) -> Result<(), EngineError> {
-        for (name, r) in [("batch", self.batch), ("img_seq", self.img_seq), ("txt_seq", self.txt_seq)] {
+        for (name, r) in [("batch", self.batch), ("img_seq", self.img_seq), ("txt_seq", self.txt_seq), ("latent_side", self.latent_side)] {
             if r.min == 0 || r.min > r.opt || r.opt > r.max {
                 return Err(EngineError::Profile { dim: name.into(), message: format!("needs 1 ≤ min ≤ opt ≤ max, got {}/{}/{}", r.min, r.opt, r.max) });
             }

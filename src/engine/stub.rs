@@ -18,6 +18,10 @@ pub fn build(_dir: &Path, _opts: &BuildOptions) -> Result<EngineReport, EngineEr
     Err(EngineError::NotCompiled)
 }
 
+pub fn build_component(_dir: &Path, _opts: &BuildOptions) -> Result<EngineReport, EngineError> {
+    Err(EngineError::NotCompiled)
+}
+
 pub fn inspect_onnx(_model: &Path, _lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
     Err(EngineError::NotCompiled)
 }
