@@ -159,7 +159,8 @@ fn stats(v: &[Duration]) -> Value {
 /// Host memory of this process from /proc/self/status (`VmRSS`, `VmHWM`) in bytes.
 fn host_memory() -> Value {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).map(|k| k * 1024);
+    let kb =
+        |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).map(|k| k * 1024);
     json!({"rss_bytes": kb("VmRSS:"), "peak_rss_bytes": kb("VmHWM:")})
 }
 

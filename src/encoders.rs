@@ -118,14 +118,17 @@ impl ClipTextConfig {
     /// From a `CLIPTextModel` `config.json` (already parsed; `path` names it in errors).
     pub fn from_hf(path: &Path, json: &serde_json::Value) -> Result<Self, CheckpointError> {
         let c: HfClip = serde_json::from_value(json.clone()).map_err(|e| bad(path, format!("not a CLIP text config: {e}")))?;
-        positive(path, &[
-            ("vocab_size", c.vocab_size),
-            ("hidden_size", c.hidden_size),
-            ("intermediate_size", c.intermediate_size),
-            ("num_hidden_layers", c.num_hidden_layers),
-            ("num_attention_heads", c.num_attention_heads),
-            ("max_position_embeddings", c.max_position_embeddings),
-        ])?;
+        positive(
+            path,
+            &[
+                ("vocab_size", c.vocab_size),
+                ("hidden_size", c.hidden_size),
+                ("intermediate_size", c.intermediate_size),
+                ("num_hidden_layers", c.num_hidden_layers),
+                ("num_attention_heads", c.num_attention_heads),
+                ("max_position_embeddings", c.max_position_embeddings),
+            ],
+        )?;
         if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(bad(path, format!("hidden_size {} is not a multiple of num_attention_heads {}", c.hidden_size, c.num_attention_heads)));
         }
@@ -164,9 +167,14 @@ impl ClipTextConfig {
         let mut v = Vec::with_capacity(self.num_layers * 6);
         for i in 0..self.num_layers {
             let p = format!("{CLIP_MODULE_PREFIX}encoder.layers.{i}");
-            for (leaf, in_f, out_f) in
-                [("self_attn.q_proj", h, h), ("self_attn.k_proj", h, h), ("self_attn.v_proj", h, h), ("self_attn.out_proj", h, h), ("mlp.fc1", h, f), ("mlp.fc2", f, h)]
-            {
+            for (leaf, in_f, out_f) in [
+                ("self_attn.q_proj", h, h),
+                ("self_attn.k_proj", h, h),
+                ("self_attn.v_proj", h, h),
+                ("self_attn.out_proj", h, h),
+                ("mlp.fc1", h, f),
+                ("mlp.fc2", f, h),
+            ] {
                 v.push(LinearModule { name: format!("{p}.{leaf}"), in_features: in_f, out_features: out_f });
             }
         }
@@ -181,17 +189,20 @@ impl T5EncoderConfig {
     /// From a `T5EncoderModel` `config.json`; `max_length` is the export's fixed token length.
     pub fn from_hf(path: &Path, json: &serde_json::Value, max_length: usize) -> Result<Self, CheckpointError> {
         let c: HfT5 = serde_json::from_value(json.clone()).map_err(|e| bad(path, format!("not a T5 config: {e}")))?;
-        positive(path, &[
-            ("vocab_size", c.vocab_size),
-            ("d_model", c.d_model),
-            ("d_kv", c.d_kv),
-            ("d_ff", c.d_ff),
-            ("num_layers", c.num_layers),
-            ("num_heads", c.num_heads),
-            ("relative_attention_num_buckets", c.relative_attention_num_buckets),
-            ("relative_attention_max_distance", c.relative_attention_max_distance),
-            ("max_length", max_length),
-        ])?;
+        positive(
+            path,
+            &[
+                ("vocab_size", c.vocab_size),
+                ("d_model", c.d_model),
+                ("d_kv", c.d_kv),
+                ("d_ff", c.d_ff),
+                ("num_layers", c.num_layers),
+                ("num_heads", c.num_heads),
+                ("relative_attention_num_buckets", c.relative_attention_num_buckets),
+                ("relative_attention_max_distance", c.relative_attention_max_distance),
+                ("max_length", max_length),
+            ],
+        )?;
         // transformers' T5Config: "gated-gelu" means gelu_new (tanh); otherwise `[gated-]ACT`.
         let feed_forward = match c.feed_forward_proj.as_str() {
             "gated-gelu" | "gated-gelu_new" => T5FeedForward::GatedGelu,

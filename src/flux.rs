@@ -156,10 +156,7 @@ impl FluxConfig {
         for i in 0..self.num_double_blocks {
             let p = format!("transformer_blocks.{i}.attn");
             g.push(FusedGroup { name: format!("{p}.qkv"), members: ["to_q", "to_k", "to_v"].map(|n| format!("{p}.{n}")).to_vec() });
-            g.push(FusedGroup {
-                name: format!("{p}.add_qkv"),
-                members: ["add_q_proj", "add_k_proj", "add_v_proj"].map(|n| format!("{p}.{n}")).to_vec(),
-            });
+            g.push(FusedGroup { name: format!("{p}.add_qkv"), members: ["add_q_proj", "add_k_proj", "add_v_proj"].map(|n| format!("{p}.{n}")).to_vec() });
         }
         for i in 0..self.num_single_blocks {
             let p = format!("single_transformer_blocks.{i}");

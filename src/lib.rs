@@ -20,8 +20,8 @@ pub mod util;
 pub mod onnx;
 
 pub mod engine;
-pub mod runtime;
 pub mod pipeline;
+pub mod runtime;
 
 pub use checkpoint::Checkpoint;
 pub use flux::{FluxConfig, Variant};

@@ -23,9 +23,17 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{path}: cannot read manifest: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: manifest is not valid JSON for this schema: {source}")]
-    Parse { path: PathBuf, #[source] source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{path}: manifest format_version {found} is not supported (this build reads {supported})")]
     Version { path: PathBuf, found: u32, supported: u32 },
     #[error("{path}: manifest does not match the model: {message}")]
@@ -236,8 +244,6 @@ pub struct Fp8Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<CalibrationInfo>,
 }
-
-
 
 impl Manifest {
     /// Reads and version-checks `dir/manifest.json` (or the file itself if `path` is a file).

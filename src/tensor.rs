@@ -84,21 +84,9 @@ impl std::str::FromStr for DType {
 /// (callers validate lengths against shapes before decoding).
 pub fn decode_into(dtype: DType, bytes: &[u8], out: &mut Vec<f32>) {
     match dtype {
-        DType::F32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
-        DType::F16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
-        ),
-        DType::BF16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
-        ),
+        DType::F32 => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        DType::F16 => out.extend(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())),
+        DType::BF16 => out.extend(bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())),
     }
 }
 
@@ -107,12 +95,8 @@ pub fn encode_into(dtype: DType, values: &[f32], out: &mut Vec<u8>) {
     out.reserve(values.len() * dtype.size());
     match dtype {
         DType::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DType::F16 => values
-            .iter()
-            .for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
-        DType::BF16 => values
-            .iter()
-            .for_each(|v| out.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes())),
+        DType::F16 => values.iter().for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
+        DType::BF16 => values.iter().for_each(|v| out.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes())),
     }
 }
 

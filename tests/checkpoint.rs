@@ -35,18 +35,14 @@ fn open(p: &Path) -> Checkpoint {
 fn read_stored(p: &Path) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
     let bytes = std::fs::read(p).expect("read fixture");
     let st = SafeTensors::deserialize(&bytes).expect("fixture deserializes");
-    let mut v: Vec<_> =
-        st.tensors().into_iter().map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec())).collect();
+    let mut v: Vec<_> = st.tensors().into_iter().map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
 
 /// Writes `tensors` as a safetensors file `name` in `dir`.
 fn write_st(dir: &Path, name: &str, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> PathBuf {
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("valid view")))
-        .collect();
+    let views: Vec<(String, TensorView<'_>)> = tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("valid view"))).collect();
     let bytes = safetensors::serialize(views, None).expect("serialize");
     let p = dir.join(name);
     std::fs::write(&p, bytes).expect("write temp file");
@@ -153,8 +149,7 @@ fn weight_bytes_are_borrowed_from_the_file() {
 fn prefixed_bfl_file_is_identical() {
     let p = model_path("dev", "bfl");
     let tmp = tempfile::tempdir().unwrap();
-    let prefixed: Vec<_> =
-        read_stored(&p).into_iter().map(|(n, d, s, b)| (format!("model.diffusion_model.{n}"), d, s, b)).collect();
+    let prefixed: Vec<_> = read_stored(&p).into_iter().map(|(n, d, s, b)| (format!("model.diffusion_model.{n}"), d, s, b)).collect();
     let q = write_st(tmp.path(), "prefixed.safetensors", &prefixed);
     let (a, b) = (open(&p), open(&q));
     assert_eq!(b.key_prefix(), "model.diffusion_model.");
@@ -167,8 +162,7 @@ fn prefixed_bfl_file_is_identical() {
 fn fused_groups() {
     let bfl = open(&model_path("dev", "bfl"));
     let dif = open(&model_path("dev", "diffusers"));
-    let stored: BTreeMap<String, Vec<u8>> =
-        read_stored(&model_path("dev", "bfl")).into_iter().map(|(n, _, _, b)| (n, b)).collect();
+    let stored: BTreeMap<String, Vec<u8>> = read_stored(&model_path("dev", "bfl")).into_iter().map(|(n, _, _, b)| (n, b)).collect();
     let groups = bfl.config().fused_groups();
     assert_eq!(groups.len(), 2 * 2 + 2);
     for g in &groups {
@@ -302,11 +296,8 @@ fn bad_truncated() {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: BTreeMap<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     let data_len = bytes.len() - 8 - n;
-    let beyond: Vec<&String> = header
-        .iter()
-        .filter(|(k, v)| *k != "__metadata__" && v["data_offsets"][1].as_u64().unwrap() as usize > data_len)
-        .map(|(k, _)| k)
-        .collect();
+    let beyond: Vec<&String> =
+        header.iter().filter(|(k, v)| *k != "__metadata__" && v["data_offsets"][1].as_u64().unwrap() as usize > data_len).map(|(k, _)| k).collect();
     assert!(!beyond.is_empty());
     assert_names(&e, &p, None);
     assert!(beyond.iter().any(|k| e.to_string().contains(k.as_str())), "{e}");

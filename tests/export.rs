@@ -86,7 +86,10 @@ fn check_structure(dir: &Path, ckpt: &Checkpoint, plan: &SlotPlan, dtype: DType)
         let Some(TV::TensorType(t)) = &v.type_.value else { unreachable!() };
         assert_eq!(t.elem_type, 1, "{} must be float32", v.name);
     }
-    assert_eq!(g.output.iter().map(io).collect::<Vec<_>>(), vec![("sample".to_string(), vec![None, None, Some(cfg.out_channels as i64)], vec!["batch".to_string(), "img_seq".to_string()])]);
+    assert_eq!(
+        g.output.iter().map(io).collect::<Vec<_>>(),
+        vec![("sample".to_string(), vec![None, None, Some(cfg.out_channels as i64)], vec!["batch".to_string(), "img_seq".to_string()])]
+    );
 
     // LoRA slots: inline zero initializers of the precision's dtype, also graph inputs
     let inits: BTreeMap<&str, &onnx_protobuf::TensorProto> = g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -118,7 +121,8 @@ fn check_structure(dir: &Path, ckpt: &Checkpoint, plan: &SlotPlan, dtype: DType)
     want_ext.extend(cfg.norm_params());
     let ext: Vec<&onnx_protobuf::TensorProto> = g.initializer.iter().filter(|t| t.data_location.enum_value() == Ok(DataLocation::EXTERNAL)).collect();
     assert_eq!(ext.iter().map(|t| t.name.clone()).collect::<BTreeSet<_>>(), want_ext);
-    let inline_names: Vec<&str> = g.initializer.iter().filter(|t| t.data_location.enum_value() != Ok(DataLocation::EXTERNAL)).map(|t| t.name.as_str()).collect();
+    let inline_names: Vec<&str> =
+        g.initializer.iter().filter(|t| t.data_location.enum_value() != Ok(DataLocation::EXTERNAL)).map(|t| t.name.as_str()).collect();
     assert!(inline_names.iter().all(|n| n.starts_with("lora.") || n.starts_with("const.")), "only slots and small constants inline: {inline_names:?}");
     let data = std::fs::read(dir.join(DATA_FILE)).unwrap();
     let mut spans: Vec<(u64, u64, &str)> = Vec::new();
@@ -177,7 +181,10 @@ fn check_structure(dir: &Path, ckpt: &Checkpoint, plan: &SlotPlan, dtype: DType)
     assert_eq!(man.lora.dtype, dtype);
     assert_eq!(man.onnx.opset, 23);
     assert_eq!(man.onnx.blake3, flux_trt::util::hash_file(&dir.join(MODEL_FILE)).unwrap().0);
-    assert_eq!(man.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), want.iter().take(want.len() - 2 * plan.slots.len()).map(|w| w.0.as_str()).collect::<Vec<_>>());
+    assert_eq!(
+        man.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        want.iter().take(want.len() - 2 * plan.slots.len()).map(|w| w.0.as_str()).collect::<Vec<_>>()
+    );
     assert_eq!(man.outputs.len(), 1);
     for f in ckpt.files() {
         let s = man.sources.iter().find(|s| s.role == "checkpoint" && Path::new(&s.path) == f).unwrap_or_else(|| panic!("{} not in sources", f.display()));
@@ -257,7 +264,12 @@ fn run_check_onnx(dir: &Path, slot_args: &[String]) {
     assert!(text.contains("ok   base") && text.contains("ok   rust rope_tables"), "{text}");
 }
 
-fn export_fixture(model_rel: &str, loras: &[&str], opts_plan: PlanOptions, precision: Precision) -> (tempfile::TempDir, Checkpoint, SlotPlan, Vec<(String, Adapter)>) {
+fn export_fixture(
+    model_rel: &str,
+    loras: &[&str],
+    opts_plan: PlanOptions,
+    precision: Precision,
+) -> (tempfile::TempDir, Checkpoint, SlotPlan, Vec<(String, Adapter)>) {
     let ckpt = Checkpoint::open(&fixtures().join(model_rel)).unwrap();
     let adapters: Vec<(String, Adapter)> = loras.iter().map(|l| (l.to_string(), load_adapter(l))).collect();
     let refs: Vec<&Adapter> = adapters.iter().map(|(_, a)| a).collect();
@@ -318,7 +330,8 @@ fn schnell_partial_fused_slots() {
 
 #[test]
 fn schnell_diffusers_fp16_converts_weights() {
-    let (dir, ckpt, plan, _) = export_fixture("models/schnell-diffusers", &[], PlanOptions { max_rank: Some(4), targets: vec!["attn".into()] }, Precision::Fp16);
+    let (dir, ckpt, plan, _) =
+        export_fixture("models/schnell-diffusers", &[], PlanOptions { max_rank: Some(4), targets: vec!["attn".into()] }, Precision::Fp16);
     check_structure(dir.path(), &ckpt, &plan, DType::F16);
     let m = read_model(dir.path());
     let casts = m.graph.node.iter().filter(|n| n.op_type == "Cast").count();
@@ -346,7 +359,24 @@ fn random_checkpoints_from_make_random_flux_export() {
     let tmp = tempfile::tempdir().unwrap();
     for (layout, out, schnell) in [("bfl", tmp.path().join("r.safetensors"), false), ("diffusers", tmp.path().join("rd"), true)] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_make-random-flux"));
-        cmd.args(["--layout", layout, "--dtype", "fp16", "--double", "2", "--single", "3", "--hidden", "64", "--heads", "2", "--context", "48", "--pooled", "40"]);
+        cmd.args([
+            "--layout",
+            layout,
+            "--dtype",
+            "fp16",
+            "--double",
+            "2",
+            "--single",
+            "3",
+            "--hidden",
+            "64",
+            "--heads",
+            "2",
+            "--context",
+            "48",
+            "--pooled",
+            "40",
+        ]);
         cmd.arg("--out").arg(&out);
         if schnell {
             cmd.arg("--schnell");

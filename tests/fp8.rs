@@ -42,7 +42,14 @@ fn e4m3_conversion_is_bit_exact_with_torch() {
         e4m3::quantize_into(dt, input.data(), 0, 1, &[1.0], &mut got);
         assert_eq!(got.len(), want.data().len());
         let vals = f32s(&input);
-        let bad: Vec<String> = got.iter().zip(want.data()).zip(&vals).filter(|((g, w), _)| g != w).take(5).map(|((g, w), v)| format!("{v:e}: {g:#04x} vs torch {w:#04x}")).collect();
+        let bad: Vec<String> = got
+            .iter()
+            .zip(want.data())
+            .zip(&vals)
+            .filter(|((g, w), _)| g != w)
+            .take(5)
+            .map(|((g, w), v)| format!("{v:e}: {g:#04x} vs torch {w:#04x}"))
+            .collect();
         assert!(bad.is_empty(), "{src}: {} mismatches, first: {bad:?}", got.iter().zip(want.data()).filter(|(g, w)| g != w).count());
     }
     // quantization with scales: per channel (zero row → floor) and per tensor
@@ -121,7 +128,13 @@ fn fp8_graph_structure_and_stored_weights() {
             assert_eq!(v, (cal.amax[gemm] / 448.0).max(SCALE_FLOOR), "{gemm}");
         }
         // not quantized: modulation, embedders, final layer, slots
-        for n in ["x_embedder.weight", "transformer_blocks.0.norm1.linear.weight", "norm_out.linear.weight", "proj_out.weight", "time_text_embed.timestep_embedder.linear_1.weight"] {
+        for n in [
+            "x_embedder.weight",
+            "transformer_blocks.0.norm1.linear.weight",
+            "norm_out.linear.weight",
+            "proj_out.weight",
+            "time_text_embed.timestep_embedder.linear_1.weight",
+        ] {
             assert_eq!(inits[n].data_type, 1, "{n} stays float");
         }
         for s in &plan.slots {
@@ -282,7 +295,9 @@ fn bad_fp8_options_are_typed_errors_and_write_nothing() {
 
     let mut missing = good.clone();
     missing.remove("single_transformer_blocks.1.proj_out");
-    assert!(matches!(run(fp8_opts(missing, WeightScale::Channel)), OnnxError::Fp8(Fp8Error::MissingActivation { point }) if point == "single_transformer_blocks.1.proj_out"));
+    assert!(
+        matches!(run(fp8_opts(missing, WeightScale::Channel)), OnnxError::Fp8(Fp8Error::MissingActivation { point }) if point == "single_transformer_blocks.1.proj_out")
+    );
     for bad in [f32::NAN, f32::INFINITY, -1.0] {
         let mut m = good.clone();
         m.insert("transformer_blocks.0.attn.qkv".into(), bad);
@@ -341,7 +356,10 @@ fn calibration_is_reproducible_and_uses_the_schedule() {
     let cfg = ck.config();
     let mut points = flux_trt::onnx::fp8::quantized_gemms(cfg);
     points.extend(flux_trt::onnx::fp8::attention_points(cfg));
-    assert_eq!(a.amax.keys().cloned().collect::<Vec<_>>(), { points.sort(); points });
+    assert_eq!(a.amax.keys().cloned().collect::<Vec<_>>(), {
+        points.sort();
+        points
+    });
     assert!(a.amax.values().all(|v| v.is_finite() && *v > 0.0));
     assert_eq!(a.info.sigmas, calib::sigmas(3, flux_trt::Variant::Dev, 16));
     assert_eq!((a.info.img_seq, a.info.txt_seq, a.info.seed), (16, 8, 42));

@@ -90,15 +90,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn request(latents: Option<Vec<f32>>) -> GenerateRequest {
-    GenerateRequest {
-        prompt: PROMPT.into(),
-        prompt_2: None,
-        resolution: Resolution::new(64, 64).unwrap(),
-        steps: 3,
-        guidance: 3.5,
-        seed: 42,
-        latents,
-    }
+    GenerateRequest { prompt: PROMPT.into(), prompt_2: None, resolution: Resolution::new(64, 64).unwrap(), steps: 3, guidance: 3.5, seed: 42, latents }
 }
 
 /// Every step's latents, the image and its pixels vs one golden generation.

@@ -617,12 +617,7 @@ fn structural_errors_are_typed_and_name_the_key() {
         &|e| matches!(e, LoraError::NonFinite { .. }),
         "lora_unet_img_in.alpha",
     );
-    expect(
-        "what.safetensors",
-        vec![("model.layers.0.weight", T::M(a.clone()))],
-        &|e| matches!(e, LoraError::UnknownFormat { .. }),
-        "model.layers.0.weight",
-    );
+    expect("what.safetensors", vec![("model.layers.0.weight", T::M(a.clone()))], &|e| matches!(e, LoraError::UnknownFormat { .. }), "model.layers.0.weight");
     // a valid header with no tensors
     let path = write(dir.path(), "none.safetensors", vec![], None);
     assert!(matches!(lora::load(&path), Err(LoraError::Empty { .. })));

@@ -97,7 +97,8 @@ fn inputs_are_checked_against_the_engine() {
         other => panic!("expected an unexpected-guidance error, got {other:?}"),
     }
     let mut short_rope = inputs.clone();
-    short_rope.rope_cos = flux_trt::runtime::HostTensor::new(vec![1, inputs.rope_cos.shape()[1]], inputs.rope_cos.data()[..inputs.rope_cos.shape()[1]].to_vec()).expect("shape");
+    short_rope.rope_cos =
+        flux_trt::runtime::HostTensor::new(vec![1, inputs.rope_cos.shape()[1]], inputs.rope_cos.data()[..inputs.rope_cos.shape()[1]].to_vec()).expect("shape");
     match dev.run(&short_rope) {
         Err(RuntimeError::Input { tensor, .. }) => assert_eq!(tensor, "rope_cos"),
         other => panic!("expected a rope_cos error, got {other:?}"),
@@ -227,7 +228,8 @@ fn cli_run_with_lora_strength_matches_diffusers() {
     let bytes = std::fs::read(&out).expect("output file");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("output safetensors");
     let v = st.tensor("sample").expect("sample");
-    let got = flux_trt::runtime::HostTensor::new(v.shape().to_vec(), v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()).expect("shape");
+    let got = flux_trt::runtime::HostTensor::new(v.shape().to_vec(), v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        .expect("shape");
     let s = session(engine("dev"), 1);
     let (_, g) = goldens("dev", &s);
     let e = rel_err(&got, &g["out.attn@0.5"]);
@@ -256,7 +258,15 @@ fn cli_names_a_wrong_or_missing_library() {
         println!("{}", err.trim());
     }
     // No library at all: an error that says how to give one.
-    let r = cli().args(["run", "--engine"]).arg(engine("dev")).arg("--inputs").arg(fixtures().join("golden/outputs/dev.safetensors")).arg("--out").arg(tmp.path().join("o.safetensors")).output().expect("run flux-trt");
+    let r = cli()
+        .args(["run", "--engine"])
+        .arg(engine("dev"))
+        .arg("--inputs")
+        .arg(fixtures().join("golden/outputs/dev.safetensors"))
+        .arg("--out")
+        .arg(tmp.path().join("o.safetensors"))
+        .output()
+        .expect("run flux-trt");
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success() && err.contains("ORT_DYLIB_PATH"), "{err}");
 }

@@ -39,8 +39,8 @@ fn fixture(rel: &str) -> PathBuf {
 
 /// Exports `ckpt` with slots on `targets` at rank `rank` into a fresh temp folder.
 fn export_dir(ckpt: &Checkpoint, targets: &[&str], rank: usize, precision: Precision) -> (tempfile::TempDir, Manifest) {
-    let plan = SlotPlan::new(ckpt.config(), &[], &PlanOptions { max_rank: Some(rank), targets: targets.iter().map(|s| s.to_string()).collect() })
-        .expect("slot plan");
+    let plan =
+        SlotPlan::new(ckpt.config(), &[], &PlanOptions { max_rank: Some(rank), targets: targets.iter().map(|s| s.to_string()).collect() }).expect("slot plan");
     let dir = tempfile::tempdir().expect("temp dir");
     let opts = ExportOptions { hash_sources: false, ..ExportOptions::new(precision) };
     let report = export(ckpt, &plan, &opts, dir.path(), &mut |_, _| {}).expect("export");
@@ -109,8 +109,8 @@ fn fp8_opts(ckpt: &Checkpoint, float_dtype: flux_trt::tensor::DType, mode: Weigh
 }
 
 fn export_fp8_dir(ckpt: &Checkpoint, targets: &[&str], rank: usize, opts: &ExportOptions) -> (tempfile::TempDir, Manifest) {
-    let plan = SlotPlan::new(ckpt.config(), &[], &PlanOptions { max_rank: Some(rank), targets: targets.iter().map(|s| s.to_string()).collect() })
-        .expect("slot plan");
+    let plan =
+        SlotPlan::new(ckpt.config(), &[], &PlanOptions { max_rank: Some(rank), targets: targets.iter().map(|s| s.to_string()).collect() }).expect("slot plan");
     let dir = tempfile::tempdir().expect("temp dir");
     let report = export(ckpt, &plan, opts, dir.path(), &mut |_, _| {}).expect("fp8 export");
     (dir, report.manifest)
@@ -121,7 +121,9 @@ fn fp8_exports_parse_with_quantize_dequantize_layers() {
     use flux_trt::tensor::DType;
     let lib = trt_library();
     let ckpt = Checkpoint::open(&fixture("models/dev-bfl.safetensors")).expect("fixture checkpoint");
-    for (dtype, mode, attention) in [(DType::BF16, WeightScale::Channel, false), (DType::BF16, WeightScale::Tensor, true), (DType::F32, WeightScale::Channel, false)] {
+    for (dtype, mode, attention) in
+        [(DType::BF16, WeightScale::Channel, false), (DType::BF16, WeightScale::Tensor, true), (DType::F32, WeightScale::Channel, false)]
+    {
         let (dir, manifest) = export_fp8_dir(&ckpt, &["all"], 4, &fp8_opts(&ckpt, dtype, mode, attention));
         check_export(dir.path(), &manifest, &lib);
     }

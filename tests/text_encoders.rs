@@ -73,12 +73,18 @@ fn rel_err(got: &[f32], want: &[f32]) -> f32 {
 const TOL: f32 = 1e-5;
 
 fn session(dir: &Path) -> Session {
-    Session::builder(ort_env()).expect("builder").with_intra_threads(1).expect("threads").commit_from_file(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+    Session::builder(ort_env())
+        .expect("builder")
+        .with_intra_threads(1)
+        .expect("threads")
+        .commit_from_file(dir.join("model.onnx"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
 }
 
 /// Runs `dir`'s model on `input_ids` (+ slot feeds) and returns output `out` as (shape, data).
 fn run(sess: &mut Session, ids: &(Vec<usize>, Vec<i64>), slots: Option<(&SlotPlan, &SlotWeights)>, out: &str) -> (Vec<usize>, Vec<f32>) {
-    let mut feeds: Vec<(String, ort::value::DynValue)> = vec![("input_ids".into(), Tensor::from_array((ids.0.clone(), ids.1.clone())).expect("ids").into_dyn())];
+    let mut feeds: Vec<(String, ort::value::DynValue)> =
+        vec![("input_ids".into(), Tensor::from_array((ids.0.clone(), ids.1.clone())).expect("ids").into_dyn())];
     if let Some((plan, w)) = slots {
         for (i, s) in plan.slots.iter().enumerate() {
             feeds.push((s.a_name(), Tensor::from_array((vec![w.a[i].rows, w.a[i].cols], w.a[i].data.clone())).expect("A").into_dyn()));
@@ -209,7 +215,10 @@ fn clip_target_presets_plan_slots_without_adapters() {
     assert_eq!(plan.slots.len(), 2 * 4);
     assert!(plan.slots.iter().all(|s| s.module.contains(".self_attn.")));
     let plan = SlotPlan::for_clip(&cfg, &[], &PlanOptions { max_rank: Some(2), targets: vec!["*.mlp.fc2".into()] }).expect("glob");
-    assert_eq!(plan.slots.iter().map(|s| s.module.as_str()).collect::<Vec<_>>(), ["text_model.encoder.layers.0.mlp.fc2", "text_model.encoder.layers.1.mlp.fc2"]);
+    assert_eq!(
+        plan.slots.iter().map(|s| s.module.as_str()).collect::<Vec<_>>(),
+        ["text_model.encoder.layers.0.mlp.fc2", "text_model.encoder.layers.1.mlp.fc2"]
+    );
     // a rank-4 adapter does not fit rank-2 slots
     let err = plan.lay_out_text_encoder(&[(&lora("peft"), 1.0)]).expect_err("rank");
     assert!(matches!(err, PlanError::OutsideSlots { .. } | PlanError::RankTooLarge { .. }), "{err}");
@@ -344,7 +353,10 @@ fn tensorrt_parser_accepts_both_graphs_and_marks_clip_slots() {
         if env.dir.is_some() {
             env
         } else {
-            let out = Command::new("python3").args(["-c", "import tensorrt_rtx_libs,os;print(os.path.dirname(tensorrt_rtx_libs.__file__))"]).output().expect("python3");
+            let out = Command::new("python3")
+                .args(["-c", "import tensorrt_rtx_libs,os;print(os.path.dirname(tensorrt_rtx_libs.__file__))"])
+                .output()
+                .expect("python3");
             assert!(out.status.success(), "TRT_RTX_LIB_DIR unset and no tensorrt_rtx_libs: {}", String::from_utf8_lossy(&out.stderr));
             TrtLibrary::in_dir(String::from_utf8_lossy(&out.stdout).trim())
         }

@@ -292,10 +292,8 @@ fn with_tensors(edit: impl FnOnce(&mut BTreeMap<String, (Vec<usize>, Vec<u8>)>))
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
     let mut m: BTreeMap<String, (Vec<usize>, Vec<u8>)> = st.tensors().into_iter().map(|(n, v)| (n, (v.shape().to_vec(), v.data().to_vec()))).collect();
     edit(&mut m);
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = m
-        .iter()
-        .map(|(n, (s, d))| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).expect("view")))
-        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        m.iter().map(|(n, (s, d))| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).expect("view"))).collect();
     safetensors::serialize_to_file(views, None, &tmp.path().join("diffusion_pytorch_model.safetensors")).expect("write");
     tmp
 }

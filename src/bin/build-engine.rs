@@ -189,7 +189,13 @@ fn main() -> Result<()> {
     let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
     let precision_s = args.precision.clone().or(recipe.precision.clone()).unwrap_or_else(|| "fp32".into());
     let precision: Precision = precision_s.parse().map_err(anyhow::Error::msg)?;
-    let fp8_flags = args.fp8_weight_scale.is_some() || args.fp8_attention || args.fp8_float.is_some() || args.calib.is_some() || args.calib_data.is_some() || args.calib_in.is_some() || args.calib_out.is_some();
+    let fp8_flags = args.fp8_weight_scale.is_some()
+        || args.fp8_attention
+        || args.fp8_float.is_some()
+        || args.calib.is_some()
+        || args.calib_data.is_some()
+        || args.calib_in.is_some()
+        || args.calib_out.is_some();
     if precision != Precision::Fp8 && fp8_flags {
         bail!("--fp8-*/--calib* flags need --precision fp8 (precision is {precision_s})");
     }
@@ -249,7 +255,15 @@ fn main() -> Result<()> {
 /// Exports the pipeline's text encoders into `out/text_encoder*/` (CLIP slots for the adapters'
 /// CLIP modules and the CLIP targets) and its VAE decoder into `out/vae_decoder/`, and copies its
 /// tokenizers and scheduler.
-fn text_encoders(args: &Args, recipe: &Recipe, pipeline: &Path, adapters: &[flux_trt::Adapter], loras: &[(PathBuf, f32)], precision: Precision, out: &Path) -> Result<()> {
+fn text_encoders(
+    args: &Args,
+    recipe: &Recipe,
+    pipeline: &Path,
+    adapters: &[flux_trt::Adapter],
+    loras: &[(PathBuf, f32)],
+    precision: Precision,
+    out: &Path,
+) -> Result<()> {
     use flux_trt::onnx::components::{clip_config, export_text_encoders, TextEncoderOptions};
     let rank = args.text_encoder_lora_rank.or(recipe.text_encoder_lora_rank);
     let mut targets = if args.text_encoder_targets.is_empty() { recipe.text_encoder_targets.clone() } else { args.text_encoder_targets.clone() };

@@ -30,10 +30,7 @@ pub(crate) struct Source {
 
 /// Every stored tensor of a diffusers checkpoint with configuration `c`.
 pub(crate) fn diffusers_sources(c: &FluxConfig) -> Vec<Source> {
-    c.parameter_shapes()
-        .into_iter()
-        .map(|(name, shape)| Source { key: name.clone(), shape, targets: vec![name], split: Split::Whole })
-        .collect()
+    c.parameter_shapes().into_iter().map(|(name, shape)| Source { key: name.clone(), shape, targets: vec![name], split: Split::Whole }).collect()
 }
 
 /// Every stored tensor of a BFL checkpoint with configuration `c`.
@@ -43,12 +40,7 @@ pub(crate) fn bfl_sources(c: &FluxConfig) -> Vec<Source> {
     // A Linear: `.weight` [out, in] and `.bias` [out], both split the same way.
     let mut linear = |bfl: &str, canon: &[String], out: usize, inp: usize, split: Split| {
         for (suffix, shape) in [("weight", vec![out, inp]), ("bias", vec![out])] {
-            v.push(Source {
-                key: format!("{bfl}.{suffix}"),
-                shape,
-                targets: canon.iter().map(|n| format!("{n}.{suffix}")).collect(),
-                split: split.clone(),
-            });
+            v.push(Source { key: format!("{bfl}.{suffix}"), shape, targets: canon.iter().map(|n| format!("{n}.{suffix}")).collect(), split: split.clone() });
         }
     };
     let one = |s: &str| vec![s.to_string()];

@@ -47,8 +47,8 @@ impl ComponentWeights {
             return Err(CheckpointError::NoConfig { path: dir.to_path_buf() });
         }
         let text = std::fs::read_to_string(&config_path).map_err(|source| CheckpointError::Io { path: config_path.clone(), source })?;
-        let config: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| CheckpointError::Config { path: config_path.clone(), message: format!("invalid config.json: {e}") })?;
+        let config: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| CheckpointError::Config { path: config_path.clone(), message: format!("invalid config.json: {e}") })?;
         let paths = weight_files(dir)?;
         let mut files = Vec::with_capacity(paths.len());
         let mut index = BTreeMap::new();
@@ -59,10 +59,7 @@ impl ComponentWeights {
                     return Err(CheckpointError::DType { path: p.clone(), tensor: name.clone(), dtype: format!("{:?}", t.dtype) });
                 }
                 if let Some(prev) = index.insert(name.clone(), i) {
-                    return Err(CheckpointError::Invalid {
-                        path: p.clone(),
-                        message: format!("tensor `{name}` is also stored in {}", paths[prev].display()),
-                    });
+                    return Err(CheckpointError::Invalid { path: p.clone(), message: format!("tensor `{name}` is also stored in {}", paths[prev].display()) });
                 }
             }
             files.push(f);
@@ -107,8 +104,11 @@ impl ComponentWeights {
         let i = *self.index.get(name).ok_or_else(missing)?;
         let f = self.files.get(i).ok_or_else(missing)?;
         let t = f.tensors.get(name).ok_or_else(missing)?;
-        let dtype = DType::from_safetensors(t.dtype)
-            .ok_or_else(|| CheckpointError::DType { path: f.path.clone(), tensor: name.to_string(), dtype: format!("{:?}", t.dtype) })?;
+        let dtype = DType::from_safetensors(t.dtype).ok_or_else(|| CheckpointError::DType {
+            path: f.path.clone(),
+            tensor: name.to_string(),
+            dtype: format!("{:?}", t.dtype),
+        })?;
         let bytes = f.map.get(t.start..t.end).ok_or_else(|| CheckpointError::Tensor {
             path: f.path.clone(),
             tensor: name.to_string(),
@@ -136,8 +136,8 @@ impl ComponentWeights {
 /// plain file names only) and its `weight_map` (stored name → shard file name).
 pub(crate) fn read_shard_index(index_path: &Path, dir: &Path) -> Result<(Vec<PathBuf>, BTreeMap<String, String>), CheckpointError> {
     let text = std::fs::read_to_string(index_path).map_err(|source| CheckpointError::Io { path: index_path.to_path_buf(), source })?;
-    let index: IndexFile = serde_json::from_str(&text)
-        .map_err(|e| CheckpointError::Invalid { path: index_path.to_path_buf(), message: format!("invalid shard index: {e}") })?;
+    let index: IndexFile =
+        serde_json::from_str(&text).map_err(|e| CheckpointError::Invalid { path: index_path.to_path_buf(), message: format!("invalid shard index: {e}") })?;
     let mut shards: Vec<&String> = index.weight_map.values().collect();
     shards.sort();
     shards.dedup();

@@ -14,8 +14,7 @@ use crate::flux::{FluxConfig, Variant};
 /// Prefix of BFL keys inside ComfyUI / original-repo full checkpoints.
 pub(crate) const BFL_PREFIX: &str = "model.diffusion_model.";
 
-const BFL_ROOTS: &[&str] =
-    &["img_in", "txt_in", "time_in", "vector_in", "guidance_in", "double_blocks", "single_blocks", "final_layer"];
+const BFL_ROOTS: &[&str] = &["img_in", "txt_in", "time_in", "vector_in", "guidance_in", "double_blocks", "single_blocks", "final_layer"];
 const DIFFUSERS_ROOTS: &[&str] =
     &["x_embedder", "context_embedder", "time_text_embed", "transformer_blocks", "single_transformer_blocks", "norm_out", "proj_out"];
 
@@ -47,17 +46,12 @@ pub(crate) fn classify<'a>(path: &Path, names: impl IntoIterator<Item = &'a str>
         }
     }
     let layout = match (bfl, diff) {
-        (Some(b), Some(d)) => {
-            return Err(CheckpointError::MixedLayout { path: path.to_path_buf(), bfl_key: b.into(), diffusers_key: d.into() })
-        }
+        (Some(b), Some(d)) => return Err(CheckpointError::MixedLayout { path: path.to_path_buf(), bfl_key: b.into(), diffusers_key: d.into() }),
         (Some(_), None) => Layout::Bfl,
         (None, Some(_)) => Layout::Diffusers,
         (None, None) => {
             let first = names.first().map_or("(no tensors)".to_string(), |n| format!("first key `{n}`"));
-            return Err(CheckpointError::NotFlux {
-                path: path.to_path_buf(),
-                message: format!("no BFL or diffusers FLUX.1 transformer keys ({first})"),
-            });
+            return Err(CheckpointError::NotFlux { path: path.to_path_buf(), message: format!("no BFL or diffusers FLUX.1 transformer keys ({first})") });
         }
     };
     if let Some((key, message)) = unknown {
@@ -171,10 +165,10 @@ impl KeyView<'_> {
             };
         }
         if let Some(gap) = (0..seen.len()).find(|i| !seen.contains(i)) {
-            return Err(self.get(&format!("{root}.{gap}.{probe}")).err().unwrap_or_else(|| CheckpointError::Invalid {
-                path: self.source.to_path_buf(),
-                message: format!("block `{root}.{gap}` is absent"),
-            }));
+            return Err(self
+                .get(&format!("{root}.{gap}.{probe}"))
+                .err()
+                .unwrap_or_else(|| CheckpointError::Invalid { path: self.source.to_path_buf(), message: format!("block `{root}.{gap}` is absent") }));
         }
         Ok(seen.len())
     }

@@ -99,8 +99,8 @@ pub(crate) fn resolve(dir: &Path) -> Result<Folder, CheckpointError> {
     };
     let config_path = dir.join(CONFIG);
     let text = std::fs::read_to_string(&config_path).map_err(|source| CheckpointError::Io { path: config_path.clone(), source })?;
-    let config: DiffusersConfig = serde_json::from_str(&text)
-        .map_err(|e| CheckpointError::Config { path: config_path.clone(), message: format!("invalid config.json: {e}") })?;
+    let config: DiffusersConfig =
+        serde_json::from_str(&text).map_err(|e| CheckpointError::Config { path: config_path.clone(), message: format!("invalid config.json: {e}") })?;
     let (files, index) = weight_files(&dir)?;
     Ok(Folder { dir, config_path, config, files, index })
 }
@@ -115,18 +115,13 @@ fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<ShardIndex>), Checkp
     if single.is_file() {
         return Ok((vec![single], None));
     }
-    Err(CheckpointError::Invalid {
-        path: dir.to_path_buf(),
-        message: format!("diffusers folder has neither {WEIGHTS} nor {INDEX}"),
-    })
+    Err(CheckpointError::Invalid { path: dir.to_path_buf(), message: format!("diffusers folder has neither {WEIGHTS} nor {INDEX}") })
 }
 
 /// The RoPE axes from config.json, checked to be three values.
 pub(crate) fn axes_dim(path: &Path, c: &DiffusersConfig) -> Result<[usize; 3], CheckpointError> {
-    <[usize; 3]>::try_from(c.axes_dims_rope.as_slice()).map_err(|_| CheckpointError::Config {
-        path: path.to_path_buf(),
-        message: format!("axes_dims_rope {:?}: expected three values", c.axes_dims_rope),
-    })
+    <[usize; 3]>::try_from(c.axes_dims_rope.as_slice())
+        .map_err(|_| CheckpointError::Config { path: path.to_path_buf(), message: format!("axes_dims_rope {:?}: expected three values", c.axes_dims_rope) })
 }
 
 /// Errors when config.json contradicts the configuration inferred from tensor shapes.
@@ -175,11 +170,7 @@ pub(crate) fn check_config(path: &Path, c: &DiffusersConfig, t: &FluxConfig) -> 
 
 /// Checks the shard index against the shards' actual contents (`found`: stored name → shard
 /// file path): every listed tensor is in the listed shard and every stored tensor is listed.
-pub(crate) fn check_index(
-    index_path: &Path,
-    weight_map: &BTreeMap<String, String>,
-    found: &BTreeMap<String, PathBuf>,
-) -> Result<(), CheckpointError> {
+pub(crate) fn check_index(index_path: &Path, weight_map: &BTreeMap<String, String>, found: &BTreeMap<String, PathBuf>) -> Result<(), CheckpointError> {
     for (name, shard) in weight_map {
         match found.get(name) {
             Some(p) if p.file_name().is_some_and(|f| f == shard.as_str()) => {}
@@ -199,11 +190,7 @@ pub(crate) fn check_index(
         }
     }
     if let Some((name, p)) = found.iter().find(|(n, _)| !weight_map.contains_key(*n)) {
-        return Err(CheckpointError::UnknownKey {
-            path: p.clone(),
-            key: name.clone(),
-            message: format!("not listed in {}", index_path.display()),
-        });
+        return Err(CheckpointError::UnknownKey { path: p.clone(), key: name.clone(), message: format!("not listed in {}", index_path.display()) });
     }
     Ok(())
 }

@@ -100,10 +100,7 @@ impl Checkpoint {
             let f = mapped::map_file(file, i)?;
             for (name, t) in f.tensors {
                 if let Some(prev) = located.get(&name) {
-                    return Err(CheckpointError::Invalid {
-                        path: file.clone(),
-                        message: format!("tensor `{name}` is also stored in {}", prev.display()),
-                    });
+                    return Err(CheckpointError::Invalid { path: file.clone(), message: format!("tensor `{name}` is also stored in {}", prev.display()) });
                 }
                 located.insert(name.clone(), file.clone());
                 tensors.insert(name, t);
@@ -161,11 +158,7 @@ impl Checkpoint {
         for src in &sources {
             let stored = format!("{}{}", style.prefix, src.key);
             let Some(t) = tensors.get(&stored) else {
-                return Err(CheckpointError::MissingTensor {
-                    path: source.to_path_buf(),
-                    tensor: stored,
-                    canonical: src.targets.join(", "),
-                });
+                return Err(CheckpointError::MissingTensor { path: source.to_path_buf(), tensor: stored, canonical: src.targets.join(", ") });
             };
             if t.shape != src.shape {
                 return Err(CheckpointError::Shape { path: file_of(t), tensor: stored, expected: src.shape.clone(), found: t.shape.clone() });
@@ -178,10 +171,7 @@ impl Checkpoint {
             return Err(CheckpointError::UnknownKey {
                 path: file_of(t),
                 key: key.clone(),
-                message: format!(
-                    "not a parameter of FLUX.1 {} with {} double / {} single blocks",
-                    c.variant, c.num_double_blocks, c.num_single_blocks
-                ),
+                message: format!("not a parameter of FLUX.1 {} with {} double / {} single blocks", c.variant, c.num_double_blocks, c.num_single_blocks),
             });
         }
         Ok(Checkpoint {
@@ -273,10 +263,7 @@ impl Checkpoint {
                     return Err(CheckpointError::Tensor {
                         path: self.path.clone(),
                         tensor: member,
-                        message: format!(
-                            "cannot stack into `{name}`: {} {:?} after {} {:?}",
-                            e.dtype, e.shape, f.dtype, f.shape
-                        ),
+                        message: format!("cannot stack into `{name}`: {} {:?} after {} {:?}", e.dtype, e.shape, f.dtype, f.shape),
                     });
                 }
             }

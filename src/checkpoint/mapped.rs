@@ -47,8 +47,7 @@ pub(crate) fn map_file(path: &Path, file: usize) -> Result<MappedFile, Checkpoin
     // SAFETY: the map is read-only and lives in an `Arc` owned by the `Checkpoint`. As with every
     // mmap-based loader, the file must not be truncated or rewritten while it is open.
     let map = unsafe { Mmap::map(&f) }.map_err(io)?;
-    let (header_len, metadata) =
-        SafeTensors::read_metadata(&map).map_err(|e| header_error(path, &map, e))?;
+    let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| header_error(path, &map, e))?;
     let data_start = N_LEN + header_len;
     let mut tensors = BTreeMap::new();
     for (name, info) in metadata.tensors() {
@@ -92,27 +91,19 @@ fn diagnose(buf: &[u8]) -> Option<String> {
     let header = std::str::from_utf8(buf.get(N_LEN..N_LEN.checked_add(n)?)?).ok()?;
     let raw: BTreeMap<String, serde_json::Value> = serde_json::from_str(header).ok()?;
     let data_len = buf.len().checked_sub(N_LEN.checked_add(n)?)?;
-    let mut infos: Vec<(String, TensorInfo)> = raw
-        .into_iter()
-        .filter(|(k, _)| k != "__metadata__")
-        .filter_map(|(k, v)| serde_json::from_value::<TensorInfo>(v).ok().map(|i| (k, i)))
-        .collect();
+    let mut infos: Vec<(String, TensorInfo)> =
+        raw.into_iter().filter(|(k, _)| k != "__metadata__").filter_map(|(k, v)| serde_json::from_value::<TensorInfo>(v).ok().map(|i| (k, i))).collect();
     infos.sort_by_key(|(_, i)| i.data_offsets);
     let mut last_end = 0usize;
     for (name, info) in &infos {
         let (s, e) = info.data_offsets;
         if e > data_len {
-            return Some(format!(
-                "tensor `{name}`: data offsets [{s}, {e}) end past the {data_len} data bytes present (truncated or bad header)"
-            ));
+            return Some(format!("tensor `{name}`: data offsets [{s}, {e}) end past the {data_len} data bytes present (truncated or bad header)"));
         }
         let numel = info.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         let want = numel.and_then(|n| n.checked_mul(info.dtype.bitsize())).map(|b| b / 8);
         if want != Some(e.wrapping_sub(s)) {
-            return Some(format!(
-                "tensor `{name}`: data offsets [{s}, {e}) do not match shape {:?} of {:?}",
-                info.shape, info.dtype
-            ));
+            return Some(format!("tensor `{name}`: data offsets [{s}, {e}) do not match shape {:?} of {:?}", info.shape, info.dtype));
         }
         last_end = last_end.max(e);
     }

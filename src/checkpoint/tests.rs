@@ -37,8 +37,7 @@ fn write(dir: &Path, name: &str, prefix: &str, sources: &[Source], skip: impl Fn
             (format!("{prefix}{}", s.key), s.shape.clone(), bytes)
         })
         .collect();
-    let views: Vec<(String, TensorView<'_>)> =
-        data.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
+    let views: Vec<(String, TensorView<'_>)> = data.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
     let p = dir.join(name);
     std::fs::write(&p, safetensors::serialize(views, None).unwrap()).unwrap();
     p
@@ -99,10 +98,7 @@ fn missing_block_is_named() {
     let c = FluxConfig { num_double_blocks: 3, ..small(Variant::Dev, 32) };
     let p = write(tmp.path(), "b.safetensors", "", &bfl_sources(&c), |k| k.starts_with("double_blocks.1."));
     let e = Checkpoint::open(&p).err().unwrap();
-    assert!(
-        matches!(&e, CheckpointError::MissingTensor { tensor, .. } if tensor == "double_blocks.1.img_attn.norm.query_norm.scale"),
-        "{e:?}"
-    );
+    assert!(matches!(&e, CheckpointError::MissingTensor { tensor, .. } if tensor == "double_blocks.1.img_attn.norm.query_norm.scale"), "{e:?}");
 }
 
 #[test]

@@ -119,7 +119,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         outputs.insert(ad.name.clone(), out);
     }
     let (oa, ob) = (&outputs[&a.name], &outputs[&b.name]);
-    println!("        max|Δ| {} vs {}: {:.3e}; vs base: {:.3e} / {:.3e}", a.name, b.name, oa.max_abs_diff(ob).unwrap_or(f32::NAN), oa.max_abs_diff(&base).unwrap_or(f32::NAN), ob.max_abs_diff(&base).unwrap_or(f32::NAN));
+    println!(
+        "        max|Δ| {} vs {}: {:.3e}; vs base: {:.3e} / {:.3e}",
+        a.name,
+        b.name,
+        oa.max_abs_diff(ob).unwrap_or(f32::NAN),
+        oa.max_abs_diff(&base).unwrap_or(f32::NAN),
+        ob.max_abs_diff(&base).unwrap_or(f32::NAN)
+    );
     println!("session id {} (created once), total {:.2?}", session.session_id(), t0.elapsed());
     if !failures.is_empty() {
         anyhow::bail!("demo failed: {}", failures.join("; "));

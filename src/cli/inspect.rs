@@ -81,7 +81,11 @@ fn manifest_text(dir: &Path, m: &Manifest) -> String {
     let mut t = String::new();
     let c = &m.model;
     let _ = writeln!(t, "engine folder {} (manifest v{}, {})", dir.display(), m.format_version, m.exporter);
-    let _ = writeln!(t, "  model:     FLUX.1 {} — hidden {}, {} heads × {}, {} double + {} single blocks", c.variant, c.hidden_size, c.num_heads, c.head_dim, c.num_double_blocks, c.num_single_blocks);
+    let _ = writeln!(
+        t,
+        "  model:     FLUX.1 {} — hidden {}, {} heads × {}, {} double + {} single blocks",
+        c.variant, c.hidden_size, c.num_heads, c.head_dim, c.num_double_blocks, c.num_single_blocks
+    );
     let _ = writeln!(t, "  precision: {:?}", m.precision);
     let _ = writeln!(t, "  onnx:      {} + {} (opset {})", m.onnx.file, m.onnx.data_file, m.onnx.opset);
     let _ = writeln!(t, "  slots:     {} at max rank {} ({})", m.lora.slots.len(), m.lora.max_rank, m.lora.dtype);

@@ -50,10 +50,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     use flux_trt::runtime::FluxInputs;
 
     let loras = args.loras.iter().map(|s| parse_lora_arg(s)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
-    let adapters = loras
-        .iter()
-        .map(|(p, s)| flux_trt::lora::load(p).map(|a| (a, *s)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let adapters = loras.iter().map(|(p, s)| flux_trt::lora::load(p).map(|a| (a, *s))).collect::<Result<Vec<_>, _>>()?;
     let t = Instant::now();
     let session = args.ort.session(&args.engine)?;
     eprintln!("session: {} on {} in {:.2?}", args.engine.display(), session.execution_provider(), t.elapsed());

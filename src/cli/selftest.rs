@@ -53,7 +53,12 @@ impl ReferenceBackend for OrtReference {
     fn name(&self) -> String {
         "ONNX Runtime (CPU)".into()
     }
-    fn run(&mut self, dir: &std::path::Path, adapters: &[(&flux_trt::Adapter, f32)], inputs: &flux_trt::runtime::FluxInputs) -> Result<flux_trt::runtime::HostTensor, String> {
+    fn run(
+        &mut self,
+        dir: &std::path::Path,
+        adapters: &[(&flux_trt::Adapter, f32)],
+        inputs: &flux_trt::runtime::FluxInputs,
+    ) -> Result<flux_trt::runtime::HostTensor, String> {
         let session = match self.session.take() {
             Some(s) => s,
             None => flux_trt::runtime::ort::FluxSession::builder(dir).build().map_err(|e| e.to_string())?,

@@ -58,40 +58,44 @@ fn build_net(dir: &Path, spec: &NetSpec, model_file: &str, inputs: &[DynInput], 
     let loaded = trt::load(&opts.library)?;
     let plan_path = dir.join(&opts.plan_file);
     let t0 = Instant::now();
-    let (network, blake3, plan_bytes, parse_seconds, build_seconds) = parse_and_mark(dir, spec, &opts.library, opts.decomposable_attention, |builder, net, report| {
-        let parse_seconds = t0.elapsed().as_secs_f64();
-        let scope = LogScope::begin();
-        let mut config = builder.create_config().map_err(|e| scope.error("builder config creation", e))?;
-        config.set_flag(BuilderFlag::kREFIT_INDIVIDUAL);
-        if opts.strip_weights {
-            config.set_flag(BuilderFlag::kSTRIP_PLAN);
-        }
-        if let Some(bytes) = opts.workspace_bytes {
-            config.set_memory_pool_limit(MemoryPoolType::kWORKSPACE, bytes);
-        }
-        set_targets(&mut config, &opts.targets)?;
-        let mut profile = builder.creata_optimization_profile().map_err(|e| scope.error("optimization profile creation", e))?;
-        for (name, shape, dim_names) in inputs.iter().filter(|(_, shape, _)| shape.iter().any(Option::is_none)) {
-            let [min, opt, max] = profile_dims(name, shape, dim_names, &opts.profile)?;
-            for (sel, dims) in [(OptProfileSelector::kMIN, &min), (OptProfileSelector::kOPT, &opt), (OptProfileSelector::kMAX, &max)] {
-                let scope = LogScope::begin();
-                profile
-                    .set_dimensions(name, sel, &trtx::trtx_sys::Dims64::from_slice(dims))
-                    .map_err(|e| scope.error(format!("profile dimensions {sel:?} {dims:?} of `{name}`"), e))?;
+    let (network, blake3, plan_bytes, parse_seconds, build_seconds) = parse_and_mark(
+        dir,
+        spec,
+        &opts.library,
+        opts.decomposable_attention,
+        |builder, net, report| {
+            let parse_seconds = t0.elapsed().as_secs_f64();
+            let scope = LogScope::begin();
+            let mut config = builder.create_config().map_err(|e| scope.error("builder config creation", e))?;
+            config.set_flag(BuilderFlag::kREFIT_INDIVIDUAL);
+            if opts.strip_weights {
+                config.set_flag(BuilderFlag::kSTRIP_PLAN);
             }
-        }
-        let scope = LogScope::begin();
-        config.add_optimization_profile(&mut profile).map_err(|e| scope.error("addOptimizationProfile", e))?;
-        tracing::info!(targets = ?opts.targets, strip = opts.strip_weights, slots = report.refittable.len(), model = %dir.join(model_file).display(), "building TensorRT engine");
-        let t1 = Instant::now();
-        let scope = LogScope::begin();
-        let plan = builder
-            .build_serialized_network(net, &mut config)
-            .map_err(|_| EngineError::Build { path: dir.join(model_file), log: scope.text() })?;
-        let build_seconds = t1.elapsed().as_secs_f64();
-        crate::util::write_atomic(&plan_path, &plan).map_err(|source| EngineError::File { path: plan_path.clone(), source })?;
-        Ok((report, crate::util::hash_bytes(&plan), plan.len() as u64, parse_seconds, build_seconds))
-    })?;
+            if let Some(bytes) = opts.workspace_bytes {
+                config.set_memory_pool_limit(MemoryPoolType::kWORKSPACE, bytes);
+            }
+            set_targets(&mut config, &opts.targets)?;
+            let mut profile = builder.creata_optimization_profile().map_err(|e| scope.error("optimization profile creation", e))?;
+            for (name, shape, dim_names) in inputs.iter().filter(|(_, shape, _)| shape.iter().any(Option::is_none)) {
+                let [min, opt, max] = profile_dims(name, shape, dim_names, &opts.profile)?;
+                for (sel, dims) in [(OptProfileSelector::kMIN, &min), (OptProfileSelector::kOPT, &opt), (OptProfileSelector::kMAX, &max)] {
+                    let scope = LogScope::begin();
+                    profile
+                        .set_dimensions(name, sel, &trtx::trtx_sys::Dims64::from_slice(dims))
+                        .map_err(|e| scope.error(format!("profile dimensions {sel:?} {dims:?} of `{name}`"), e))?;
+                }
+            }
+            let scope = LogScope::begin();
+            config.add_optimization_profile(&mut profile).map_err(|e| scope.error("addOptimizationProfile", e))?;
+            tracing::info!(targets = ?opts.targets, strip = opts.strip_weights, slots = report.refittable.len(), model = %dir.join(model_file).display(), "building TensorRT engine");
+            let t1 = Instant::now();
+            let scope = LogScope::begin();
+            let plan = builder.build_serialized_network(net, &mut config).map_err(|_| EngineError::Build { path: dir.join(model_file), log: scope.text() })?;
+            let build_seconds = t1.elapsed().as_secs_f64();
+            crate::util::write_atomic(&plan_path, &plan).map_err(|source| EngineError::File { path: plan_path.clone(), source })?;
+            Ok((report, crate::util::hash_bytes(&plan), plan.len() as u64, parse_seconds, build_seconds))
+        },
+    )?;
     let engine = EngineArtifact {
         file: opts.plan_file.clone(),
         tensorrt_variant: trt::VARIANT.into(),
@@ -108,7 +112,9 @@ fn build_net(dir: &Path, spec: &NetSpec, model_file: &str, inputs: &[DynInput], 
 /// builds for the GPU it runs on and takes none.
 fn check_targets(targets: &[Target]) -> Result<(), EngineError> {
     if cfg!(feature = "tensorrt-enterprise") && !targets.is_empty() {
-        return Err(EngineError::Target { message: "TensorRT Enterprise builds for the GPU it runs on; compute-capability targets are TensorRT-RTX only".into() });
+        return Err(EngineError::Target {
+            message: "TensorRT Enterprise builds for the GPU it runs on; compute-capability targets are TensorRT-RTX only".into(),
+        });
     }
     if !cfg!(feature = "tensorrt-enterprise") && targets.is_empty() {
         return Err(EngineError::Target {
@@ -150,11 +156,13 @@ fn profile_dims(input: &str, shape: &[Option<usize>], names: &[Option<String>], 
         let r = match s {
             Some(n) => super::DimRange::fixed(*n),
             None => {
-                let name = names.get(i).and_then(|n| n.as_deref()).ok_or_else(|| EngineError::Profile {
-                    dim: format!("{input}[{i}]"),
-                    message: "is dynamic but has no name in manifest.json".into(),
-                })?;
-                recipe.dim(name).ok_or_else(|| EngineError::Profile { dim: name.into(), message: format!("of input `{input}` is not in the profile recipe") })?
+                let name = names
+                    .get(i)
+                    .and_then(|n| n.as_deref())
+                    .ok_or_else(|| EngineError::Profile { dim: format!("{input}[{i}]"), message: "is dynamic but has no name in manifest.json".into() })?;
+                recipe
+                    .dim(name)
+                    .ok_or_else(|| EngineError::Profile { dim: name.into(), message: format!("of input `{input}` is not in the profile recipe") })?
             }
         };
         for (o, v) in out.iter_mut().zip([r.min, r.opt, r.max]) {

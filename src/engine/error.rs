@@ -43,5 +43,9 @@ pub enum EngineError {
     #[error("{path}: TensorRT engine build failed: {log}")]
     Build { path: PathBuf, log: String },
     #[error("{path}: {source}")]
-    File { path: PathBuf, #[source] source: std::io::Error },
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -94,7 +94,11 @@ pub(super) fn parse_and_mark<R>(
         net.mark_weights_refittable(name).map_err(|_| EngineError::MarkRefittable { path: path.clone(), name: name.clone(), log: scope.text() })?;
         let marked = net.are_weights_marked_refittable(name).map_err(|e| scope.error(format!("areWeightsMarkedRefittable(`{name}`)"), e))?;
         if !marked {
-            return Err(EngineError::MarkRefittable { path: path.clone(), name: name.clone(), log: format!("accepted, but not reported as marked; {}", scope.text()) });
+            return Err(EngineError::MarkRefittable {
+                path: path.clone(),
+                name: name.clone(),
+                log: format!("accepted, but not reported as marked; {}", scope.text()),
+            });
         }
         report.refittable.push(name.clone());
     }

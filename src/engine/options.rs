@@ -143,12 +143,22 @@ fn default_latent_side() -> DimRange {
 impl ProfileRecipe {
     /// FLUX.1 at 512²…1024² (opt 1024²), 512 text tokens, batch 1.
     pub fn flux_1024() -> Self {
-        ProfileRecipe { batch: DimRange::fixed(1), img_seq: DimRange::new(1024, 4096, 4096), txt_seq: DimRange::new(256, 512, 512), latent_side: default_latent_side() }
+        ProfileRecipe {
+            batch: DimRange::fixed(1),
+            img_seq: DimRange::new(1024, 4096, 4096),
+            txt_seq: DimRange::new(256, 512, 512),
+            latent_side: default_latent_side(),
+        }
     }
 
     /// Small shapes for the tiny test models (img 16…64 tokens, txt 8…16, batch 1…2).
     pub fn tiny() -> Self {
-        ProfileRecipe { batch: DimRange::new(1, 1, 2), img_seq: DimRange::new(16, 64, 64), txt_seq: DimRange::new(8, 16, 16), latent_side: DimRange::new(8, 8, 16) }
+        ProfileRecipe {
+            batch: DimRange::new(1, 1, 2),
+            img_seq: DimRange::new(16, 64, 64),
+            txt_seq: DimRange::new(8, 16, 16),
+            latent_side: DimRange::new(8, 8, 16),
+        }
     }
 
     /// The range of the named dynamic dimension; `None` for a name this recipe does not know.
@@ -242,7 +252,15 @@ pub struct BuildOptions {
 
 impl BuildOptions {
     pub fn new(targets: Vec<Target>, profile: ProfileRecipe) -> Self {
-        BuildOptions { targets, profile, strip_weights: false, decomposable_attention: true, workspace_bytes: None, plan_file: super::PLAN_FILE.into(), library: TrtLibrary::from_env() }
+        BuildOptions {
+            targets,
+            profile,
+            strip_weights: false,
+            decomposable_attention: true,
+            workspace_bytes: None,
+            plan_file: super::PLAN_FILE.into(),
+            library: TrtLibrary::from_env(),
+        }
     }
 }
 

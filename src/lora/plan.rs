@@ -113,7 +113,10 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 fn preset_match(preset: &str, module: &str) -> Option<bool> {
     let in_block = module.starts_with("transformer_blocks.") || module.starts_with("single_transformer_blocks.");
     let attn = module.contains(".attn.");
-    let mlp = module.contains(".ff.") || module.contains(".ff_context.") || module.ends_with(".proj_mlp") || (module.starts_with("single_transformer_blocks.") && module.ends_with(".proj_out"));
+    let mlp = module.contains(".ff.")
+        || module.contains(".ff_context.")
+        || module.ends_with(".proj_mlp")
+        || (module.starts_with("single_transformer_blocks.") && module.ends_with(".proj_out"));
     let modulation = module.ends_with("norm1.linear") || module.ends_with("norm1_context.linear") || module.ends_with(".norm.linear");
     Some(match preset {
         "attn" => in_block && attn,
@@ -181,10 +184,8 @@ impl SlotPlan {
         let mut selected = vec![false; modules.len()];
         for ad in adapters {
             for (name, lm) in target.modules(ad) {
-                let idx = modules.iter().position(|m| &m.name == name).ok_or_else(|| PlanError::UnknownModule {
-                    adapter: ad.name.clone(),
-                    module: name.clone(),
-                })?;
+                let idx =
+                    modules.iter().position(|m| &m.name == name).ok_or_else(|| PlanError::UnknownModule { adapter: ad.name.clone(), module: name.clone() })?;
                 check_shape(&ad.name, name, lm, modules[idx].in_features, modules[idx].out_features)?;
                 selected[idx] = true;
             }
@@ -240,9 +241,7 @@ impl SlotPlan {
     /// [`Self::validate`] for `target`'s modules of `adapter`.
     pub fn validate_for(&self, target: SlotTarget, adapter: &Adapter) -> Result<(), PlanError> {
         for (name, lm) in target.modules(adapter) {
-            let idx = self
-                .slot_index(name)
-                .ok_or_else(|| PlanError::OutsideSlots { adapter: adapter.name.clone(), module: name.clone() })?;
+            let idx = self.slot_index(name).ok_or_else(|| PlanError::OutsideSlots { adapter: adapter.name.clone(), module: name.clone() })?;
             let s = &self.slots[idx];
             check_shape(&adapter.name, name, lm, s.in_features, s.out_features)?;
             if lm.rank() > self.max_rank {
@@ -416,10 +415,7 @@ mod tests {
         let wrong = adapter("w", vec![("transformer_blocks.0.attn.to_q", module(1, 7, 8, 0.1, 1.0))]);
         assert!(matches!(SlotPlan::new(&c, &[&wrong], &PlanOptions::default()), Err(PlanError::ShapeMismatch { .. })));
         assert!(matches!(SlotPlan::new(&c, &[], &PlanOptions::default()), Err(PlanError::NoSlots)));
-        assert!(matches!(
-            SlotPlan::new(&c, &[], &PlanOptions { targets: vec!["nothing.*".into()], ..Default::default() }),
-            Err(PlanError::BadTarget { .. })
-        ));
+        assert!(matches!(SlotPlan::new(&c, &[], &PlanOptions { targets: vec!["nothing.*".into()], ..Default::default() }), Err(PlanError::BadTarget { .. })));
         let small = adapter("s", vec![("transformer_blocks.0.attn.to_q", module(1, 8, 8, 0.1, 1.0))]);
         let plan = SlotPlan::new(&c, &[&small], &PlanOptions::default()).unwrap();
         let other = adapter("o", vec![("transformer_blocks.0.attn.to_k", module(1, 8, 8, 0.1, 1.0))]);

@@ -182,7 +182,9 @@ impl<'a> Flux<'a> {
         let members: Vec<LinearModule> = group
             .members
             .iter()
-            .map(|n| self.modules.get(n).cloned().ok_or_else(|| OnnxError::BadSlot { module: n.clone(), detail: "fused member not in the model config".into() }))
+            .map(|n| {
+                self.modules.get(n).cloned().ok_or_else(|| OnnxError::BadSlot { module: n.clone(), detail: "fused member not in the model config".into() })
+            })
             .collect::<R<_>>()?;
         let in_f = members[0].in_features;
         let out: usize = members.iter().map(|m| m.out_features).sum();
@@ -450,7 +452,8 @@ impl<'a> Flux<'a> {
         let groups = self.cfg.fused_groups();
         let find = |n: &str| groups.iter().find(|g| g.name == n).cloned();
         let gi = find(&format!("{p}.attn.qkv")).ok_or_else(|| OnnxError::BadSlot { module: format!("{p}.attn.qkv"), detail: "no fused group".into() })?;
-        let gt = find(&format!("{p}.attn.add_qkv")).ok_or_else(|| OnnxError::BadSlot { module: format!("{p}.attn.add_qkv"), detail: "no fused group".into() })?;
+        let gt =
+            find(&format!("{p}.attn.add_qkv")).ok_or_else(|| OnnxError::BadSlot { module: format!("{p}.attn.add_qkv"), detail: "no fused group".into() })?;
 
         let im = self.modulation(silu_temb, &format!("{p}.norm1.linear"), 6)?;
         let tm = self.modulation(silu_temb, &format!("{p}.norm1_context.linear"), 6)?;

@@ -23,7 +23,11 @@ pub enum OnnxError {
     #[error("{path}: the graph protobuf would be {bytes} bytes, above protobuf's 2 GiB limit (lower --max-rank or the targets)")]
     TooLarge { path: PathBuf, bytes: u64 },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: cannot serialize the ONNX model: {message}")]
     Serialize { path: PathBuf, message: String },
     #[error("{path}: {message}")]

@@ -116,14 +116,7 @@ pub fn finish_graph<'a>(g: Graph<'a>, name: &str) -> BuiltModel<'a> {
     for (w, off) in g.external.iter().zip(&offsets) {
         initializer.push(proto::tensor_external(&w.name, w.onnx_code(), &w.shape, DATA_FILE, *off, w.nbytes()));
     }
-    let graph = GraphProto {
-        name: name.into(),
-        node: g.nodes,
-        initializer,
-        input: g.inputs,
-        output: g.outputs,
-        ..Default::default()
-    };
+    let graph = GraphProto { name: name.into(), node: g.nodes, initializer, input: g.inputs, output: g.outputs, ..Default::default() };
     let model = ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET, ..Default::default() }],
@@ -209,13 +202,7 @@ pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> OnnxError + '_ {
 /// `model.onnx.data` (weights, 4096-aligned, streamed) and `manifest.json`. Every file is written
 /// under a temporary name in `out_dir` and renamed at the end (manifest last).
 /// `progress(written, total)` reports external-data bytes.
-pub fn export(
-    ckpt: &Checkpoint,
-    plan: &SlotPlan,
-    opts: &ExportOptions,
-    out_dir: &Path,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<ExportReport, OnnxError> {
+pub fn export(ckpt: &Checkpoint, plan: &SlotPlan, opts: &ExportOptions, out_dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<ExportReport, OnnxError> {
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
     let built = build_model(ckpt, plan, opts)?;
     let slots = LoraSlots::from_plan(plan, opts.float_dtype());
@@ -288,7 +275,11 @@ pub(crate) type Written = (tempfile::NamedTempFile, tempfile::NamedTempFile, Str
 pub(crate) fn write_files(
     built: &BuiltModel<'_>,
     ckpt_files: &[PathBuf],
-    out_dir: &Path, model_path: &Path, data_path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Written, OnnxError> {
+    out_dir: &Path,
+    model_path: &Path,
+    data_path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Written, OnnxError> {
     let tmp = |prefix: &str, path: &Path| {
         tempfile::Builder::new().prefix(prefix).suffix(".tmp").tempfile_in(out_dir).map_err(|source| OnnxError::Io { path: path.to_path_buf(), source })
     };

@@ -1,8 +1,8 @@
 //! Thin builders over the `onnx-protobuf` messages: attributes, value infos, tensors.
 
 use onnx_protobuf::{
-    attribute_proto::AttributeType, tensor_proto::DataLocation, tensor_shape_proto, type_proto, AttributeProto,
-    NodeProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataLocation, tensor_shape_proto, type_proto, AttributeProto, NodeProto, StringStringEntryProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use protobuf::{EnumOrUnknown, MessageField};
 
@@ -52,11 +52,7 @@ pub fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {
             ..Default::default()
         })
         .collect();
-    let tensor = type_proto::Tensor {
-        elem_type: elem,
-        shape: MessageField::some(TensorShapeProto { dim, ..Default::default() }),
-        ..Default::default()
-    };
+    let tensor = type_proto::Tensor { elem_type: elem, shape: MessageField::some(TensorShapeProto { dim, ..Default::default() }), ..Default::default() };
     ValueInfoProto {
         name: name.into(),
         type_: MessageField::some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }),
@@ -66,13 +62,7 @@ pub fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {
 
 /// An initializer holding `raw` (little-endian element bytes) inline.
 pub fn tensor_inline(name: &str, elem: i32, dims: &[usize], raw: Vec<u8>) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        data_type: elem,
-        dims: dims.iter().map(|d| *d as i64).collect(),
-        raw_data: raw,
-        ..Default::default()
-    }
+    TensorProto { name: name.into(), data_type: elem, dims: dims.iter().map(|d| *d as i64).collect(), raw_data: raw, ..Default::default() }
 }
 
 /// An initializer whose bytes live in the external-data file `location` at `offset`.

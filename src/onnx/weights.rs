@@ -153,7 +153,6 @@ impl MappedFiles {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,9 @@ pub enum EngineFolderError {
     /// A tokenizer that does not fit its text encoder (ids beyond the embedding table, other length).
     #[error("{engine}: {tokenizer} does not match {encoder}: {message}")]
     TokenizerMismatch { engine: PathBuf, tokenizer: &'static str, encoder: &'static str, message: String },
-    #[error("{engine}: adapter `{adapter}` has CLIP text-encoder modules but this engine has no text-encoder LoRA slots (rebuild with --text-encoder-lora-rank)")]
+    #[error(
+        "{engine}: adapter `{adapter}` has CLIP text-encoder modules but this engine has no text-encoder LoRA slots (rebuild with --text-encoder-lora-rank)"
+    )]
     NoClipSlots { engine: PathBuf, adapter: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -128,10 +130,13 @@ impl PipelineEngine {
         }
         let transformer = b.build()?;
         let (t5, t5m) = component(&dir.join(TEXT_ENCODER_2), ComponentKind::T5Encoder, opts)?;
-        let tokenizers = PromptTokenizers::from_pipeline_dir(dir, match &t5m.config {
-            ComponentConfig::T5Encoder(c) => c.max_length,
-            _ => super::tokenize::T5_MAX_SEQUENCE_LENGTH,
-        })?;
+        let tokenizers = PromptTokenizers::from_pipeline_dir(
+            dir,
+            match &t5m.config {
+                ComponentConfig::T5Encoder(c) => c.max_length,
+                _ => super::tokenize::T5_MAX_SEQUENCE_LENGTH,
+            },
+        )?;
         let (clip, clip_manifest) = component(&dir.join(TEXT_ENCODER), ComponentKind::ClipText, opts)?;
         let (vae, _) = component(&dir.join(VAE_DECODER), ComponentKind::VaeDecoder, opts)?;
         check_tokenizers(dir, &tokenizers, &clip_manifest, &t5m)?;

@@ -5,9 +5,18 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: not valid JSON for {what}: {source}")]
-    Json { path: PathBuf, what: &'static str, #[source] source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{path}: scheduler config: {message}")]
     SchedulerConfig { path: PathBuf, message: String },
     #[error("scheduler: {0}")]
@@ -23,10 +32,18 @@ pub enum PipelineError {
     #[error("{path}: tensor `{tensor}`: {message}")]
     Tensor { path: PathBuf, tensor: String, message: String },
     #[error("transformer at step {step}: {source}")]
-    Transformer { step: usize, #[source] source: Box<dyn std::error::Error + Send + Sync> },
+    Transformer {
+        step: usize,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A backend stage (text encoder, VAE decoder) failed; its own error is the source.
     #[error("{stage}: {source}")]
-    Stage { stage: &'static str, #[source] source: Box<dyn std::error::Error + Send + Sync> },
+    Stage {
+        stage: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{what}: expected {expected} values, got {found}")]
     Length { what: String, expected: usize, found: usize },
 }

@@ -150,20 +150,16 @@ impl Stages<'_> {
         let decoded = self.vae.decode(&z, res.unpacked_shape()).map_err(stage("VAE decoder"))?;
         let want = 3 * res.height * res.width;
         if decoded.len() != want {
-            return Err(PipelineError::Length { what: format!("VAE decoder output [1, 3, {}, {}]", res.height, res.width), expected: want, found: decoded.len() });
+            return Err(PipelineError::Length {
+                what: format!("VAE decoder output [1, 3, {}, {}]", res.height, res.width),
+                expected: want,
+                found: decoded.len(),
+            });
         }
         let image = super::image::denormalize(&decoded);
         let rgb8 = super::image::to_rgb8(&image, res.height, res.width)?;
         let decode = t3.elapsed();
-        Ok(Generated {
-            width: res.width,
-            height: res.height,
-            rgb8,
-            image,
-            step_latents,
-            timings: Timings { tokenize, encode, steps, decode },
-            truncated,
-        })
+        Ok(Generated { width: res.width, height: res.height, rgb8, image, step_latents, timings: Timings { tokenize, encode, steps, decode }, truncated })
     }
 }
 

@@ -164,8 +164,8 @@ impl VaeConfig {
     /// Reads and validates `vae/config.json`: FLUX's 16 latent channels and factor 8 are required.
     pub fn from_file(path: &Path) -> Result<Self, PipelineError> {
         let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Io { path: path.into(), source })?;
-        let cfg: VaeConfig = serde_json::from_str(&text)
-            .map_err(|source| PipelineError::Json { path: path.into(), what: "a diffusers AutoencoderKL config", source })?;
+        let cfg: VaeConfig =
+            serde_json::from_str(&text).map_err(|source| PipelineError::Json { path: path.into(), what: "a diffusers AutoencoderKL config", source })?;
         let bad = |message: String| Err(PipelineError::Tensor { path: path.into(), tensor: "config".into(), message });
         if cfg.latent_channels != LATENT_CHANNELS {
             return bad(format!("latent_channels is {}, FLUX.1 needs {LATENT_CHANNELS}", cfg.latent_channels));
@@ -204,8 +204,7 @@ pub const LATENTS_TENSOR: &str = "latents";
 /// `[1, 16, H/8, W/8]` (packed here). Returns packed f32 `[1, seq, 64]`.
 pub fn load_latents(path: &Path, res: Resolution) -> Result<Vec<f32>, PipelineError> {
     let bytes = std::fs::read(path).map_err(|source| PipelineError::Io { path: path.into(), source })?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| PipelineError::Safetensors { path: path.into(), message: e.to_string() })?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| PipelineError::Safetensors { path: path.into(), message: e.to_string() })?;
     let tensor_err = |message: String| PipelineError::Tensor { path: path.into(), tensor: LATENTS_TENSOR.into(), message };
     let view = st.tensor(LATENTS_TENSOR).map_err(|_| {
         let mut names = st.names();
@@ -226,9 +225,6 @@ pub fn load_latents(path: &Path, res: Resolution) -> Result<Vec<f32>, PipelineEr
         let (lh, lw) = res.latent_hw();
         pack(&values, 1, LATENT_CHANNELS, lh, lw)
     } else {
-        Err(tensor_err(format!(
-            "shape {shape:?} fits neither packed {packed:?} nor unpacked {unpacked:?} latents of a {}x{} image",
-            res.width, res.height
-        )))
+        Err(tensor_err(format!("shape {shape:?} fits neither packed {packed:?} nor unpacked {unpacked:?} latents of a {}x{} image", res.width, res.height)))
     }
 }

@@ -91,8 +91,8 @@ impl SchedulerConfig {
     /// Reads and validates a diffusers `scheduler_config.json`.
     pub fn from_file(path: &Path) -> Result<Self, PipelineError> {
         let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Io { path: path.into(), source })?;
-        let cfg: SchedulerConfig = serde_json::from_str(&text)
-            .map_err(|source| PipelineError::Json { path: path.into(), what: "a diffusers scheduler config", source })?;
+        let cfg: SchedulerConfig =
+            serde_json::from_str(&text).map_err(|source| PipelineError::Json { path: path.into(), what: "a diffusers scheduler config", source })?;
         cfg.validate().map_err(|message| PipelineError::SchedulerConfig { path: path.into(), message })?;
         for key in cfg.extra.keys().filter(|k| !k.starts_with('_')) {
             tracing::warn!(file = %path.display(), key = %key, "scheduler config key is not used by FlowMatchEulerDiscreteScheduler; ignored (as diffusers does)");

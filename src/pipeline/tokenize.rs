@@ -71,8 +71,11 @@ fn read_text(path: &Path) -> Result<String, PipelineError> {
 
 fn read_config(dir: &Path) -> Result<(PathBuf, TokenizerConfig), PipelineError> {
     let path = dir.join("tokenizer_config.json");
-    let cfg = serde_json::from_str(&read_text(&path)?)
-        .map_err(|source| PipelineError::Json { path: path.clone(), what: "a transformers tokenizer config", source })?;
+    let cfg = serde_json::from_str(&read_text(&path)?).map_err(|source| PipelineError::Json {
+        path: path.clone(),
+        what: "a transformers tokenizer config",
+        source,
+    })?;
     Ok((path, cfg))
 }
 
@@ -82,13 +85,8 @@ fn token_id(tok: &Tokenizer, path: &Path, token: &str, role: &str) -> Result<u32
 
 /// Sets `padding="max_length"` + `truncation=True` (longest-first, stride 0, right) as transformers does.
 fn fix_length(tok: &mut Tokenizer, path: &Path, max_length: usize, pad_id: u32, pad_token: String) -> Result<(), PipelineError> {
-    tok.with_truncation(Some(TruncationParams {
-        direction: TruncationDirection::Right,
-        max_length,
-        strategy: TruncationStrategy::LongestFirst,
-        stride: 0,
-    }))
-    .map_err(|e| err(path, format!("truncation to {max_length}: {e}")))?;
+    tok.with_truncation(Some(TruncationParams { direction: TruncationDirection::Right, max_length, strategy: TruncationStrategy::LongestFirst, stride: 0 }))
+        .map_err(|e| err(path, format!("truncation to {max_length}: {e}")))?;
     tok.with_padding(Some(PaddingParams {
         strategy: PaddingStrategy::Fixed(max_length),
         direction: PaddingDirection::Right,
@@ -207,8 +205,11 @@ type VocabMerges = (BTreeMap<String, u32>, Vec<(String, String)>, PathBuf);
 fn clip_vocab_merges(dir: &Path) -> Result<VocabMerges, PipelineError> {
     let (vocab_path, merges_path) = (dir.join("vocab.json"), dir.join("merges.txt"));
     if vocab_path.is_file() && merges_path.is_file() {
-        let vocab: BTreeMap<String, u32> = serde_json::from_str(&read_text(&vocab_path)?)
-            .map_err(|source| PipelineError::Json { path: vocab_path.clone(), what: "a BPE vocabulary (token → id)", source })?;
+        let vocab: BTreeMap<String, u32> = serde_json::from_str(&read_text(&vocab_path)?).map_err(|source| PipelineError::Json {
+            path: vocab_path.clone(),
+            what: "a BPE vocabulary (token → id)",
+            source,
+        })?;
         let text = read_text(&merges_path)?;
         let mut merges = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -237,8 +238,8 @@ fn clip_vocab_merges(dir: &Path) -> Result<VocabMerges, PipelineError> {
     struct File {
         model: Model,
     }
-    let f: File = serde_json::from_str(&read_text(&path)?)
-        .map_err(|source| PipelineError::Json { path: path.clone(), what: "a BPE tokenizer.json", source })?;
+    let f: File =
+        serde_json::from_str(&read_text(&path)?).map_err(|source| PipelineError::Json { path: path.clone(), what: "a BPE tokenizer.json", source })?;
     if f.model.kind != "BPE" {
         return Err(err(&path, format!("model type is {}, CLIP needs BPE", f.model.kind)));
     }
@@ -265,8 +266,7 @@ fn t5_pipeline_as_transformers(tok: &mut Tokenizer, path: &Path) -> Result<(), P
     struct File {
         normalizer: Option<Value>,
     }
-    let f: File = serde_json::from_str(&read_text(path)?)
-        .map_err(|source| PipelineError::Json { path: path.into(), what: "a tokenizer.json", source })?;
+    let f: File = serde_json::from_str(&read_text(path)?).map_err(|source| PipelineError::Json { path: path.into(), what: "a tokenizer.json", source })?;
     let is_precompiled = |v: &&Value| v.get("type").and_then(Value::as_str) == Some("Precompiled");
     let precompiled = match &f.normalizer {
         Some(v) if is_precompiled(&v) => Some(v.clone()),
@@ -325,10 +325,7 @@ impl T5Tokenizer {
     pub fn encode(&self, prompt: &str) -> Result<Encoded, PipelineError> {
         let e = encode_fixed(&self.tok, &self.path, prompt, self.max_length)?;
         if let Some(removed) = &e.removed {
-            tracing::warn!(
-                "The following part of your input was truncated because `max_sequence_length` is set to {} tokens: {removed:?}",
-                self.max_length
-            );
+            tracing::warn!("The following part of your input was truncated because `max_sequence_length` is set to {} tokens: {removed:?}", self.max_length);
         }
         Ok(e)
     }

@@ -42,7 +42,11 @@ pub enum RuntimeError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A run input is missing, unexpected or has the wrong shape.
     #[error("input `{tensor}`: {message}")]
     Input { tensor: String, message: String },

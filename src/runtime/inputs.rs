@@ -174,11 +174,8 @@ impl FluxInputs {
         }
         let mut dims: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
         for spec in specs {
-            let t = named
-                .iter()
-                .find(|(n, _)| *n == spec.name)
-                .map(|(_, t)| *t)
-                .ok_or_else(|| input_err(&spec.name, "required by this engine but not given"))?;
+            let t =
+                named.iter().find(|(n, _)| *n == spec.name).map(|(_, t)| *t).ok_or_else(|| input_err(&spec.name, "required by this engine but not given"))?;
             if spec.dtype != DType::F32 {
                 return Err(input_err(&spec.name, format!("engine expects {}, flux-trt feeds f32", spec.dtype)));
             }
@@ -223,9 +220,7 @@ impl FluxInputs {
             if !names.iter().any(|n| n == name) {
                 return Ok(None);
             }
-            let view = st
-                .tensor(name)
-                .map_err(|e| RuntimeError::InputFile { path: path.to_path_buf(), message: format!("tensor `{name}`: {e}") })?;
+            let view = st.tensor(name).map_err(|e| RuntimeError::InputFile { path: path.to_path_buf(), message: format!("tensor `{name}`: {e}") })?;
             decode_view(path, name, &view).map(Some)
         };
         let need = |name: &str| -> Result<HostTensor, RuntimeError> {
@@ -264,7 +259,8 @@ pub(crate) fn decode_view(path: &Path, name: &str, view: &safetensors::tensor::T
     let mut data = Vec::with_capacity(shape.iter().product());
     match view.dtype() {
         d @ (Dtype::F32 | Dtype::F16 | Dtype::BF16) => {
-            let dt = DType::from_safetensors(d).ok_or_else(|| RuntimeError::InputFile { path: path.to_path_buf(), message: format!("tensor `{name}`: dtype {d:?}") })?;
+            let dt = DType::from_safetensors(d)
+                .ok_or_else(|| RuntimeError::InputFile { path: path.to_path_buf(), message: format!("tensor `{name}`: dtype {d:?}") })?;
             crate::tensor::decode_into(dt, raw, &mut data);
         }
         Dtype::F64 => data.extend(raw.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)),
@@ -274,7 +270,8 @@ pub(crate) fn decode_view(path: &Path, name: &str, view: &safetensors::tensor::T
             return Err(RuntimeError::InputFile { path: path.to_path_buf(), message: format!("tensor `{name}` has dtype {other:?}; inputs must be float") });
         }
     }
-    HostTensor::new(shape, data).ok_or_else(|| RuntimeError::InputFile { path: path.to_path_buf(), message: format!("tensor `{name}`: byte length does not match its shape") })
+    HostTensor::new(shape, data)
+        .ok_or_else(|| RuntimeError::InputFile { path: path.to_path_buf(), message: format!("tensor `{name}`: byte length does not match its shape") })
 }
 
 /// Writes `tensors` (f32) to a safetensors file atomically.

@@ -59,7 +59,8 @@ pub fn export_fp8(ckpt: &Checkpoint, adapters: &[&Adapter], cal: &Calibration, m
     let plan = SlotPlan::new(ckpt.config(), adapters, &PlanOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let mut opts = ExportOptions::new(Precision::Fp8);
     opts.hash_sources = false;
-    opts.fp8 = Some(Fp8Options { weight_scale: mode, float_dtype: DType::F32, attention, activation_amax: cal.amax.clone(), calibration: Some(cal.info.clone()) });
+    opts.fp8 =
+        Some(Fp8Options { weight_scale: mode, float_dtype: DType::F32, attention, activation_amax: cal.amax.clone(), calibration: Some(cal.info.clone()) });
     export(ckpt, &plan, &opts, out, &mut |_, _| {}).unwrap_or_else(|e| panic!("fp8 export: {e}"));
     plan
 }

@@ -18,13 +18,8 @@ pub(crate) enum Part {
 
 /// Factor suffixes shared by the PEFT and BFL/ComfyUI readers: lora_A/lora_B and
 /// lora_down/lora_up spellings, plus the per-module alpha.
-pub(crate) const LORA_AB_SUFFIXES: &[(&str, Part)] = &[
-    (".lora_A.weight", Part::Down),
-    (".lora_B.weight", Part::Up),
-    (".lora_down.weight", Part::Down),
-    (".lora_up.weight", Part::Up),
-    (".alpha", Part::Alpha),
-];
+pub(crate) const LORA_AB_SUFFIXES: &[(&str, Part)] =
+    &[(".lora_A.weight", Part::Down), (".lora_B.weight", Part::Up), (".lora_down.weight", Part::Down), (".lora_up.weight", Part::Up), (".alpha", Part::Alpha)];
 
 /// The keys of one file layer (`stem` + suffix).
 #[derive(Clone, Debug, Default)]
@@ -50,8 +45,8 @@ pub(crate) fn group<K: AsRef<str>>(
     let mut out: BTreeMap<String, Layer> = BTreeMap::new();
     for key in keys {
         let key = key.as_ref();
-        let (stem, part) = split_suffix(key, suffixes)
-            .ok_or_else(|| LoraError::UnknownKey { path: src.path_buf(), key: key.to_string(), format: format.name() })?;
+        let (stem, part) =
+            split_suffix(key, suffixes).ok_or_else(|| LoraError::UnknownKey { path: src.path_buf(), key: key.to_string(), format: format.name() })?;
         let layer = out.entry(stem.to_string()).or_default();
         let slot = match part {
             Part::Down => &mut layer.down,
@@ -177,7 +172,14 @@ impl<'s, 'a> Collector<'s, 'a> {
 /// the same ΔW; the second keeps each part's own rank.
 pub(crate) fn split_fused(a: &Matrix, b: &Matrix, dims: &[usize]) -> Vec<(Matrix, Matrix)> {
     let n = dims.len();
-    let offsets: Vec<usize> = dims.iter().scan(0, |o, d| { let s = *o; *o += d; Some(s) }).collect();
+    let offsets: Vec<usize> = dims
+        .iter()
+        .scan(0, |o, d| {
+            let s = *o;
+            *o += d;
+            Some(s)
+        })
+        .collect();
     let r = a.rows;
     let block_diagonal = r.is_multiple_of(n) && {
         let k = r / n;

@@ -74,9 +74,7 @@ pub(crate) fn classify(src: &Source) -> Result<LoraFormat, LoraError> {
     if any(&|k| k.starts_with("transformer.") || k.starts_with("text_encoder.") || is_diffusers_module(k)) {
         return Ok(LoraFormat::Peft);
     }
-    let bfl = |k: &str| {
-        k.starts_with("diffusion_model.") || k.starts_with("text_encoders.") || is_bfl_layer(k.strip_prefix("base_model.model.").unwrap_or(k))
-    };
+    let bfl = |k: &str| k.starts_with("diffusion_model.") || k.starts_with("text_encoders.") || is_bfl_layer(k.strip_prefix("base_model.model.").unwrap_or(k));
     if any(&bfl) {
         return Ok(LoraFormat::BflComfy);
     }

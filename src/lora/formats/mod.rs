@@ -87,11 +87,5 @@ pub fn load_with_name(path: &Path, name: &str) -> Result<Adapter, LoraError> {
         text_encoder_modules = loaded.text_encoder.len(),
         "loaded LoRA"
     );
-    Ok(Adapter {
-        name: name.to_string(),
-        source: path.to_path_buf(),
-        format,
-        modules: loaded.modules,
-        text_encoder: loaded.text_encoder,
-    })
+    Ok(Adapter { name: name.to_string(), source: path.to_path_buf(), format, modules: loaded.modules, text_encoder: loaded.text_encoder })
 }

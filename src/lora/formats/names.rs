@@ -139,8 +139,7 @@ pub(crate) fn is_diffusers_module(name: &str) -> bool {
 }
 
 /// First dotted segment of every BFL transformer layer.
-pub(crate) const BFL_ROOTS: &[&str] =
-    &["double_blocks", "single_blocks", "img_in", "txt_in", "time_in", "vector_in", "guidance_in", "final_layer"];
+pub(crate) const BFL_ROOTS: &[&str] = &["double_blocks", "single_blocks", "img_in", "txt_in", "time_in", "vector_in", "guidance_in", "final_layer"];
 
 pub(crate) fn is_bfl_layer(name: &str) -> bool {
     let root = name.split('.').next().unwrap_or("");

@@ -11,11 +11,7 @@ const SUFFIXES: &[(&str, Part)] = &[(".down.weight", Part::Down), (".up.weight",
 
 fn target(stem: &str) -> Option<Target> {
     let stem = stem.strip_prefix("diffusion_model.").unwrap_or(stem);
-    let (kind, rest) = if let Some(r) = stem.strip_prefix("double_blocks.") {
-        ("double", r)
-    } else {
-        ("single", stem.strip_prefix("single_blocks.")?)
-    };
+    let (kind, rest) = if let Some(r) = stem.strip_prefix("double_blocks.") { ("double", r) } else { ("single", stem.strip_prefix("single_blocks.")?) };
     let (idx, leaf) = rest.split_once(".processor.")?;
     if idx.is_empty() || !idx.bytes().all(|c| c.is_ascii_digit()) || (idx.len() > 1 && idx.starts_with('0')) {
         return None;

@@ -21,7 +21,7 @@ use super::{OnnxError, DATA_FILE, MODEL_FILE, OPSET};
 use crate::checkpoint::ComponentWeights;
 use crate::encoders::{ClipTextConfig, T5EncoderConfig};
 use crate::lora::SlotPlan;
-use crate::manifest::component::{COPIED_DIRS, COMPONENT_MANIFEST_VERSION};
+use crate::manifest::component::{COMPONENT_MANIFEST_VERSION, COPIED_DIRS};
 use crate::manifest::{ComponentConfig, ComponentManifest, IoDType, IoSpec, LoraSlots, OnnxArtifact, Precision, SourceFile, MANIFEST_FILE};
 
 /// What [`export_component`] records besides the graph.
@@ -44,8 +44,10 @@ fn io_specs(built: &BuiltModel<'_>, slots: Option<&LoraSlots>) -> Result<(Vec<Io
     let is_slot = |n: &str| slots.is_some_and(|s| s.slots.iter().any(|s| s.a == n || s.b == n));
     let graph = &built.model.graph;
     let conv = |v: super::export::ValueSpec| -> Result<IoSpec, OnnxError> {
-        let dtype = IoDType::from_onnx(v.elem)
-            .ok_or_else(|| OnnxError::Component { path: PathBuf::from(MODEL_FILE), message: format!("graph value `{}` has ONNX element type {}, not f32/f16/bf16/i64", v.name, v.elem) })?;
+        let dtype = IoDType::from_onnx(v.elem).ok_or_else(|| OnnxError::Component {
+            path: PathBuf::from(MODEL_FILE),
+            message: format!("graph value `{}` has ONNX element type {}, not f32/f16/bf16/i64", v.name, v.elem),
+        })?;
         Ok(IoSpec { name: v.name, dtype, shape: v.shape, dim_names: v.dim_names })
     };
     let inputs = value_specs(&graph.input).into_iter().filter(|v| !is_slot(&v.name)).map(conv).collect::<Result<_, _>>()?;
@@ -229,13 +231,21 @@ pub fn export_vae(dir: &Path, precision: Precision, hash_sources: bool, out_dir:
 /// `engine_dir/text_encoder/` (CLIP, with `clip_plan`'s slots) and `engine_dir/text_encoder_2/`
 /// (T5), then copies `tokenizer/`, `tokenizer_2/` and `scheduler/` (each file atomically).
 /// Every source folder is checked before anything is written.
-pub fn export_text_encoders(pipeline_dir: &Path, clip_plan: Option<&SlotPlan>, opts: &TextEncoderOptions, engine_dir: &Path) -> Result<TextEncodersReport, OnnxError> {
+pub fn export_text_encoders(
+    pipeline_dir: &Path,
+    clip_plan: Option<&SlotPlan>,
+    opts: &TextEncoderOptions,
+    engine_dir: &Path,
+) -> Result<TextEncodersReport, OnnxError> {
     use crate::manifest::component::{TEXT_ENCODER_2_DIR, TEXT_ENCODER_DIR};
     check_precision(opts.precision)?;
     for d in COPIED_DIRS.iter().chain([&TEXT_ENCODER_DIR, &TEXT_ENCODER_2_DIR]) {
         let p = pipeline_dir.join(d);
         if !p.is_dir() {
-            return Err(OnnxError::Component { path: p, message: "missing: a FluxPipeline folder has text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/ and scheduler/".into() });
+            return Err(OnnxError::Component {
+                path: p,
+                message: "missing: a FluxPipeline folder has text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/ and scheduler/".into(),
+            });
         }
     }
     let clip = export_clip(&pipeline_dir.join(TEXT_ENCODER_DIR), clip_plan, opts, &engine_dir.join(TEXT_ENCODER_DIR))?;

@@ -31,7 +31,10 @@ fn embedding_name(w: &ComponentWeights) -> Result<&'static str, OnnxError> {
             return Ok(n);
         }
     }
-    Err(OnnxError::Component { path: w.dir().to_path_buf(), message: "not a T5 encoder: neither `shared.weight` nor `encoder.embed_tokens.weight` is stored".into() })
+    Err(OnnxError::Component {
+        path: w.dir().to_path_buf(),
+        message: "not a T5 encoder: neither `shared.weight` nor `encoder.embed_tokens.weight` is stored".into(),
+    })
 }
 
 /// Builds the T5 encoder graph of `w` (config `cfg`, `cfg.max_length` tokens) in `dtype`.

@@ -407,11 +407,7 @@ impl<'a> Decoder<'_, 'a> {
     fn upsample(&mut self, x: &str, p: &str, c: usize) -> R<String> {
         let scales = self.g.floats(&[4], &[1.0, 1.0, 2.0, 2.0], true);
         let up = self.g.scoped(p, |g| {
-            let attrs = vec![
-                attr_str("mode", "nearest"),
-                attr_str("coordinate_transformation_mode", "asymmetric"),
-                attr_str("nearest_mode", "floor"),
-            ];
+            let attrs = vec![attr_str("mode", "nearest"), attr_str("coordinate_transformation_mode", "asymmetric"), attr_str("nearest_mode", "floor")];
             g.op("Resize", &[x, "", &scales], attrs)
         });
         self.conv(&up, &format!("{p}.conv"), c, c, 3)

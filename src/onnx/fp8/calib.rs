@@ -186,14 +186,8 @@ pub fn calibrate(ckpt: &Checkpoint, opts: &CalibOptions) -> Result<Calibration, 
         }
         tracing::debug!(sample = i, sigma, "calibration sample done");
     }
-    let info = CalibrationInfo {
-        samples: opts.samples,
-        seed: opts.seed,
-        data: opts.data.as_ref().map(|p| p.display().to_string()),
-        img_seq,
-        txt_seq,
-        sigmas: sig,
-    };
+    let info =
+        CalibrationInfo { samples: opts.samples, seed: opts.seed, data: opts.data.as_ref().map(|p| p.display().to_string()), img_seq, txt_seq, sigmas: sig };
     tracing::info!(samples = opts.samples, points = amax.len(), "calibration done");
     Ok(Calibration { amax, info })
 }

@@ -108,7 +108,9 @@ pub fn quantized_gemms(cfg: &FluxConfig) -> Vec<String> {
 /// Attention quantization points (`<block>.attn.q|k|v`), used with `--fp8-attention`.
 pub fn attention_points(cfg: &FluxConfig) -> Vec<String> {
     let mut v = Vec::new();
-    let blocks = (0..cfg.num_double_blocks).map(|i| format!("transformer_blocks.{i}")).chain((0..cfg.num_single_blocks).map(|i| format!("single_transformer_blocks.{i}")));
+    let blocks = (0..cfg.num_double_blocks)
+        .map(|i| format!("transformer_blocks.{i}"))
+        .chain((0..cfg.num_single_blocks).map(|i| format!("single_transformer_blocks.{i}")));
     for b in blocks {
         for n in ["q", "k", "v"] {
             v.push(format!("{b}.attn.{n}"));

@@ -44,16 +44,21 @@ fn describe(ty: &ValueType) -> String {
     }
 }
 
-fn check_tensor(path: &Path, kind: &str, name: &str, ty: &ValueType, dtype: DType, shape: &[Option<usize>], dim_names: &[Option<String>]) -> Result<(), ManifestError> {
+fn check_tensor(
+    path: &Path,
+    kind: &str,
+    name: &str,
+    ty: &ValueType,
+    dtype: DType,
+    shape: &[Option<usize>],
+    dim_names: &[Option<String>],
+) -> Result<(), ManifestError> {
     let ValueType::Tensor { ty: et, shape: got, dimension_symbols } = ty else {
         return Err(mismatch(path, format!("{kind} `{name}` is {} in the model, not a tensor", describe(ty))));
     };
     let want: Vec<i64> = shape.iter().map(|d| d.map_or(-1, |v| v as i64)).collect();
     if *et != element_type(dtype) || got[..] != want[..] {
-        return Err(mismatch(
-            path,
-            format!("{kind} `{name}`: manifest says {dtype} {shape:?}, model has {}", describe(ty)),
-        ));
+        return Err(mismatch(path, format!("{kind} `{name}`: manifest says {dtype} {shape:?}, model has {}", describe(ty))));
     }
     for (i, want_name) in dim_names.iter().enumerate() {
         if let (Some(w), None) = (want_name, shape.get(i).copied().flatten()) {
@@ -101,11 +106,10 @@ pub(crate) fn check_session(manifest: &Manifest, session: &Session, path: &Path)
     for s in &lora.slots {
         for (name, shape) in [(&s.a, [lora.max_rank, s.in_features]), (&s.b, [s.out_features, lora.max_rank])] {
             expected.insert(name.as_str());
-            let ty = overridable
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t)
-                .ok_or_else(|| mismatch(path, format!("slot initializer `{name}` (module `{}`) is not an overridable initializer of the model", s.module)))?;
+            let ty =
+                overridable.iter().find(|(n, _)| n == name).map(|(_, t)| t).ok_or_else(|| {
+                    mismatch(path, format!("slot initializer `{name}` (module `{}`) is not an overridable initializer of the model", s.module))
+                })?;
             let shape = shape.map(Some);
             check_tensor(path, "slot initializer", name, ty, lora.dtype, &shape, &[])?;
         }

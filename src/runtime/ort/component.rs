@@ -54,7 +54,10 @@ pub enum ComponentInput<'a> {
 /// Laid-out slot weights → ONNX Runtime tensors of the slots' dtype, named as in `lora`.
 pub(crate) fn slot_values(lora: &LoraSlots, w: SlotWeights, what: &Path) -> Result<Vec<(String, DynValue)>, RuntimeError> {
     if w.a.len() != lora.slots.len() || w.b.len() != lora.slots.len() {
-        return Err(RuntimeError::Input { tensor: "lora slots".into(), message: format!("{} / {} slot tensors for {} slots", w.a.len(), w.b.len(), lora.slots.len()) });
+        return Err(RuntimeError::Input {
+            tensor: "lora slots".into(),
+            message: format!("{} / {} slot tensors for {} slots", w.a.len(), w.b.len(), lora.slots.len()),
+        });
     }
     let mut values = Vec::with_capacity(2 * lora.slots.len());
     for ((s, a), b) in lora.slots.iter().zip(w.a).zip(w.b) {
@@ -90,7 +93,11 @@ impl ComponentSession {
             }
         }
         if !session.outputs().iter().any(|o| o.name() == spec.output) {
-            return Err(ManifestError::Mismatch { path: spec.dir.join(crate::manifest::MANIFEST_FILE), message: format!("{} has no output `{}`", model_path.display(), spec.output) }.into());
+            return Err(ManifestError::Mismatch {
+                path: spec.dir.join(crate::manifest::MANIFEST_FILE),
+                message: format!("{} has no output `{}`", model_path.display(), spec.output),
+            }
+            .into());
         }
         let active = match &spec.lora {
             Some(l) => Some(ActiveSlots::new(ComponentSlots(slot_values(l, l.plan().zeros(), &model_path)?))),

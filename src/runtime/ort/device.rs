@@ -135,7 +135,8 @@ impl Device {
                 // bfloat16 kernel on CUDA: copy bf16 bytes with the CUDA driver instead.
                 Some(ordinal) if bf16 => {
                     let (_, host) = h.try_extract_tensor::<half::bf16>().map_err(err)?;
-                    copy_htod(ordinal, d.data_ptr_mut(), host).map_err(|message| RuntimeError::Ort { what: format!("{what}: uploading slot tensor `{name}` to {}", self.name), message })?;
+                    copy_htod(ordinal, d.data_ptr_mut(), host)
+                        .map_err(|message| RuntimeError::Ort { what: format!("{what}: uploading slot tensor `{name}` to {}", self.name), message })?;
                 }
                 _ => h.copy_into(&mut d).map_err(err)?,
             }

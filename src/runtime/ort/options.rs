@@ -8,9 +8,9 @@ use ::ort::ep::{self, ExecutionProvider as _};
 use ::ort::session::builder::GraphOptimizationLevel;
 use ::ort::session::Session;
 
+use super::env;
 use super::placement::{self, CpuFallback, Placement};
 use super::session::ExecutionProvider;
-use super::env;
 use crate::runtime::RuntimeError;
 
 /// How to open a session.

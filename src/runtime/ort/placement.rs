@@ -30,8 +30,25 @@ pub const CPU_EP: &str = "CPUExecutionProvider";
 /// them in every float type we export, so one of them on the CPU can only be shape arithmetic
 /// that ONNX Runtime chose to keep there, never a float computation without a CUDA kernel.
 pub const SHAPE_OPS: [&str; 19] = [
-    "Shape", "Size", "Concat", "Unsqueeze", "Squeeze", "Gather", "Slice", "Cast", "Range", "Reshape", "Div", "Mul", "Add", "Sub", "Equal", "Where",
-    "ConstantOfShape", "Expand", "ReduceProd",
+    "Shape",
+    "Size",
+    "Concat",
+    "Unsqueeze",
+    "Squeeze",
+    "Gather",
+    "Slice",
+    "Cast",
+    "Range",
+    "Reshape",
+    "Div",
+    "Mul",
+    "Add",
+    "Sub",
+    "Equal",
+    "Where",
+    "ConstantOfShape",
+    "Expand",
+    "ReduceProd",
 ];
 
 /// What a CUDA session may leave on the CPU provider.

@@ -13,10 +13,10 @@ use ::ort::session::{IoBinding, Session, SessionInputValue};
 use ::ort::value::{DynTensor, Tensor, TensorRef};
 use ::ort::AsPointer;
 
+use super::check;
 use super::device::{self, Budget, Device, SlotValues, StagedAdapter};
 use super::options::SessionOptions;
 use super::placement::{CpuFallback, Placement};
-use super::check;
 use crate::lora::{Adapter, SlotPlan, SlotWeights};
 use crate::manifest::{Manifest, ManifestError, Precision};
 use crate::runtime::inputs::{FluxInputs, HostTensor, SAMPLE};
@@ -195,7 +195,9 @@ impl FluxSessionBuilder {
                 ExecutionProvider::Cuda { device } => Device::new(&session, Some(device)),
                 ExecutionProvider::Cpu => Device::new(&session, None),
             };
-            Some(d.map_err(|e| RuntimeError::ort(what("creating the device allocator for slot tensors (I/O binding; `.with_io_binding(false)` feeds host slots instead)"), e))?)
+            Some(d.map_err(|e| {
+                RuntimeError::ort(what("creating the device allocator for slot tensors (I/O binding; `.with_io_binding(false)` feeds host slots instead)"), e)
+            })?)
         } else {
             None
         };
@@ -264,7 +266,10 @@ fn host_slots(manifest: &Manifest, w: SlotWeights) -> Result<Vec<(String, DynTen
         values.push((s.b.clone(), slot_value(&s.b, manifest.lora.dtype, b, &what)?));
     }
     if values.len() != 2 * manifest.lora.slots.len() {
-        return Err(RuntimeError::Input { tensor: "lora slots".into(), message: format!("{} slot tensors for {} slots", values.len(), manifest.lora.slots.len()) });
+        return Err(RuntimeError::Input {
+            tensor: "lora slots".into(),
+            message: format!("{} slot tensors for {} slots", values.len(), manifest.lora.slots.len()),
+        });
     }
     Ok(values)
 }
@@ -419,10 +424,7 @@ impl FluxSession {
         let Some(dev) = &self.device else {
             return Ok(SlotValues { tensors: host, on_device: false, bytes, _charge: None });
         };
-        let charge = self
-            .budget
-            .charge(bytes)
-            .map_err(|(used, limit)| RuntimeError::SlotBudget { engine: self.dir.clone(), needed: bytes, used, limit })?;
+        let charge = self.budget.charge(bytes).map_err(|(used, limit)| RuntimeError::SlotBudget { engine: self.dir.clone(), needed: bytes, used, limit })?;
         let tensors = dev.upload(host, &self.dir.display().to_string())?;
         Ok(SlotValues { tensors, on_device: true, bytes, _charge: Some(charge) })
     }

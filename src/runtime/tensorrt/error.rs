@@ -21,7 +21,11 @@ pub enum TrtError {
     #[error("{path}: manifest.json has no `engine` entry: build the TensorRT plan first (build-engine --tensorrt)")]
     NoEngine { path: PathBuf },
     #[error("{path}: cannot read the plan: {source}")]
-    PlanFile { path: PathBuf, #[source] source: std::io::Error },
+    PlanFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The plan is not the one the manifest recorded (truncated, rebuilt, replaced).
     #[error("{path}: plan BLAKE3 is {found} ({bytes} bytes), manifest.json records {expected}")]
     PlanHash { path: PathBuf, expected: String, found: String, bytes: u64 },

@@ -23,11 +23,11 @@ mod session;
 mod stub;
 
 pub use error::{Incompatibility, TrtError};
+pub use selftest::{selftest, ReferenceBackend, SelftestOptions, SelftestReport};
 #[cfg(feature = "tensorrt")]
 pub use session::TrtSession;
 #[cfg(not(feature = "tensorrt"))]
 pub use stub::TrtSession;
-pub use selftest::{selftest, ReferenceBackend, SelftestOptions, SelftestReport};
 
 use crate::engine::TrtLibrary;
 

@@ -160,7 +160,8 @@ pub fn selftest(opts: &SelftestOptions, reference: Option<&mut dyn ReferenceBack
                 match r.run(&opts.work_dir, set, &inputs) {
                     Ok(want) => {
                         let rel = diff(&outs[i], &want) / want.max_abs().max(f32::MIN_POSITIVE);
-                        report.check(rel <= opts.tolerance, format!("{label}: TensorRT vs {}: max|Δ|/max|ref| = {rel:.3e} (≤ {:.1e})", r.name(), opts.tolerance));
+                        report
+                            .check(rel <= opts.tolerance, format!("{label}: TensorRT vs {}: max|Δ|/max|ref| = {rel:.3e} (≤ {:.1e})", r.name(), opts.tolerance));
                     }
                     Err(e) => report.check(false, format!("{label}: {} failed: {e}", r.name())),
                 }

@@ -209,11 +209,14 @@ impl TrtSession {
             self.gpu.upload(bytes, buf, name)?;
             let dims: Vec<i64> = t.shape().iter().map(|d| *d as i64).collect();
             let scope = LogScope::begin();
-            self.context.set_input_shape(name, &Dims64::from_slice(&dims)).map_err(|e| tensorrt_err(&scope, format!("setInputShape(`{name}`, {dims:?})"), e))?;
+            self.context
+                .set_input_shape(name, &Dims64::from_slice(&dims))
+                .map_err(|e| tensorrt_err(&scope, format!("setInputShape(`{name}`, {dims:?})"), e))?;
             let addr = self.gpu.address(buf);
             // SAFETY: `buf` holds at least this input's bytes and lives in `self.inputs` until
             // the next run replaces it, after this run's stream work completed (download syncs).
-            unsafe { self.context.set_tensor_address(name, addr as *mut c_void) }.map_err(|e| tensorrt_err(&scope, format!("setTensorAddress(`{name}`)"), e))?;
+            unsafe { self.context.set_tensor_address(name, addr as *mut c_void) }
+                .map_err(|e| tensorrt_err(&scope, format!("setTensorAddress(`{name}`)"), e))?;
         }
         let out_name = self.manifest.outputs[0].name.clone();
         let scope = LogScope::begin();
@@ -227,13 +230,15 @@ impl TrtSession {
         let out = self.output.insert(out);
         let addr = self.gpu.address(out);
         // SAFETY: `out` holds the output's bytes and stays in `self.output` past the download.
-        unsafe { self.context.set_tensor_address(&out_name, addr as *mut c_void) }.map_err(|e| tensorrt_err(&scope, format!("setTensorAddress(`{out_name}`)"), e))?;
+        unsafe { self.context.set_tensor_address(&out_name, addr as *mut c_void) }
+            .map_err(|e| tensorrt_err(&scope, format!("setTensorAddress(`{out_name}`)"), e))?;
         let scope = LogScope::begin();
         // SAFETY: every I/O tensor is bound to live device memory of the right size.
         unsafe { self.context.enqueue_v3(self.gpu.raw_stream()) }.map_err(|e| tensorrt_err(&scope, "enqueueV3", e))?;
         let mut host = vec![0f32; bytes / 4];
         self.gpu.download(out, bytemuck::cast_slice_mut(&mut host), &out_name)?;
-        HostTensor::new(shape.clone(), host).ok_or_else(|| TrtError::Bindings { path: self.plan_path.clone(), message: format!("output `{out_name}` shape {shape:?}") })
+        HostTensor::new(shape.clone(), host)
+            .ok_or_else(|| TrtError::Bindings { path: self.plan_path.clone(), message: format!("output `{out_name}` shape {shape:?}") })
     }
 
     /// Lays `adapters` (with strengths) into the slots and refits; returns the new version.
