@@ -9,6 +9,7 @@
 //! [`runtime`] (ONNX Runtime / TensorRT sessions with hot-swap) → [`pipeline`].
 
 pub mod checkpoint;
+mod error;
 pub mod encoders;
 pub mod flux;
 pub mod lora;
@@ -24,6 +25,7 @@ pub mod pipeline;
 pub mod runtime;
 
 pub use checkpoint::Checkpoint;
+pub use error::{Error, ErrorKind, Result};
 pub use flux::{FluxConfig, Variant};
 pub use lora::{Adapter, LoraFormat, LoraModule, SlotPlan};
 pub use manifest::Manifest;

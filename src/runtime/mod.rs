@@ -6,6 +6,7 @@
 //!
 //! The TensorRT backend lives in `runtime::tensorrt*` (feature `tensorrt`).
 
+pub mod backend;
 mod error;
 pub mod inputs;
 mod rope;
@@ -16,6 +17,7 @@ pub mod ort;
 
 pub mod tensorrt;
 
+pub use backend::{RequestInputs, Slotted, SwapReport, Transformer};
 pub use error::RuntimeError;
 pub use inputs::{FluxInputs, HostTensor};
 pub use slots::{ActiveSlots, AdapterLabel, Lease, SlotSet};

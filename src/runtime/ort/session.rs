@@ -21,7 +21,7 @@ use crate::lora::{Adapter, SlotPlan, SlotWeights};
 use crate::manifest::{Manifest, ManifestError, Precision};
 use crate::runtime::inputs::{FluxInputs, HostTensor, SAMPLE};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel, Lease};
-use crate::runtime::RuntimeError;
+use crate::runtime::{RuntimeError, SwapReport};
 use crate::tensor::{DType, Matrix};
 
 /// Where the session computes.
@@ -64,14 +64,6 @@ impl OrtSlots {
 
 /// A run's hold on the slot set it feeds.
 pub type OrtLease = Lease<OrtSlots>;
-
-/// What a swap installed.
-#[derive(Clone, Debug)]
-pub struct SwapReport {
-    pub version: u64,
-    /// Time to validate, lay out, convert and install (the session is untouched).
-    pub elapsed: Duration,
-}
 
 static SESSIONS_CREATED: AtomicU64 = AtomicU64::new(0);
 
