@@ -48,6 +48,18 @@ impl FileError {
     }
 }
 
+/// `error: cause: cause…` in one line, for places that must keep an error as text.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// The operating system's error without the temporary-file path `tempfile` wraps around it
 /// (its errors read "… at path \"/dir/.tmpXXXX\"").
 pub fn plain_io_error(e: std::io::Error) -> std::io::Error {

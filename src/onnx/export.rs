@@ -304,19 +304,18 @@ pub(crate) fn write_files(
     if mapped.is_empty() {
         tracing::debug!("checkpoint mappings not found in /proc/self/maps; pages will not be released early");
     }
-    let werr = |p| io_err(FileOp::Write, p);
     let mut w = crate::util::HashingWriter::new(BufWriter::with_capacity(8 << 20, tmp_data.as_file()));
-    weights::write_data(&built.weights, &built.offsets, &mapped, &mut w, &mut |n| progress(n, total)).map_err(werr(data_path))?;
-    w.flush().map_err(werr(data_path))?;
+    weights::write_data(&built.weights, &built.offsets, &mapped, &mut w, &mut |n| progress(n, total)).map_err(io_err(FileOp::Write, data_path))?;
+    w.flush().map_err(io_err(FileOp::Write, data_path))?;
     let (_, data_blake3, data_bytes) = w.finish();
-    tmp_data.as_file().sync_all().map_err(werr(data_path))?;
+    tmp_data.as_file().sync_all().map_err(io_err(FileOp::Write, data_path))?;
 
     let tmp_model = tmp(".model.onnx.", model_path)?;
     let mut w = crate::util::HashingWriter::new(BufWriter::new(tmp_model.as_file()));
     built.model.write_to_writer(&mut w).map_err(|e| OnnxError::Serialize { path: model_path.to_path_buf(), message: e.to_string() })?;
-    w.flush().map_err(werr(model_path))?;
+    w.flush().map_err(io_err(FileOp::Write, model_path))?;
     let (_, model_blake3, model_bytes) = w.finish();
-    tmp_model.as_file().sync_all().map_err(werr(model_path))?;
+    tmp_model.as_file().sync_all().map_err(io_err(FileOp::Write, model_path))?;
     let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let files = vec![
         FileRecord { path: name(model_path), role: FileRole::Onnx, bytes: model_bytes, blake3: model_blake3.clone() },
