@@ -335,7 +335,7 @@ fn cli_error_paths_name_the_file_once() {
     let (ok, err) = generate(engine_dir(), &["--width", "65536", "--height", "65536"], &ok_out);
     assert!(!ok);
     let line = error_line(&err, "65536x65536 (4294967296 pixels)");
-    assert!(line.contains("maximum side of 4096") && line.contains("estimated transformer activations") && !line.contains("NaN"), "{line}");
+    assert!(line.contains("maximum side of 4096") && line.contains("estimated transformer activation memory ≈ ") && !line.contains("NaN"), "{line}");
     assert!(!err.contains("loaded on"), "the engine was loaded for an oversize request:\n{err}");
 
     // A missing engine folder: named once, with what is missing.
@@ -348,7 +348,8 @@ fn cli_error_paths_name_the_file_once() {
     copy_engine_dir(&damaged);
     let data = damaged.join("text_encoder_2/model.onnx.data");
     let mut bytes = std::fs::read(&data).unwrap();
-    bytes[bytes.len() / 3] ^= 0x01;
+    let third = bytes.len() / 3;
+    bytes[third] ^= 0x01;
     std::fs::write(&data, &bytes).unwrap();
     let (ok, err) = generate(&damaged, &[], &ok_out);
     assert!(!ok && !ok_out.exists());

@@ -132,7 +132,8 @@ fn manifest_must_match_the_model() {
     let (_t, dir) = copy_engine();
     let data = dir.join("model.onnx.data");
     let mut bytes = std::fs::read(&data).expect("read");
-    bytes[bytes.len() / 2] ^= 0x10;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
     std::fs::write(&data, &bytes).expect("write");
     for policy in [VerifyPolicy::Always, VerifyPolicy::First] {
         match open(&dir, policy) {

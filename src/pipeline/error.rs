@@ -25,7 +25,7 @@ pub enum PipelineError {
     #[error("resolution {width}x{height}: {message}")]
     Resolution { width: usize, height: usize, message: String },
     /// A request above a configured limit (checked before any work).
-    #[error("request {requested} exceeds {limit} (a configured limit; raise it to allow this request){}", estimate.as_ref().map(|e| format!("; estimated transformer activations {e}")).unwrap_or_default())]
+    #[error("request {requested} exceeds {limit} (a configured limit; raise it to allow this request){}", estimate.as_ref().map(|e| format!("; estimated transformer activation memory {e}")).unwrap_or_default())]
     Limit { requested: String, limit: String, estimate: Option<String> },
     #[error("{path}: not a valid safetensors file: {message}")]
     Safetensors { path: PathBuf, message: String },

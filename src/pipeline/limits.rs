@@ -115,9 +115,9 @@ impl ActivationEstimate {
 
 impl std::fmt::Display for ActivationEstimate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "≈ {} of activations", human_bytes(self.total()))?;
+        write!(f, "≈ {}", human_bytes(self.total()))?;
         if self.attention_bytes > 0 {
-            write!(f, " ({} of them attention scores)", human_bytes(self.attention_bytes))?;
+            write!(f, " ({} of it attention scores)", human_bytes(self.attention_bytes))?;
         }
         Ok(())
     }
@@ -156,7 +156,7 @@ mod tests {
         let e = l.check(65536, 65536, 1).unwrap_err().to_string();
         assert!(e.contains("65536x65536") && e.contains("4096"), "{e}");
         let e = l.check(3072, 2048, 1).unwrap_err().to_string();
-        assert!(e.contains("3072x2048 (6291456 pixels)") && e.contains("4194304 pixels (2048x2048)"), "{e}");
+        assert!(e.contains("3072x2048 (6291456 pixels)") && e.contains("4194304 pixels per image (2048x2048)"), "{e}");
         let e = l.check(1024, 1024, 2).unwrap_err().to_string();
         assert!(e.contains("batch 2") && e.contains("maximum batch of 1"), "{e}");
         assert!(matches!(l.check_tokens(1, 16385), Err(PipelineError::Limit { .. })));
@@ -164,15 +164,15 @@ mod tests {
         let cfg = FluxConfig::flux1(Variant::Dev);
         let est = ActivationEstimate::transformer(&cfg, 1, 65536 * 65536 / 256, 512, 2, AttentionMemory::Materialized);
         let e = with_estimate(l.check(65536, 65536, 1).unwrap_err(), est).to_string();
-        assert!(e.contains("estimated transformer activations ≈ ") && e.contains(" EB"), "{e}");
+        assert!(e.contains("estimated transformer activation memory ≈ 27.0 PB (27.0 PB of it attention scores)"), "{e}");
     }
 
     #[test]
     fn activation_estimate_matches_hand_arithmetic() {
         let cfg = FluxConfig::flux1(Variant::Dev);
-        // 1024²: 4096 image + 512 text tokens; per token 3·3072 + 12288 + 3·3072 + 3072 + 12288 + 3072 = 52224.
+        // 1024²: 4096 image + 512 text tokens; per token 3·3072 + 12288 + 3·3072 + 3072 + 12288 + 3072 = 49152.
         let e = ActivationEstimate::transformer(&cfg, 1, 4096, 512, 2, AttentionMemory::Materialized);
-        assert_eq!(e.dense_bytes, 4608 * 52224 * 2);
+        assert_eq!(e.dense_bytes, 4608 * 49152 * 2);
         assert_eq!(e.attention_bytes, 24 * 4608 * 4608 * 4);
         assert_eq!(ActivationEstimate::transformer(&cfg, 1, 4096, 512, 2, AttentionMemory::Fused).attention_bytes, 0);
         assert_eq!(human_bytes(e.attention_bytes), "2.0 GB");
