@@ -16,8 +16,8 @@ use crate::flux::FluxConfig;
 use crate::lora::{Slot, SlotPlan};
 use crate::tensor::DType;
 
-pub use integrity::{FileRecord, FileRole, IntegrityError, VerifyPolicy};
 pub use component::{ComponentConfig, ComponentKind, ComponentManifest, IoDType, IoSpec, VaeDecoderConfig, COMPONENT_MANIFEST_VERSION};
+pub use integrity::{FileRecord, FileRole, IntegrityError, VerifyPolicy};
 
 /// Version of the manifest schema written by this build (2: `files` records).
 pub const MANIFEST_VERSION: u32 = 2;

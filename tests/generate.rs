@@ -196,6 +196,16 @@ fn bad_inputs_are_clear_errors() {
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
     cfg["model_max_length"] = serde_json::json!(64);
     std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    // The edit changes a recorded file: opening refuses it, naming the file...
+    match PipelineEngine::open(&other, &opts) {
+        Err(e) => assert!(e.to_string().contains("tokenizer/tokenizer_config.json: ") && e.to_string().contains("bytes"), "{e}"),
+        Ok(_) => panic!("opened an engine with a changed tokenizer file"),
+    }
+    // ...and once re-recorded, the tokenizer check itself speaks.
+    let mut m = flux_trt::Manifest::load(&other).unwrap();
+    let rec = flux_trt::manifest::FileRecord::hash(&other, "tokenizer/tokenizer_config.json", flux_trt::manifest::FileRole::Copied).unwrap();
+    flux_trt::manifest::integrity::upsert(&mut m.files, rec);
+    m.save(&other).unwrap();
     match PipelineEngine::open(&other, &opts) {
         Err(e @ EngineFolderError::TokenizerMismatch { .. }) => assert!(e.to_string().contains("model_max_length 64"), "{e}"),
         Err(e) => panic!("unexpected error {e}"),
@@ -275,30 +285,14 @@ fn image_rgb8(path: &Path) -> Vec<u8> {
 
 // ---- error paths of the CLI: each a typed error naming the file, each message printed once ----
 
-/// Copies the shared engine folder (so a test can damage it), without verified stamps.
-fn copy_engine_dir(dst: &Path) {
-    fn copy(src: &Path, dst: &Path) {
-        std::fs::create_dir_all(dst).unwrap();
-        for e in std::fs::read_dir(src).unwrap() {
-            let e = e.unwrap();
-            let (from, to) = (e.path(), dst.join(e.file_name()));
-            if from.is_dir() {
-                copy(&from, &to);
-            } else if e.file_name() != flux_trt::manifest::integrity::STAMP_FILE {
-                std::fs::copy(&from, &to).unwrap();
-            }
-        }
-    }
-    copy(engine_dir(), dst);
-}
-
 /// `flux-trt generate` on `engine` (1 step, 64×64) with `extra` arguments; (success, stderr).
 fn generate(engine: &Path, extra: &[&str], out: &Path) -> (bool, String) {
     let st = Command::new(env!("CARGO_BIN_EXE_flux-trt"))
         .args(["generate", "--engine"])
         .arg(engine)
-        .args(["--prompt", PROMPT, "--steps", "1", "--width", "64", "--height", "64", "--threads", "2", "--out"])
+        .args(["--prompt", PROMPT, "--steps", "1", "--threads", "2", "--out"])
         .arg(out)
+        .args(if extra.contains(&"--width") { &[][..] } else { &["--width", "64", "--height", "64"][..] })
         .args(extra)
         .env("ORT_DYLIB_PATH", ort_library())
         .output()
@@ -345,7 +339,7 @@ fn cli_error_paths_name_the_file_once() {
 
     // A flipped bit in the T5 weights: caught before any output under the default policy.
     let damaged = tmp.path().join("damaged");
-    copy_engine_dir(&damaged);
+    copy_dir(engine_dir(), &damaged);
     let data = damaged.join("text_encoder_2/model.onnx.data");
     let mut bytes = std::fs::read(&data).unwrap();
     let third = bytes.len() / 3;

@@ -46,7 +46,8 @@ impl ComponentWeights {
         if !config_path.is_file() {
             return Err(CheckpointError::NoConfig { path: dir.to_path_buf() });
         }
-        let text = std::fs::read_to_string(&config_path).map_err(|e| CheckpointError::from(crate::util::FileError::new(crate::util::FileOp::Read, &config_path, e)))?;
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| CheckpointError::from(crate::util::FileError::new(crate::util::FileOp::Read, &config_path, e)))?;
         let config: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| CheckpointError::Config { path: config_path.clone(), message: format!("invalid config.json: {e}") })?;
         let paths = weight_files(dir)?;

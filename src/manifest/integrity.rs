@@ -183,7 +183,10 @@ fn read_stamp(dir: &Path) -> Stamp {
 
 fn write_stamp(dir: &Path, stamp: &Stamp) {
     let path = dir.join(STAMP_FILE);
-    let result = serde_json::to_vec_pretty(stamp).map_err(std::io::Error::other).map_err(|e| FileError::new(FileOp::Write, &path, e)).and_then(|json| crate::util::write_atomic(&path, &json));
+    let result = serde_json::to_vec_pretty(stamp)
+        .map_err(std::io::Error::other)
+        .map_err(|e| FileError::new(FileOp::Write, &path, e))
+        .and_then(|json| crate::util::write_atomic(&path, &json));
     if let Err(e) = result {
         tracing::warn!(stamp = %path.display(), error = %e, cause = %e.source, "cannot record the verified stamp; the next open hashes the engine files again");
     }
@@ -387,7 +390,12 @@ pub fn verify_dir(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Veri
         let mpath = d.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&mpath).map_err(|e| super::ManifestError::File(FileError::new(FileOp::Read, &mpath, e)))?;
         let probe: Probe = serde_json::from_str(&text).map_err(|source| super::ManifestError::Parse { path: mpath.clone(), source })?;
-        manifests.push(ManifestStatus { path: mpath.clone(), format_version: probe.format_version, records: probe.files.len(), verifiable: !probe.files.is_empty() });
+        manifests.push(ManifestStatus {
+            path: mpath.clone(),
+            format_version: probe.format_version,
+            records: probe.files.len(),
+            verifiable: !probe.files.is_empty(),
+        });
         for r in probe.files {
             let mut st = FileStatus {
                 manifest: mpath.clone(),
@@ -476,7 +484,10 @@ mod tests {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.path().join("model.onnx.data"), &data).unwrap();
         std::fs::write(dir.path().join(MANIFEST_FILE), br#"{"format_version": 2}"#).unwrap();
-        let recs = vec![FileRecord::hash(dir.path(), "model.onnx", FileRole::Onnx).unwrap(), FileRecord::hash(dir.path(), "model.onnx.data", FileRole::OnnxData).unwrap()];
+        let recs = vec![
+            FileRecord::hash(dir.path(), "model.onnx", FileRole::Onnx).unwrap(),
+            FileRecord::hash(dir.path(), "model.onnx.data", FileRole::OnnxData).unwrap(),
+        ];
         (dir, recs)
     }
 

@@ -15,8 +15,8 @@ use super::{blocks, proto, weights, OnnxError, DATA_FILE, IR_VERSION, MODEL_FILE
 use crate::checkpoint::Checkpoint;
 use crate::lora::SlotPlan;
 use crate::manifest::{FileRecord, FileRole, LoraSlots, Manifest, OnnxArtifact, Precision, SourceFile, TensorSpec, MANIFEST_VERSION};
-use crate::util::{FileError, FileOp};
 use crate::tensor::DType;
+use crate::util::{FileError, FileOp};
 
 /// What to export besides the checkpoint and the slot plan.
 #[derive(Clone, Debug)]
@@ -295,9 +295,7 @@ pub(crate) fn write_files(
     data_path: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Written, OnnxError> {
-    let tmp = |prefix: &str, path: &Path| {
-        tempfile::Builder::new().prefix(prefix).suffix(".tmp").tempfile_in(out_dir).map_err(io_err(FileOp::Write, path))
-    };
+    let tmp = |prefix: &str, path: &Path| tempfile::Builder::new().prefix(prefix).suffix(".tmp").tempfile_in(out_dir).map_err(io_err(FileOp::Write, path));
     let total = built.data_len;
     let tmp_data = tmp(".model.onnx.data.", data_path)?;
     let mapped = weights::MappedFiles::find(ckpt_files);

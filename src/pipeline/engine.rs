@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::generate::{GenerateRequest, Generated, Stages};
-use super::tokenize::PromptTokenizers;
 use super::limits::{self, ActivationEstimate, AttentionMemory, Limits};
+use super::tokenize::PromptTokenizers;
 use super::{PipelineError, SchedulerConfig};
 use crate::lora::Adapter;
 use crate::manifest::component::{TEXT_ENCODER_2_DIR as TEXT_ENCODER_2, TEXT_ENCODER_DIR as TEXT_ENCODER, VAE_DECODER_DIR as VAE_DECODER};
@@ -173,7 +173,8 @@ impl PipelineEngine {
     /// Estimated transformer activation memory of one step at `res` on this engine's provider.
     pub fn activation_estimate(&self, res: super::Resolution) -> ActivationEstimate {
         let m = self.transformer.manifest();
-        let txt = m.inputs.iter().find(|i| i.name == crate::runtime::inputs::ENCODER_HIDDEN_STATES).and_then(|i| i.shape.get(1).copied().flatten()).unwrap_or(512);
+        let txt =
+            m.inputs.iter().find(|i| i.name == crate::runtime::inputs::ENCODER_HIDDEN_STATES).and_then(|i| i.shape.get(1).copied().flatten()).unwrap_or(512);
         limits::estimate_for(&m.model, res, txt, m.precision.float_dtype().size(), self.attention)
     }
 

@@ -33,7 +33,11 @@ impl Limits {
     /// names the limit and the requested size.
     pub fn check(&self, width: usize, height: usize, batch: usize) -> Result<(), PipelineError> {
         let err = |limit: String| {
-            Err(PipelineError::Limit { requested: format!("{width}x{height} ({} pixels) × batch {batch}", width.saturating_mul(height)), limit, estimate: None })
+            Err(PipelineError::Limit {
+                requested: format!("{width}x{height} ({} pixels) × batch {batch}", width.saturating_mul(height)),
+                limit,
+                estimate: None,
+            })
         };
         if width > self.max_side || height > self.max_side {
             return err(format!("the maximum side of {} pixels", self.max_side));

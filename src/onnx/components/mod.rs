@@ -22,7 +22,9 @@ use crate::checkpoint::ComponentWeights;
 use crate::encoders::{ClipTextConfig, T5EncoderConfig};
 use crate::lora::SlotPlan;
 use crate::manifest::component::{COMPONENT_MANIFEST_VERSION, COPIED_DIRS};
-use crate::manifest::{ComponentConfig, ComponentManifest, FileRecord, FileRole, IoDType, IoSpec, LoraSlots, OnnxArtifact, Precision, SourceFile, MANIFEST_FILE};
+use crate::manifest::{
+    ComponentConfig, ComponentManifest, FileRecord, FileRole, IoDType, IoSpec, LoraSlots, OnnxArtifact, Precision, SourceFile, MANIFEST_FILE,
+};
 use crate::util::{FileError, FileOp};
 
 /// What [`export_component`] records besides the graph.

@@ -124,7 +124,8 @@ pub fn calibrate(ckpt: &Checkpoint, opts: &CalibOptions) -> Result<Calibration, 
     let env = crate::runtime::ort::env::environment(&library).map_err(|e| Fp8Error::Calibration(crate::util::error_chain(&e)))?;
     let base = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&base).map_err(|e| crate::util::FileError::new(crate::util::FileOp::Create, &base, e))?;
-    let tmp = tempfile::Builder::new().prefix("flux-trt-calib.").tempdir_in(&base).map_err(|e| crate::util::FileError::new(crate::util::FileOp::Create, &base, e))?;
+    let tmp =
+        tempfile::Builder::new().prefix("flux-trt-calib.").tempdir_in(&base).map_err(|e| crate::util::FileError::new(crate::util::FileOp::Create, &base, e))?;
     let built = crate::onnx::build_calibration_model(ckpt)?;
     let model_path = crate::onnx::write_model(&built, ckpt, tmp.path())?;
     drop(built);
