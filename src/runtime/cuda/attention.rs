@@ -5,6 +5,7 @@
 //!   1. the composite graph cudnn-frontend builds for SDPA (matmul → scale → softmax as
 //!      max/sub/exp/sum/div → matmul), which cuDNN's fused-attention engine matches on sm_80+;
 //!   2. the dedicated `CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR` (cuDNN ≥ 9.13.1).
+//!
 //!   For each, engine heuristics (mode A) rank engine configs and the first that finalizes into an
 //!   execution plan is kept.
 //! - fp32: cuDNN has no fp32 SDPA; a plain NVRTC kernel (online softmax over key tiles, fp32
@@ -154,7 +155,7 @@ fn validate(shape: &AttentionShape, imp: AttentionImpl) -> Result<(), CudaError>
     if batch == 0 || heads == 0 || seq == 0 || head_dim == 0 {
         return Err(CudaError::Input { tensor: "attention".into(), message: format!("empty shape {}", shape.describe()) });
     }
-    if head_dim > MAX_HEAD_DIM || head_dim % 8 != 0 {
+    if head_dim > MAX_HEAD_DIM || !head_dim.is_multiple_of(8) {
         return Err(CudaError::UnsupportedHeadDim {
             head_dim,
             message: format!("{}: fused attention needs a head dim that is a multiple of 8 and at most {MAX_HEAD_DIM}", shape.describe()),
@@ -540,107 +541,7 @@ pub(crate) const KERNEL_WARPS: usize = 4;
 pub(crate) const KERNEL_TILE: usize = 32;
 
 /// CUDA C++ source of the attention kernels (no headers: compiles with bare NVRTC for sm_80+).
-pub const KERNEL_SOURCE: &str = r#"
-#define WARPS 4
-#define TILE 32
-#define MAXD 256
-#define FULL 0xffffffffu
-#define NEG_INF __int_as_float(0xff800000)
-
-struct LoadF32 { typedef float T; static __device__ __forceinline__ float ld(const float* p) { return *p; } };
-struct LoadBF16 { typedef unsigned short T;
-  static __device__ __forceinline__ float ld(const unsigned short* p) { return __uint_as_float(((unsigned int)*p) << 16); } };
-struct LoadF16 { typedef unsigned short T;
-  static __device__ __forceinline__ float ld(const unsigned short* p) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(*p)); return f; } };
-
-// q, k, v: [B, S, H, D] contiguous; o: [B, S, H, D] fp32. One warp per query row, WARPS rows per
-// block (blockIdx.x), one (batch, head) per blockIdx.y; keys stream through shared memory in
-// tiles of TILE with an online softmax, all in fp32.
-template <typename L>
-__device__ void attention_rows(const typename L::T* __restrict__ q, const typename L::T* __restrict__ k,
-                               const typename L::T* __restrict__ v, float* __restrict__ o,
-                               int B, int H, int S, int D, float scale) {
-  extern __shared__ float smem[];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int b = blockIdx.y / H, h = blockIdx.y % H;
-  const int row = blockIdx.x * WARPS + warp;
-  const bool active = row < S;
-  const long tok = (long)H * D;
-  float* ks = smem;                      // [TILE][D + 1] (padded: lane j reads row j)
-  float* vs = ks + TILE * (D + 1);       // [TILE][D]
-  float* qs = vs + TILE * D + warp * D;  // [WARPS][D]
-  if (active) {
-    const long base = ((long)b * S + row) * tok + (long)h * D;
-    for (int d = lane; d < D; d += 32) qs[d] = L::ld(q + base + d) * scale;
-  }
-  float acc[MAXD / 32];
-#pragma unroll
-  for (int i = 0; i < MAXD / 32; ++i) acc[i] = 0.f;
-  float m = NEG_INF, l = 0.f;
-  for (int t0 = 0; t0 < S; t0 += TILE) {
-    __syncthreads();
-    for (int i = threadIdx.x; i < TILE * D; i += blockDim.x) {
-      const int j = i / D, d = i % D, key = t0 + j;
-      float kv = 0.f, vv = 0.f;
-      if (key < S) {
-        const long off = ((long)b * S + key) * tok + (long)h * D + d;
-        kv = L::ld(k + off);
-        vv = L::ld(v + off);
-      }
-      ks[j * (D + 1) + d] = kv;
-      vs[j * D + d] = vv;
-    }
-    __syncthreads();
-    if (!active) continue;
-    const int key = t0 + lane;
-    float s = NEG_INF;
-    if (key < S) {
-      s = 0.f;
-      for (int d = 0; d < D; ++d) s = fmaf(qs[d], ks[lane * (D + 1) + d], s);
-    }
-    float tm = s;
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) tm = fmaxf(tm, __shfl_xor_sync(FULL, tm, off));
-    const float mn = fmaxf(m, tm);
-    const float p = key < S ? expf(s - mn) : 0.f;
-    const float corr = expf(m - mn);
-    float ps = p;
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) ps += __shfl_xor_sync(FULL, ps, off);
-    l = l * corr + ps;
-#pragma unroll
-    for (int i = 0; i < MAXD / 32; ++i) acc[i] *= corr;
-    for (int j = 0; j < TILE; ++j) {
-      const float pj = __shfl_sync(FULL, p, j);
-#pragma unroll
-      for (int i = 0; i < MAXD / 32; ++i) {
-        const int d = lane + 32 * i;
-        if (d < D) acc[i] = fmaf(pj, vs[j * D + d], acc[i]);
-      }
-    }
-    m = mn;
-  }
-  if (active) {
-    const long base = ((long)b * S + row) * tok + (long)h * D;
-    const float inv = 1.f / l;
-#pragma unroll
-    for (int i = 0; i < MAXD / 32; ++i) {
-      const int d = lane + 32 * i;
-      if (d < D) o[base + d] = acc[i] * inv;
-    }
-  }
-}
-
-extern "C" __global__ void attention_f32(const float* q, const float* k, const float* v, float* o, int B, int H, int S, int D, float scale) {
-  attention_rows<LoadF32>(q, k, v, o, B, H, S, D, scale);
-}
-extern "C" __global__ void attention_ref_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v, float* o, int B, int H, int S, int D, float scale) {
-  attention_rows<LoadBF16>(q, k, v, o, B, H, S, D, scale);
-}
-extern "C" __global__ void attention_ref_f16(const unsigned short* q, const unsigned short* k, const unsigned short* v, float* o, int B, int H, int S, int D, float scale) {
-  attention_rows<LoadF16>(q, k, v, o, B, H, S, D, scale);
-}
-"#;
+pub const KERNEL_SOURCE: &str = include_str!("kernels/attention.cu");
 
 /// Kernel names in [`KERNEL_SOURCE`].
 pub const KERNEL_NAMES: [&str; 3] = ["attention_f32", "attention_ref_bf16", "attention_ref_f16"];
@@ -818,6 +719,12 @@ mod tests {
     }
 
     #[test]
+    fn plans_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Attention>();
+    }
+
+    #[test]
     fn kernel_launch_geometry() {
         let s = shape(2, 24, 4608, 128);
         let cfg = kernel_launch(&s);
@@ -831,10 +738,7 @@ mod tests {
     /// libnvrtc, e.g. pip nvidia-cuda-nvrtc, on the library path — skipped with a note otherwise).
     #[test]
     fn kernels_compile_for_sm80_sm89_sm90() {
-        if !nvrtc_available() {
-            eprintln!("skipped: libnvrtc not found (install nvidia-cuda-nvrtc and put its lib dir on LD_LIBRARY_PATH)");
-            return;
-        }
+        assert!(nvrtc_available(), "libnvrtc not found: `source tools/env.sh` (installs pip nvidia-cuda-nvrtc and links libnvrtc.so)");
         for arch in ["compute_80", "compute_89", "compute_90"] {
             let ptx = compile_kernels(arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
             let text = ptx.to_src();
