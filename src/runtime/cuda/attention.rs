@@ -67,6 +67,12 @@ pub struct Attention {
     backend: Backend,
 }
 
+impl std::fmt::Debug for Attention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attention").field("shape", &self.shape).field("engine", &self.engine()).field("workspace_bytes", &self.workspace_bytes()).finish()
+    }
+}
+
 enum Backend {
     Cudnn(CudnnPlan),
     Kernel(KernelPlan),
