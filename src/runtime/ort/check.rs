@@ -23,6 +23,15 @@ pub(crate) fn element_type(d: DType) -> TensorElementType {
     }
 }
 
+/// The model file's BLAKE3 against the one its manifest (`manifest_path`) recorded at export.
+pub(crate) fn model_hash(model_path: &Path, expected: &str, manifest_path: &Path) -> Result<(), crate::runtime::RuntimeError> {
+    let (found, _) = crate::util::hash_file(model_path).map_err(|source| crate::runtime::RuntimeError::Io { path: model_path.to_path_buf(), source })?;
+    if found != expected {
+        return Err(mismatch(manifest_path, format!("{} has blake3 {found}, the manifest records {expected}", model_path.display())).into());
+    }
+    Ok(())
+}
+
 /// Checks the manifest's own slot naming (`lora.<module>.A` / `.B`).
 pub(crate) fn check_slot_names(manifest: &Manifest, path: &Path) -> Result<(), ManifestError> {
     for s in &manifest.lora.slots {
