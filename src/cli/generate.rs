@@ -177,7 +177,6 @@ fn generate_lines<T: flux_trt::runtime::Transformer>(
     use flux_trt::lora::Adapter;
     use flux_trt::pipeline::generate::{write_png, GenerateRequest};
     use flux_trt::pipeline::latents::{load_latents, Resolution};
-    use flux_trt::runtime::Transformer as _;
     use indicatif::{ProgressBar, ProgressStyle};
 
     let guidance_model = engine.transformer().manifest().model.variant.has_guidance();
