@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use flux_trt::manifest::{IntegrityError, Manifest, ManifestError, VerifyPolicy};
 use flux_trt::runtime::ort::{ExecutionProvider, FluxSession};
-use flux_trt::runtime::RuntimeError;
+use flux_trt::runtime::{RuntimeError, Slotted};
 use support::*;
 
 const TOL: f32 = 1e-4;
