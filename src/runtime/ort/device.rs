@@ -6,12 +6,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
+
 use ::ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ::ort::session::Session;
-use ::ort::value::DynTensor;
+use ::ort::value::{DynTensor, DynValue, DynValueRefMut, Shape, TensorElementType, TensorRefMut};
+use cudarc::driver::{CudaContext, CudaStream, DriverError, PinnedHostSlice};
 
+use crate::lora::{SlotFill, SlotLayout};
 use crate::runtime::slots::AdapterLabel;
 use crate::runtime::RuntimeError;
+use crate::tensor::DType;
 
 /// Bytes of device memory held by slot sets of one session, with an optional limit.
 #[derive(Debug)]
@@ -59,14 +64,90 @@ impl Budget {
     }
 }
 
-/// The slot tensors of one set, in manifest slot order (A then B per slot).
+/// The slot tensors of one set, in manifest slot order (A then B per slot): views into one
+/// contiguous buffer (host memory, or one device allocation) laid out once in the slots' dtype.
 #[derive(Debug)]
 pub(crate) struct SlotValues {
-    pub(crate) tensors: Vec<(String, DynTensor)>,
-    /// In the session's device memory (bound with I/O binding) rather than host tensors.
+    /// Declared before `storage`: the views are released before the memory they point into.
+    tensors: Vec<(String, DynValueRefMut<'static>)>,
+    /// In the session's device memory (bound with I/O binding) rather than fed from the host.
     pub(crate) on_device: bool,
     pub(crate) bytes: u64,
     pub(crate) _charge: Option<Charge>,
+    _storage: Storage,
+}
+
+/// The memory the slot tensors of one set point into.
+#[derive(Debug)]
+enum Storage {
+    /// Host memory (`u64` words keep it aligned for every slot dtype).
+    Host(#[allow(dead_code)] Vec<u64>),
+    /// One device allocation made by the session's allocator.
+    Device(#[allow(dead_code)] DynTensor),
+}
+
+impl SlotValues {
+    /// The slot tensors, by initializer name.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &DynValue)> {
+        self.tensors.iter().map(|(n, v)| (n.as_str(), &**v))
+    }
+}
+
+/// Lays `fill` out in `layout`'s dtype and makes the slot set: host tensors over one buffer when
+/// `device` is `None` or host memory, else one device allocation filled by one pipelined upload
+/// from pinned memory. `names` are the slot initializers, A then B per slot.
+pub(crate) fn slot_values(
+    fill: &SlotFill<'_>,
+    layout: &SlotLayout,
+    names: &[String],
+    device: Option<&Device>,
+    charge: Option<Charge>,
+    what: &str,
+) -> Result<SlotValues, RuntimeError> {
+    if names.len() != 2 * layout.num_slots() {
+        return Err(RuntimeError::Input { tensor: "lora slots".into(), message: format!("{} slot names for {} slots", names.len(), layout.num_slots()) });
+    }
+    let bytes = layout.bytes() as u64;
+    let on_device = device.is_some();
+    let (storage, base, info) = match device.and_then(|d| d.cuda.as_ref().map(|c| (d, c))) {
+        Some((dev, cuda)) => {
+            let allocator = dev.allocator.lock().unwrap_or_else(|e| e.into_inner());
+            let err = |e| RuntimeError::ort(format!("{what}: allocating {bytes} bytes of LoRA slots on {}", dev.name), e);
+            let mut buf = DynTensor::new(&allocator, TensorElementType::Uint8, Shape::new([layout.bytes().max(1) as i64])).map_err(err)?;
+            let info = buf.memory_info().to_owned();
+            let dst = buf.data_ptr_mut();
+            cuda.upload(fill, layout, dst as cudarc::driver::sys::CUdeviceptr)
+                .map_err(|source| RuntimeError::Cuda { what: format!("{what}: uploading {bytes} bytes of LoRA slots to {}", dev.name), source })?;
+            (Storage::Device(buf), dst, info)
+        }
+        None => {
+            let mut words = vec![0u64; layout.bytes().div_ceil(8)];
+            fill.write(layout, 0..layout.num_slots(), &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..layout.bytes()]);
+            let base = words.as_mut_ptr().cast::<std::ffi::c_void>();
+            let info = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)
+                .map_err(|e| RuntimeError::ort(format!("{what}: host memory info"), e))?;
+            (Storage::Host(words), base, info)
+        }
+    };
+    let mut tensors = Vec::with_capacity(names.len());
+    for (name, (range, shape)) in names.iter().zip(layout.tensors()) {
+        let shape = Shape::new(shape.map(|d| d as i64));
+        // SAFETY: `range` lies inside the `layout.bytes()` bytes at `base`, which `storage` owns
+        // and keeps at the same address (a Vec's heap block, an ORT allocation) for as long as
+        // these views live: `SlotValues` drops `tensors` before `_storage`. The offset is a
+        // multiple of the element size, so the view is aligned.
+        let ptr = unsafe { base.cast::<u8>().add(range.start) }.cast::<std::ffi::c_void>();
+        let view = unsafe {
+            match layout.dtype() {
+                DType::F32 => TensorRefMut::<f32>::from_raw(info.clone(), ptr, shape).map(|t| t.into_dyn()),
+                DType::F16 => TensorRefMut::<half::f16>::from_raw(info.clone(), ptr, shape).map(|t| t.into_dyn()),
+                DType::BF16 => TensorRefMut::<half::bf16>::from_raw(info.clone(), ptr, shape).map(|t| t.into_dyn()),
+            }
+        }
+        .map_err(|e| RuntimeError::ort(format!("{what}: slot tensor `{name}`"), e))?;
+        tensors.push((name.clone(), view));
+    }
+    Ok(SlotValues { tensors, on_device, bytes, _charge: charge, _storage: storage })
 }
 
 /// A slot set built ahead of time on the session's device: [`super::FluxSession::swap_staged`]
@@ -99,73 +180,140 @@ pub(crate) struct Device {
     /// ONNX Runtime allocators are `Send` but not all are `Sync` (CUDA's), hence the lock.
     allocator: Mutex<Allocator>,
     pub(crate) name: String,
-    /// CUDA device ordinal (`None`: host memory).
-    cuda: Option<i32>,
+    /// The session's CUDA uploader (`None`: host memory).
+    cuda: Option<CudaUpload>,
 }
 
 impl Device {
     /// The session's allocator for `cuda_device` (CUDA memory), or for host memory when `None`.
-    pub(crate) fn new(session: &Session, cuda_device: Option<i32>) -> Result<Self, ::ort::Error> {
+    pub(crate) fn new(session: &Session, cuda_device: Option<i32>) -> Result<Self, RuntimeError> {
         let (dev, id) = match cuda_device {
             Some(d) => (AllocationDevice::CUDA, d),
             None => (AllocationDevice::CPU, 0),
         };
-        let info = MemoryInfo::new(dev.clone(), id, AllocatorType::Device, MemoryType::Default)?;
+        let name = format!("{}:{id}", dev.as_str());
+        let what = || format!("creating the {name} allocator for slot tensors (I/O binding; `.with_io_binding(false)` feeds host slots instead)");
+        let info = MemoryInfo::new(dev.clone(), id, AllocatorType::Device, MemoryType::Default).map_err(|e| RuntimeError::ort(what(), e))?;
         let allocator = match cuda_device {
-            Some(_) => Allocator::new(session, info)?,
+            Some(_) => Allocator::new(session, info).map_err(|e| RuntimeError::ort(what(), e))?,
             None => Allocator::default(),
         };
-        Ok(Device { allocator: Mutex::new(allocator), name: format!("{}:{id}", dev.as_str()), cuda: cuda_device })
-    }
-
-    /// Copies host tensors into freshly allocated tensors of this device (through ONNX Runtime's
-    /// own copy, synchronized before returning).
-    pub(crate) fn upload(&self, host: Vec<(String, DynTensor)>, what: &str) -> Result<Vec<(String, DynTensor)>, RuntimeError> {
-        let allocator = self.allocator.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::with_capacity(host.len());
-        for (name, h) in host {
-            let err = |e: ::ort::Error| RuntimeError::ort(format!("{what}: uploading slot tensor `{name}` to {}", self.name), e);
-            let ::ort::value::ValueType::Tensor { ty, shape, .. } = h.dtype().clone() else {
-                return Err(RuntimeError::Input { tensor: name, message: "slot value is not a tensor".into() });
-            };
-            let bf16 = ty == ::ort::value::TensorElementType::Bfloat16;
-            let mut d = DynTensor::new(&allocator, ty, shape).map_err(err)?;
-            match self.cuda {
-                // ort copies through a one-node Identity session, and that Identity has no
-                // bfloat16 kernel on CUDA: copy bf16 bytes with the CUDA driver instead.
-                Some(ordinal) if bf16 => {
-                    let (_, host) = h.try_extract_tensor::<half::bf16>().map_err(err)?;
-                    copy_htod(ordinal, d.data_ptr_mut(), host)
-                        .map_err(|message| RuntimeError::Ort { what: format!("{what}: uploading slot tensor `{name}` to {}", self.name), message })?;
-                }
-                _ => h.copy_into(&mut d).map_err(err)?,
+        let cuda = match cuda_device {
+            Some(ordinal) => {
+                Some(CudaUpload::new(ordinal).map_err(|source| RuntimeError::Cuda { what: format!("{name}: CUDA context for slot uploads"), source })?)
             }
-            out.push((name, d));
-        }
-        Ok(out)
+            None => None,
+        };
+        Ok(Device { allocator: Mutex::new(allocator), name, cuda })
     }
 }
 
-/// Synchronous host → device copy into ONNX Runtime-allocated CUDA memory of device `ordinal`
-/// (the primary context, which ONNX Runtime's CUDA provider also uses).
-fn copy_htod<T: Copy>(ordinal: i32, dst: *mut std::ffi::c_void, src: &[T]) -> Result<(), String> {
-    let ordinal = usize::try_from(ordinal).map_err(|_| format!("bad CUDA device {ordinal}"))?;
-    let ctx = cudarc::driver::CudaContext::new(ordinal).map_err(|e| format!("CUDA context: {e}"))?;
-    ctx.bind_to_thread().map_err(|e| format!("CUDA context: {e}"))?;
-    // SAFETY: `dst` is a device allocation of `size_of_val(src)` bytes (allocated by ONNX
-    // Runtime for a tensor of the same element type and shape), not aliased while we copy.
-    unsafe { cudarc::driver::result::memcpy_htod_sync(dst as cudarc::driver::sys::CUdeviceptr, src) }.map_err(|e| format!("cuMemcpyHtoD: {e}"))
+/// Bytes laid out before each asynchronous copy is issued: the copy of one chunk overlaps the
+/// layout of the next.
+const UPLOAD_CHUNK: usize = 32 << 20;
+
+/// Host → device uploads of slot sets for one session: the device's primary context (the one
+/// ONNX Runtime's CUDA provider uses), created once, a copy stream, and pinned staging buffers
+/// reused across swaps (page-locked memory is slow to allocate).
+#[derive(Debug)]
+pub struct CudaUpload {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    pinned: Mutex<Vec<PinnedHostSlice<u8>>>,
 }
 
-/// Byte size of slot tensors (element size × elements).
-pub(crate) fn tensor_bytes(tensors: &[(String, DynTensor)]) -> u64 {
-    tensors
-        .iter()
-        .map(|(_, t)| match t.dtype() {
-            ::ort::value::ValueType::Tensor { ty, shape, .. } => ty.byte_size(shape.num_elements()).unwrap_or(0) as u64,
-            _ => 0,
-        })
-        .sum()
+/// What [`CudaUpload::upload`] spent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UploadTiming {
+    /// Laying out and converting on the host (summed over chunks).
+    pub layout: Duration,
+    /// Waiting for the copies after the last chunk was laid out.
+    pub wait: Duration,
+    /// Allocating a pinned staging buffer (zero when one was reused).
+    pub pin: Duration,
+}
+
+impl CudaUpload {
+    /// The primary context of CUDA device `ordinal` and a copy stream on it.
+    pub fn new(ordinal: i32) -> Result<Self, DriverError> {
+        let ordinal = usize::try_from(ordinal).map_err(|_| DriverError(cudarc::driver::sys::CUresult::CUDA_ERROR_INVALID_DEVICE))?;
+        let ctx = CudaContext::new(ordinal)?;
+        let stream = ctx.new_stream()?;
+        Ok(CudaUpload { ctx, stream, pinned: Mutex::new(Vec::new()) })
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// A pinned buffer of at least `bytes` (reused when one is free).
+    fn take_pinned(&self, bytes: usize) -> Result<(PinnedHostSlice<u8>, Duration), DriverError> {
+        let mut pool = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = pool.iter().position(|p| p.len() >= bytes) {
+            return Ok((pool.swap_remove(i), Duration::ZERO));
+        }
+        drop(pool);
+        let t0 = Instant::now();
+        // SAFETY: the memory is uninitialized; every byte that is copied is written first.
+        let p = unsafe { self.ctx.alloc_pinned::<u8>(bytes.max(1)) }?;
+        Ok((p, t0.elapsed()))
+    }
+
+    fn give_back(&self, p: PinnedHostSlice<u8>) {
+        let mut pool = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        // Keep a couple of staging buffers (concurrent stages); free the rest.
+        if pool.len() < 2 {
+            pool.push(p);
+        }
+    }
+
+    /// Lays `fill` out in `layout`'s dtype into pinned memory, chunk by chunk, copying each chunk
+    /// to `dst` asynchronously while the next is laid out; returns once everything has landed.
+    ///
+    /// `dst` must be a device allocation of this context of at least `layout.bytes()` bytes that
+    /// nothing else uses during the call.
+    pub fn upload(&self, fill: &SlotFill<'_>, layout: &SlotLayout, dst: cudarc::driver::sys::CUdeviceptr) -> Result<UploadTiming, DriverError> {
+        let mut timing = UploadTiming::default();
+        self.ctx.bind_to_thread()?;
+        let (mut pinned, pin) = self.take_pinned(layout.bytes())?;
+        timing.pin = pin;
+        let host_ptr = pinned.as_mut_ptr()?;
+        // SAFETY: `pinned` holds at least `layout.bytes()` bytes, owned by this call until
+        // returned to the pool after the stream is synchronized below.
+        let host = unsafe { std::slice::from_raw_parts_mut(host_ptr, layout.bytes()) };
+        let result = (|| {
+            let mut start = 0;
+            while start < layout.num_slots() {
+                let mut end = start + 1;
+                while end < layout.num_slots() && layout.range(start..end + 1).len() <= UPLOAD_CHUNK {
+                    end += 1;
+                }
+                let range = layout.range(start..end);
+                let t = Instant::now();
+                fill.write(layout, start..end, &mut host[range.clone()]);
+                timing.layout += t.elapsed();
+                // SAFETY: `dst + range` lies in the caller's allocation; the source stays alive
+                // and unwritten until the stream is synchronized.
+                unsafe { cudarc::driver::result::memcpy_htod_async(dst + range.start as u64, &host[range], self.stream.cu_stream()) }?;
+                start = end;
+            }
+            let t = Instant::now();
+            let synced = self.stream.synchronize();
+            timing.wait = t.elapsed();
+            synced
+        })();
+        match result {
+            Ok(()) => {
+                self.give_back(pinned);
+                Ok(timing)
+            }
+            Err(e) => {
+                // The copies may still read the buffer: wait before it can be reused or freed.
+                let _ = self.stream.synchronize();
+                Err(e)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

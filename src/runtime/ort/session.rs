@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ::ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ::ort::session::builder::GraphOptimizationLevel;
@@ -17,7 +17,7 @@ use super::check;
 use super::device::{self, Budget, Device, SlotValues, StagedAdapter};
 use super::options::SessionOptions;
 use super::placement::{CpuFallback, Placement};
-use crate::lora::{Adapter, SlotPlan, SlotWeights};
+use crate::lora::{Adapter, SlotFill, SlotLayout, SlotPlan, SlotTarget};
 use crate::manifest::{Manifest, ManifestError, Precision};
 use crate::runtime::inputs::{FluxInputs, HostTensor, SAMPLE};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel, Lease};
@@ -155,7 +155,6 @@ impl FluxSessionBuilder {
             }
             .into());
         }
-        let what = |step: &str| format!("{}: {step}", model_path.display());
         let level = self.optimization.unwrap_or(match manifest.precision {
             Precision::Fp8 => GraphOptimizationLevel::Level1,
             _ => GraphOptimizationLevel::All,
@@ -183,30 +182,30 @@ impl FluxSessionBuilder {
         let plan = manifest.lora.plan();
         let budget = Budget::new(self.slot_budget);
         let device = if self.io_binding.unwrap_or(cuda) {
-            let d = match self.provider {
-                ExecutionProvider::Cuda { device } => Device::new(&session, Some(device)),
-                ExecutionProvider::Cpu => Device::new(&session, None),
-            };
-            Some(d.map_err(|e| {
-                RuntimeError::ort(what("creating the device allocator for slot tensors (I/O binding; `.with_io_binding(false)` feeds host slots instead)"), e)
-            })?)
+            Some(match self.provider {
+                ExecutionProvider::Cuda { device } => Device::new(&session, Some(device))?,
+                ExecutionProvider::Cpu => Device::new(&session, None)?,
+            })
         } else {
             None
         };
-        let mut s = FluxSession {
+        let layout = SlotLayout::new(&plan, manifest.lora.dtype);
+        let slot_names: Vec<String> = manifest.lora.slots.iter().flat_map(|s| [s.a.clone(), s.b.clone()]).collect();
+        let base = build_values(&plan.fill(SlotTarget::Transformer, &[])?, &layout, &slot_names, device.as_ref(), &budget, &self.dir)?;
+        let s = FluxSession {
             dir: self.dir,
             manifest,
             plan,
+            layout,
+            slot_names,
             session_id,
             session: Mutex::new(Runner { session, bound: None }),
-            active: ActiveSlots::new(OrtSlots { session_id, values: Arc::new(SlotValues { tensors: Vec::new(), on_device: false, bytes: 0, _charge: None }) }),
+            active: ActiveSlots::new(OrtSlots { session_id, values: Arc::new(base) }),
             provider: self.provider,
             device,
             budget,
             placement,
         };
-        let base = s.build_values(s.plan.zeros())?;
-        s.active = ActiveSlots::new(OrtSlots { session_id, values: Arc::new(base) });
         tracing::info!(engine = %s.dir.display(), slots = s.plan.slots.len(), max_rank = s.plan.max_rank, provider = %s.provider, io_binding = s.device.is_some(), "ONNX Runtime session ready");
         Ok(s)
     }
@@ -220,7 +219,12 @@ impl FluxSessionBuilder {
 pub struct FluxSession {
     dir: PathBuf,
     manifest: Manifest,
+    /// Built once from the manifest; every swap lays adapters into it.
     plan: SlotPlan,
+    /// Where each slot tensor lies in a slot set's one buffer (the manifest's slot dtype).
+    layout: SlotLayout,
+    /// Slot initializer names, A then B per slot.
+    slot_names: Vec<String>,
     session_id: u64,
     session: Mutex<Runner>,
     active: ActiveSlots<OrtSlots>,
@@ -249,21 +253,22 @@ pub(crate) fn slot_value(name: &str, dtype: DType, m: Matrix, what: &Path) -> Re
     })
 }
 
-/// Converts laid-out slot weights (f32) into host tensors of the manifest's slot dtype.
-fn host_slots(manifest: &Manifest, w: SlotWeights) -> Result<Vec<(String, DynTensor)>, RuntimeError> {
-    let what = PathBuf::from(&manifest.onnx.file);
-    let mut values = Vec::with_capacity(2 * manifest.lora.slots.len());
-    for ((s, a), b) in manifest.lora.slots.iter().zip(w.a).zip(w.b) {
-        values.push((s.a.clone(), slot_value(&s.a, manifest.lora.dtype, a, &what)?));
-        values.push((s.b.clone(), slot_value(&s.b, manifest.lora.dtype, b, &what)?));
-    }
-    if values.len() != 2 * manifest.lora.slots.len() {
-        return Err(RuntimeError::Input {
-            tensor: "lora slots".into(),
-            message: format!("{} slot tensors for {} slots", values.len(), manifest.lora.slots.len()),
-        });
-    }
-    Ok(values)
+/// The slot set of `fill`: host tensors, or (I/O binding path) device tensors charged to the
+/// slot budget.
+fn build_values(
+    fill: &SlotFill<'_>,
+    layout: &SlotLayout,
+    names: &[String],
+    device: Option<&Device>,
+    budget: &Arc<Budget>,
+    dir: &Path,
+) -> Result<SlotValues, RuntimeError> {
+    let bytes = layout.bytes() as u64;
+    let charge = match device {
+        Some(_) => Some(budget.charge(bytes).map_err(|(used, limit)| RuntimeError::SlotBudget { engine: dir.to_path_buf(), needed: bytes, used, limit })?),
+        None => None,
+    };
+    device::slot_values(fill, layout, names, device, charge, &dir.display().to_string())
 }
 
 impl FluxSession {
@@ -364,8 +369,8 @@ impl FluxSession {
             };
             if *bound_version != Some(lease.version()) {
                 // Device tensors of the same device: ONNX Runtime binds them without a copy.
-                for (name, v) in &lease.tensors().values.tensors {
-                    binding.bind_input(name.as_str(), v).map_err(|e| RuntimeError::ort(format!("{}: binding slot `{name}`", self.dir.display()), e))?;
+                for (name, v) in lease.tensors().values.iter() {
+                    binding.bind_input(name, v).map_err(|e| RuntimeError::ort(format!("{}: binding slot `{name}`", self.dir.display()), e))?;
                 }
                 *bound_version = Some(lease.version());
             }
@@ -381,13 +386,13 @@ impl FluxSession {
             let outputs = runner.session.run_binding(binding).map_err(run_err)?;
             self.extract(outputs.get(SAMPLE))?
         } else {
-            let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(8 + lease.tensors().values.tensors.len());
+            let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(8 + 2 * self.manifest.lora.slots.len());
             for (name, t) in inputs.named() {
                 let v = TensorRef::from_array_view((t.shape().to_vec(), t.data())).map_err(|e| RuntimeError::ort(what(name), e))?;
                 feeds.push((Cow::Borrowed(name), v.into()));
             }
-            for (name, v) in &lease.tensors().values.tensors {
-                feeds.push((Cow::Borrowed(name.as_str()), v.into()));
+            for (name, v) in lease.tensors().values.iter() {
+                feeds.push((Cow::Borrowed(name), v.into()));
             }
             let outputs = runner.session.run(feeds).map_err(run_err)?;
             self.extract(outputs.get(SAMPLE))?
@@ -408,19 +413,6 @@ impl FluxSession {
         Ok((shape.iter().map(|d| usize::try_from(*d).unwrap_or(0)).collect(), data.to_vec()))
     }
 
-    /// Slot tensors for `weights`: host tensors, or (I/O binding path) device tensors charged to
-    /// the slot budget.
-    fn build_values(&self, weights: SlotWeights) -> Result<SlotValues, RuntimeError> {
-        let host = host_slots(&self.manifest, weights)?;
-        let bytes = device::tensor_bytes(&host);
-        let Some(dev) = &self.device else {
-            return Ok(SlotValues { tensors: host, on_device: false, bytes, _charge: None });
-        };
-        let charge = self.budget.charge(bytes).map_err(|(used, limit)| RuntimeError::SlotBudget { engine: self.dir.clone(), needed: bytes, used, limit })?;
-        let tensors = dev.upload(host, &self.dir.display().to_string())?;
-        Ok(SlotValues { tensors, on_device: true, bytes, _charge: Some(charge) })
-    }
-
     fn labels(adapters: &[(&Adapter, f32)]) -> Vec<AdapterLabel> {
         adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect()
     }
@@ -430,8 +422,8 @@ impl FluxSession {
     /// [`FluxSession::swap_staged`]. Nothing active changes.
     pub fn stage(&self, adapters: &[(&Adapter, f32)]) -> Result<StagedAdapter, RuntimeError> {
         let t0 = Instant::now();
-        let weights = self.plan.lay_out(adapters)?;
-        let values = self.build_values(weights)?;
+        let fill = self.plan.fill(SlotTarget::Transformer, adapters)?;
+        let values = build_values(&fill, &self.layout, &self.slot_names, self.device.as_ref(), &self.budget, &self.dir)?;
         tracing::debug!(engine = %self.dir.display(), bytes = values.bytes, on_device = values.on_device, elapsed = ?t0.elapsed(), "staged LoRA slots");
         Ok(StagedAdapter { session_id: self.session_id, adapters: Self::labels(adapters), values: Arc::new(values) })
     }
