@@ -621,7 +621,7 @@ mod tests {
         }
         // errors come before anything is written, as from lay_out
         let plan3 = SlotPlan { max_rank: 3, ..plan.clone() };
-        assert!(matches!(plan3.fill(SlotTarget::Transformer, &adapters), Err(PlanError::CombinedRankTooLarge { .. })));
+        assert!(matches!(plan3.fill(SlotTarget::Transformer, &[(&a1, 1.0), (&a1, 1.0)]), Err(PlanError::CombinedRankTooLarge { .. })));
         assert!(matches!(plan.fill(SlotTarget::Transformer, &[(&a1, f32::INFINITY)]), Err(PlanError::BadStrength { .. })));
     }
 
