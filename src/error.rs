@@ -7,6 +7,8 @@ use crate::engine::{EngineError, TensorrtCode, TensorrtFailure};
 use crate::lora::{LoraError, PlanError};
 use crate::manifest::ManifestError;
 use crate::pipeline::PipelineError;
+#[cfg(feature = "cuda")]
+use crate::runtime::cuda::CudaError;
 use crate::runtime::tensorrt::TrtError;
 use crate::runtime::RuntimeError;
 
@@ -34,6 +36,10 @@ pub enum Error {
     Tensorrt(#[from] TrtError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The native CUDA backend (feature `cuda`).
+    #[cfg(feature = "cuda")]
+    #[error(transparent)]
+    Cuda(#[from] CudaError),
     /// Exporting ONNX (feature `export`).
     #[cfg(feature = "export")]
     #[error(transparent)]
@@ -78,6 +84,8 @@ impl Error {
             Error::Pipeline(_) => ErrorKind::InvalidInput,
             #[cfg(feature = "export")]
             Error::Export(e) => export_kind(e),
+            #[cfg(feature = "cuda")]
+            Error::Cuda(e) => cuda_kind(e),
         }
     }
 }
@@ -112,6 +120,19 @@ fn export_kind(e: &crate::onnx::OnnxError) -> ErrorKind {
         O::BadSlot { .. } => ErrorKind::Incompatible,
         O::Serialize { .. } => ErrorKind::Backend,
         _ => ErrorKind::InvalidInput,
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_kind(e: &CudaError) -> ErrorKind {
+    match e {
+        CudaError::Input { .. } | CudaError::ForeignSlots { .. } => ErrorKind::InvalidInput,
+        CudaError::Io { source, .. } => io_kind(source),
+        CudaError::OutOfMemory { .. } => ErrorKind::OutOfMemory,
+        // CUDA_ERROR_OUT_OF_MEMORY
+        CudaError::Driver { code: 2, .. } => ErrorKind::OutOfMemory,
+        CudaError::UnsupportedHeadDim { .. } => ErrorKind::Incompatible,
+        _ => ErrorKind::Backend,
     }
 }
 
