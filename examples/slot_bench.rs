@@ -131,6 +131,8 @@ fn cuda(device: i32, args: &Args, fill: &flux_trt::lora::SlotFill<'_>, layout: &
     let name = ctx.name().unwrap_or_default();
     // SAFETY: plain device allocation, freed at the end; nothing else uses it.
     let dst = unsafe { result::malloc_sync(bytes) }?;
+    // The slot tensors as the session allocates them: one allocation each (here carved from one).
+    let dsts: Vec<u64> = layout.tensors().map(|(r, _)| dst + r.start as u64).collect();
     // The bandwidth yardstick: one synchronous copy of the same bytes from pinned memory.
     let mut pinned = unsafe { ctx.alloc_pinned::<u8>(bytes) }?;
     let host = unsafe { std::slice::from_raw_parts_mut(pinned.as_mut_ptr()?, bytes) };
@@ -143,7 +145,7 @@ fn cuda(device: i32, args: &Args, fill: &flux_trt::lora::SlotFill<'_>, layout: &
     let gbps = bytes as f64 / (copy_ms * 1e-3) / 1e9;
     let mut timings = Vec::new();
     let upload_ms = time(args.reps, || {
-        timings.push(up.upload(fill, layout, dst)?);
+        timings.push(up.upload(fill, layout, &dsts)?);
         Ok(())
     })?;
     let last = timings.last().copied().unwrap_or_default();

@@ -68,8 +68,8 @@ impl Budget {
 /// contiguous buffer (host memory, or one device allocation) laid out once in the slots' dtype.
 #[derive(Debug)]
 pub(crate) struct SlotValues {
-    /// Declared before `storage`: the views are released before the memory they point into.
-    tensors: Vec<(String, DynValueRefMut<'static>)>,
+    /// Declared before `storage`: views are released before the memory they point into.
+    tensors: Vec<(String, SlotTensor)>,
     /// In the session's device memory (bound with I/O binding) rather than fed from the host.
     pub(crate) on_device: bool,
     pub(crate) bytes: u64,
@@ -77,19 +77,35 @@ pub(crate) struct SlotValues {
     _storage: Storage,
 }
 
+/// One slot tensor: a view into the set's host buffer (fed per run), or a tensor that owns its
+/// memory (bound with I/O binding: ONNX Runtime copies borrowed values on every bind).
+#[derive(Debug)]
+enum SlotTensor {
+    View(DynValueRefMut<'static>),
+    Owned(DynValue),
+}
+
 /// The memory the slot tensors of one set point into.
 #[derive(Debug)]
 enum Storage {
     /// Host memory (`u64` words keep it aligned for every slot dtype).
     Host(#[allow(dead_code)] Vec<u64>),
-    /// One device allocation made by the session's allocator.
-    Device(#[allow(dead_code)] DynTensor),
+    /// The tensors own their memory.
+    Owned,
 }
 
 impl SlotValues {
     /// The slot tensors, by initializer name.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &DynValue)> {
-        self.tensors.iter().map(|(n, v)| (n.as_str(), &**v))
+        self.tensors.iter().map(|(n, v)| {
+            (
+                n.as_str(),
+                match v {
+                    SlotTensor::View(v) => &**v,
+                    SlotTensor::Owned(v) => v,
+                },
+            )
+        })
     }
 }
 
@@ -108,34 +124,55 @@ pub(crate) fn slot_values(
         return Err(RuntimeError::Input { tensor: "lora slots".into(), message: format!("{} slot names for {} slots", names.len(), layout.num_slots()) });
     }
     let bytes = layout.bytes() as u64;
-    let on_device = device.is_some();
-    let (storage, base, info) = match device.and_then(|d| d.cuda.as_ref().map(|c| (d, c))) {
-        Some((dev, cuda)) => {
-            let allocator = dev.allocator.lock().unwrap_or_else(|e| e.into_inner());
-            let err = |e| RuntimeError::ort(format!("{what}: allocating {bytes} bytes of LoRA slots on {}", dev.name), e);
-            let mut buf = DynTensor::new(&allocator, TensorElementType::Uint8, Shape::new([layout.bytes().max(1) as i64])).map_err(err)?;
-            let info = buf.memory_info().to_owned();
-            let dst = buf.data_ptr_mut();
-            cuda.upload(fill, layout, dst as cudarc::driver::sys::CUdeviceptr)
-                .map_err(|source| RuntimeError::Cuda { what: format!("{what}: uploading {bytes} bytes of LoRA slots to {}", dev.name), source })?;
-            (Storage::Device(buf), dst, info)
-        }
-        None => {
-            let mut words = vec![0u64; layout.bytes().div_ceil(8)];
-            fill.write(layout, 0..layout.num_slots(), &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..layout.bytes()]);
-            let base = words.as_mut_ptr().cast::<std::ffi::c_void>();
-            let info = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)
-                .map_err(|e| RuntimeError::ort(format!("{what}: host memory info"), e))?;
-            (Storage::Host(words), base, info)
-        }
+    let ty = match layout.dtype() {
+        DType::F32 => TensorElementType::Float32,
+        DType::F16 => TensorElementType::Float16,
+        DType::BF16 => TensorElementType::Bfloat16,
     };
+    let shape = |s: [usize; 2]| Shape::new(s.map(|d| d as i64));
+    if let Some(dev) = device {
+        // Tensors owned by the session's allocator (bound without a copy), filled from one layout.
+        let allocator = dev.allocator.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tensors = Vec::with_capacity(names.len());
+        for (name, (_, s)) in names.iter().zip(layout.tensors()) {
+            let t = DynTensor::new(&allocator, ty, shape(s))
+                .map_err(|e| RuntimeError::ort(format!("{what}: allocating slot tensor `{name}` on {}", dev.name), e))?;
+            tensors.push((name.clone(), t));
+        }
+        drop(allocator);
+        let dsts: Vec<*mut std::ffi::c_void> = tensors.iter_mut().map(|(_, t)| t.data_ptr_mut()).collect();
+        match &dev.cuda {
+            Some(cuda) => {
+                let dsts: Vec<u64> = dsts.iter().map(|p| *p as u64).collect();
+                cuda.upload(fill, layout, &dsts)
+                    .map_err(|source| RuntimeError::Cuda { what: format!("{what}: uploading {bytes} bytes of LoRA slots to {}", dev.name), source })?;
+            }
+            None => {
+                let mut words = vec![0u64; layout.bytes().div_ceil(8)];
+                let host = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..layout.bytes()];
+                fill.write(layout, 0..layout.num_slots(), host);
+                for (dst, (range, _)) in dsts.iter().zip(layout.tensors()) {
+                    // SAFETY: each destination is a host tensor of exactly this range's bytes.
+                    unsafe { std::ptr::copy_nonoverlapping(host[range.clone()].as_ptr(), dst.cast::<u8>(), range.len()) };
+                }
+            }
+        }
+        let tensors = tensors.into_iter().map(|(n, t)| (n, SlotTensor::Owned(t.into_dyn()))).collect();
+        return Ok(SlotValues { tensors, on_device: true, bytes, _charge: charge, _storage: Storage::Owned });
+    }
+    let mut words = vec![0u64; layout.bytes().div_ceil(8)];
+    fill.write(layout, 0..layout.num_slots(), &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..layout.bytes()]);
+    let base = words.as_mut_ptr().cast::<std::ffi::c_void>();
+    let info = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)
+        .map_err(|e| RuntimeError::ort(format!("{what}: host memory info"), e))?;
+    let storage = Storage::Host(words);
     let mut tensors = Vec::with_capacity(names.len());
-    for (name, (range, shape)) in names.iter().zip(layout.tensors()) {
-        let shape = Shape::new(shape.map(|d| d as i64));
+    for (name, (range, s)) in names.iter().zip(layout.tensors()) {
+        let shape = shape(s);
         // SAFETY: `range` lies inside the `layout.bytes()` bytes at `base`, which `storage` owns
-        // and keeps at the same address (a Vec's heap block, an ORT allocation) for as long as
-        // these views live: `SlotValues` drops `tensors` before `_storage`. The offset is a
-        // multiple of the element size, so the view is aligned.
+        // and keeps at the same address (a Vec's heap block) for as long as these views live:
+        // `SlotValues` drops `tensors` before `_storage`. The offset is a multiple of the element
+        // size, so the view is aligned.
         let ptr = unsafe { base.cast::<u8>().add(range.start) }.cast::<std::ffi::c_void>();
         let view = unsafe {
             match layout.dtype() {
@@ -145,9 +182,9 @@ pub(crate) fn slot_values(
             }
         }
         .map_err(|e| RuntimeError::ort(format!("{what}: slot tensor `{name}`"), e))?;
-        tensors.push((name.clone(), view));
+        tensors.push((name.clone(), SlotTensor::View(view)));
     }
-    Ok(SlotValues { tensors, on_device, bytes, _charge: charge, _storage: storage })
+    Ok(SlotValues { tensors, on_device: false, bytes, _charge: charge, _storage: storage })
 }
 
 /// A slot set built ahead of time on the session's device: [`super::FluxSession::swap_staged`]
@@ -267,12 +304,18 @@ impl CudaUpload {
         }
     }
 
-    /// Lays `fill` out in `layout`'s dtype into pinned memory, chunk by chunk, copying each chunk
-    /// to `dst` asynchronously while the next is laid out; returns once everything has landed.
+    /// Lays `fill` out in `layout`'s dtype into pinned memory, chunk by chunk, copying each chunk's
+    /// tensors asynchronously (on this session's one stream) while the next chunk is laid out;
+    /// returns once everything has landed.
     ///
-    /// `dst` must be a device allocation of this context of at least `layout.bytes()` bytes that
-    /// nothing else uses during the call.
-    pub fn upload(&self, fill: &SlotFill<'_>, layout: &SlotLayout, dst: cudarc::driver::sys::CUdeviceptr) -> Result<UploadTiming, DriverError> {
+    /// `dsts` are the device addresses of the slot tensors (A then B per slot, as
+    /// [`SlotLayout::tensors`]), allocations of this context of each tensor's bytes that nothing
+    /// else uses during the call.
+    pub fn upload(&self, fill: &SlotFill<'_>, layout: &SlotLayout, dsts: &[cudarc::driver::sys::CUdeviceptr]) -> Result<UploadTiming, DriverError> {
+        if dsts.len() != 2 * layout.num_slots() {
+            return Err(DriverError(cudarc::driver::sys::CUresult::CUDA_ERROR_INVALID_VALUE));
+        }
+        let ranges: Vec<std::ops::Range<usize>> = layout.tensors().map(|(r, _)| r).collect();
         let mut timing = UploadTiming::default();
         self.ctx.bind_to_thread()?;
         let (mut pinned, pin) = self.take_pinned(layout.bytes())?;
@@ -290,11 +333,13 @@ impl CudaUpload {
                 }
                 let range = layout.range(start..end);
                 let t = Instant::now();
-                fill.write(layout, start..end, &mut host[range.clone()]);
+                fill.write(layout, start..end, &mut host[range]);
                 timing.layout += t.elapsed();
-                // SAFETY: `dst + range` lies in the caller's allocation; the source stays alive
-                // and unwritten until the stream is synchronized.
-                unsafe { cudarc::driver::result::memcpy_htod_async(dst + range.start as u64, &host[range], self.stream.cu_stream()) }?;
+                for (dst, r) in dsts[2 * start..2 * end].iter().zip(&ranges[2 * start..2 * end]) {
+                    // SAFETY: `dst` holds this tensor's bytes; the source stays alive and
+                    // unwritten until the stream is synchronized.
+                    unsafe { cudarc::driver::result::memcpy_htod_async(*dst, &host[r.clone()], self.stream.cu_stream()) }?;
+                }
                 start = end;
             }
             let t = Instant::now();
