@@ -153,7 +153,7 @@ pub fn selftest<R: Transformer>(opts: &SelftestOptions, reference: Option<Refere
     let ckpt = Checkpoint::open(&opts.model).map_err(|e| step("model", &e))?;
     let load = |p: &Path| crate::lora::load(p).map_err(|e| step("adapter", &e));
     let (a, b) = (load(&opts.adapter_a)?, load(&opts.adapter_b)?);
-    let plan = SlotPlan::new(ckpt.config(), &[&a, &b], &PlanOptions::default())?;
+    let plan = SlotPlan::new(ckpt.config(), &[&a, &b], &PlanOptions::default()).map_err(|e| step("slot plan", &e))?;
     let export_opts = ExportOptions { hash_sources: false, ..ExportOptions::new(Precision::Fp32) };
     export(&ckpt, &plan, &export_opts, &opts.work_dir, &mut |_, _| {}).map_err(|e| step("export", &e))?;
     let build_opts = BuildOptions { library: opts.session.library.clone(), ..BuildOptions::new(targets.clone(), ProfileRecipe::tiny()) };

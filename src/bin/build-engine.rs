@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use flux_trt::lora::plan::PlanOptions;
-use flux_trt::manifest::Precision;
+use flux_trt::manifest::{Precision, WeightScale};
 use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::{Checkpoint, SlotPlan};
 use serde::Deserialize;
@@ -35,8 +35,9 @@ struct Args {
     #[arg(long)]
     t5_max_length: Option<usize>,
     /// Precision of the exported VAE decoder (default fp32: FLUX.1's VAE sets force_upcast).
-    #[arg(long)]
-    vae_precision: Option<String>,
+    /// Needs --pipeline.
+    #[arg(long, value_enum)]
+    vae_precision: Option<Precision>,
     /// CLIP LoRA slot rank (default: the largest rank of the adapters' CLIP modules). Without
     /// CLIP adapters or --text-encoder-targets, slots go on every CLIP Linear module.
     #[arg(long)]
@@ -54,9 +55,9 @@ struct Args {
     /// Extra slot targets: presets attn, mlp, mod, blocks, all, or module globs (repeatable).
     #[arg(long = "targets", num_args = 1..)]
     targets: Vec<String>,
-    /// fp32, fp16, bf16 or fp8 (E4M3 Q/DQ, needs --calib).
-    #[arg(long)]
-    precision: Option<String>,
+    /// Precision of the transformer (fp8: E4M3 Q/DQ, needs --calib or --calib-in; default fp32).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
     /// Recipe TOML with defaults for the flags above.
     #[arg(long)]
     recipe: Option<PathBuf>,
@@ -67,14 +68,14 @@ struct Args {
     #[arg(long)]
     no_hash: bool,
     /// FP8 weight scales: one per output channel (default) or one per tensor.
-    #[arg(long, value_name = "channel|tensor")]
-    fp8_weight_scale: Option<String>,
+    #[arg(long, value_enum)]
+    fp8_weight_scale: Option<WeightScale>,
     /// FP8: Q/DQ on the attention Q, K, V inputs too (off by default).
     #[arg(long)]
     fp8_attention: bool,
     /// FP8: float dtype of the unquantized parts: bf16 (TensorRT, default) or fp32 (ONNX Runtime CPU).
-    #[arg(long, value_name = "bf16|fp32")]
-    fp8_float: Option<String>,
+    #[arg(long, value_enum)]
+    fp8_float: Option<Fp8Float>,
     /// FP8 calibration: number of (prompt embedding, timestep) samples (required for fp8).
     #[arg(long, value_name = "N")]
     calib: Option<usize>,
@@ -116,7 +117,7 @@ struct Recipe {
     text_encoder_lora_rank: Option<usize>,
     #[serde(default)]
     text_encoder_targets: Vec<String>,
-    precision: Option<String>,
+    precision: Option<Precision>,
     max_rank: Option<usize>,
     #[serde(default)]
     targets: Vec<String>,
@@ -137,6 +138,14 @@ struct RecipeLora {
     path: PathBuf,
     #[serde(default = "one")]
     strength: f32,
+}
+
+/// `--fp8-float`: the dtype of an FP8 engine's unquantized parts.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Fp8Float {
+    Bf16,
+    #[value(alias = "f32")]
+    Fp32,
 }
 
 fn one() -> f32 {
@@ -174,11 +183,35 @@ fn main() -> Result<()> {
     if let Some(d) = &recipe.description {
         tracing::info!(recipe = %d);
     }
+    let t = &args.trt;
+    if !t.tensorrt && !t.tensorrt_only {
+        let given = [
+            ("--trt-targets", !t.trt_targets.is_empty()),
+            ("--strip-weights", t.strip_weights),
+            ("--plan-file", t.plan_file.is_some()),
+            ("--trt-lib-dir", t.trt_lib_dir.is_some()),
+            ("--trt-report", t.trt_report.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            bail!("{flag} applies to the TensorRT build: add --tensorrt (or --tensorrt-only)");
+        }
+    }
     if args.trt.tensorrt_only {
         let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
         return tensorrt_stage(&out, &args.trt, &recipe);
     }
     let pipeline = args.pipeline.clone().or(recipe.pipeline.clone());
+    if pipeline.is_none() {
+        let given = [
+            ("--vae-precision", args.vae_precision.is_some()),
+            ("--t5-max-length", args.t5_max_length.is_some()),
+            ("--text-encoder-lora-rank", args.text_encoder_lora_rank.is_some()),
+            ("--text-encoder-targets", !args.text_encoder_targets.is_empty()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            bail!("{flag} applies to the pipeline components: give --pipeline DIR (or `pipeline` in the recipe)");
+        }
+    }
     let pipeline_transformer = pipeline.as_ref().map(|p| p.join("transformer")).filter(|p| p.is_dir());
     let model = args
         .model
@@ -187,8 +220,7 @@ fn main() -> Result<()> {
         .or(pipeline_transformer)
         .context("--model is required (or `model` in the recipe, or a --pipeline folder with transformer/)")?;
     let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
-    let precision_s = args.precision.clone().or(recipe.precision.clone()).unwrap_or_else(|| "fp32".into());
-    let precision: Precision = precision_s.parse().map_err(anyhow::Error::msg)?;
+    let precision = args.precision.or(recipe.precision).unwrap_or(Precision::Fp32);
     let fp8_flags = args.fp8_weight_scale.is_some()
         || args.fp8_attention
         || args.fp8_float.is_some()
@@ -197,7 +229,7 @@ fn main() -> Result<()> {
         || args.calib_in.is_some()
         || args.calib_out.is_some();
     if precision != Precision::Fp8 && fp8_flags {
-        bail!("--fp8-*/--calib* flags need --precision fp8 (precision is {precision_s})");
+        bail!("--fp8-*/--calib* flags need --precision fp8 (precision is {precision:?})");
     }
     let loras: Vec<(PathBuf, f32)> = if args.loras.is_empty() {
         recipe.lora.iter().map(|l| (l.path.clone(), l.strength)).collect()
@@ -295,10 +327,7 @@ fn text_encoders(
         "text encoders exported"
     );
     let vae_dir = pipeline.join("vae");
-    let vae_precision: Precision = match &args.vae_precision {
-        Some(s) => s.parse().map_err(anyhow::Error::msg)?,
-        None => Precision::Fp32,
-    };
+    let vae_precision = args.vae_precision.unwrap_or(Precision::Fp32);
     let t1 = std::time::Instant::now();
     let m = flux_trt::onnx::components::export_vae(&vae_dir, vae_precision, !args.no_hash, &out.join(flux_trt::manifest::component::VAE_DECODER_DIR))?;
     tracing::info!(precision = ?m.precision, seconds = t1.elapsed().as_secs_f64(), "VAE decoder exported");
@@ -318,8 +347,8 @@ struct TrtArgs {
     tensorrt_only: bool,
     /// Compute-capability targets, e.g. `sm89,sm120` (TensorRT-RTX; recipe `tensorrt.targets`).
     /// (`--targets` is taken by the LoRA slot targets.)
-    #[arg(long)]
-    trt_targets: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    trt_targets: Vec<flux_trt::engine::Target>,
     /// Strip the refittable (LoRA slot) weights from the plan (`kSTRIP_PLAN`).
     #[arg(long)]
     strip_weights: bool,
@@ -362,9 +391,16 @@ fn tensorrt_stage(out: &Path, args: &TrtArgs, recipe: &Recipe) -> Result<()> {
         Some(t) => toml::Value::Table(t.clone()).try_into().context("recipe [profile] (batch/img_seq/txt_seq = { min, opt, max })")?,
         None => ProfileRecipe::flux_1024(),
     };
-    let targets = match &args.trt_targets {
-        Some(s) => Target::parse_list(s)?,
-        None => trt.targets.iter().map(|s| s.parse()).collect::<Result<Vec<Target>, _>>()?,
+    let targets = if args.trt_targets.is_empty() {
+        trt.targets.iter().map(|s| s.parse()).collect::<Result<Vec<Target>, _>>()?
+    } else {
+        let mut t: Vec<Target> = Vec::new();
+        args.trt_targets.iter().for_each(|x| {
+            if !t.contains(x) {
+                t.push(*x)
+            }
+        });
+        t
     };
     let mut opts = BuildOptions::new(targets, profile);
     opts.strip_weights = args.strip_weights || trt.strip_weights;
@@ -408,13 +444,12 @@ fn tensorrt_stage(out: &Path, args: &TrtArgs, recipe: &Recipe) -> Result<()> {
 
 /// Calibrates (ONNX Runtime, fp32 calibration graph) and returns the FP8 export options.
 fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::onnx::fp8::Fp8Options> {
-    use flux_trt::onnx::fp8::{calib, Fp8Options, WeightScale};
+    use flux_trt::onnx::fp8::{calib, Fp8Options};
     use flux_trt::tensor::DType;
-    let weight_scale: WeightScale = args.fp8_weight_scale.as_deref().unwrap_or("channel").parse().map_err(anyhow::Error::msg)?;
-    let float_dtype = match args.fp8_float.as_deref().unwrap_or("bf16") {
-        "bf16" => DType::BF16,
-        "fp32" | "f32" => DType::F32,
-        o => bail!("--fp8-float {o}: use bf16 or fp32"),
+    let weight_scale = args.fp8_weight_scale.unwrap_or_default();
+    let float_dtype = match args.fp8_float.unwrap_or(Fp8Float::Bf16) {
+        Fp8Float::Bf16 => DType::BF16,
+        Fp8Float::Fp32 => DType::F32,
     };
     if let Some(p) = &args.calib_in {
         let cal = flux_trt::onnx::fp8::Calibration::load(p, ckpt.config())?;

@@ -66,7 +66,13 @@ impl Checkpoint {
     /// BFL files and single diffusers files carry no RoPE configuration: their `axes_dim` is
     /// [`FluxConfig::default_axes_dim`] (`(16, 56, 56)` for head_dim 128), and opening fails when
     /// head_dim has no such split. Diffusers folders use `axes_dims_rope` from `config.json`.
-    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+    ///
+    /// Errors are [`crate::Error::Checkpoint`], naming the file and tensor.
+    pub fn open(path: &Path) -> crate::Result<Self> {
+        Ok(Self::open_checked(path)?)
+    }
+
+    pub(crate) fn open_checked(path: &Path) -> Result<Self, CheckpointError> {
         let meta = std::fs::metadata(path).map_err(|e| CheckpointError::from(crate::util::FileError::new(crate::util::FileOp::Read, path, e)))?;
         if !meta.is_dir() && path.extension().is_some_and(|e| e == "json") {
             return Err(CheckpointError::Invalid {

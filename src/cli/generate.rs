@@ -160,7 +160,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         threads: args.ort.threads,
         optimization: None,
         tf32: args.tf32,
-        cpu_fallback: Default::default(),
+        cpu_fallback: args.ort.cpu_fallback,
         profile: None,
         verify: args.ort.verify,
     };

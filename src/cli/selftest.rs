@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use flux_trt::engine::{Target, TrtLibrary};
 use flux_trt::runtime::tensorrt::SessionOptions;
@@ -16,8 +16,8 @@ use flux_trt::selftest::{selftest, Reference, SelftestOptions};
 #[derive(Args, Debug, Clone)]
 pub struct SelftestArgs {
     /// Backend to test (only `tensorrt` here; ONNX Runtime is its reference).
-    #[arg(long, default_value = "tensorrt")]
-    pub backend: String,
+    #[arg(long, value_enum, default_value_t = Backend::Tensorrt)]
+    pub backend: Backend,
     /// Tiny FLUX checkpoint.
     #[arg(long, default_value = "tests/fixtures/models/dev-bfl.safetensors")]
     pub model: PathBuf,
@@ -33,9 +33,9 @@ pub struct SelftestArgs {
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     pub device: usize,
-    /// Plan targets, e.g. `sm89` (default: this GPU).
-    #[arg(long)]
-    pub trt_targets: Option<String>,
+    /// Plan targets, comma-separated, e.g. `sm89,sm120` (default: this GPU).
+    #[arg(long, value_delimiter = ',')]
+    pub trt_targets: Vec<Target>,
     /// Folder of the TensorRT libraries (default: TRT_RTX_LIB_DIR).
     #[arg(long)]
     pub trt_lib_dir: Option<PathBuf>,
@@ -44,21 +44,22 @@ pub struct SelftestArgs {
     pub tolerance: f32,
 }
 
+/// Backends the self-test covers.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Tensorrt,
+}
+
 /// Runs the self-test and prints its report; `Ok(true)` on PASS.
 pub fn run(args: &SelftestArgs) -> Result<bool> {
-    if args.backend != "tensorrt" {
-        bail!("selftest --backend {}: only `tensorrt` is tested here", args.backend);
-    }
+    let Backend::Tensorrt = args.backend;
     let tmp = tempfile::tempdir()?;
     let work_dir = args.work_dir.clone().unwrap_or_else(|| tmp.path().join("selftest"));
     let library = match &args.trt_lib_dir {
         Some(d) => TrtLibrary::in_dir(d),
         None => TrtLibrary::from_env(),
     };
-    let targets = match &args.trt_targets {
-        Some(s) => Some(Target::parse_list(s)?),
-        None => None,
-    };
+    let targets = (!args.trt_targets.is_empty()).then(|| dedup(&args.trt_targets));
     let opts = SelftestOptions {
         model: args.model.clone(),
         adapter_a: args.adapter_a.clone(),
@@ -78,4 +79,15 @@ pub fn run(args: &SelftestArgs) -> Result<bool> {
     let report = selftest::<flux_trt::runtime::tensorrt::TrtSession>(&opts, None)?;
     println!("{report}");
     Ok(report.passed)
+}
+
+/// `targets` without repeats, in order.
+fn dedup(targets: &[Target]) -> Vec<Target> {
+    let mut out: Vec<Target> = Vec::new();
+    for t in targets {
+        if !out.contains(t) {
+            out.push(*t);
+        }
+    }
+    out
 }

@@ -58,14 +58,19 @@ pub fn detect_format(path: &Path) -> Result<LoraFormat, LoraError> {
     with_source(path, detect)
 }
 
-/// Loads a LoRA file; the adapter is named after the file stem.
-pub fn load(path: &Path) -> Result<Adapter, LoraError> {
+/// Loads a LoRA file; the adapter is named after the file stem. Errors are
+/// [`crate::Error::Lora`], naming the file and the tensor or key.
+pub fn load(path: &Path) -> crate::Result<Adapter> {
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
     load_with_name(path, &name)
 }
 
 /// Loads a LoRA file under a display name.
-pub fn load_with_name(path: &Path, name: &str) -> Result<Adapter, LoraError> {
+pub fn load_with_name(path: &Path, name: &str) -> crate::Result<Adapter> {
+    Ok(read_adapter(path, name)?)
+}
+
+fn read_adapter(path: &Path, name: &str) -> Result<Adapter, LoraError> {
     let (format, loaded) = with_source(path, |src| {
         let format = detect(src)?;
         tracing::debug!(path = %path.display(), %format, tensors = src.keys().len(), "reading LoRA");

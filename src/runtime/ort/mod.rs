@@ -17,7 +17,7 @@ mod session;
 pub use crate::runtime::SwapReport;
 #[cfg(feature = "pipeline")]
 pub use component::{ComponentInput, ComponentSession, ComponentSlots, ComponentSpec, ComponentStaged};
-pub use device::StagedAdapter;
+pub use device::{CudaUpload, StagedAdapter, UploadTiming};
 pub use env::{library_path, loaded_library, ORT_DYLIB_PATH};
 pub use options::SessionOptions;
 pub use placement::{CpuFallback, PlacedNode, Placement};

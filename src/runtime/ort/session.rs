@@ -17,7 +17,7 @@ use super::check;
 use super::device::{self, Budget, Device, SlotValues, StagedAdapter};
 use super::options::SessionOptions;
 use super::placement::{CpuFallback, Placement};
-use crate::lora::{Adapter, SlotPlan, SlotWeights};
+use crate::lora::{Adapter, SlotFill, SlotLayout, SlotPlan, SlotTarget};
 use crate::manifest::{integrity, Manifest, ManifestError, Precision, VerifyPolicy};
 use crate::runtime::inputs::{
     FluxInputs, HostTensor, ENCODER_HIDDEN_STATES, GUIDANCE, HIDDEN_STATES, POOLED_PROJECTIONS, ROPE_COS, ROPE_SIN, SAMPLE, TIMESTEP,
@@ -178,21 +178,22 @@ impl FluxSessionBuilder {
         let plan = manifest.lora.plan();
         let budget = Budget::new(slot_budget);
         let device = if io_binding.unwrap_or(cuda) {
-            let d = match provider {
-                ExecutionProvider::Cuda { device } => Device::new(&session, Some(device)),
-                ExecutionProvider::Cpu => Device::new(&session, None),
-            };
-            Some(d.map_err(|e| {
-                RuntimeError::ort(what("creating the device allocator for slot tensors (I/O binding; `.with_io_binding(false)` feeds host slots instead)"), e)
-            })?)
+            Some(match provider {
+                ExecutionProvider::Cuda { device } => Device::new(&session, Some(device))?,
+                ExecutionProvider::Cpu => Device::new(&session, None)?,
+            })
         } else {
             None
         };
-        let base = build_values(&manifest, &dir, device.as_ref(), &budget, plan.zeros())?;
+        let layout = SlotLayout::new(&plan, manifest.lora.dtype);
+        let slot_names: Vec<String> = manifest.lora.slots.iter().flat_map(|s| [s.a.clone(), s.b.clone()]).collect();
+        let base = build_values(&plan.fill(SlotTarget::Transformer, &[])?, &layout, &slot_names, device.as_ref(), &budget, &dir)?;
         let s = FluxSession {
             dir,
             manifest,
             plan,
+            layout,
+            slot_names,
             session_id,
             session: Mutex::new(session),
             active: ActiveSlots::new(OrtSlots { session_id, values: Arc::new(base) }),
@@ -215,7 +216,12 @@ impl FluxSessionBuilder {
 pub struct FluxSession {
     dir: PathBuf,
     manifest: Manifest,
+    /// Built once from the manifest; every swap lays adapters into it.
     plan: SlotPlan,
+    /// Where each slot tensor lies in a slot set's one buffer (the manifest's slot dtype).
+    layout: SlotLayout,
+    /// Slot initializer names, A then B per slot.
+    slot_names: Vec<String>,
     session_id: u64,
     session: Mutex<Session>,
     active: ActiveSlots<OrtSlots>,
@@ -246,17 +252,22 @@ fn out_err(dir: &Path, message: String) -> RuntimeError {
     RuntimeError::Output { engine: dir.to_path_buf(), tensor: SAMPLE.into(), message }
 }
 
-/// Slot tensors for `weights`: host tensors, or (I/O binding path) device tensors charged to the
+/// The slot set of `fill`: host tensors, or (I/O binding path) device tensors charged to the
 /// slot budget.
-fn build_values(manifest: &Manifest, dir: &Path, device: Option<&Device>, budget: &Arc<Budget>, weights: SlotWeights) -> Result<SlotValues, RuntimeError> {
-    let host = device::slot_tensors(&manifest.lora, weights, &dir.join(&manifest.onnx.file))?;
-    let bytes = device::tensor_bytes(&host);
-    let Some(dev) = device else {
-        return Ok(SlotValues { tensors: host, on_device: false, bytes, _charge: None });
+fn build_values(
+    fill: &SlotFill<'_>,
+    layout: &SlotLayout,
+    names: &[String],
+    device: Option<&Device>,
+    budget: &Arc<Budget>,
+    dir: &Path,
+) -> Result<SlotValues, RuntimeError> {
+    let bytes = layout.bytes() as u64;
+    let charge = match device {
+        Some(_) => Some(budget.charge(bytes).map_err(|(used, limit)| RuntimeError::SlotBudget { engine: dir.to_path_buf(), needed: bytes, used, limit })?),
+        None => None,
     };
-    let charge = budget.charge(bytes).map_err(|(used, limit)| RuntimeError::SlotBudget { engine: dir.to_path_buf(), needed: bytes, used, limit })?;
-    let tensors = dev.upload(host, &dir.display().to_string())?;
-    Ok(SlotValues { tensors, on_device: true, bytes, _charge: Some(charge) })
+    device::slot_values(fill, layout, names, device, charge, &dir.display().to_string())
 }
 
 impl FluxSession {
@@ -408,7 +419,7 @@ impl FluxSession {
             Some((binding, bound_version)) => {
                 if *bound_version != Some(lease.version()) {
                     // Device tensors of the same device: ONNX Runtime binds them without a copy.
-                    for (name, v) in &lease.tensors().values.tensors {
+                    for (name, v) in &lease.tensors().values.iter() {
                         binding.bind_input(name.as_str(), v).map_err(|e| RuntimeError::ort(format!("{}: binding slot `{name}`", self.dir.display()), e))?;
                     }
                     *bound_version = Some(lease.version());
@@ -456,8 +467,8 @@ impl Slotted for FluxSession {
     /// device memory (charged to the slot budget). Nothing active changes.
     fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<StagedAdapter> {
         let t0 = Instant::now();
-        let weights = self.plan.lay_out(adapters).map_err(RuntimeError::from)?;
-        let values = build_values(&self.manifest, &self.dir, self.device.as_ref(), &self.budget, weights)?;
+        let fill = self.plan.fill(SlotTarget::Transformer, adapters).map_err(RuntimeError::from)?;
+        let values = build_values(&fill, &self.layout, &self.slot_names, self.device.as_ref(), &self.budget, &self.dir)?;
         tracing::debug!(engine = %self.dir.display(), bytes = values.bytes, on_device = values.on_device, elapsed = ?t0.elapsed(), "staged LoRA slots");
         Ok(StagedAdapter { session_id: self.session_id, adapters: labels(adapters), values: Arc::new(values) })
     }

@@ -37,8 +37,8 @@ impl SlotBuffers {
     }
 }
 
-fn tensorrt_err(scope: &LogScope, step: impl Into<String>, e: impl std::fmt::Display) -> TrtError {
-    TrtError::Tensorrt { step: step.into(), error: e.to_string(), log: scope.text() }
+fn tensorrt_err(scope: &LogScope, step: impl Into<String>, e: impl Into<crate::engine::TensorrtFailure>) -> TrtError {
+    TrtError::Tensorrt { step: step.into(), failure: e.into(), log: scope.text() }
 }
 
 /// A deserialized plan, its execution context and stream, and two sets of device slot buffers:
