@@ -116,7 +116,7 @@ fn export_kind(e: &crate::onnx::OnnxError) -> ErrorKind {
     use crate::onnx::OnnxError as O;
     match e {
         O::Checkpoint(c) => checkpoint_kind(c),
-        O::Io { source, .. } => io_kind(source),
+        O::File(f) => io_kind(&f.source),
         O::BadSlot { .. } => ErrorKind::Incompatible,
         O::Serialize { .. } => ErrorKind::Backend,
         _ => ErrorKind::InvalidInput,
@@ -138,7 +138,7 @@ fn cuda_kind(e: &CudaError) -> ErrorKind {
 
 fn checkpoint_kind(e: &CheckpointError) -> ErrorKind {
     match e {
-        CheckpointError::Io { source, .. } => io_kind(source),
+        CheckpointError::File(f) => io_kind(&f.source),
         _ => ErrorKind::InvalidInput,
     }
 }
@@ -152,7 +152,8 @@ fn plan_kind(e: &PlanError) -> ErrorKind {
 
 fn manifest_kind(e: &ManifestError) -> ErrorKind {
     match e {
-        ManifestError::Io { source, .. } => io_kind(source),
+        ManifestError::File(f) => io_kind(&f.source),
+        ManifestError::Integrity(_) => ErrorKind::Incompatible,
         ManifestError::Version { .. } | ManifestError::Mismatch { .. } => ErrorKind::Incompatible,
         _ => ErrorKind::InvalidInput,
     }
@@ -162,7 +163,7 @@ fn runtime_kind(e: &RuntimeError) -> ErrorKind {
     match e {
         RuntimeError::Plan(p) => plan_kind(p),
         RuntimeError::Manifest(m) => manifest_kind(m),
-        RuntimeError::Io { source, .. } => io_kind(source),
+        RuntimeError::File(f) => io_kind(&f.source),
         RuntimeError::LibraryMissing { .. } => ErrorKind::NotFound,
         RuntimeError::SlotBudget { .. } => ErrorKind::OutOfMemory,
         RuntimeError::Input { .. } | RuntimeError::InputFile { .. } | RuntimeError::ForeignSlots { .. } => ErrorKind::InvalidInput,
@@ -192,7 +193,7 @@ fn ort_kind(e: &::ort::Error) -> ErrorKind {
 fn engine_kind(e: &EngineError) -> ErrorKind {
     match e {
         EngineError::Manifest(m) => manifest_kind(m),
-        EngineError::File { source, .. } => io_kind(source),
+        EngineError::File(f) => io_kind(&f.source),
         EngineError::Tensorrt { failure, .. } => failure_kind(failure),
         EngineError::Profile { .. } | EngineError::Target { .. } | EngineError::Precision { .. } => ErrorKind::InvalidInput,
         EngineError::Parse { .. } | EngineError::SlotIsInput { .. } | EngineError::Io { .. } | EngineError::MarkRefittable { .. } => ErrorKind::Incompatible,
@@ -214,10 +215,10 @@ fn trt_kind(e: &TrtError) -> ErrorKind {
         TrtError::Manifest(m) => manifest_kind(m),
         TrtError::Plan(p) => plan_kind(p),
         TrtError::Input(r) => runtime_kind(r),
-        TrtError::PlanFile { source, .. } => io_kind(source),
+        TrtError::File(f) => io_kind(&f.source),
         TrtError::Tensorrt { failure, .. } => failure_kind(failure),
         TrtError::NoEngine { .. } => ErrorKind::NotFound,
-        TrtError::PlanHash { .. } | TrtError::Variant { .. } | TrtError::Incompatible { .. } | TrtError::Fp8Gpu { .. } | TrtError::SlotPrototype { .. } => {
+        TrtError::Variant { .. } | TrtError::Incompatible { .. } | TrtError::Fp8Gpu { .. } | TrtError::SlotPrototype { .. } => {
             ErrorKind::Incompatible
         }
         _ => ErrorKind::Backend,
@@ -230,6 +231,8 @@ mod tests {
     use std::error::Error as _;
     use std::path::PathBuf;
 
+    use crate::util::{FileError, FileOp};
+
     fn io(kind: std::io::ErrorKind) -> std::io::Error {
         std::io::Error::new(kind, "underlying")
     }
@@ -238,8 +241,8 @@ mod tests {
     fn kinds() {
         let p = || PathBuf::from("x.safetensors");
         let cases: Vec<(Error, ErrorKind)> = vec![
-            (LoraError::Io { path: p(), source: io(std::io::ErrorKind::NotFound) }.into(), ErrorKind::NotFound),
-            (LoraError::Io { path: p(), source: io(std::io::ErrorKind::PermissionDenied) }.into(), ErrorKind::Io),
+            (LoraError::File(FileError::new(FileOp::Read, p(), io(std::io::ErrorKind::NotFound))).into(), ErrorKind::NotFound),
+            (LoraError::File(FileError::new(FileOp::Read, p(), io(std::io::ErrorKind::PermissionDenied))).into(), ErrorKind::Io),
             (LoraError::Empty { path: p() }.into(), ErrorKind::InvalidInput),
             (PlanError::RankTooLarge { adapter: "a".into(), module: "m".into(), rank: 8, max_rank: 4 }.into(), ErrorKind::Incompatible),
             (PlanError::BadStrength { adapter: "a".into(), strength: f32::NAN }.into(), ErrorKind::InvalidInput),
@@ -248,7 +251,7 @@ mod tests {
             (RuntimeError::LibraryMissing { path: p() }.into(), ErrorKind::NotFound),
             (RuntimeError::NoLibrary.into(), ErrorKind::Backend),
             (RuntimeError::Input { tensor: "t".into(), message: "bad".into() }.into(), ErrorKind::InvalidInput),
-            (ManifestError::Version { path: p(), found: 9, supported: 1 }.into(), ErrorKind::Incompatible),
+            (ManifestError::Version { path: p(), found: 9, min: 1, supported: 1 }.into(), ErrorKind::Incompatible),
             (
                 EngineError::Tensorrt {
                     step: "build".into(),
@@ -258,7 +261,7 @@ mod tests {
                 .into(),
                 ErrorKind::OutOfMemory,
             ),
-            (TrtError::Engine(EngineError::File { path: p(), source: io(std::io::ErrorKind::NotFound) }).into(), ErrorKind::NotFound),
+            (TrtError::Engine(EngineError::File(FileError::new(FileOp::Read, p(), io(std::io::ErrorKind::NotFound)))).into(), ErrorKind::NotFound),
             (TrtError::NoEngine { path: p() }.into(), ErrorKind::NotFound),
             (
                 PipelineError::Stage { stage: "vae", source: Box::new(RuntimeError::SlotBudget { engine: p(), needed: 2, used: 1, limit: 2 }) }.into(),
@@ -273,7 +276,7 @@ mod tests {
 
     #[test]
     fn sources_chain_to_the_original_error() {
-        let e: Error = RuntimeError::Io { path: "m.onnx".into(), source: io(std::io::ErrorKind::NotFound) }.into();
+        let e: Error = RuntimeError::File(FileError::new(FileOp::Read, "m.onnx", io(std::io::ErrorKind::NotFound))).into();
         // transparent: the crate error's source is the area error's source, the io::Error itself
         let src = e.source().expect("source");
         let io = src.downcast_ref::<std::io::Error>().expect("io::Error in the chain");

@@ -334,7 +334,7 @@ fn bad_inputs_give_typed_errors_naming_file_and_tensor() {
     let m = ad.text_encoder.remove("text_model.encoder.layers.1.mlp.fc2").unwrap();
     ad.text_encoder.insert("text_model.encoder.layers.7.mlp.fc2".into(), m);
     let err = SlotPlan::for_clip(&cfg, &[&ad], &PlanOptions::default()).expect_err("unknown module");
-    assert!(matches!(&err, flux_trt::Error::Plan(PlanError::UnknownModule { module, .. } if module == "text_model.encoder.layers.7.mlp.fc2")), "{err}");
+    assert!(matches!(&err, flux_trt::Error::Plan(PlanError::UnknownModule { module, .. }) if module == "text_model.encoder.layers.7.mlp.fc2"), "{err}");
     // a plan naming a module the graph does not have
     let mut plan = SlotPlan::for_clip(&cfg, &[&lora("peft")], &PlanOptions::default()).expect("plan");
     plan.slots[0].module = "text_model.encoder.layers.9.self_attn.q_proj".into();

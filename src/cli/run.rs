@@ -49,7 +49,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     use std::time::Instant;
 
     use flux_trt::runtime::inputs::{save_safetensors, SAMPLE};
-    use flux_trt::runtime::{FluxInputs, Slotted, Transformer};
+    use flux_trt::runtime::{FluxInputs, Slotted};
 
     let loras = args.loras.iter().map(|s| parse_lora_arg(s)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
     let adapters = loras.iter().map(|(p, s)| flux_trt::lora::load(p).map(|a| (a, *s))).collect::<Result<Vec<_>, _>>()?;

@@ -294,17 +294,6 @@ pub(crate) fn slot_tensors(lora: &LoraSlots, w: SlotWeights, what: &Path) -> Res
     Ok(values)
 }
 
-/// Byte size of slot tensors (element size × elements).
-pub(crate) fn tensor_bytes(tensors: &[(String, DynTensor)]) -> u64 {
-    tensors
-        .iter()
-        .map(|(_, t)| match t.dtype() {
-            ::ort::value::ValueType::Tensor { ty, shape, .. } => ty.byte_size(shape.num_elements()).unwrap_or(0) as u64,
-            _ => 0,
-        })
-        .sum()
-
-}
 
 /// What [`CudaUpload::upload`] spent.
 #[derive(Clone, Copy, Debug, Default)]

@@ -158,7 +158,6 @@ impl FluxSessionBuilder {
         check::check_slot_names(&manifest, &manifest_path)?;
         let model_path = dir.join(&manifest.onnx.file);
         integrity::check_onnx(&dir, &manifest.files, &manifest.onnx.file, &manifest.onnx.blake3, options.verify).map_err(ManifestError::from)?;
-        let what = |step: &str| format!("{}: {step}", model_path.display());
         let level = *options.optimization.get_or_insert(match manifest.precision {
             Precision::Fp8 => GraphOptimizationLevel::Level1,
             _ => GraphOptimizationLevel::All,
@@ -419,8 +418,8 @@ impl FluxSession {
             Some((binding, bound_version)) => {
                 if *bound_version != Some(lease.version()) {
                     // Device tensors of the same device: ONNX Runtime binds them without a copy.
-                    for (name, v) in &lease.tensors().values.iter() {
-                        binding.bind_input(name.as_str(), v).map_err(|e| RuntimeError::ort(format!("{}: binding slot `{name}`", self.dir.display()), e))?;
+                    for (name, v) in lease.tensors().values.iter() {
+                        binding.bind_input(name, v).map_err(|e| RuntimeError::ort(format!("{}: binding slot `{name}`", self.dir.display()), e))?;
                     }
                     *bound_version = Some(lease.version());
                 }
@@ -434,7 +433,7 @@ impl FluxSession {
             }
             None => {
                 let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-                    Vec::with_capacity(2 + bound.constants.len() + lease.tensors().values.tensors.len());
+                    Vec::with_capacity(2 + bound.constants.len() + 2 * self.manifest.lora.slots.len());
                 let hidden = TensorRef::from_array_view((hidden_shape, latents)).map_err(|e| RuntimeError::ort(what(HIDDEN_STATES), e))?;
                 feeds.push((Cow::Borrowed(HIDDEN_STATES), hidden.into()));
                 let t = TensorRef::from_array_view(([b], timestep)).map_err(|e| RuntimeError::ort(what(TIMESTEP), e))?;
@@ -442,8 +441,8 @@ impl FluxSession {
                 for (name, v) in &bound.constants {
                     feeds.push((Cow::Borrowed(*name), v.into()));
                 }
-                for (name, v) in &lease.tensors().values.tensors {
-                    feeds.push((Cow::Borrowed(name.as_str()), v.into()));
+                for (name, v) in lease.tensors().values.iter() {
+                    feeds.push((Cow::Borrowed(name), v.into()));
                 }
                 session.run(feeds).map_err(run_err)?
             }
