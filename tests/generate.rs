@@ -218,8 +218,8 @@ fn build_engine_refuses_a_vae_flux_cannot_use() {
         let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
         cfg[key] = value;
         if name == "factor4" {
-            cfg["up_block_types"] = serde_json::json!(["UpDecoderBlock2D"; 3]);
-            cfg["down_block_types"] = serde_json::json!(["DownEncoderBlock2D"; 3]);
+            cfg["up_block_types"] = serde_json::json!(["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]);
+            cfg["down_block_types"] = serde_json::json!(["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"]);
         }
         std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
         let out = tmp.path().join(format!("{name}-engine"));

@@ -20,6 +20,7 @@ use flux_trt::manifest::{Manifest, Precision};
 use flux_trt::onnx::fp8::{self, Fp8Options, WeightScale};
 use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::{Checkpoint, SlotPlan};
+use trt_support::trt_library;
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)

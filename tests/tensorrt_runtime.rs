@@ -9,7 +9,7 @@ mod trt_support;
 
 use std::path::Path;
 
-use flux_trt::engine::{TrtLibrary, PLAN_FILE};
+use flux_trt::engine::PLAN_FILE;
 use flux_trt::lora::plan::PlanOptions;
 use flux_trt::manifest::{EngineArtifact, Manifest, Precision};
 use flux_trt::onnx::{export, ExportOptions};
