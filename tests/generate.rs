@@ -305,6 +305,44 @@ fn bad_inputs_are_clear_errors() {
     }
 }
 
+/// `build-engine --pipeline` refuses a VAE whose latents FLUX.1 cannot produce (4 channels, or a
+/// 4× instead of 8× factor) with the config check's message, and writes nothing.
+#[test]
+fn build_engine_refuses_a_vae_flux_cannot_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, key, value, expected) in [
+        ("channels", "latent_channels", serde_json::json!(4), "latent_channels is 4, FLUX.1 needs 16"),
+        ("factor4", "block_out_channels", serde_json::json!([8, 16, 16]), "VAE factor of 2^2, FLUX.1 needs 8"),
+    ] {
+        let pipe = tmp.path().join(name);
+        copy_dir(&pipe_fx().join("flux-tiny"), &pipe);
+        let cfg_path = pipe.join("vae/config.json");
+        let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        cfg[key] = value;
+        if name == "factor4" {
+            cfg["up_block_types"] = serde_json::json!(["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]);
+            cfg["down_block_types"] = serde_json::json!(["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"]);
+        }
+        std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let out = tmp.path().join(format!("{name}-engine"));
+        let st = Command::new(env!("CARGO_BIN_EXE_build-engine"))
+            .arg("--pipeline")
+            .arg(&pipe)
+            .arg("--model")
+            .arg(fixtures().join("models/dev-diffusers"))
+            .arg("--out")
+            .arg(&out)
+            .env("ORT_DYLIB_PATH", ort_library())
+            .output()
+            .expect("run build-engine");
+        let stderr = String::from_utf8_lossy(&st.stderr);
+        assert!(!st.status.success(), "{name}: build-engine accepted the VAE");
+        assert!(stderr.contains(expected) && stderr.contains(&cfg_path.display().to_string()), "{name}: {stderr}");
+        assert_eq!(stderr.matches(expected).count(), 1, "{name}: the reason is repeated: {stderr}");
+        assert!(!out.exists(), "{name}: build-engine wrote {}", out.display());
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

@@ -6,8 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use flux_trt::lora::Adapter;
 use flux_trt::runtime::ort::{FluxSession, StagedAdapter};
@@ -15,36 +14,14 @@ use flux_trt::runtime::{HostTensor, RuntimeError, Slotted};
 use support::*;
 
 const TOL: f32 = 1e-4;
-const ADAPTERS: [&str; 3] = ["attn.peft", "mlp.peft", "rank16.peft"];
-
-fn engine() -> &'static PathBuf {
-    static E: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &E.get_or_init(|| {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join("dev-binding");
-        let ads: Vec<Adapter> = ADAPTERS.iter().map(|s| load_lora(s)).collect();
-        let refs: Vec<&Adapter> = ads.iter().collect();
-        export_engine("dev", "diffusers", &refs, None, &dir);
-        (tmp, dir)
-    })
-    .1
-}
 
 fn bound(threads: usize) -> FluxSession {
-    FluxSession::builder(engine()).with_library(ort_library()).with_threads(threads).with_io_binding(true).build().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn must(r: Result<HostTensor, RuntimeError>) -> HostTensor {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn output_key(stem: &str) -> String {
-    lora_fixtures("dev").into_iter().find(|f| f.stem == stem).map(|f| f.output_key).unwrap_or_else(|| panic!("no fixture {stem}"))
+    FluxSession::builder(swap_engine()).with_library(ort_library()).with_threads(threads).with_io_binding(true).build().unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn binding_path_is_bit_identical_to_feeds_and_matches_diffusers() {
-    let plain = session(engine(), 1);
+    let plain = session(swap_engine(), 1);
     let dev = bound(1);
     assert!(!plain.io_binding() && dev.io_binding());
     assert!(dev.lease().tensors().on_device() && !plain.lease().tensors().on_device());
@@ -52,7 +29,7 @@ fn binding_path_is_bit_identical_to_feeds_and_matches_diffusers() {
     let base = must(dev.run(&inputs));
     assert!(base.bit_eq(&must(plain.run(&inputs))), "base: binding path differs from feeds");
     assert!(rel_err(&base, &golden["out.base"]) <= TOL);
-    for name in ADAPTERS {
+    for name in SWAPPED {
         let ad = load_lora(name);
         plain.swap(&[(&ad, 1.0)]).unwrap_or_else(|e| panic!("{e}"));
         dev.swap(&[(&ad, 1.0)]).unwrap_or_else(|e| panic!("{e}"));
@@ -76,7 +53,7 @@ fn staged_swaps_restore_exactly_and_account_memory() {
     let (inputs, _) = goldens("dev", &s);
     let base_bytes = s.slot_bytes_in_use();
     assert!(base_bytes > 0 && base_bytes == s.lease().tensors().bytes());
-    let ads: Vec<Adapter> = ADAPTERS.iter().map(|n| load_lora(n)).collect();
+    let ads: Vec<Adapter> = SWAPPED.iter().map(|n| load_lora(n)).collect();
     let staged: Vec<StagedAdapter> = ads.iter().map(|a| s.stage(&[(a, 1.0)]).unwrap_or_else(|e| panic!("{e}"))).collect();
     assert_eq!(s.version(), 0, "staging must not install anything");
     assert_eq!(s.slot_bytes_in_use(), base_bytes * 4);
@@ -89,7 +66,7 @@ fn staged_swaps_restore_exactly_and_account_memory() {
         let out = must(s.run(&inputs));
         first.insert(ad.name.clone(), out);
     }
-    let reference = session(engine(), 1);
+    let reference = session(swap_engine(), 1);
     for ad in &ads {
         reference.swap(&[(ad, 1.0)]).unwrap_or_else(|e| panic!("{e}"));
         assert!(must(reference.run(&inputs)).bit_eq(&first[&ad.name]), "{}: staged set differs from the plain path", ad.name);
@@ -124,7 +101,7 @@ fn slot_budget_refuses_staging_and_changes_nothing() {
     let probe = bound(1);
     let set = probe.slot_bytes_in_use();
     drop(probe);
-    let s = FluxSession::builder(engine())
+    let s = FluxSession::builder(swap_engine())
         .with_library(ort_library())
         .with_threads(1)
         .with_io_binding(true)
@@ -132,7 +109,7 @@ fn slot_budget_refuses_staging_and_changes_nothing() {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let (inputs, _) = goldens("dev", &s);
-    let ads: Vec<Adapter> = ADAPTERS.iter().map(|n| load_lora(n)).collect();
+    let ads: Vec<Adapter> = SWAPPED.iter().map(|n| load_lora(n)).collect();
     // base + a = the budget.
     let a = s.stage(&[(&ads[0], 1.0)]).unwrap_or_else(|e| panic!("{e}"));
     match s.stage(&[(&ads[1], 1.0)]) {
@@ -161,7 +138,7 @@ fn concurrent_runs_on_staged_sets_see_their_own_adapter() {
     let s = Arc::new(bound(1));
     let (inputs, _) = goldens("dev", &s);
     let inputs = Arc::new(inputs);
-    let ads: Vec<Adapter> = ADAPTERS.iter().map(|n| load_lora(n)).collect();
+    let ads: Vec<Adapter> = SWAPPED.iter().map(|n| load_lora(n)).collect();
     let staged: Vec<StagedAdapter> = ads.iter().map(|a| s.stage(&[(a, 1.0)]).unwrap_or_else(|e| panic!("{e}"))).collect();
     let mut expected = Vec::new();
     for st in &staged {
@@ -192,7 +169,7 @@ fn concurrent_runs_on_staged_sets_see_their_own_adapter() {
 
 #[test]
 fn placement_is_recorded() {
-    let s = session(engine(), 1);
+    let s = session(swap_engine(), 1);
     let p = s.placement();
     let manifest_nodes = p.total_nodes();
     println!("placement: {:?}, {} CPU nodes", p.nodes_per_provider, p.cpu_nodes.len());

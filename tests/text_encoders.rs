@@ -22,6 +22,8 @@ use flux_trt::onnx::OnnxError;
 use ort::session::Session;
 
 mod ort_support;
+#[cfg(feature = "tensorrt")]
+mod trt_support;
 use ort::value::Tensor;
 
 fn fixtures() -> PathBuf {
@@ -356,20 +358,8 @@ fn bad_inputs_give_typed_errors_naming_file_and_tensor() {
 #[cfg(feature = "tensorrt")]
 #[test]
 fn tensorrt_parser_accepts_both_graphs_and_marks_clip_slots() {
-    use flux_trt::engine::{inspect_component_network_with, EngineError, TrtLibrary};
-    let lib = {
-        let env = TrtLibrary::from_env();
-        if env.dir.is_some() {
-            env
-        } else {
-            let out = Command::new("python3")
-                .args(["-c", "import tensorrt_rtx_libs,os;print(os.path.dirname(tensorrt_rtx_libs.__file__))"])
-                .output()
-                .expect("python3");
-            assert!(out.status.success(), "TRT_RTX_LIB_DIR unset and no tensorrt_rtx_libs: {}", String::from_utf8_lossy(&out.stderr));
-            TrtLibrary::in_dir(String::from_utf8_lossy(&out.stdout).trim())
-        }
-    };
+    use flux_trt::engine::{inspect_component_network_with, EngineError};
+    let lib = trt_support::trt_library();
     let cfg = clip_config(&pipeline()).expect("config");
     let plan = SlotPlan::for_clip(&cfg, &[&lora("peft")], &PlanOptions::default()).expect("plan");
     let engine = tempfile::tempdir().unwrap();

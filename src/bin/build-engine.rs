@@ -152,19 +152,6 @@ fn one() -> f32 {
     1.0
 }
 
-fn parse_lora(s: &str) -> Result<(PathBuf, f32)> {
-    // `FILE:strength` only when the part after the last ':' parses as a number.
-    if let Some((f, st)) = s.rsplit_once(':') {
-        if let Ok(v) = st.parse::<f32>() {
-            if !v.is_finite() {
-                bail!("--lora {s}: strength {st} is not a finite number");
-            }
-            return Ok((PathBuf::from(f), v));
-        }
-    }
-    Ok((PathBuf::from(s), 1.0))
-}
-
 fn load_recipe(path: &Path) -> Result<Recipe> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read recipe", path.display()))?;
     toml::from_str(&text).with_context(|| format!("{}: invalid recipe", path.display()))
@@ -212,6 +199,11 @@ fn main() -> Result<()> {
             bail!("{flag} applies to the pipeline components: give --pipeline DIR (or `pipeline` in the recipe)");
         }
     }
+    if let Some(p) = &pipeline {
+        // FLUX.1 latents need a 16-channel VAE with factor 8: refuse another one before writing anything.
+        flux_trt::pipeline::VaeConfig::from_file(&p.join("vae").join("config.json"))
+            .with_context(|| format!("--pipeline {}: its VAE cannot decode FLUX.1 latents", p.display()))?;
+    }
     let pipeline_transformer = pipeline.as_ref().map(|p| p.join("transformer")).filter(|p| p.is_dir());
     let model = args
         .model
@@ -234,7 +226,7 @@ fn main() -> Result<()> {
     let loras: Vec<(PathBuf, f32)> = if args.loras.is_empty() {
         recipe.lora.iter().map(|l| (l.path.clone(), l.strength)).collect()
     } else {
-        args.loras.iter().map(|s| parse_lora(s)).collect::<Result<_>>()?
+        args.loras.iter().map(|s| flux_trt::lora::parse_spec(s).context("--lora")).collect::<Result<_>>()?
     };
     let targets = if args.targets.is_empty() { recipe.targets.clone() } else { args.targets.clone() };
     let max_rank = args.max_rank.or(recipe.max_rank);

@@ -10,7 +10,6 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::run::parse_lora_arg;
 use super::{LimitArgs, OrtArgs};
 
 #[derive(Args, Clone, Debug)]
@@ -211,7 +210,7 @@ fn generate_lines<T: flux_trt::runtime::Transformer>(
         let specs = line.lora.as_ref().map_or_else(|| args.loras.clone(), LoraField::specs);
         let mut set = Vec::new();
         for s in &specs {
-            let (path, strength) = parse_lora_arg(s).map_err(anyhow::Error::msg).with_context(|| format!("prompt {}", i + 1))?;
+            let (path, strength) = flux_trt::lora::parse_spec(s).with_context(|| format!("prompt {}", i + 1))?;
             if !cache.contains_key(&path) {
                 let a = flux_trt::lora::load(&path)?;
                 cache.insert(path.clone(), a);

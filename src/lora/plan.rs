@@ -169,7 +169,27 @@ impl SlotTarget {
 
 impl SlotPlan {
     /// Plans slots for `adapters` (the union of the modules they target) plus `opts.targets`.
-    /// Slots are ordered as [`FluxConfig::linear_modules`]. Errors are [`crate::Error::Plan`].
+    /// Slots are ordered as [`FluxConfig::linear_modules`].
+    ///
+    /// ```
+    /// use flux_trt::lora::plan::PlanOptions;
+    /// use flux_trt::{Checkpoint, SlotPlan};
+    /// # fn main() -> flux_trt::Result<()> {
+    /// let ckpt = Checkpoint::open("tests/fixtures/models/dev-bfl.safetensors".as_ref())?;
+    /// let attn = flux_trt::lora::load("tests/fixtures/loras/attn.peft.safetensors".as_ref())?;
+    /// // Slots for the adapter's modules and, for adapters trained later, every MLP layer; rank 8.
+    /// let opts = PlanOptions { max_rank: Some(8), targets: vec!["mlp".into()] };
+    /// let plan = SlotPlan::new(ckpt.config(), &[&attn], &opts)?;
+    /// assert_eq!(plan.max_rank, 8);
+    /// assert!(attn.modules.keys().all(|m| plan.slots.iter().any(|s| &s.module == m)));
+    /// assert!(plan.slots.iter().any(|s| s.module == "transformer_blocks.0.ff.net.0.proj"));
+    /// // An adapter of a higher rank than the slots does not fit.
+    /// let rank16 = flux_trt::lora::load("tests/fixtures/loras/rank16.peft.safetensors".as_ref())?;
+    /// assert!(plan.validate(&rank16).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    /// Errors are [`crate::Error::Plan`].
     pub fn new(config: &FluxConfig, adapters: &[&Adapter], opts: &PlanOptions) -> crate::Result<Self> {
         Ok(Self::plan(SlotTarget::Transformer, config.linear_modules(), adapters, opts)?)
     }

@@ -3,7 +3,7 @@
 //!
 //! A file is memory-mapped and parsed once; adapter kinds that are not plain low-rank
 //! updates (DoRA, LoHa, LoKr, full diffs, LoRA bias, Control-LoRA norms, T5) are refused
-//! before anything else, then the format is detected in diffusers' order (facts §C) and its
+//! before anything else, then the format is detected in diffusers' order ([`detect_format`]) and its
 //! reader converts every key — a key it does not understand is an error, never skipped.
 
 mod build;
@@ -58,8 +58,22 @@ pub fn detect_format(path: &Path) -> Result<LoraFormat, LoraError> {
     with_source(path, detect)
 }
 
-/// Loads a LoRA file; the adapter is named after the file stem. Errors are
-/// [`crate::Error::Lora`], naming the file and the tensor or key.
+/// Loads a LoRA file; the adapter is named after the file stem.
+///
+/// ```
+/// use flux_trt::LoraFormat;
+/// # fn main() -> flux_trt::Result<()> {
+/// // A diffusers/PEFT adapter of rank 4 on every attention layer of the tiny dev fixture.
+/// let adapter = flux_trt::lora::load("tests/fixtures/loras/attn.peft.safetensors".as_ref())?;
+/// assert_eq!((adapter.name.as_str(), adapter.format, adapter.max_rank()), ("attn.peft", LoraFormat::Peft, 4));
+/// // Factors under canonical (diffusers) module names: ΔW = scale · B · A.
+/// let q = &adapter.modules["transformer_blocks.0.attn.to_q"];
+/// assert_eq!((q.a.rows, q.a.cols, q.b.rows, q.b.cols), (4, 64, 64, 4));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Errors are [`crate::Error::Lora`], naming the file and the tensor or key.
 pub fn load(path: &Path) -> crate::Result<Adapter> {
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
     load_with_name(path, &name)
