@@ -7,10 +7,10 @@ use crate::engine::EngineError;
 use crate::lora::{LoraError, PlanError};
 use crate::manifest::ManifestError;
 use crate::pipeline::PipelineError;
-use crate::runtime::tensorrt::TrtError;
-use crate::runtime::RuntimeError;
 #[cfg(feature = "cuda")]
 use crate::runtime::cuda::CudaError;
+use crate::runtime::tensorrt::TrtError;
+use crate::runtime::RuntimeError;
 
 /// `Result` with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
