@@ -212,10 +212,10 @@ impl Model {
         // per sample: latents [S_img, in] → hidden rows [S_txt.., H]; batch strides differ, so one GEMM per sample when B > 1
         for bi in 0..b {
             let xi = Mat { base: p(a.latents_t) + (bi * s.s_img * cfg.in_channels) as u64 * e, ld: cfg.in_channels, col: 0 };
-            let yi = Mat { base: hid_img.base + (bi * s.s_tot * h) as u64 * e, ..hid };
+            let yi = Mat { base: hid_img.base + (bi * s.s_tot() * h) as u64 * e, ..hid };
             self.linear(gpu, a, base, img_in, Rows::All, "x_embedder", xi, yi, false)?;
             let xt = Mat { base: p(a.encoder_t) + (bi * s.s_txt * cfg.context_dim) as u64 * e, ld: cfg.context_dim, col: 0 };
-            let yt = Mat { base: p(a.hidden) + (bi * s.s_tot * h) as u64 * e, ..hid };
+            let yt = Mat { base: p(a.hidden) + (bi * s.s_tot() * h) as u64 * e, ..hid };
             let jt = Joint { batch: 1, s_tot: s.s_txt, s_txt: 0 };
             self.linear(gpu, a, base, jt, Rows::All, "context_embedder", xt, yt, false)?;
         }
@@ -259,18 +259,10 @@ impl Model {
             k.ln_mod(gpu, p(a.hidden), p(a.normed), h, j, st(0), st(1))?;
             let proj = Mat { base: p(a.proj), ld: 3 * h, col: 0 };
             let at = format!("{pre}.attn");
-            self.fused(gpu, a, base, j, Rows::Img, &format!("{at}.qkv"), &[&format!("{at}.to_q"), &format!("{at}.to_k"), &format!("{at}.to_v")], normed, proj)?;
-            self.fused(
-                gpu,
-                a,
-                base,
-                j,
-                Rows::Txt,
-                &format!("{at}.add_qkv"),
-                &[&format!("{at}.add_q_proj"), &format!("{at}.add_k_proj"), &format!("{at}.add_v_proj")],
-                normed,
-                proj,
-            )?;
+            let (mi, mt) = (["to_q", "to_k", "to_v"].map(|n| format!("{at}.{n}")), ["add_q_proj", "add_k_proj", "add_v_proj"].map(|n| format!("{at}.{n}")));
+            let (mi, mt): (Vec<&str>, Vec<&str>) = (mi.iter().map(String::as_str).collect(), mt.iter().map(String::as_str).collect());
+            self.fused(gpu, a, base, j, Rows::Img, &format!("{at}.qkv"), &mi, normed, proj)?;
+            self.fused(gpu, a, base, j, Rows::Txt, &format!("{at}.add_qkv"), &mt, normed, proj)?;
             let nq = |n: &str| self.w(&format!("{at}.{n}.weight"));
             k.qk_norm_rope(gpu, proj.base, 3 * h, [0, h, 2 * h], (j.s_txt, s.s_img), j, heads, d, (nq("norm_q")?, nq("norm_k")?), rope, qkv)?;
             k.qk_norm_rope(gpu, proj.base, 3 * h, [0, h, 2 * h], (0, j.s_txt), j, heads, d, (nq("norm_added_q")?, nq("norm_added_k")?), rope, qkv)?;
@@ -337,7 +329,7 @@ impl Model {
         k.ln_mod(gpu, p(a.hidden), p(a.normed), h, j, sh, sc)?;
         let oc = cfg.out_channels;
         for bi in 0..b {
-            let xi = Mat { base: p(a.normed) + ((bi * s.s_tot + s.s_txt) * h) as u64 * e, ld: h, col: 0 };
+            let xi = Mat { base: p(a.normed) + ((bi * s.s_tot() + s.s_txt) * h) as u64 * e, ld: h, col: 0 };
             let yi = Mat { base: p(a.out_t) + (bi * s.s_img * oc) as u64 * e, ld: oc, col: 0 };
             self.linear(gpu, a, base, img_in, Rows::All, "proj_out", xi, yi, false)?;
         }

@@ -12,7 +12,8 @@ use ::ort::session::{Session, SessionInputValue};
 use ::ort::value::{DynValue, TensorRef};
 
 use super::options::SessionOptions;
-use super::session::{slot_value, SwapReport};
+use super::session::slot_value;
+use crate::runtime::SwapReport;
 use crate::lora::SlotWeights;
 use crate::manifest::{LoraSlots, ManifestError};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel};

@@ -20,4 +20,5 @@ pub use device::StagedAdapter;
 pub use env::{library_path, loaded_library, ORT_DYLIB_PATH};
 pub use options::SessionOptions;
 pub use placement::{CpuFallback, PlacedNode, Placement};
-pub use session::{sessions_created, ExecutionProvider, FluxSession, FluxSessionBuilder, OrtLease, OrtSlots, SwapReport};
+pub use crate::runtime::SwapReport;
+pub use session::{sessions_created, ExecutionProvider, FluxSession, FluxSessionBuilder, OrtLease, OrtSlots};
