@@ -38,8 +38,8 @@ info() { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,no
 case "${1:-test}" in
 test)
   info > "$OUT/machine.txt"
-  # the test executable looks for tests/fixtures under the checkout it was built in
-  src=$(strings "$BIN/cuda-test" 2>/dev/null | grep -o '/work/wt/[a-z]*' | head -1); src=${src:-/work/wt/cuda}
+  # the test executable looks for tests/fixtures under the checkout it was built in (CARGO_MANIFEST_DIR)
+  src=${BUILT_IN:-/work/wt/cuda}
   [ -e "$src/tests/fixtures" ] || { mkdir -p "$(dirname "$src")"; ln -sfn "$ROOT" "$src"; }
   "$BIN/cuda-test" --include-ignored --test-threads 1 --nocapture ${TEST_FILTER:-} 2>&1 | tee "$OUT/test.log" | grep -E "^test |rel L2|panicked|error|FAILED|passed|failed" | head -80
   exit "${PIPESTATUS[0]}"
