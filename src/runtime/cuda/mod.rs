@@ -2,16 +2,18 @@
 //! cuBLASLt GEMMs, cuDNN fused attention and NVRTC-compiled fused kernels, replayed as CUDA graphs.
 //!
 //! Layers: [`device`] (checked driver calls, raw buffers) → [`nvrtc`] / [`kernels`] (fused
-//! kernels compiled for the GPU, cached on disk) and [`gemm`] (cuBLASLt) → [`model`] (the forward
-//! pass over fixed buffers) → [`session`] ([`CudaSession`]: weights, slots, graphs, the runtime
-//! traits). Host-side planning ([`weights`], [`plan`]) needs no GPU and is unit-tested in CI.
+//! kernels compiled for the GPU, cached on disk), [`gemm`] (cuBLASLt), [`attention`] (fused
+//! scaled-dot-product attention: cuDNN for bf16/fp16, an NVRTC kernel for fp32) over [`cudnn`]
+//! (the checked layer over cuDNN's backend graph API) → [`model`] (the forward pass over fixed
+//! buffers) → [`session`] ([`CudaSession`]: weights, slots, graphs, the runtime traits).
+//! Host-side planning ([`weights`], [`plan`]) needs no GPU and is unit-tested in CI.
 //!
 //! Libraries are loaded at run time (driver, NVRTC, cuBLASLt, cuDNN); for CUDA 13 the loader
 //! needs unversioned links (`libcublasLt.so`, `libnvrtc.so`) on `LD_LIBRARY_PATH`, see
 //! `tools/device/cuda.sh`.
 
-#[path = "attention_placeholder.rs"]
 pub mod attention;
+pub mod cudnn;
 pub mod device;
 mod error;
 pub mod gemm;
@@ -22,5 +24,6 @@ pub mod plan;
 pub mod session;
 pub mod weights;
 
+pub use attention::{Attention, AttentionImpl, AttentionShape};
 pub use error::CudaError;
 pub use session::{Bound, CudaOptions, CudaSession, DeviceSlots, OpenReport, StagedSlots};
