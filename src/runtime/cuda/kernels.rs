@@ -14,7 +14,6 @@ use crate::tensor::DType;
 macro_rules! params {
     ($($a:expr),* $(,)?) => { [$(&$a as *const _ as *mut c_void),*] };
 }
-pub(crate) use params;
 
 /// A loaded module (unloaded on drop).
 #[derive(Debug)]
