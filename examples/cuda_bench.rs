@@ -177,6 +177,8 @@ fn main() -> anyhow::Result<()> {
             }
         }
         let aba = outs[0] == outs[2] && outs[0] != outs[1];
+        let maxdiff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let (d_aa, d_ab) = (maxdiff(&outs[0], &outs[2]), maxdiff(&outs[0], &outs[1]));
         let t = Instant::now();
         let ad = flux_trt::lora::load(&args.adapters[1])?;
         let rep = s.swap(&[(&ad, 1.0)])?;
@@ -184,7 +186,7 @@ fn main() -> anyhow::Result<()> {
         swaps = json!({
             "install_us_median": median(&mut install_us.clone()),
             "step_after_swap_ms_median": median(&mut step_after.clone()),
-            "a_b_a_bit_exact": aba,
+            "a_b_a_bit_exact": aba, "a_vs_a_again_max_abs": d_aa, "a_vs_b_max_abs": d_ab,
             "from_file_ms": from_file_ms, "from_file_version": rep.version,
         });
         println!("swaps: {swaps}");

@@ -17,8 +17,7 @@ pub struct Source {
 }
 
 /// Every kernel source of the backend.
-pub const SOURCES: &[Source] =
-    &[Source { name: "fused.cu", code: include_str!("kernels/fused.cu") }];
+pub const SOURCES: &[Source] = &[Source { name: "fused.cu", code: include_str!("kernels/fused.cu") }];
 
 pub fn source(name: &str) -> Source {
     *SOURCES.iter().find(|s| s.name == name).expect("kernel source is compiled in")

@@ -13,11 +13,11 @@ use ::ort::value::{DynValue, TensorRef};
 
 use super::options::SessionOptions;
 use super::session::slot_value;
-use crate::runtime::SwapReport;
 use crate::lora::SlotWeights;
 use crate::manifest::{LoraSlots, ManifestError};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel};
 use crate::runtime::RuntimeError;
+use crate::runtime::SwapReport;
 
 /// What the runtime needs to know about a component folder (from its manifest).
 #[derive(Clone, Debug)]
