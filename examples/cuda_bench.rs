@@ -177,8 +177,18 @@ fn main() -> anyhow::Result<()> {
             }
         }
         let aba = outs[0] == outs[2] && outs[0] != outs[1];
-        let maxdiff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let maxdiff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0f32, |m, d| if d.is_nan() { f32::NAN } else { m.max(d) });
+        let nonfinite: Vec<usize> = outs.iter().map(|o| o.iter().filter(|v| !v.is_finite()).count()).collect();
+        let sums: Vec<f64> = outs.iter().map(|o| o.iter().map(|v| *v as f64).sum()).collect();
         let (d_aa, d_ab) = (maxdiff(&outs[0], &outs[2]), maxdiff(&outs[0], &outs[1]));
+        // run-to-run determinism with one set: two replays, two eager runs
+        let lease = s.lease();
+        let mut r = Vec::new();
+        for eager in [false, false, true, true] {
+            s.time_step(&lease, &mut bound, &lat, 0.5, &mut out, eager, 0)?;
+            r.push(out.clone());
+        }
+        let (d_replay, d_eager, d_graph_vs_eager) = (maxdiff(&r[0], &r[1]), maxdiff(&r[2], &r[3]), maxdiff(&r[0], &r[2]));
         let t = Instant::now();
         let ad = flux_trt::lora::load(&args.adapters[1])?;
         let rep = s.swap(&[(&ad, 1.0)])?;
@@ -186,7 +196,7 @@ fn main() -> anyhow::Result<()> {
         swaps = json!({
             "install_us_median": median(&mut install_us.clone()),
             "step_after_swap_ms_median": median(&mut step_after.clone()),
-            "a_b_a_bit_exact": aba, "a_vs_a_again_max_abs": d_aa, "a_vs_b_max_abs": d_ab,
+            "a_b_a_bit_exact": aba, "nonfinite_a_b_a": nonfinite, "sums_a_b_a": sums, "a_vs_a_again_max_abs": d_aa, "a_vs_b_max_abs": d_ab, "replay_vs_replay_max_abs": d_replay, "eager_vs_eager_max_abs": d_eager, "graph_vs_eager_max_abs": d_graph_vs_eager,
             "from_file_ms": from_file_ms, "from_file_version": rep.version,
         });
         println!("swaps: {swaps}");

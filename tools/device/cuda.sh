@@ -48,8 +48,8 @@ bench)
   info > "$OUT/machine.txt"
   MRF_ARGS=${MRF_ARGS:-}
   [ -d "$W/model" ] || "$BIN/make-random-flux" --out "$W/model" --layout diffusers --dtype bf16 $MRF_ARGS > "$OUT/make.log" 2>&1 || { tail -5 "$OUT/make.log"; exit 1; }
-  [ -f "$W/a64.safetensors" ] || "$BIN/make-random-flux" --out "$W/a64.safetensors" --lora attn --rank 64 --seed 2 $MRF_ARGS >> "$OUT/make.log" 2>&1
-  [ -f "$W/b64.safetensors" ] || "$BIN/make-random-flux" --out "$W/b64.safetensors" --lora attn --rank 64 --seed 3 $MRF_ARGS >> "$OUT/make.log" 2>&1 || { tail -5 "$OUT/make.log"; exit 1; }
+  [ -f "$W/a64.safetensors" ] || "$BIN/make-random-flux" --out "$W/a64.safetensors" --lora attn --rank 64 --seed 2 $MRF_ARGS ${LORA_ARGS:-} >> "$OUT/make.log" 2>&1
+  [ -f "$W/b64.safetensors" ] || "$BIN/make-random-flux" --out "$W/b64.safetensors" --lora attn --rank 64 --seed 3 $MRF_ARGS ${LORA_ARGS:-} >> "$OUT/make.log" 2>&1 || { tail -5 "$OUT/make.log"; exit 1; }
   [ -f "$W/engine-bf16/manifest.json" ] || "$BIN/build-engine" --model "$W/model" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" \
       --precision bf16 --out "$W/engine-bf16" --no-hash > "$OUT/export.log" 2>&1 || { tail -20 "$OUT/export.log"; exit 1; }
   "$BIN/cuda_bench" --engine "$W/engine-bf16" --adapters "$W/a64.safetensors,$W/b64.safetensors" --json "$OUT/cuda-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/cuda-bench.log" | tail -40
