@@ -196,6 +196,16 @@ fn bad_inputs_are_clear_errors() {
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
     cfg["model_max_length"] = serde_json::json!(64);
     std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    // The edit changes a recorded file: opening refuses it, naming the file...
+    match PipelineEngine::open(&other, &opts) {
+        Err(e) => assert!(e.to_string().contains("tokenizer/tokenizer_config.json: ") && e.to_string().contains("bytes"), "{e}"),
+        Ok(_) => panic!("opened an engine with a changed tokenizer file"),
+    }
+    // ...and once re-recorded, the tokenizer check itself speaks.
+    let mut m = flux_trt::Manifest::load(&other).unwrap();
+    let rec = flux_trt::manifest::FileRecord::hash(&other, "tokenizer/tokenizer_config.json", flux_trt::manifest::FileRole::Copied).unwrap();
+    flux_trt::manifest::integrity::upsert(&mut m.files, rec);
+    m.save(&other).unwrap();
     match PipelineEngine::open(&other, &opts) {
         Err(e @ EngineFolderError::TokenizerMismatch { .. }) => assert!(e.to_string().contains("model_max_length 64"), "{e}"),
         Err(e) => panic!("unexpected error {e}"),
@@ -271,4 +281,114 @@ fn image_rgb8(path: &Path) -> Vec<u8> {
     let mut buf = vec![0u8; usize::try_from(d.total_bytes()).unwrap()];
     d.read_image(&mut buf).unwrap();
     buf
+}
+
+// ---- error paths of the CLI: each a typed error naming the file, each message printed once ----
+
+/// `flux-trt generate` on `engine` (1 step, 64×64) with `extra` arguments; (success, stderr).
+fn generate(engine: &Path, extra: &[&str], out: &Path) -> (bool, String) {
+    let st = Command::new(env!("CARGO_BIN_EXE_flux-trt"))
+        .args(["generate", "--engine"])
+        .arg(engine)
+        .args(["--prompt", PROMPT, "--steps", "1", "--threads", "2", "--out"])
+        .arg(out)
+        .args(if extra.contains(&"--width") { &[][..] } else { &["--width", "64", "--height", "64"][..] })
+        .args(extra)
+        .env("ORT_DYLIB_PATH", ort_library())
+        .output()
+        .unwrap();
+    (st.status.success(), String::from_utf8_lossy(&st.stderr).into_owned())
+}
+
+/// The `error: ...` line of a failed command: present once, `expected` in it once, and no part
+/// of its cause chain (the `: `-separated pieces) printed twice.
+fn error_line<'a>(stderr: &'a str, expected: &str) -> &'a str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected:\n{stderr}");
+    let line = lines[0];
+    assert_eq!(line.matches(expected).count(), 1, "`{expected}` once in: {line}");
+    let parts: Vec<&str> = line.trim_start_matches("error: ").split(": ").map(str::trim).filter(|p| p.len() >= 6).collect();
+    for p in &parts {
+        assert_eq!(parts.iter().filter(|q| q == &p).count(), 1, "`{p}` printed twice in: {line}");
+    }
+    line
+}
+
+#[test]
+fn cli_error_paths_name_the_file_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ok_out = tmp.path().join("ok.png");
+
+    // Unwritable output: the write and the user's path, once; no temporary file name.
+    let (ok, err) = generate(engine_dir(), &[], Path::new("/nonexistent-flux-trt/x.png"));
+    assert!(!ok);
+    let line = error_line(&err, "cannot write /nonexistent-flux-trt/x.png: No such file or directory");
+    assert!(!line.contains(".tmp") && line.matches("x.png").count() == 1, "{line}");
+
+    // Oversize request: the limit and the requested size, before the engine is loaded.
+    let (ok, err) = generate(engine_dir(), &["--width", "65536", "--height", "65536"], &ok_out);
+    assert!(!ok);
+    let line = error_line(&err, "65536x65536 (4294967296 pixels)");
+    assert!(line.contains("maximum side of 4096") && line.contains("estimated transformer activation memory ≈ ") && !line.contains("NaN"), "{line}");
+    assert!(!err.contains("loaded on"), "the engine was loaded for an oversize request:\n{err}");
+
+    // A missing engine folder: named once, with what is missing.
+    let (ok, err) = generate(&tmp.path().join("no-engine"), &[], &ok_out);
+    assert!(!ok);
+    error_line(&err, "no-engine: not a complete text-to-image engine");
+
+    // A flipped bit in the T5 weights: caught before any output under the default policy.
+    let damaged = tmp.path().join("damaged");
+    copy_dir(engine_dir(), &damaged);
+    let data = damaged.join("text_encoder_2/model.onnx.data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let third = bytes.len() / 3;
+    bytes[third] ^= 0x01;
+    std::fs::write(&data, &bytes).unwrap();
+    let (ok, err) = generate(&damaged, &[], &ok_out);
+    assert!(!ok && !ok_out.exists());
+    error_line(&err, &format!("{}: BLAKE3 ", data.display()));
+
+    // `verify` names it (text and JSON), and only it.
+    let verify = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_flux-trt")).arg("verify").arg(&damaged).args(args).output().unwrap();
+    let v = verify(&[]);
+    let stdout = String::from_utf8_lossy(&v.stdout);
+    assert!(!v.status.success());
+    let mismatches: Vec<&str> = stdout.lines().filter(|l| l.starts_with("MISMATCH")).collect();
+    assert_eq!(mismatches.len(), 1, "{stdout}");
+    assert!(mismatches[0].contains("text_encoder_2/model.onnx.data"), "{stdout}");
+    error_line(&String::from_utf8_lossy(&v.stderr), "1 file(s) do not match");
+    let j: serde_json::Value = serde_json::from_slice(&verify(&["--json"]).stdout).unwrap();
+    assert_eq!(j["ok"], false);
+    let bad: Vec<(String, String)> = j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["state"] != "ok")
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f["state"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(bad, [(data.display().to_string(), "hash".to_string())]);
+    // Every file the exporter wrote is recorded: 3 manifests with graph + weights, plus the
+    // copied tokenizer and scheduler files at the top level.
+    assert_eq!(j["manifests"].as_array().unwrap().len(), 4);
+    assert!(j["files"].as_array().unwrap().iter().any(|f| f["role"] == "copied" && f["path"].as_str().unwrap().ends_with("scheduler/scheduler_config.json")));
+
+    // Truncated and missing files: sizes are checked under every policy, `never` included.
+    std::fs::write(&data, &bytes[..bytes.len() - 1]).unwrap();
+    let (ok, err) = generate(&damaged, &["--verify", "never"], &ok_out);
+    assert!(!ok);
+    error_line(&err, &format!("{}: {} bytes", data.display(), bytes.len() - 1));
+    let vae = damaged.join("vae_decoder/model.onnx");
+    std::fs::write(&data, &bytes).unwrap();
+    std::fs::copy(engine_dir().join("text_encoder_2/model.onnx.data"), &data).unwrap();
+    std::fs::remove_file(&vae).unwrap();
+    let (ok, err) = generate(&damaged, &["--verify", "never"], &ok_out);
+    assert!(!ok && !ok_out.exists());
+    error_line(&err, &format!("{}: missing", vae.display()));
+    std::fs::copy(engine_dir().join("vae_decoder/model.onnx"), &vae).unwrap();
+
+    // Repaired: verify passes, and `generate` under `first` writes the image.
+    assert!(verify(&[]).status.success());
+    let (ok, err) = generate(&damaged, &["--verify", "first"], &ok_out);
+    assert!(ok && ok_out.exists(), "{err}");
 }

@@ -11,7 +11,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::run::parse_lora_arg;
-use super::OrtArgs;
+use super::{LimitArgs, OrtArgs};
 
 #[derive(Args, Clone, Debug)]
 pub struct GenerateArgs {
@@ -61,6 +61,8 @@ pub struct GenerateArgs {
     pub tf32: bool,
     #[command(flatten)]
     pub ort: OrtArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// One JSONL line.
@@ -146,6 +148,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     use flux_trt::pipeline::engine::PipelineEngine;
     use flux_trt::pipeline::generate::{write_png, GenerateRequest};
     use flux_trt::pipeline::latents::{load_latents, Resolution};
+    use flux_trt::pipeline::limits::{self, AttentionMemory};
     use flux_trt::runtime::ort::{ExecutionProvider, SessionOptions};
     use indicatif::{ProgressBar, ProgressStyle};
 
@@ -162,9 +165,27 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         tf32: args.tf32,
         cpu_fallback: Default::default(),
         profile: None,
+        verify: args.ort.verify,
     };
+    // Every line's size against the limits before anything is loaded.
+    let limits = args.limits.limits();
+    for (i, line) in lines.iter().enumerate() {
+        let res = Resolution::new(line.width.unwrap_or(args.width), line.height.unwrap_or(args.height)).with_context(|| format!("prompt {}", i + 1))?;
+        if let Err(e) = limits.check(res.width, res.height, 1) {
+            // The estimate needs only the transformer's manifest (a small JSON file).
+            let e = match flux_trt::Manifest::load(&args.engine) {
+                Ok(m) => {
+                    let attention = if args.ort.cuda.is_some() { AttentionMemory::Fused } else { AttentionMemory::Materialized };
+                    limits::with_estimate(e, limits::estimate_for(&m.model, res, 512, m.precision.float_dtype().size(), attention))
+                }
+                Err(_) => e,
+            };
+            return Err(anyhow::Error::from(e).context(format!("prompt {}", i + 1)));
+        }
+    }
     let t_open = Instant::now();
-    let engine = PipelineEngine::open(&args.engine, &opts)?;
+    let mut engine = PipelineEngine::open(&args.engine, &opts)?;
+    engine.set_limits(limits);
     eprintln!("engine {} loaded on {} in {:.2?}", args.engine.display(), opts.provider, t_open.elapsed());
     let guidance_model = engine.transformer().manifest().model.variant.has_guidance();
     let default_steps = if guidance_model { 28 } else { 4 };

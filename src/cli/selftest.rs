@@ -89,7 +89,7 @@ pub fn run(args: &SelftestArgs) -> Result<bool> {
         adapter_a: args.adapter_a.clone(),
         adapter_b: args.adapter_b.clone(),
         work_dir,
-        session: SessionOptions { library, device: args.device },
+        session: SessionOptions { library, device: args.device, verify: Default::default() },
         targets,
         tolerance: args.tolerance,
     };

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::generate::{GenerateRequest, Generated, Stages};
+use super::limits::{self, ActivationEstimate, AttentionMemory, Limits};
 use super::tokenize::PromptTokenizers;
 use super::{PipelineError, SchedulerConfig};
 use crate::lora::Adapter;
@@ -62,6 +63,8 @@ pub struct PipelineEngine {
     clip_manifest: ComponentManifest,
     t5: ComponentSession,
     vae: ComponentSession,
+    limits: Limits,
+    attention: AttentionMemory,
 }
 
 fn component(dir: &Path, kind: ComponentKind, opts: &SessionOptions) -> Result<(ComponentSession, ComponentManifest), EngineFolderError> {
@@ -73,6 +76,7 @@ fn component(dir: &Path, kind: ComponentKind, opts: &SessionOptions) -> Result<(
         dir: dir.to_path_buf(),
         model_file: m.onnx.file.clone(),
         blake3: m.onnx.blake3.clone(),
+        files: m.files.clone(),
         input: m.inputs.first().map(|i| i.name.clone()).unwrap_or_default(),
         output: m.outputs.first().map(|o| o.name.clone()).unwrap_or_default(),
         lora: m.lora.clone(),
@@ -121,7 +125,8 @@ impl PipelineEngine {
             return Err(EngineFolderError::MissingParts { engine: dir.to_path_buf(), missing });
         }
         let scheduler = SchedulerConfig::from_file(&dir.join(SCHEDULER))?;
-        let mut b = FluxSession::builder(dir).with_execution_provider(opts.provider).with_tf32(opts.tf32).with_cpu_fallback(opts.cpu_fallback);
+        let mut b =
+            FluxSession::builder(dir).with_execution_provider(opts.provider).with_tf32(opts.tf32).with_cpu_fallback(opts.cpu_fallback).with_verify(opts.verify);
         if let Some(l) = &opts.library {
             b = b.with_library(l);
         }
@@ -140,7 +145,12 @@ impl PipelineEngine {
         let (clip, clip_manifest) = component(&dir.join(TEXT_ENCODER), ComponentKind::ClipText, opts)?;
         let (vae, _) = component(&dir.join(VAE_DECODER), ComponentKind::VaeDecoder, opts)?;
         check_tokenizers(dir, &tokenizers, &clip_manifest, &t5m)?;
-        Ok(PipelineEngine { dir: dir.to_path_buf(), tokenizers, scheduler, transformer, clip, clip_manifest, t5, vae })
+        // ONNX Runtime's CPU kernel of ONNX Attention materializes the scores; CUDA's is fused.
+        let attention = match opts.provider {
+            crate::runtime::ort::ExecutionProvider::Cpu => AttentionMemory::Materialized,
+            crate::runtime::ort::ExecutionProvider::Cuda { .. } => AttentionMemory::Fused,
+        };
+        Ok(PipelineEngine { dir: dir.to_path_buf(), tokenizers, scheduler, transformer, clip, clip_manifest, t5, vae, limits: Limits::default(), attention })
     }
 
     pub fn dir(&self) -> &Path {
@@ -151,6 +161,21 @@ impl PipelineEngine {
     }
     pub fn text_encoder(&self) -> &ComponentSession {
         &self.clip
+    }
+    /// The request limits [`Self::generate`] enforces (default [`Limits::default`]).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Estimated transformer activation memory of one step at `res` on this engine's provider.
+    pub fn activation_estimate(&self, res: super::Resolution) -> ActivationEstimate {
+        let m = self.transformer.manifest();
+        let txt =
+            m.inputs.iter().find(|i| i.name == crate::runtime::inputs::ENCODER_HIDDEN_STATES).and_then(|i| i.shape.get(1).copied().flatten()).unwrap_or(512);
+        limits::estimate_for(&m.model, res, txt, m.precision.float_dtype().size(), self.attention)
     }
 
     /// Lays `adapters` into the transformer's and (where they have CLIP modules) the text
@@ -181,7 +206,10 @@ impl PipelineEngine {
     }
 
     /// Generates one image with the current adapters.
+    /// Requests above [`Self::limits`] are refused before any work, with the activation estimate.
     pub fn generate(&self, req: &GenerateRequest, on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
+        let res = req.resolution;
+        self.limits.check(res.width, res.height, 1).map_err(|e| limits::with_estimate(e, self.activation_estimate(res)))?;
         let model = &self.transformer.manifest().model;
         let stages = Stages {
             tokenizers: &self.tokenizers,

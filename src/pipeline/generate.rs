@@ -166,7 +166,6 @@ impl Stages<'_> {
 /// Writes interleaved RGB8 pixels as a PNG, atomically (temp file + rename).
 pub fn write_png(path: &std::path::Path, rgb8: &[u8], width: usize, height: usize) -> Result<(), PipelineError> {
     use image::ImageEncoder as _;
-    let io = |source| PipelineError::Io { path: path.to_path_buf(), source };
     let (w, h) = (u32::try_from(width), u32::try_from(height));
     let (Ok(w), Ok(h)) = (w, h) else {
         return Err(PipelineError::Value(format!("{}: image {width}x{height} is too large for PNG", path.display())));
@@ -178,5 +177,5 @@ pub fn write_png(path: &std::path::Path, rgb8: &[u8], width: usize, height: usiz
     image::codecs::png::PngEncoder::new(&mut buf)
         .write_image(rgb8, w, h, image::ExtendedColorType::Rgb8)
         .map_err(|e| PipelineError::Value(format!("{}: PNG encoding: {e}", path.display())))?;
-    crate::util::write_atomic(path, &buf).map_err(io)
+    Ok(crate::util::write_atomic(path, &buf)?)
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod generate;
 pub mod image;
 pub mod latents;
+pub mod limits;
 pub mod noise;
 pub mod scheduler;
 #[cfg(feature = "pipeline")]
@@ -21,4 +22,5 @@ pub mod tokenize;
 pub use denoise::{denoise, Conditioning, Transformer, TransformerCall};
 pub use error::PipelineError;
 pub use latents::{Resolution, VaeConfig};
+pub use limits::{ActivationEstimate, AttentionMemory, Limits};
 pub use scheduler::{Schedule, SchedulerConfig, TimeShiftType};

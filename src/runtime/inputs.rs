@@ -212,7 +212,7 @@ impl FluxInputs {
     /// computed from `txt_ids`/`img_ids` with `config`. Other tensors in the file (e.g. golden
     /// outputs) are not inputs and are left alone.
     pub fn from_safetensors(path: &Path, config: &crate::flux::FluxConfig) -> Result<Self, RuntimeError> {
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|e| RuntimeError::from(crate::util::FileError::new(crate::util::FileOp::Read, path, e)))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| RuntimeError::InputFile { path: path.to_path_buf(), message: format!("not a valid safetensors file: {e}") })?;
         let names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
@@ -292,7 +292,7 @@ pub fn save_safetensors(path: &Path, tensors: &[(&str, &HostTensor)]) -> Result<
         .collect::<Result<Vec<_>, _>>()?;
     let bytes = safetensors::tensor::serialize(views, None)
         .map_err(|e| RuntimeError::InputFile { path: path.to_path_buf(), message: format!("cannot serialize: {e}") })?;
-    crate::util::write_atomic(path, &bytes).map_err(|source| RuntimeError::Io { path: path.to_path_buf(), source })
+    Ok(crate::util::write_atomic(path, &bytes)?)
 }
 
 #[cfg(test)]

@@ -26,8 +26,11 @@ pub struct ComponentSpec {
     pub dir: PathBuf,
     /// Model file name inside `dir`.
     pub model_file: String,
-    /// BLAKE3 of the model file recorded at export.
+    /// BLAKE3 of the model file recorded at export (`onnx.blake3`; checked alone for format-1
+    /// manifests, which have no `files`).
     pub blake3: String,
+    /// Size and BLAKE3 of the folder's files (the manifest's `files`).
+    pub files: Vec<crate::manifest::FileRecord>,
     /// The data input (`input_ids` int64 for text encoders, `latents` f32 for the VAE).
     pub input: String,
     pub output: String,
@@ -69,17 +72,10 @@ pub(crate) fn slot_values(lora: &LoraSlots, w: SlotWeights, what: &Path) -> Resu
 }
 
 impl ComponentSession {
-    /// Checks the model file against the recorded hash and creates the session.
+    /// Checks the folder's files against their records (policy `opts.verify`) and creates the session.
     pub fn open(spec: ComponentSpec, opts: &SessionOptions) -> Result<Self, RuntimeError> {
         let model_path = spec.dir.join(&spec.model_file);
-        let (hash, _) = crate::util::hash_file(&model_path).map_err(|source| RuntimeError::Io { path: model_path.clone(), source })?;
-        if hash != spec.blake3 {
-            return Err(ManifestError::Mismatch {
-                path: spec.dir.join(crate::manifest::MANIFEST_FILE),
-                message: format!("{} has blake3 {hash}, the manifest records {}", model_path.display(), spec.blake3),
-            }
-            .into());
-        }
+        crate::manifest::integrity::check_onnx(&spec.dir, &spec.files, &spec.model_file, &spec.blake3, opts.verify).map_err(ManifestError::from)?;
         let (session, _placement) = opts.create(&model_path, &spec.dir, opts.optimization.unwrap_or(GraphOptimizationLevel::All))?;
         let mismatch = |message: String| -> RuntimeError { ManifestError::Mismatch { path: spec.dir.join(crate::manifest::MANIFEST_FILE), message }.into() };
         if !session.inputs().iter().any(|i| i.name() == spec.input) {

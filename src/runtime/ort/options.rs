@@ -28,6 +28,8 @@ pub struct SessionOptions {
     pub cpu_fallback: CpuFallback,
     /// ONNX Runtime's per-node profiling into a JSON trace with this file-name prefix.
     pub profile: Option<PathBuf>,
+    /// When opening hashes the engine files (sizes are always checked).
+    pub verify: crate::manifest::VerifyPolicy,
 }
 
 impl SessionOptions {

@@ -18,7 +18,7 @@ use super::device::{self, Budget, Device, SlotValues, StagedAdapter};
 use super::options::SessionOptions;
 use super::placement::{CpuFallback, Placement};
 use crate::lora::{Adapter, SlotPlan, SlotWeights};
-use crate::manifest::{Manifest, ManifestError, Precision};
+use crate::manifest::{integrity, Manifest, ManifestError, Precision, VerifyPolicy};
 use crate::runtime::inputs::{FluxInputs, HostTensor, SAMPLE};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel, Lease};
 use crate::runtime::{RuntimeError, SwapReport};
@@ -85,9 +85,16 @@ pub struct FluxSessionBuilder {
     cpu_fallback: CpuFallback,
     slot_budget: Option<u64>,
     profile: Option<PathBuf>,
+    verify: VerifyPolicy,
 }
 
 impl FluxSessionBuilder {
+    /// When to hash the engine's files before loading them (sizes are always checked; default
+    /// [`VerifyPolicy::First`], see [`crate::manifest::integrity`]).
+    pub fn with_verify(mut self, policy: VerifyPolicy) -> Self {
+        self.verify = policy;
+        self
+    }
     /// Profile every node of every run into an ONNX Runtime JSON trace whose file name starts
     /// with `prefix` (written by [`FluxSession::end_profiling`]).
     pub fn with_profiling(mut self, prefix: impl Into<PathBuf>) -> Self {
@@ -147,14 +154,7 @@ impl FluxSessionBuilder {
         let manifest_path = self.dir.join(crate::manifest::MANIFEST_FILE);
         check::check_slot_names(&manifest, &manifest_path)?;
         let model_path = self.dir.join(&manifest.onnx.file);
-        let (sha, _) = crate::util::hash_file(&model_path).map_err(|source| RuntimeError::Io { path: model_path.clone(), source })?;
-        if sha != manifest.onnx.blake3 {
-            return Err(ManifestError::Mismatch {
-                path: manifest_path,
-                message: format!("{} has blake3 {sha}, the manifest records {}", model_path.display(), manifest.onnx.blake3),
-            }
-            .into());
-        }
+        integrity::check_onnx(&self.dir, &manifest.files, &manifest.onnx.file, &manifest.onnx.blake3, self.verify).map_err(ManifestError::from)?;
         let what = |step: &str| format!("{}: {step}", model_path.display());
         let level = self.optimization.unwrap_or(match manifest.precision {
             Precision::Fp8 => GraphOptimizationLevel::Level1,
@@ -175,6 +175,7 @@ impl FluxSessionBuilder {
             tf32: self.tf32,
             cpu_fallback: self.cpu_fallback,
             profile: self.profile.clone(),
+            verify: self.verify,
         };
         let (session, placement) = opts.create(&model_path, &self.dir, level)?;
         let cuda = matches!(self.provider, ExecutionProvider::Cuda { .. });
@@ -279,6 +280,7 @@ impl FluxSession {
             cpu_fallback: CpuFallback::default(),
             slot_budget: None,
             profile: None,
+            verify: VerifyPolicy::default(),
         }
     }
 

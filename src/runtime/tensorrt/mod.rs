@@ -37,11 +37,13 @@ pub struct SessionOptions {
     pub library: TrtLibrary,
     /// CUDA device ordinal.
     pub device: usize,
+    /// When opening hashes the plan (its size is always checked).
+    pub verify: crate::manifest::VerifyPolicy,
 }
 
 impl SessionOptions {
     /// Library from [`TrtLibrary::from_env`], device 0.
     pub fn from_env() -> Self {
-        SessionOptions { library: TrtLibrary::from_env(), device: 0 }
+        SessionOptions { library: TrtLibrary::from_env(), device: 0, verify: Default::default() }
     }
 }

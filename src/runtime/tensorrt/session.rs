@@ -106,13 +106,11 @@ impl TrtSession {
         if art.tensorrt_variant != trt::VARIANT {
             return Err(TrtError::Variant { path: plan_path, expected: trt::VARIANT.into(), found: art.tensorrt_variant });
         }
-        let file = std::fs::File::open(&plan_path).map_err(|source| TrtError::PlanFile { path: plan_path.clone(), source })?;
+        crate::manifest::integrity::check_plan(dir, &manifest.files, &art, opts.verify).map_err(crate::manifest::ManifestError::from)?;
+        let read_err = |e| crate::util::FileError::new(crate::util::FileOp::Read, &plan_path, e);
+        let file = std::fs::File::open(&plan_path).map_err(read_err)?;
         // SAFETY: the plan is read only; a concurrent writer would at worst fail the hash check.
-        let plan = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TrtError::PlanFile { path: plan_path.clone(), source })?;
-        let found = crate::util::hash_bytes(&plan);
-        if found != art.blake3 {
-            return Err(TrtError::PlanHash { path: plan_path, expected: art.blake3, found, bytes: plan.len() as u64 });
-        }
+        let plan = unsafe { memmap2::Mmap::map(&file) }.map_err(read_err)?;
         let loaded = trt::load(&opts.library)?;
         tracing::debug!(built = %art.tensorrt_version, loaded = %loaded.version, "TensorRT versions");
         let gpu = Gpu::open(opts.device)?;
