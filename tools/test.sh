@@ -15,7 +15,7 @@ cargo build --quiet --lib --no-default-features --features tensorrt
 # TensorRT Enterprise headers must keep compiling too (no library is loaded for this).
 cargo check --quiet --lib --no-default-features --features tensorrt-enterprise
 step "clippy (all targets, -D warnings)"
-cargo clippy --quiet --features tensorrt,pipeline --all-targets -- -D warnings
+cargo clippy --quiet --features tensorrt,pipeline,cuda --all-targets -- -D warnings
 # Unit, integration and doc tests (`cargo test` runs the doctests after the others).
 step "cargo test"
-cargo test --features tensorrt,pipeline "$@"
+cargo test --features tensorrt,pipeline,cuda "$@"

@@ -21,6 +21,10 @@ pub struct RunArgs {
     /// Output safetensors file (tensor `sample`).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Backend: `ort` (ONNX Runtime, CPU or --cuda) or `cuda` (the native CUDA backend, needs a
+    /// build with the `cuda` feature; device from --cuda, default 0).
+    #[arg(long, default_value = "ort", value_parser = ["ort", "cuda"])]
+    pub backend: String,
     #[command(flatten)]
     pub ort: OrtArgs,
     #[command(flatten)]
@@ -31,6 +35,9 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     use std::time::Instant;
 
+    if args.backend == "cuda" {
+        return run_cuda(&args);
+    }
     use flux_trt::runtime::inputs::{save_safetensors, SAMPLE};
     use flux_trt::runtime::{FluxInputs, Slotted};
 
@@ -56,6 +63,65 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     save_safetensors(&args.out, &[(SAMPLE, &sample)])?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// `run --backend cuda`: the inputs file must hold `txt_ids` / `img_ids` (the request's position ids).
+#[cfg(feature = "cuda")]
+fn run_cuda(args: &RunArgs) -> anyhow::Result<()> {
+    use std::time::Instant;
+
+    use flux_trt::runtime::cuda::{CudaOptions, CudaSession};
+    use flux_trt::runtime::inputs::{save_safetensors, SAMPLE};
+    use flux_trt::runtime::{FluxInputs, HostTensor, RequestInputs, Slotted, Transformer};
+
+    let loras = args.loras.iter().map(|s| parse_lora_arg(s)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let adapters = loras.iter().map(|(p, s)| flux_trt::lora::load(p).map(|a| (a, *s))).collect::<Result<Vec<_>, _>>()?;
+    let t = Instant::now();
+    let opts = CudaOptions { device: args.ort.cuda.unwrap_or(0).max(0) as usize, ..CudaOptions::default() };
+    let session = CudaSession::open(&args.engine, opts)?;
+    eprintln!("session: {} on {} (native CUDA) in {:.2?}", args.engine.display(), session.gpu().name(), t.elapsed());
+    let cfg = session.manifest().model.clone();
+    let inputs = FluxInputs::from_safetensors(&args.inputs, &cfg)?;
+    let bytes = std::fs::read(&args.inputs)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let ids = |name: &str| -> anyhow::Result<Vec<[f32; 3]>> {
+        let v = st.tensor(name).map_err(|_| anyhow::anyhow!("{}: the cuda backend needs `{name}` (position ids) in the inputs file", args.inputs.display()))?;
+        anyhow::ensure!(v.dtype() == safetensors::Dtype::F32, "{}: `{name}` must be f32", args.inputs.display());
+        Ok(v.data().chunks_exact(12).map(|c| [0, 4, 8].map(|o| f32::from_le_bytes([c[o], c[o + 1], c[o + 2], c[o + 3]]))).collect())
+    };
+    let (txt_ids, img_ids) = (ids("txt_ids")?, ids("img_ids")?);
+    let batch = inputs.batch();
+    let req = RequestInputs {
+        batch,
+        image_seq_len: img_ids.len(),
+        text_len: txt_ids.len(),
+        encoder_hidden_states: inputs.encoder_hidden_states.data(),
+        pooled_projections: inputs.pooled_projections.data(),
+        guidance: inputs.guidance.as_ref().and_then(|g| g.data().first().copied()),
+        txt_ids: &txt_ids,
+        img_ids: &img_ids,
+    };
+    if !adapters.is_empty() {
+        let refs: Vec<_> = adapters.iter().map(|(a, s)| (a, *s)).collect();
+        let rep = session.swap(&refs)?;
+        eprintln!("adapters installed in {:.2?} (version {})", rep.elapsed, rep.version);
+    }
+    let mut bound = session.bind(&req)?;
+    let lease = session.lease();
+    let timestep = inputs.timestep.data().first().copied().unwrap_or(0.0);
+    let mut out = vec![0f32; batch * img_ids.len() * cfg.out_channels];
+    let t = Instant::now();
+    session.step(&lease, &mut bound, inputs.hidden_states.data(), timestep, &mut out)?;
+    eprintln!("run: in {:.2?}", t.elapsed());
+    let sample = HostTensor::new(vec![batch, img_ids.len(), cfg.out_channels], out).ok_or_else(|| anyhow::anyhow!("output shape"))?;
+    save_safetensors(&args.out, &[(SAMPLE, &sample)])?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+#[cfg(all(feature = "ort", not(feature = "cuda")))]
+fn run_cuda(_args: &RunArgs) -> anyhow::Result<()> {
+    anyhow::bail!("this flux-trt was built without the `cuda` feature (native CUDA backend): cargo build --release --features cuda")
 }
 
 #[cfg(not(feature = "ort"))]

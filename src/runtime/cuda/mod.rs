@@ -1,12 +1,29 @@
 //! The native CUDA backend (feature `cuda`): runs an engine folder's FLUX transformer directly on
 //! cuBLASLt GEMMs, cuDNN fused attention and NVRTC-compiled fused kernels, replayed as CUDA graphs.
 //!
-//! - [`attention`]: fused scaled-dot-product attention (cuDNN for bf16/fp16, an NVRTC kernel for fp32).
-//! - [`cudnn`]: the checked layer over cuDNN's backend graph API.
+//! Layers: [`device`] (checked driver calls, raw buffers) → [`nvrtc`] / [`kernels`] (fused
+//! kernels compiled for the GPU, cached on disk), [`gemm`] (cuBLASLt), [`attention`] (fused
+//! scaled-dot-product attention: cuDNN for bf16/fp16, an NVRTC kernel for fp32) over [`cudnn`]
+//! (the checked layer over cuDNN's backend graph API) → [`model`] (the forward pass over fixed
+//! buffers) → [`session`] ([`CudaSession`]: weights, slots, graphs, the runtime traits).
+//! Host-side planning ([`weights`], [`plan`]) needs no GPU and is unit-tested in CI.
+//!
+//! Libraries are loaded at run time (driver, NVRTC, cuBLASLt, cuDNN); for CUDA 13 the loader
+//! needs unversioned links (`libcublasLt.so`, `libnvrtc.so`) on `LD_LIBRARY_PATH`, see
+//! `tools/device/cuda.sh`.
 
 pub mod attention;
 pub mod cudnn;
+pub mod device;
 mod error;
+pub mod gemm;
+pub mod kernels;
+pub mod model;
+pub mod nvrtc;
+pub mod plan;
+pub mod session;
+pub mod weights;
 
 pub use attention::{Attention, AttentionImpl, AttentionShape};
 pub use error::CudaError;
+pub use session::{Bound, CudaOptions, CudaSession, DeviceSlots, OpenReport, StagedSlots};

@@ -1,0 +1,241 @@
+//! Host-side plans: the activation arena of one (batch, text length, image length) shape and the
+//! device layout of a LoRA slot set. Offsets are 256-byte aligned; nothing here touches a GPU.
+
+use crate::flux::{FluxConfig, TIME_EMBED_DIM};
+use crate::manifest::LoraSlots;
+use crate::tensor::DType;
+
+const ALIGN: usize = 256;
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// The shape a graph is captured for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub batch: usize,
+    pub s_txt: usize,
+    pub s_img: usize,
+}
+
+impl Shape {
+    pub fn s_tot(&self) -> usize {
+        self.s_txt + self.s_img
+    }
+}
+
+/// Byte offsets of every activation buffer inside one arena.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arena {
+    pub shape: Shape,
+    pub bytes: usize,
+    // f32 inputs / outputs (fixed addresses the graph reads and writes)
+    pub latents: usize,
+    pub encoder: usize,
+    pub pooled: usize,
+    pub timestep: usize,
+    pub guidance: usize,
+    pub freqs: usize,
+    pub rope_cos: usize,
+    pub rope_sin: usize,
+    pub out_f32: usize,
+    // compute-dtype buffers
+    pub latents_t: usize,
+    pub encoder_t: usize,
+    pub pooled_t: usize,
+    pub tproj: usize,
+    pub emb_h: usize,
+    pub emb: [usize; 3],
+    pub silu_temb: usize,
+    pub mod_img: usize,
+    pub mod_txt: usize,
+    pub hidden: usize,
+    pub normed: usize,
+    /// `[rows, proj_width]`: q|k|v(|mlp) projections and the MLP hidden.
+    pub proj: usize,
+    pub proj_width: usize,
+    pub q: usize,
+    pub k: usize,
+    pub v: usize,
+    pub o: usize,
+    pub tmp: usize,
+    /// `[rows, max_rank]` LoRA intermediate.
+    pub lora: usize,
+    pub out_t: usize,
+}
+
+impl Arena {
+    pub fn new(cfg: &FluxConfig, dtype: DType, max_rank: usize, shape: Shape) -> Self {
+        let (b, st) = (shape.batch, shape.s_tot());
+        let rows = b * st;
+        let (h, m) = (cfg.hidden_size, cfg.mlp_hidden);
+        let e = dtype.size();
+        let mut at = 0usize;
+        let mut take = |bytes: usize| {
+            let o = at;
+            at += align(bytes.max(1));
+            o
+        };
+        let f = 4usize;
+        let latents = take(b * shape.s_img * cfg.in_channels * f);
+        let encoder = take(b * shape.s_txt * cfg.context_dim * f);
+        let pooled = take(b * cfg.pooled_dim * f);
+        let timestep = take(b * f);
+        let guidance = take(b * f);
+        let freqs = take(TIME_EMBED_DIM / 2 * f);
+        let half = cfg.head_dim / 2;
+        let rope_cos = take(st * half * f);
+        let rope_sin = take(st * half * f);
+        let out_f32 = take(b * shape.s_img * cfg.out_channels * f);
+        let latents_t = take(b * shape.s_img * cfg.in_channels * e);
+        let encoder_t = take(b * shape.s_txt * cfg.context_dim * e);
+        let pooled_t = take(b * cfg.pooled_dim * e);
+        let tproj = take(b * TIME_EMBED_DIM * e);
+        let emb_h = take(b * h * e);
+        let emb = [take(b * h * e), take(b * h * e), take(b * h * e)];
+        let silu_temb = take(b * h * e);
+        let mod_img = take(b * 6 * h * e);
+        let mod_txt = take(b * 6 * h * e);
+        let hidden = take(rows * h * e);
+        let normed = take(rows * h * e);
+        let proj_width = (3 * h + m).max(m);
+        let proj = take(rows * proj_width * e);
+        let q = take(rows * h * e);
+        let k = take(rows * h * e);
+        let v = take(rows * h * e);
+        let o = take(rows * h * e);
+        let tmp = take(rows * h * e);
+        let lora = take(rows * max_rank.max(1) * e);
+        let out_t = take(b * shape.s_img * cfg.out_channels * e);
+        Arena {
+            shape,
+            bytes: at,
+            latents,
+            encoder,
+            pooled,
+            timestep,
+            guidance,
+            freqs,
+            rope_cos,
+            rope_sin,
+            out_f32,
+            latents_t,
+            encoder_t,
+            pooled_t,
+            tproj,
+            emb_h,
+            emb,
+            silu_temb,
+            mod_img,
+            mod_txt,
+            hidden,
+            normed,
+            proj,
+            proj_width,
+            q,
+            k,
+            v,
+            o,
+            tmp,
+            lora,
+            out_t,
+        }
+    }
+}
+
+/// Where slot `i`'s A `[max_rank, in]` and B `[out, max_rank]` live in a slot-set buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotLayout {
+    pub max_rank: usize,
+    pub dtype: DType,
+    /// `(a_offset, b_offset)` in bytes, per slot in manifest order.
+    pub offsets: Vec<(usize, usize)>,
+    pub bytes: usize,
+}
+
+impl SlotLayout {
+    pub fn new(slots: &LoraSlots) -> Self {
+        let e = slots.dtype.size();
+        let r = slots.max_rank;
+        let mut at = 0;
+        let offsets = slots
+            .slots
+            .iter()
+            .map(|s| {
+                let a = at;
+                at += align(r * s.in_features * e);
+                let b = at;
+                at += align(s.out_features * r * e);
+                (a, b)
+            })
+            .collect();
+        SlotLayout { max_rank: r, dtype: slots.dtype, offsets, bytes: at.max(ALIGN) }
+    }
+
+    /// The host image of a slot set (`a[i]`, `b[i]` as laid out by the slot plan) in the slots' dtype.
+    pub fn encode(&self, w: &crate::lora::plan::SlotWeights) -> Vec<u8> {
+        let mut out = vec![0u8; self.bytes];
+        let mut tmp = Vec::new();
+        for ((a, b), (ao, bo)) in w.a.iter().zip(&w.b).zip(&self.offsets) {
+            for (m, off) in [(a, *ao), (b, *bo)] {
+                tmp.clear();
+                crate::tensor::encode_into(self.dtype, &m.data, &mut tmp);
+                out[off..off + tmp.len()].copy_from_slice(&tmp);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flux::Variant;
+
+    #[test]
+    fn arena_regions_are_aligned_and_disjoint() {
+        let cfg = FluxConfig::flux1(Variant::Dev);
+        let s = Shape { batch: 1, s_txt: 512, s_img: 4096 };
+        let a = Arena::new(&cfg, DType::BF16, 64, s);
+        let mut regions = vec![
+            (a.hidden, 4608 * 3072 * 2),
+            (a.proj, 4608 * (3 * 3072 + 12288) * 2),
+            (a.q, 4608 * 3072 * 2),
+            (a.k, 4608 * 3072 * 2),
+            (a.v, 4608 * 3072 * 2),
+            (a.o, 4608 * 3072 * 2),
+            (a.tmp, 4608 * 3072 * 2),
+            (a.lora, 4608 * 64 * 2),
+            (a.latents, 4096 * 64 * 4),
+            (a.rope_cos, 4608 * 64 * 4),
+            (a.out_f32, 4096 * 64 * 4),
+        ];
+        regions.sort();
+        for w in regions.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "{w:?} overlap");
+        }
+        for (o, _) in &regions {
+            assert_eq!(o % 256, 0);
+        }
+        assert!(regions.last().map(|(o, n)| o + n).unwrap() <= a.bytes);
+        // the whole arena at 1024² stays well under the 6 GiB activation budget
+        assert!(a.bytes < 1 << 30, "{} bytes", a.bytes);
+        assert_eq!(a.proj_width, 3 * 3072 + 12288);
+    }
+
+    #[test]
+    fn slot_layout_packs_a_then_b() {
+        let slots = LoraSlots {
+            max_rank: 4,
+            dtype: DType::BF16,
+            slots: vec![
+                crate::manifest::SlotSpec { module: "a".into(), a: "lora.a.A".into(), b: "lora.a.B".into(), in_features: 64, out_features: 192 },
+                crate::manifest::SlotSpec { module: "b".into(), a: "lora.b.A".into(), b: "lora.b.B".into(), in_features: 256, out_features: 64 },
+            ],
+        };
+        let l = SlotLayout::new(&slots);
+        assert_eq!(l.offsets, vec![(0, 512), (512 + 1536, 512 + 1536 + 2048)]);
+        assert_eq!(l.bytes, 512 + 1536 + 2048 + 512);
+    }
+}

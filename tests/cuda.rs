@@ -1,0 +1,259 @@
+//! Native CUDA backend (feature `cuda`).
+//!
+//! CPU tests (CI): the engine folder's weight map and the NVRTC compile of every kernel for
+//! sm_80 / sm_89 / sm_90 (needs libnvrtc; `tools/env.sh` installs it from PyPI).
+//! GPU tests (`#[ignore]`, run by `tools/device/cuda.sh` on the H200): tiny engines exported in
+//! bf16 and fp32 vs the diffusers goldens with every adapter fixture, A→B→A bit-exact, graph
+//! replay vs eager, swaps while other threads run.
+
+#[path = "ort_support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use flux_trt::lora::plan::PlanOptions;
+use flux_trt::lora::{Adapter, SlotPlan};
+use flux_trt::manifest::{Manifest, Precision};
+use flux_trt::onnx::{export, ExportOptions};
+use flux_trt::runtime::cuda::weights::{required, WeightMap};
+use flux_trt::runtime::cuda::{CudaError, CudaOptions, CudaSession};
+use flux_trt::runtime::{RequestInputs, Slotted, Transformer};
+use support::{checkpoint, fixtures, lora_fixtures};
+
+/// Exports `model` (`dev` from the diffusers folder, `schnell` from the BFL file) at `precision`
+/// with slots for all its fixture adapters.
+fn export_engine(model: &str, precision: Precision, out: &Path) {
+    let layout = if model == "dev" { "diffusers" } else { "bfl" };
+    let ck = checkpoint(model, layout);
+    let adapters: Vec<Adapter> = lora_fixtures(model).iter().map(|f| flux_trt::lora::load(&f.path).unwrap_or_else(|e| panic!("{e}"))).collect();
+    let refs: Vec<&Adapter> = adapters.iter().collect();
+    let plan = SlotPlan::new(ck.config(), &refs, &PlanOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = ExportOptions::new(precision);
+    opts.hash_sources = false;
+    export(&ck, &plan, &opts, out, &mut |_, _| {}).unwrap_or_else(|e| panic!("export {model}: {e}"));
+}
+
+fn engine(model: &str, precision: Precision) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join(format!("{model}-{precision:?}"));
+    export_engine(model, precision, &dir);
+    (tmp, dir)
+}
+
+#[test]
+fn weight_map_reads_every_required_tensor() {
+    for (model, p) in [("dev", Precision::Bf16), ("schnell", Precision::Fp32), ("dev", Precision::Fp16)] {
+        let (_t, dir) = engine(model, p);
+        let m = Manifest::load(&dir).unwrap();
+        let map = WeightMap::open(&dir, &m).unwrap_or_else(|e| panic!("{e}"));
+        let req = required(&m.model);
+        assert_eq!(map.len(), req.len(), "{model}: the engine holds exactly the tensors the forward pass reads");
+        for (name, shape) in req {
+            let e = map.get(&name).unwrap();
+            assert_eq!(e.shape, shape, "{name}");
+            assert_eq!(e.dtype, p.float_dtype());
+            assert_eq!(e.offset % 4096, 0, "{name}: exporter aligns to 4096");
+        }
+        // the bytes are the checkpoint's: compare one bias through the data file
+        let data = std::fs::read(&map.data_path).unwrap();
+        let ck = checkpoint(model, if model == "dev" { "diffusers" } else { "bfl" });
+        let t = ck.tensor("proj_out.bias").unwrap();
+        let e = map.get("proj_out.bias").unwrap();
+        let mut want = Vec::new();
+        flux_trt::tensor::convert_into(t.dtype, p.float_dtype(), &t.parts.concat(), &mut want);
+        assert_eq!(&data[e.offset as usize..(e.offset + e.bytes) as usize], &want[..]);
+    }
+}
+
+#[test]
+fn weight_map_names_a_truncated_data_file() {
+    let (_t, dir) = engine("schnell", Precision::Bf16);
+    let m = Manifest::load(&dir).unwrap();
+    let data = dir.join(&m.onnx.data_file);
+    let len = std::fs::metadata(&data).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&data).unwrap().set_len(len / 2).unwrap();
+    let err = WeightMap::open(&dir, &m).unwrap_err();
+    assert!(matches!(err, CudaError::Engine { .. }), "{err}");
+    assert!(err.to_string().contains("model.onnx.data") && err.to_string().contains("initializer `"), "{err}");
+}
+
+#[test]
+fn kernels_compile_for_sm80_sm89_sm90() {
+    use flux_trt::runtime::cuda::nvrtc;
+    nvrtc::require().unwrap_or_else(|e| panic!("{e}"));
+    for src in nvrtc::SOURCES {
+        for cc in [80, 89, 90] {
+            let cubin = nvrtc::compile(*src, cc).unwrap_or_else(|e| panic!("sm_{cc}: {e}"));
+            assert!(cubin.starts_with(b"\x7fELF"), "{}: sm_{cc} output is not a cubin", src.name);
+        }
+    }
+}
+
+// ---------------- GPU ----------------
+
+/// Golden inputs of `model` and every `out.*` tensor.
+struct Golden {
+    latents: Vec<f32>,
+    encoder: Vec<f32>,
+    pooled: Vec<f32>,
+    timestep: f32,
+    guidance: Option<f32>,
+    txt_ids: Vec<[f32; 3]>,
+    img_ids: Vec<[f32; 3]>,
+    outs: BTreeMap<String, Vec<f32>>,
+    s_txt: usize,
+    s_img: usize,
+}
+
+fn golden(model: &str) -> Golden {
+    let bytes = std::fs::read(fixtures().join(format!("golden/outputs/{model}.safetensors"))).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let f = |n: &str| -> Vec<f32> { st.tensor(n).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect() };
+    let ids = |n: &str| -> Vec<[f32; 3]> { f(n).chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect() };
+    let has = |n: &str| st.names().iter().any(|k| *k == n);
+    let outs = st.names().into_iter().filter(|n| n.starts_with("out.")).map(|n| (n.to_string(), f(n))).collect();
+    let txt_ids = ids("txt_ids");
+    let img_ids = ids("img_ids");
+    Golden {
+        latents: f("hidden_states"),
+        encoder: f("encoder_hidden_states"),
+        pooled: f("pooled_projections"),
+        timestep: f("timestep")[0],
+        guidance: has("guidance").then(|| f("guidance")[0]),
+        s_txt: txt_ids.len(),
+        s_img: img_ids.len(),
+        txt_ids,
+        img_ids,
+        outs,
+    }
+}
+
+impl Golden {
+    fn request(&self) -> RequestInputs<'_> {
+        RequestInputs {
+            batch: 1,
+            image_seq_len: self.s_img,
+            text_len: self.s_txt,
+            encoder_hidden_states: &self.encoder,
+            pooled_projections: &self.pooled,
+            guidance: self.guidance,
+            txt_ids: &self.txt_ids,
+            img_ids: &self.img_ids,
+        }
+    }
+}
+
+fn rel_l2(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got.iter().zip(want).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt() as f32
+}
+
+fn run(s: &CudaSession, g: &Golden, bound: &mut flux_trt::runtime::cuda::Bound) -> Vec<f32> {
+    let lease = s.lease();
+    let mut out = vec![0f32; g.latents.len()];
+    s.step(&lease, bound, &g.latents, g.timestep, &mut out).unwrap_or_else(|e| panic!("{e}"));
+    out
+}
+
+fn parity(model: &str, precision: Precision, tol: f32) {
+    let (_t, dir) = engine(model, precision);
+    let s = CudaSession::open(&dir, CudaOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let g = golden(model);
+    let mut bound = s.bind(&g.request()).unwrap_or_else(|e| panic!("{e}"));
+    // eager, then captured, then replayed: all three equal the golden
+    for pass in 0..3 {
+        let out = run(&s, &g, &mut bound);
+        let e = rel_l2(&out, &g.outs["out.base"]);
+        println!("{model} {precision:?} base pass {pass}: rel L2 {e:.2e}");
+        assert!(e <= tol, "{model} {precision:?} base pass {pass}: rel L2 {e:e}");
+    }
+    for f in lora_fixtures(model) {
+        let ad = flux_trt::lora::load(&f.path).unwrap();
+        s.swap(&[(&ad, 1.0)]).unwrap_or_else(|e| panic!("{e}"));
+        let out = run(&s, &g, &mut bound);
+        let e = rel_l2(&out, &g.outs[&f.output_key]);
+        let moved = rel_l2(&g.outs[&f.output_key], &g.outs["out.base"]);
+        println!("{model} {precision:?} {}: rel L2 {e:.2e} (the adapter moves the output by {moved:.2e})", f.stem);
+        assert!(e <= tol, "{model} {precision:?} {}: rel L2 {e:e}", f.stem);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/cuda.sh"]
+fn gpu_dev_bf16_matches_diffusers() {
+    parity("dev", Precision::Bf16, 1e-2);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/cuda.sh"]
+fn gpu_schnell_bf16_matches_diffusers() {
+    parity("schnell", Precision::Bf16, 1e-2);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/cuda.sh"]
+fn gpu_dev_fp16_matches_diffusers() {
+    parity("dev", Precision::Fp16, 1e-2);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/cuda.sh"]
+fn gpu_dev_fp32_matches_diffusers() {
+    parity("dev", Precision::Fp32, 1e-4);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/cuda.sh"]
+fn gpu_schnell_fp32_matches_diffusers() {
+    parity("schnell", Precision::Fp32, 1e-4);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/cuda.sh"]
+fn gpu_swaps_are_exact_and_leases_hold() {
+    let (_t, dir) = engine("dev", Precision::Bf16);
+    let s = CudaSession::open(&dir, CudaOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let g = golden("dev");
+    let a = flux_trt::lora::load(&fixtures().join("loras/attn.peft.safetensors")).unwrap();
+    let b = flux_trt::lora::load(&fixtures().join("loras/full.peft.safetensors")).unwrap();
+    let sa = s.stage(&[(&a, 1.0)]).unwrap();
+    let sb = s.stage(&[(&b, 1.0)]).unwrap();
+    let mut bound = s.bind(&g.request()).unwrap();
+    s.install(&sa).unwrap();
+    let ra = run(&s, &g, &mut bound);
+    let ra2 = run(&s, &g, &mut bound); // graph replay
+    s.install(&sb).unwrap();
+    let rb = run(&s, &g, &mut bound);
+    s.install(&sa).unwrap();
+    let ra3 = run(&s, &g, &mut bound);
+    assert_eq!(ra, ra2, "graph replay equals the eager run bit for bit");
+    assert_eq!(ra, ra3, "A→B→A is bit-exact");
+    assert_ne!(ra, rb);
+    // a lease taken before an install keeps its set
+    let la = s.lease();
+    s.install(&sb).unwrap();
+    let mut out = vec![0f32; g.latents.len()];
+    s.step(&la, &mut bound, &g.latents, g.timestep, &mut out).unwrap();
+    assert_eq!(out, ra, "an older lease computes with its own set");
+    // threads on different adapters, swapping while the others run
+    std::thread::scope(|sc| {
+        for t in 0..4 {
+            let (s, g, sa, sb, ra, rb) = (&s, &g, &sa, &sb, &ra, &rb);
+            sc.spawn(move || {
+                let mut bound = s.bind(&g.request()).unwrap();
+                for i in 0..25 {
+                    s.install(if (i + t) % 2 == 0 { sa } else { sb }).unwrap();
+                    let lease = s.lease();
+                    let mut out = vec![0f32; g.latents.len()];
+                    s.step(&lease, &mut bound, &g.latents, g.timestep, &mut out).unwrap();
+                    let expect = if lease.adapters()[0].name == "attn.peft" { ra } else { rb };
+                    assert_eq!(&out, expect, "thread {t} step {i}: the output of the leased set");
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Native CUDA backend (issue 12) on the GPU machine. Nothing is built there: the binaries are built
+# here and carried in .dev/cuda/ (git-ignored).
+#
+# Here:   cargo test --features cuda,export --test cuda --no-run      (prints the test executable)
+#         mkdir -p /work/main/.dev/cuda && cp <that executable> /work/main/.dev/cuda/cuda-test
+#         cargo build --release --features cuda --example cuda_bench --bin make-random-flux --bin build-engine
+#         cp $CARGO_TARGET_DIR/release/{make-random-flux,build-engine,examples/cuda_bench} /work/main/.dev/cuda/
+#         strip /work/main/.dev/cuda/*
+# There:  bash .dev/cuda/cuda.sh test        (carry .dev/cuda; GPU tests vs the diffusers goldens)
+#         bash .dev/cuda/cuda.sh bench       (full-size random FLUX.1-dev, bf16, rank-64 attention slots)
+#
+# CUDA 13 libraries: the image has them as pip `nvidia-*` packages (libcublasLt.so.13,
+# libnvrtc.so.13, libcudnn.so.9). cudarc's loader asks for the unversioned names and the CUDA 12
+# ones, so this script links `libcublasLt.so`, `libnvrtc.so`, `libcudnn.so` to them in a folder put
+# first on LD_LIBRARY_PATH. Do the same for any deployment on CUDA 13.
+set -uo pipefail
+cd "$(dirname "$0")/../.." 2>/dev/null || true
+ROOT=$(pwd)
+BIN=${BIN:-$ROOT/.dev/cuda}
+OUT=${OUT:-/tmp/cuda-out}
+W=${WORK:-/tmp/cudawork}
+mkdir -p "$OUT" "$W"
+NV=$(python3 -c 'import glob,os,sys; print(":".join(sorted({d for p in sys.path for d in glob.glob(os.path.join(p, "nvidia", "*", "lib"))})))' 2>/dev/null)
+LINKS=/tmp/flux-trt-cuda-libs
+mkdir -p "$LINKS"
+for lib in cublasLt nvrtc cudnn cublas; do
+  for d in ${NV//:/ } /usr/local/cuda/lib64; do
+    f=$(ls "$d"/lib$lib.so.[0-9]* 2>/dev/null | sort -V | tail -1)
+    if [ -n "$f" ]; then ln -sf "$f" "$LINKS/lib$lib.so"; break; fi
+  done
+done
+export LD_LIBRARY_PATH="$LINKS:$NV:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export FLUX_TRT_KERNEL_CACHE=${FLUX_TRT_KERNEL_CACHE:-/tmp/flux-trt-kernels}
+export RUST_LOG=${RUST_LOG:-info}
+info() { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; date -u +%FT%TZ; ls -l "$LINKS"; }
+
+case "${1:-test}" in
+test)
+  info > "$OUT/machine.txt"
+  # the test executable looks for tests/fixtures under the checkout it was built in (CARGO_MANIFEST_DIR)
+  src=${BUILT_IN:-/work/wt/cuda}
+  [ -e "$src/tests/fixtures" ] || { mkdir -p "$(dirname "$src")"; ln -sfn "$ROOT" "$src"; }
+  "$BIN/cuda-test" --include-ignored --test-threads 1 --nocapture ${TEST_FILTER:-} 2>&1 | tee "$OUT/test.log" | grep -E "^test |rel L2|panicked|error|FAILED|passed|failed" | head -80
+  exit "${PIPESTATUS[0]}"
+  ;;
+bench)
+  info > "$OUT/machine.txt"
+  MRF_ARGS=${MRF_ARGS:-}
+  [ -d "$W/model" ] || "$BIN/make-random-flux" --out "$W/model" --layout diffusers --dtype bf16 $MRF_ARGS > "$OUT/make.log" 2>&1 || { tail -5 "$OUT/make.log"; exit 1; }
+  [ -f "$W/a64.safetensors" ] || "$BIN/make-random-flux" --out "$W/a64.safetensors" --lora attn --rank 64 --seed 2 $MRF_ARGS ${LORA_ARGS:-} >> "$OUT/make.log" 2>&1
+  [ -f "$W/b64.safetensors" ] || "$BIN/make-random-flux" --out "$W/b64.safetensors" --lora attn --rank 64 --seed 3 $MRF_ARGS ${LORA_ARGS:-} >> "$OUT/make.log" 2>&1 || { tail -5 "$OUT/make.log"; exit 1; }
+  [ -f "$W/engine-bf16/manifest.json" ] || "$BIN/build-engine" --model "$W/model" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" \
+      --precision bf16 --out "$W/engine-bf16" --no-hash > "$OUT/export.log" 2>&1 || { tail -20 "$OUT/export.log"; exit 1; }
+  "$BIN/cuda_bench" --engine "$W/engine-bf16" --adapters "$W/a64.safetensors,$W/b64.safetensors" --json "$OUT/cuda-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/cuda-bench.log" | tail -40
+  exit "${PIPESTATUS[0]}"
+  ;;
+*) echo "unknown stage $1 (test, bench)" >&2; exit 2 ;;
+esac
