@@ -83,7 +83,7 @@ fn quantize_kernels_match_the_cpu_rounding() {
     let bits: Vec<u16> = xs.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
     let x = stream.clone_htod(&bits).unwrap();
     let q = stream.alloc_zeros::<u8>(n).unwrap();
-    let scale = stream.clone_htod(&[0.01f32]).unwrap();
+    let scale = stream.clone_htod(&vec![0.01f32]).unwrap();
     unsafe { k.quantize(ptr(&x, &stream), ptr(&q, &stream), ptr(&scale, &stream), n).unwrap() };
     let got = stream.clone_dtoh(&q).unwrap();
     let inv = 1.0f32 / 0.01;

@@ -242,7 +242,8 @@ impl Descs {
             let ty = if l.fp8 { sys::cudaDataType::CUDA_R_8F_E4M3 } else { sys::cudaDataType::CUDA_R_16BF };
             d.layouts.push(ck("cublasLtMatrixLayoutCreate", lt::create_matrix_layout(ty, l.rows, l.cols, l.ld))?);
         }
-        let op = |t: bool| if t { sys::cublasOperation_t::CUBLAS_OP_T } else { sys::cublasOperation_t::CUBLAS_OP_N };
+        // cublasOperation_t (not in cudarc's cuBLASLt bindings): CUBLAS_OP_N = 0, CUBLAS_OP_T = 1.
+        let op = |t: bool| -> i32 { i32::from(t) };
         // SAFETY: every value has the attribute's documented type (i32 enums, i8 flag, pointers).
         unsafe {
             set_desc(desc, A::CUBLASLT_MATMUL_DESC_TRANSA, &op(p.trans_a), "TRANSA")?;
