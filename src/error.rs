@@ -64,7 +64,7 @@ impl Error {
             Error::Checkpoint(_) | Error::Lora(_) | Error::Manifest(_) | Error::Pipeline(_) => ErrorKind::InvalidInput,
             Error::Plan(_) => ErrorKind::Incompatible,
             Error::Runtime(RuntimeError::Plan(_)) => ErrorKind::Incompatible,
-            Error::Runtime(RuntimeError::Io { .. }) => ErrorKind::Io,
+            Error::Runtime(RuntimeError::File(_)) => ErrorKind::Io,
             Error::Runtime(RuntimeError::Input { .. } | RuntimeError::InputFile { .. }) => ErrorKind::InvalidInput,
             Error::Runtime(_) | Error::Engine(_) | Error::Tensorrt(_) => ErrorKind::Backend,
             #[cfg(feature = "cuda")]

@@ -24,6 +24,8 @@ enum Command {
     Generate(cli::generate::GenerateArgs),
     /// Build a tiny engine from the bundled fixtures and hot-swap two adapters on it.
     Demo(cli::demo::DemoArgs),
+    /// Check every engine file against the sizes and BLAKE3 hashes its manifests record.
+    Verify(cli::verify::VerifyArgs),
     /// Self-test a backend on this GPU (TensorRT: build, run, swap A→B→A, compare with ONNX Runtime).
     Selftest(cli::selftest::SelftestArgs),
 }
@@ -36,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::Generate(a) => cli::generate::run(a),
+        Command::Verify(a) => cli::verify::run(a),
         Command::Selftest(a) => cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest FAILED")) }),
     };
     match result {

@@ -1,9 +1,12 @@
 //! `manifest.json`: what an exported artifact (ONNX model and, later, TensorRT plan) contains,
 //! written by the exporter, validated by every runtime before it runs anything.
 //!
-//! Versioned: readers refuse a `format_version` they do not know.
+//! Versioned: readers refuse a `format_version` they do not know. Format 2 adds `files`, the
+//! size and BLAKE3 of every file the exporter and the TensorRT builder wrote ([`integrity`]);
+//! format 1 still loads (its files cannot be verified).
 
 pub mod component;
+pub mod integrity;
 
 use std::path::{Path, PathBuf};
 
@@ -14,30 +17,33 @@ use crate::lora::{Slot, SlotPlan};
 use crate::tensor::DType;
 
 pub use component::{ComponentConfig, ComponentKind, ComponentManifest, IoDType, IoSpec, VaeDecoderConfig, COMPONENT_MANIFEST_VERSION};
+pub use integrity::{FileRecord, FileRole, IntegrityError, VerifyPolicy};
 
-/// Version of the manifest schema written by this build.
-pub const MANIFEST_VERSION: u32 = 1;
+/// Version of the manifest schema written by this build (2: `files` records).
+pub const MANIFEST_VERSION: u32 = 2;
+/// Oldest manifest version this build reads (1: no `files`; loads, cannot be verified).
+pub const MIN_MANIFEST_VERSION: u32 = 1;
 /// File name of the manifest inside an engine folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("{path}: cannot read manifest: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: manifest is not valid JSON for this schema: {source}")]
+    /// Reading or writing the manifest failed (the operation and path are named).
+    #[error(transparent)]
+    File(#[from] crate::util::FileError),
+    #[error("{path}: manifest is not valid JSON for this schema")]
     Parse {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
-    #[error("{path}: manifest format_version {found} is not supported (this build reads {supported})")]
-    Version { path: PathBuf, found: u32, supported: u32 },
+    #[error("{path}: manifest format_version {found} is not supported (this build reads {min} to {supported})")]
+    Version { path: PathBuf, found: u32, min: u32, supported: u32 },
     #[error("{path}: manifest does not match the model: {message}")]
     Mismatch { path: PathBuf, message: String },
+    /// An engine file differs from its record (missing, wrong size, wrong BLAKE3).
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
 }
 
 /// Numeric precision of the exported base weights / compute.
@@ -175,6 +181,10 @@ pub struct Manifest {
     pub sources: Vec<SourceFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineArtifact>,
+    /// Size and BLAKE3 of every file of the folder the exporter and builder wrote (format 2;
+    /// empty for format 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileRecord>,
     /// Per-quantized-input activation scales (FP8 only), by quantization point: the GEMM name
     /// (e.g. `transformer_blocks.0.attn.qkv`) or `<block>.attn.q|k|v` (`--fp8-attention`).
     /// Scale = max(amax / 448, 2⁻²⁴), before rounding to the graph's float dtype.
@@ -248,24 +258,36 @@ pub struct Fp8Manifest {
 impl Manifest {
     /// Reads and version-checks `dir/manifest.json` (or the file itself if `path` is a file).
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let file = if path.is_dir() { path.join(MANIFEST_FILE) } else { path.to_path_buf() };
-        let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Io { path: file.clone(), source })?;
-        // Check the version before the full schema so an old/new manifest gets the right message.
-        #[derive(Deserialize)]
-        struct Probe {
-            format_version: u32,
-        }
-        let probe: Probe = serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
-        if probe.format_version != MANIFEST_VERSION {
-            return Err(ManifestError::Version { path: file, found: probe.format_version, supported: MANIFEST_VERSION });
-        }
+        let (file, text) = read_versioned(path, MIN_MANIFEST_VERSION, MANIFEST_VERSION)?;
         serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file, source })
     }
 
     /// Writes the manifest atomically to `dir/manifest.json`.
     pub fn save(&self, dir: &Path) -> Result<(), ManifestError> {
-        let file = dir.join(MANIFEST_FILE);
-        let json = serde_json::to_vec_pretty(self).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
-        crate::util::write_atomic(&file, &json).map_err(|source| ManifestError::Io { path: file, source })
+        save_json(self, dir)
     }
+}
+
+/// Reads `path` (a folder's `manifest.json` or the file) and checks its `format_version` is in
+/// `min..=max` before the full schema, so an old/new manifest gets the right message.
+pub(crate) fn read_versioned(path: &Path, min: u32, max: u32) -> Result<(PathBuf, String), ManifestError> {
+    use crate::util::{FileError, FileOp};
+    let file = if path.is_dir() { path.join(MANIFEST_FILE) } else { path.to_path_buf() };
+    let text = std::fs::read_to_string(&file).map_err(|e| FileError::new(FileOp::Read, &file, e))?;
+    #[derive(Deserialize)]
+    struct Probe {
+        format_version: u32,
+    }
+    let probe: Probe = serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
+    if !(min..=max).contains(&probe.format_version) {
+        return Err(ManifestError::Version { path: file, found: probe.format_version, min, supported: max });
+    }
+    Ok((file, text))
+}
+
+/// Writes `value` as pretty JSON to `dir/manifest.json`, atomically.
+pub(crate) fn save_json(value: &impl Serialize, dir: &Path) -> Result<(), ManifestError> {
+    let file = dir.join(MANIFEST_FILE);
+    let json = serde_json::to_vec_pretty(value).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
+    Ok(crate::util::write_atomic(&file, &json)?)
 }

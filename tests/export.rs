@@ -181,6 +181,17 @@ fn check_structure(dir: &Path, ckpt: &Checkpoint, plan: &SlotPlan, dtype: DType)
     assert_eq!(man.lora.dtype, dtype);
     assert_eq!(man.onnx.opset, 23);
     assert_eq!(man.onnx.blake3, flux_trt::util::hash_file(&dir.join(MODEL_FILE)).unwrap().0);
+    // Every file written is recorded with the size and BLAKE3 of the file on disk.
+    assert_eq!(man.format_version, flux_trt::manifest::MANIFEST_VERSION);
+    let recorded: Vec<(String, u64, String)> = man.files.iter().map(|r| (r.path.clone(), r.bytes, r.blake3.clone())).collect();
+    let on_disk: Vec<(String, u64, String)> = [MODEL_FILE, "model.onnx.data"]
+        .iter()
+        .map(|f| {
+            let (h, n) = flux_trt::util::hash_file(&dir.join(f)).unwrap();
+            (f.to_string(), n, h)
+        })
+        .collect();
+    assert_eq!(recorded, on_disk);
     assert_eq!(
         man.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         want.iter().take(want.len() - 2 * plan.slots.len()).map(|w| w.0.as_str()).collect::<Vec<_>>()

@@ -90,7 +90,16 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn request(latents: Option<Vec<f32>>) -> GenerateRequest {
-    GenerateRequest { prompt: PROMPT.into(), prompt_2: None, resolution: Resolution::new(64, 64).unwrap(), steps: 3, guidance: 3.5, seed: 42, latents }
+    GenerateRequest {
+        prompt: PROMPT.into(),
+        prompt_2: None,
+        resolution: Resolution::new(64, 64).unwrap(),
+        steps: 3,
+        guidance: 3.5,
+        seed: 42,
+        latents,
+        keep_step_latents: true,
+    }
 }
 
 /// Every step's latents, the image and its pixels vs one golden generation.
@@ -161,6 +170,89 @@ fn failed_swap_keeps_the_previous_adapters() {
     assert_eq!(after.rgb8, before.rgb8);
 }
 
+/// A generation holds one pair of leases (CLIP + transformer, taken from the same swap) for all
+/// of its steps: swaps during a generation (from its own step callback, and from a thread swapping
+/// in a loop) never reach it — every image equals exactly one adapter set's single-thread
+/// reference, bit for bit — and the next generation sees the newly installed set.
+#[test]
+fn swaps_racing_generations_never_mix_adapter_sets() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let engine = open_engine(engine_dir());
+    let lora = flux_trt::lora::load(&fixtures().join(TRANSFORMER_LORA)).unwrap();
+    let clip = flux_trt::lora::load(&fixtures().join(CLIP_LORA_PEFT)).unwrap();
+    // Sets that change the transformer, CLIP, or both.
+    let sets: Vec<Vec<(&flux_trt::Adapter, f32)>> = vec![vec![], vec![(&lora, 1.0)], vec![(&clip, 1.0)], vec![(&lora, 1.0), (&clip, 1.0)]];
+    let label = |set: &[(&flux_trt::Adapter, f32)]| set.iter().map(|(a, _)| a.name.clone()).collect::<Vec<_>>();
+    let mut req = request(None);
+    req.keep_step_latents = false;
+    req.steps = 4;
+
+    // Single-thread references, pairwise different.
+    let mut refs: Vec<(Vec<String>, Vec<f32>)> = Vec::new();
+    for set in &sets {
+        engine.swap(set).unwrap();
+        refs.push((label(set), engine.generate(&req, |_, _| {}).unwrap().image));
+    }
+    for i in 0..refs.len() {
+        for j in 0..i {
+            assert_ne!(refs[i].1, refs[j].1, "sets {:?} and {:?} give the same image", refs[i].0, refs[j].0);
+        }
+    }
+    let matching = |image: &[f32]| refs.iter().filter(|(_, r)| r.as_slice() == image).map(|(n, _)| n.clone()).collect::<Vec<_>>();
+
+    // Deterministic: a swap from inside the loop (after step 0) changes neither this image nor
+    // any later step of it; the next generation runs with the new set.
+    for (from, to) in [(0usize, 3usize), (3, 1), (1, 2), (2, 0)] {
+        engine.swap(&sets[from]).unwrap();
+        let mut swapped = false;
+        let g = engine
+            .generate(&req, |i, _| {
+                if i == 0 {
+                    engine.swap(&sets[to]).unwrap();
+                    swapped = true;
+                }
+            })
+            .unwrap();
+        assert!(swapped);
+        assert_eq!(matching(&g.image), vec![refs[from].0.clone()], "swap {from} -> {to} mid-generation reached it");
+        let next = engine.generate(&req, |_, _| {}).unwrap();
+        assert_eq!(matching(&next.image), vec![refs[to].0.clone()], "the next generation does not see set {to}");
+    }
+
+    // Concurrent: a thread swaps through the sets in a loop while generations run.
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let swapper = scope.spawn(|| {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                engine.swap(&sets[n % sets.len()]).unwrap();
+                n += 1;
+            }
+            n
+        });
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let leases = engine.leases();
+            let names = |l: &[flux_trt::runtime::AdapterLabel]| l.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+            // Both halves of one swap: the transformer set names every adapter, CLIP the same list.
+            assert_eq!(names(leases.clip.adapters()), names(leases.transformer.adapters()), "CLIP and transformer leases from different swaps");
+            let g = engine.generate_with(&req, &leases, |_, _| std::thread::yield_now()).unwrap();
+            let m = matching(&g.image);
+            assert_eq!(m, vec![names(leases.transformer.adapters())], "image is not its leased set's reference");
+            seen.push(m[0].clone());
+        }
+        stop.store(true, Ordering::Relaxed);
+        let swaps = swapper.join().expect("swapper");
+        println!("{swaps} swaps during 6 generations; sets generated: {seen:?}");
+        assert!(swaps > 6, "the swapper did not run during the generations");
+    });
+
+    // After the race: the next generation sees the last installed set.
+    engine.swap(&sets[1]).unwrap();
+    assert_eq!(matching(&engine.generate(&req, |_, _| {}).unwrap().image), vec![refs[1].0.clone()]);
+}
+
 #[test]
 fn bad_inputs_are_clear_errors() {
     let engine = open_engine(engine_dir());
@@ -196,6 +288,16 @@ fn bad_inputs_are_clear_errors() {
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
     cfg["model_max_length"] = serde_json::json!(64);
     std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    // The edit changes a recorded file: opening refuses it, naming the file...
+    match PipelineEngine::open(&other, &opts) {
+        Err(e) => assert!(e.to_string().contains("tokenizer/tokenizer_config.json: ") && e.to_string().contains("bytes"), "{e}"),
+        Ok(_) => panic!("opened an engine with a changed tokenizer file"),
+    }
+    // ...and once re-recorded, the tokenizer check itself speaks.
+    let mut m = flux_trt::Manifest::load(&other).unwrap();
+    let rec = flux_trt::manifest::FileRecord::hash(&other, "tokenizer/tokenizer_config.json", flux_trt::manifest::FileRole::Copied).unwrap();
+    flux_trt::manifest::integrity::upsert(&mut m.files, rec);
+    m.save(&other).unwrap();
     match PipelineEngine::open(&other, &opts) {
         Err(e @ EngineFolderError::TokenizerMismatch { .. }) => assert!(e.to_string().contains("model_max_length 64"), "{e}"),
         Err(e) => panic!("unexpected error {e}"),
@@ -271,4 +373,114 @@ fn image_rgb8(path: &Path) -> Vec<u8> {
     let mut buf = vec![0u8; usize::try_from(d.total_bytes()).unwrap()];
     d.read_image(&mut buf).unwrap();
     buf
+}
+
+// ---- error paths of the CLI: each a typed error naming the file, each message printed once ----
+
+/// `flux-trt generate` on `engine` (1 step, 64×64) with `extra` arguments; (success, stderr).
+fn generate(engine: &Path, extra: &[&str], out: &Path) -> (bool, String) {
+    let st = Command::new(env!("CARGO_BIN_EXE_flux-trt"))
+        .args(["generate", "--engine"])
+        .arg(engine)
+        .args(["--prompt", PROMPT, "--steps", "1", "--threads", "2", "--out"])
+        .arg(out)
+        .args(if extra.contains(&"--width") { &[][..] } else { &["--width", "64", "--height", "64"][..] })
+        .args(extra)
+        .env("ORT_DYLIB_PATH", ort_library())
+        .output()
+        .unwrap();
+    (st.status.success(), String::from_utf8_lossy(&st.stderr).into_owned())
+}
+
+/// The `error: ...` line of a failed command: present once, `expected` in it once, and no part
+/// of its cause chain (the `: `-separated pieces) printed twice.
+fn error_line<'a>(stderr: &'a str, expected: &str) -> &'a str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected:\n{stderr}");
+    let line = lines[0];
+    assert_eq!(line.matches(expected).count(), 1, "`{expected}` once in: {line}");
+    let parts: Vec<&str> = line.trim_start_matches("error: ").split(": ").map(str::trim).filter(|p| p.len() >= 6).collect();
+    for p in &parts {
+        assert_eq!(parts.iter().filter(|q| q == &p).count(), 1, "`{p}` printed twice in: {line}");
+    }
+    line
+}
+
+#[test]
+fn cli_error_paths_name_the_file_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ok_out = tmp.path().join("ok.png");
+
+    // Unwritable output: the write and the user's path, once; no temporary file name.
+    let (ok, err) = generate(engine_dir(), &[], Path::new("/nonexistent-flux-trt/x.png"));
+    assert!(!ok);
+    let line = error_line(&err, "cannot write /nonexistent-flux-trt/x.png: No such file or directory");
+    assert!(!line.contains(".tmp") && line.matches("x.png").count() == 1, "{line}");
+
+    // Oversize request: the limit and the requested size, before the engine is loaded.
+    let (ok, err) = generate(engine_dir(), &["--width", "65536", "--height", "65536"], &ok_out);
+    assert!(!ok);
+    let line = error_line(&err, "65536x65536 (4294967296 pixels)");
+    assert!(line.contains("maximum side of 4096") && line.contains("estimated transformer activation memory ≈ ") && !line.contains("NaN"), "{line}");
+    assert!(!err.contains("loaded on"), "the engine was loaded for an oversize request:\n{err}");
+
+    // A missing engine folder: named once, with what is missing.
+    let (ok, err) = generate(&tmp.path().join("no-engine"), &[], &ok_out);
+    assert!(!ok);
+    error_line(&err, "no-engine: not a complete text-to-image engine");
+
+    // A flipped bit in the T5 weights: caught before any output under the default policy.
+    let damaged = tmp.path().join("damaged");
+    copy_dir(engine_dir(), &damaged);
+    let data = damaged.join("text_encoder_2/model.onnx.data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let third = bytes.len() / 3;
+    bytes[third] ^= 0x01;
+    std::fs::write(&data, &bytes).unwrap();
+    let (ok, err) = generate(&damaged, &[], &ok_out);
+    assert!(!ok && !ok_out.exists());
+    error_line(&err, &format!("{}: BLAKE3 ", data.display()));
+
+    // `verify` names it (text and JSON), and only it.
+    let verify = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_flux-trt")).arg("verify").arg(&damaged).args(args).output().unwrap();
+    let v = verify(&[]);
+    let stdout = String::from_utf8_lossy(&v.stdout);
+    assert!(!v.status.success());
+    let mismatches: Vec<&str> = stdout.lines().filter(|l| l.starts_with("MISMATCH")).collect();
+    assert_eq!(mismatches.len(), 1, "{stdout}");
+    assert!(mismatches[0].contains("text_encoder_2/model.onnx.data"), "{stdout}");
+    error_line(&String::from_utf8_lossy(&v.stderr), "1 file(s) do not match");
+    let j: serde_json::Value = serde_json::from_slice(&verify(&["--json"]).stdout).unwrap();
+    assert_eq!(j["ok"], false);
+    let bad: Vec<(String, String)> = j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["state"] != "ok")
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f["state"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(bad, [(data.display().to_string(), "hash".to_string())]);
+    // Every file the exporter wrote is recorded: 3 manifests with graph + weights, plus the
+    // copied tokenizer and scheduler files at the top level.
+    assert_eq!(j["manifests"].as_array().unwrap().len(), 4);
+    assert!(j["files"].as_array().unwrap().iter().any(|f| f["role"] == "copied" && f["path"].as_str().unwrap().ends_with("scheduler/scheduler_config.json")));
+
+    // Truncated and missing files: sizes are checked under every policy, `never` included.
+    std::fs::write(&data, &bytes[..bytes.len() - 1]).unwrap();
+    let (ok, err) = generate(&damaged, &["--verify", "never"], &ok_out);
+    assert!(!ok);
+    error_line(&err, &format!("{}: {} bytes", data.display(), bytes.len() - 1));
+    let vae = damaged.join("vae_decoder/model.onnx");
+    std::fs::write(&data, &bytes).unwrap();
+    std::fs::copy(engine_dir().join("text_encoder_2/model.onnx.data"), &data).unwrap();
+    std::fs::remove_file(&vae).unwrap();
+    let (ok, err) = generate(&damaged, &["--verify", "never"], &ok_out);
+    assert!(!ok && !ok_out.exists());
+    error_line(&err, &format!("{}: missing", vae.display()));
+    std::fs::copy(engine_dir().join("vae_decoder/model.onnx"), &vae).unwrap();
+
+    // Repaired: verify passes, and `generate` under `first` writes the image.
+    assert!(verify(&[]).status.success());
+    let (ok, err) = generate(&damaged, &["--verify", "first"], &ok_out);
+    assert!(ok && ok_out.exists(), "{err}");
 }

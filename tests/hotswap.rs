@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use flux_trt::lora::{Adapter, LoraModule, PlanError};
-use flux_trt::runtime::{HostTensor, RuntimeError};
+use flux_trt::runtime::{HostTensor, RuntimeError, Slotted, Transformer};
 use flux_trt::tensor::Matrix;
 use support::*;
 
@@ -95,20 +95,20 @@ fn swaps_match_goldens_restore_exactly_and_never_recreate_the_session() {
     let truncated = fixtures().join("bad/truncated.safetensors");
     assert!(flux_trt::lora::load(&truncated).is_err());
     match s.swap(&[(&padded(&ads["rank16.peft"], 17), 1.0)]) {
-        Err(RuntimeError::Plan(PlanError::RankTooLarge { rank: 17, max_rank: 16, .. })) => {}
+        Err(flux_trt::Error::Runtime(RuntimeError::Plan(PlanError::RankTooLarge { rank: 17, max_rank: 16, .. }))) => {}
         other => panic!("expected RankTooLarge, got {other:?}"),
     }
     match s.swap(&[(&ads["rank16.peft"], 1.0), (&ads["attn.peft"], 1.0)]) {
-        Err(RuntimeError::Plan(PlanError::CombinedRankTooLarge { max_rank: 16, .. })) => {}
+        Err(flux_trt::Error::Runtime(RuntimeError::Plan(PlanError::CombinedRankTooLarge { max_rank: 16, .. }))) => {}
         other => panic!("expected CombinedRankTooLarge, got {other:?}"),
     }
     let full = load_lora("full.peft");
     match s.swap(&[(&full, 1.0)]) {
-        Err(RuntimeError::Plan(PlanError::OutsideSlots { module, .. })) => println!("outside slots: {module}"),
+        Err(flux_trt::Error::Runtime(RuntimeError::Plan(PlanError::OutsideSlots { module, .. }))) => println!("outside slots: {module}"),
         other => panic!("expected OutsideSlots, got {other:?}"),
     }
     match s.swap(&[(&ads["attn.peft"], f32::NAN)]) {
-        Err(RuntimeError::Plan(PlanError::BadStrength { .. })) => {}
+        Err(flux_trt::Error::Runtime(RuntimeError::Plan(PlanError::BadStrength { .. }))) => {}
         other => panic!("expected BadStrength, got {other:?}"),
     }
     assert_eq!(s.version(), before, "a failed swap changed the version");

@@ -622,7 +622,7 @@ fn structural_errors_are_typed_and_name_the_key() {
     let path = write(dir.path(), "none.safetensors", vec![], None);
     assert!(matches!(lora::load(&path), Err(LoraError::Empty { .. })));
     let missing = dir.path().join("missing.safetensors");
-    assert!(matches!(lora::load(&missing), Err(LoraError::Io { .. })));
+    assert!(matches!(lora::load(&missing), Err(LoraError::File(_))));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use flux_trt::lora::Adapter;
 use flux_trt::runtime::ort::{FluxSession, StagedAdapter};
-use flux_trt::runtime::{HostTensor, RuntimeError};
+use flux_trt::runtime::{HostTensor, RuntimeError, Slotted};
 use support::*;
 
 const TOL: f32 = 1e-4;
@@ -82,7 +82,7 @@ fn staged_swaps_restore_exactly_and_account_memory() {
     assert_eq!(s.slot_bytes_in_use(), base_bytes * 4);
     let mut first = BTreeMap::new();
     for (st, ad) in staged.iter().zip(&ads) {
-        let rep = s.swap_staged(st).unwrap_or_else(|e| panic!("{e}"));
+        let rep = s.install(st).unwrap_or_else(|e| panic!("{e}"));
         println!("{}: staged swap {:?} (version {})", ad.name, rep.elapsed, rep.version);
         assert_eq!(s.adapters()[0].name, ad.name);
         // Staged and swapped-from-host give the same bits.
@@ -96,15 +96,15 @@ fn staged_swaps_restore_exactly_and_account_memory() {
     }
     // A → B → A → C → B through staged sets: bit-exact.
     for i in [0usize, 1, 0, 2, 1] {
-        s.swap_staged(&staged[i]).unwrap_or_else(|e| panic!("{e}"));
+        s.install(&staged[i]).unwrap_or_else(|e| panic!("{e}"));
         assert!(must(s.run(&inputs)).bit_eq(&first[&ads[i].name]), "{} after other staged sets is not bit-exact", ads[i].name);
     }
     // A staged set of another session is refused; nothing changes.
     let other = bound(1);
     let foreign = other.stage(&[(&ads[0], 1.0)]).unwrap_or_else(|e| panic!("{e}"));
     let v = s.version();
-    match s.swap_staged(&foreign) {
-        Err(RuntimeError::ForeignSlots { what, .. }) => assert_eq!(what, "staged adapter"),
+    match s.install(&foreign) {
+        Err(flux_trt::Error::Runtime(RuntimeError::ForeignSlots { what, .. })) => assert_eq!(what, "staged adapter"),
         other => panic!("expected ForeignSlots, got {other:?}"),
     }
     assert_eq!(s.version(), v);
@@ -136,16 +136,16 @@ fn slot_budget_refuses_staging_and_changes_nothing() {
     // base + a = the budget.
     let a = s.stage(&[(&ads[0], 1.0)]).unwrap_or_else(|e| panic!("{e}"));
     match s.stage(&[(&ads[1], 1.0)]) {
-        Err(RuntimeError::SlotBudget { needed, used, limit, .. }) => assert_eq!((needed, used, limit), (set, 2 * set, 2 * set)),
+        Err(flux_trt::Error::Runtime(RuntimeError::SlotBudget { needed, used, limit, .. })) => assert_eq!((needed, used, limit), (set, 2 * set, 2 * set)),
         other => panic!("expected SlotBudget, got {other:?}"),
     }
     // Installing a releases the base set: b fits now, c does not.
-    s.swap_staged(&a).unwrap_or_else(|e| panic!("{e}"));
+    s.install(&a).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.slot_bytes_in_use(), set);
     let before = must(s.run(&inputs));
     let b = s.stage(&[(&ads[1], 1.0)]).unwrap_or_else(|e| panic!("{e}"));
     match s.swap(&[(&ads[2], 1.0)]) {
-        Err(RuntimeError::SlotBudget { .. }) => {}
+        Err(flux_trt::Error::Runtime(RuntimeError::SlotBudget { .. })) => {}
         other => panic!("expected SlotBudget, got {other:?}"),
     }
     assert_eq!(s.version(), 1);
@@ -165,7 +165,7 @@ fn concurrent_runs_on_staged_sets_see_their_own_adapter() {
     let staged: Vec<StagedAdapter> = ads.iter().map(|a| s.stage(&[(a, 1.0)]).unwrap_or_else(|e| panic!("{e}"))).collect();
     let mut expected = Vec::new();
     for st in &staged {
-        s.swap_staged(st).unwrap_or_else(|e| panic!("{e}"));
+        s.install(st).unwrap_or_else(|e| panic!("{e}"));
         expected.push(must(s.run(&inputs)));
     }
     let expected = Arc::new(expected);
@@ -176,7 +176,7 @@ fn concurrent_runs_on_staged_sets_see_their_own_adapter() {
             std::thread::spawn(move || {
                 for i in 0..6 {
                     // Each thread installs its adapter and runs with the lease it took right after.
-                    s.swap_staged(&staged[(t + i) % 3]).unwrap_or_else(|e| panic!("{e}"));
+                    s.install(&staged[(t + i) % 3]).unwrap_or_else(|e| panic!("{e}"));
                     let lease = s.lease();
                     let k = staged.iter().position(|st| st.adapters()[0].name == lease.adapters()[0].name).expect("known adapter");
                     let out = must(s.run_with(&lease, &inputs));

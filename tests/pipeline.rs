@@ -514,6 +514,7 @@ mod ort_loop {
     use flux_trt::onnx::{export, ExportOptions};
     use flux_trt::pipeline::{denoise, Conditioning};
     use flux_trt::runtime::ort::FluxSession;
+    use flux_trt::runtime::Slotted;
     use flux_trt::{Checkpoint, SlotPlan};
 
     #[test]
@@ -535,7 +536,7 @@ mod ort_loop {
         let cond = Conditioning::new(prompt.clone(), pshape[1], pshape[2], t["pooled_prompt_embeds"].1.clone(), Some(g.guidance_scale)).unwrap();
         let init = latents::load_latents(&fixtures().join(&g.noise), res).unwrap();
         let mut seen = Vec::new();
-        let out = denoise(&session, &schedule, res, &cond, init, |i, x| seen.push((i, x.to_vec()))).unwrap();
+        let out = denoise(&session, &session.lease(), &schedule, res, &cond, init, |i, x| seen.push((i, x.to_vec()))).unwrap();
         assert_eq!(seen.len(), g.num_inference_steps);
         for (i, x) in &seen {
             let want = &t[&format!("latents.{i}")].1;
@@ -551,7 +552,7 @@ mod ort_loop {
 
         // A wrong-length conditioning is refused before any step runs.
         assert!(matches!(Conditioning::new(prompt.clone(), pshape[1] + 1, pshape[2], vec![0.0; 32], Some(3.5)), Err(PipelineError::Length { .. })));
-        let e = denoise(&session, &schedule, res, &cond, vec![0.0; 7], |_, _| panic!("no step may run")).unwrap_err();
+        let e = denoise(&session, &session.lease(), &schedule, res, &cond, vec![0.0; 7], |_, _| panic!("no step may run")).unwrap_err();
         assert!(matches!(e, PipelineError::Length { .. }), "{e}");
     }
 }

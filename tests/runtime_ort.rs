@@ -7,9 +7,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use flux_trt::manifest::{Manifest, ManifestError};
+use flux_trt::manifest::{IntegrityError, Manifest, ManifestError, VerifyPolicy};
 use flux_trt::runtime::ort::{ExecutionProvider, FluxSession};
-use flux_trt::runtime::RuntimeError;
+use flux_trt::runtime::{RuntimeError, Slotted};
 use support::*;
 
 const TOL: f32 = 1e-4;
@@ -125,13 +125,52 @@ fn mismatch_of(dir: &Path) -> String {
 
 #[test]
 fn manifest_must_match_the_model() {
-    // Model hash.
+    // Engine files against their records: one flipped bit in the weights (hash), a truncated
+    // graph (size), a missing weights file; each a typed error naming the file, before ONNX
+    // Runtime reads anything.
+    let open = |dir: &Path, policy| FluxSession::builder(dir).with_library(ort_library()).with_verify(policy).build();
     let (_t, dir) = copy_engine();
-    let mut m = Manifest::load(&dir).expect("manifest");
-    m.onnx.blake3 = "0".repeat(64);
-    m.save(&dir).expect("save");
-    let msg = mismatch_of(&dir);
-    assert!(msg.contains("blake3") && msg.contains("model.onnx"), "{msg}");
+    let data = dir.join("model.onnx.data");
+    let mut bytes = std::fs::read(&data).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&data, &bytes).expect("write");
+    for policy in [VerifyPolicy::Always, VerifyPolicy::First] {
+        match open(&dir, policy) {
+            Err(RuntimeError::Manifest(ManifestError::Integrity(IntegrityError::Hash { path, .. }))) => assert_eq!(path, data),
+            other => panic!("bit flip under {policy}: expected a hash mismatch naming model.onnx.data, got {other:?}"),
+        }
+    }
+    let model = dir.join("model.onnx");
+    let len = std::fs::metadata(&model).expect("stat").len();
+    std::fs::OpenOptions::new().write(true).open(&model).expect("open").set_len(len - 1).expect("truncate");
+    match open(&dir, VerifyPolicy::Never) {
+        Err(RuntimeError::Manifest(ManifestError::Integrity(IntegrityError::Size { path, found, expected, .. }))) => {
+            assert_eq!((path, found, expected), (model.clone(), len - 1, len))
+        }
+        other => panic!("truncated graph: expected a size mismatch, got {other:?}"),
+    }
+    std::fs::remove_file(&data).expect("rm");
+    std::fs::copy(engine("dev").join("model.onnx"), &model).expect("restore");
+    match open(&dir, VerifyPolicy::Never) {
+        Err(RuntimeError::Manifest(ManifestError::Integrity(IntegrityError::Missing { path, .. }))) => assert_eq!(path, data),
+        other => panic!("missing weights: expected a missing-file error, got {other:?}"),
+    }
+
+    // A format-1 manifest (no records) still loads; its graph hash is still checked.
+    let (_t, dir) = copy_engine();
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("read");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["format_version"] = 1.into();
+    v.as_object_mut().expect("object").remove("files");
+    std::fs::write(dir.join("manifest.json"), v.to_string()).expect("write");
+    open(&dir, VerifyPolicy::First).expect("format-1 engine opens");
+    v["onnx"]["blake3"] = "0".repeat(64).into();
+    std::fs::write(dir.join("manifest.json"), v.to_string()).expect("write");
+    match open(&dir, VerifyPolicy::First) {
+        Err(RuntimeError::Manifest(ManifestError::Integrity(IntegrityError::Hash { path, .. }))) => assert_eq!(path, dir.join("model.onnx")),
+        other => panic!("format-1 graph hash: got {other:?}"),
+    }
 
     // A slot whose shape differs from the initializer (rank 1 more than the model's).
     let (_t, dir) = copy_engine();

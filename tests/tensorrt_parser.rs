@@ -245,6 +245,8 @@ fn pipeline_components_reach_the_tensorrt_build() {
                 let m = flux_trt::manifest::ComponentManifest::load(&d).unwrap();
                 assert_eq!(m.engine.as_ref(), Some(&r.engine), "{dir}: manifest records the plan");
                 assert_eq!(r.engine.blake3, flux_trt::util::hash_bytes(&plan));
+                let rec = m.files.iter().find(|f| f.path == r.engine.file).expect("plan recorded in files");
+                assert_eq!((rec.bytes, &rec.blake3), (plan.len() as u64, &flux_trt::util::hash_bytes(&plan)));
                 eprintln!("{dir}: built {} bytes without a GPU", r.plan_bytes);
             }
             Err(e) => panic!("{dir}: expected a plan or EngineError::Build, got {e}"),

@@ -1,5 +1,5 @@
 //! `TrtSession::open`'s checks that run before any GPU work (feature `tensorrt`): missing engine
-//! entry, plan hash (a truncated plan), TensorRT variant; then, on a machine without a CUDA
+//! entry, plan size and hash (a truncated plan, a flipped bit), TensorRT variant; then, on a machine without a CUDA
 //! driver, a typed CUDA error instead of a panic. Running plans and refit need a GPU that can run
 //! TensorRT-RTX plans (sm75–sm121 except sm90); no machine of this project has one, so
 //! `selftest --backend tensorrt` is where that is checked.
@@ -9,7 +9,7 @@ use std::path::Path;
 
 use flux_trt::engine::{TrtLibrary, PLAN_FILE};
 use flux_trt::lora::plan::PlanOptions;
-use flux_trt::manifest::{EngineArtifact, Manifest, Precision};
+use flux_trt::manifest::{EngineArtifact, FileRecord, FileRole, IntegrityError, Manifest, ManifestError, Precision, VerifyPolicy};
 use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::runtime::tensorrt::{SessionOptions, TrtError, TrtSession};
 use flux_trt::{Checkpoint, SlotPlan};
@@ -24,7 +24,7 @@ fn options() -> SessionOptions {
         assert!(out.status.success(), "TRT_RTX_LIB_DIR is unset and python3 has no tensorrt_rtx_libs");
         lib = TrtLibrary::in_dir(String::from_utf8_lossy(&out.stdout).trim());
     }
-    SessionOptions { library: lib, device: 0 }
+    SessionOptions { library: lib, device: 0, verify: Default::default() }
 }
 
 fn exported() -> (tempfile::TempDir, Manifest) {
@@ -46,8 +46,10 @@ fn with_plan(dir: &Path, manifest: &Manifest, plan: &[u8], blake3: String, varia
         tensorrt_version: "1.7.1.116".into(),
         targets: vec!["sm89".into()],
         stripped_weights: false,
-        blake3,
+        blake3: blake3.clone(),
     });
+    // What the builder records: the plan's size and hash (of the plan it wrote).
+    flux_trt::manifest::integrity::upsert(&mut m.files, FileRecord { path: PLAN_FILE.into(), role: FileRole::Plan, bytes: 4096, blake3 });
     m.save(dir).unwrap();
 }
 
@@ -57,15 +59,26 @@ fn open_checks_manifest_plan_and_driver() {
     let opts = options();
     assert!(matches!(TrtSession::open(dir.path(), &opts), Err(TrtError::NoEngine { .. })));
 
-    // A plan cut short (or replaced) no longer has the recorded hash.
+    // A plan cut short no longer has the recorded size (checked under every policy).
     let plan: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
     with_plan(dir.path(), &manifest, &plan[..1000], flux_trt::util::hash_bytes(&plan), "tensorrt-rtx");
+    let never = SessionOptions { verify: VerifyPolicy::Never, ..options() };
+    match TrtSession::open(dir.path(), &never) {
+        Err(TrtError::Manifest(ManifestError::Integrity(IntegrityError::Size { path, expected: 4096, found: 1000, .. }))) => {
+            assert_eq!(path, dir.path().join(PLAN_FILE))
+        }
+        other => panic!("expected a size mismatch naming the plan, got {other:?}"),
+    }
+    // One flipped bit: the hash differs (default policy), named, before TensorRT sees the plan.
+    let mut flipped = plan.clone();
+    flipped[2000] ^= 1;
+    with_plan(dir.path(), &manifest, &flipped, flux_trt::util::hash_bytes(&plan), "tensorrt-rtx");
     match TrtSession::open(dir.path(), &opts) {
-        Err(TrtError::PlanHash { bytes, expected, found, .. }) => {
-            assert_eq!(bytes, 1000);
+        Err(TrtError::Manifest(ManifestError::Integrity(IntegrityError::Hash { path, expected, found, .. }))) => {
+            assert_eq!(path, dir.path().join(PLAN_FILE));
             assert_ne!(expected, found);
         }
-        other => panic!("expected PlanHash, got {other:?}"),
+        other => panic!("expected a hash mismatch naming the plan, got {other:?}"),
     }
 
     // A plan from the other TensorRT variant.

@@ -245,6 +245,12 @@ fn export_text_encoders_writes_the_engine_layout() {
         let (hash, _) = flux_trt::util::hash_file(&dir.join(&m.onnx.file)).expect("hash");
         assert_eq!(hash, m.onnx.blake3);
         assert!(dir.join(&m.onnx.data_file).is_file());
+        // Graph and weights recorded with the size and BLAKE3 of the files on disk.
+        assert_eq!(m.files.len(), 2);
+        for r in &m.files {
+            let (h, n) = flux_trt::util::hash_file(&dir.join(&r.path)).expect("hash");
+            assert_eq!((r.bytes, &r.blake3), (n, &h), "{}", r.path);
+        }
         onnx_check(&dir.join(&m.onnx.file));
     }
     assert!(ComponentManifest::load_kind(&engine.path().join(TEXT_ENCODER_DIR), ComponentKind::T5Encoder).is_err());

@@ -46,7 +46,8 @@ impl ComponentWeights {
         if !config_path.is_file() {
             return Err(CheckpointError::NoConfig { path: dir.to_path_buf() });
         }
-        let text = std::fs::read_to_string(&config_path).map_err(|source| CheckpointError::Io { path: config_path.clone(), source })?;
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| CheckpointError::from(crate::util::FileError::new(crate::util::FileOp::Read, &config_path, e)))?;
         let config: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| CheckpointError::Config { path: config_path.clone(), message: format!("invalid config.json: {e}") })?;
         let paths = weight_files(dir)?;
@@ -135,7 +136,7 @@ impl ComponentWeights {
 /// A shard index (`*.safetensors.index.json`): its shard files in `dir` (sorted, deduplicated,
 /// plain file names only) and its `weight_map` (stored name → shard file name).
 pub(crate) fn read_shard_index(index_path: &Path, dir: &Path) -> Result<(Vec<PathBuf>, BTreeMap<String, String>), CheckpointError> {
-    let text = std::fs::read_to_string(index_path).map_err(|source| CheckpointError::Io { path: index_path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(index_path).map_err(|e| CheckpointError::from(crate::util::FileError::new(crate::util::FileOp::Read, index_path, e)))?;
     let index: IndexFile =
         serde_json::from_str(&text).map_err(|e| CheckpointError::Invalid { path: index_path.to_path_buf(), message: format!("invalid shard index: {e}") })?;
     let mut shards: Vec<&String> = index.weight_map.values().collect();

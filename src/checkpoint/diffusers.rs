@@ -98,7 +98,8 @@ pub(crate) fn resolve(dir: &Path) -> Result<Folder, CheckpointError> {
         return Err(CheckpointError::NoConfig { path: dir.to_path_buf() });
     };
     let config_path = dir.join(CONFIG);
-    let text = std::fs::read_to_string(&config_path).map_err(|source| CheckpointError::Io { path: config_path.clone(), source })?;
+    let text =
+        std::fs::read_to_string(&config_path).map_err(|e| CheckpointError::from(crate::util::FileError::new(crate::util::FileOp::Read, &config_path, e)))?;
     let config: DiffusersConfig =
         serde_json::from_str(&text).map_err(|e| CheckpointError::Config { path: config_path.clone(), message: format!("invalid config.json: {e}") })?;
     let (files, index) = weight_files(&dir)?;

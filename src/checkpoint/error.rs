@@ -7,12 +7,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading or writing a file failed (the operation and path are named).
+    #[error(transparent)]
+    File(#[from] crate::util::FileError),
     /// Empty, truncated or malformed safetensors file (header, offsets, sizes).
     #[error("{path}: not a valid safetensors file: {message}")]
     Safetensors { path: PathBuf, message: String },

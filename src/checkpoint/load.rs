@@ -67,7 +67,7 @@ impl Checkpoint {
     /// [`FluxConfig::default_axes_dim`] (`(16, 56, 56)` for head_dim 128), and opening fails when
     /// head_dim has no such split. Diffusers folders use `axes_dims_rope` from `config.json`.
     pub fn open(path: &Path) -> Result<Self, CheckpointError> {
-        let meta = std::fs::metadata(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
+        let meta = std::fs::metadata(path).map_err(|e| CheckpointError::from(crate::util::FileError::new(crate::util::FileOp::Read, path, e)))?;
         if !meta.is_dir() && path.extension().is_some_and(|e| e == "json") {
             return Err(CheckpointError::Invalid {
                 path: path.to_path_buf(),

@@ -38,7 +38,7 @@ pub(crate) struct MappedFile {
 
 /// Maps `path` and parses its header; `file` is the index stored in each [`RawTensor`].
 pub(crate) fn map_file(path: &Path, file: usize) -> Result<MappedFile, CheckpointError> {
-    let io = |source| CheckpointError::Io { path: path.to_path_buf(), source };
+    let io = |e| CheckpointError::from(crate::util::FileError::new(crate::util::FileOp::Read, path, e));
     let f = File::open(path).map_err(io)?;
     let len = f.metadata().map_err(io)?.len();
     if len == 0 {

@@ -11,7 +11,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::run::parse_lora_arg;
-use super::OrtArgs;
+use super::{LimitArgs, OrtArgs};
 
 #[derive(Args, Clone, Debug)]
 pub struct GenerateArgs {
@@ -61,6 +61,8 @@ pub struct GenerateArgs {
     pub tf32: bool,
     #[command(flatten)]
     pub ort: OrtArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// One JSONL line.
@@ -142,12 +144,10 @@ fn read_lines(path: &Path) -> anyhow::Result<Vec<Line>> {
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     use std::time::Instant;
 
-    use flux_trt::lora::Adapter;
     use flux_trt::pipeline::engine::PipelineEngine;
-    use flux_trt::pipeline::generate::{write_png, GenerateRequest};
-    use flux_trt::pipeline::latents::{load_latents, Resolution};
+    use flux_trt::pipeline::latents::Resolution;
+    use flux_trt::pipeline::limits::{self, AttentionMemory};
     use flux_trt::runtime::ort::{ExecutionProvider, SessionOptions};
-    use indicatif::{ProgressBar, ProgressStyle};
 
     let (lines, single) = match (&args.prompt, &args.prompts) {
         (Some(p), None) => (vec![Line { prompt: p.clone(), prompt_2: args.prompt_2.clone(), out: Some(args.out.clone()), ..Default::default() }], true),
@@ -162,10 +162,45 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         tf32: args.tf32,
         cpu_fallback: Default::default(),
         profile: None,
+        verify: args.ort.verify,
     };
+    // Every line's size against the limits before anything is loaded.
+    let limits = args.limits.limits();
+    for (i, line) in lines.iter().enumerate() {
+        let res = Resolution::new(line.width.unwrap_or(args.width), line.height.unwrap_or(args.height)).with_context(|| format!("prompt {}", i + 1))?;
+        if let Err(e) = limits.check(res.width, res.height, 1) {
+            // The estimate needs only the transformer's manifest (a small JSON file).
+            let e = match flux_trt::Manifest::load(&args.engine) {
+                Ok(m) => {
+                    let attention = if args.ort.cuda.is_some() { AttentionMemory::Fused } else { AttentionMemory::Materialized };
+                    limits::with_estimate(e, limits::estimate_for(&m.model, res, 512, m.precision.float_dtype().size(), attention))
+                }
+                Err(_) => e,
+            };
+            return Err(anyhow::Error::from(e).context(format!("prompt {}", i + 1)));
+        }
+    }
     let t_open = Instant::now();
-    let engine = PipelineEngine::open(&args.engine, &opts)?;
+    let mut engine = PipelineEngine::open(&args.engine, &opts)?;
+    engine.set_limits(limits);
     eprintln!("engine {} loaded on {} in {:.2?}", args.engine.display(), opts.provider, t_open.elapsed());
+    generate_lines(&engine, &args, &lines, single, &opts.provider.to_string())
+}
+
+/// Generates every line on `engine` (any transformer backend), swapping adapters between lines.
+#[cfg(all(feature = "ort", feature = "pipeline"))]
+fn generate_lines<T: flux_trt::runtime::Transformer>(
+    engine: &flux_trt::pipeline::engine::PipelineEngine<T>,
+    args: &GenerateArgs,
+    lines: &[Line],
+    single: bool,
+    backend: &str,
+) -> anyhow::Result<()> {
+    use flux_trt::lora::Adapter;
+    use flux_trt::pipeline::generate::{write_png, GenerateRequest};
+    use flux_trt::pipeline::latents::{load_latents, Resolution};
+    use indicatif::{ProgressBar, ProgressStyle};
+
     let guidance_model = engine.transformer().manifest().model.variant.has_guidance();
     let default_steps = if guidance_model { 28 } else { 4 };
 
@@ -211,6 +246,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             guidance: line.guidance.unwrap_or(args.guidance),
             seed: line.seed.unwrap_or(args.seed),
             latents,
+            keep_step_latents: false,
         };
         let bar = ProgressBar::new(req.steps as u64);
         bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()));
@@ -268,7 +304,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(p) = &args.timings_json {
-        let json = serde_json::json!({ "engine": args.engine, "provider": opts.provider.to_string(), "images": rows });
+        let json = serde_json::json!({ "engine": args.engine, "provider": backend, "images": rows });
         flux_trt::util::write_atomic(p, serde_json::to_string_pretty(&json)?.as_bytes()).with_context(|| format!("{}: cannot write", p.display()))?;
     }
     Ok(())

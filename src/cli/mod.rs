@@ -5,6 +5,7 @@ pub mod generate;
 pub mod inspect;
 pub mod run;
 pub mod selftest;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -27,13 +28,37 @@ pub struct OrtArgs {
     /// session.disable_cpu_ep_fallback: no node at all), allow.
     #[arg(long, default_value = "shape-only", value_parser = ["shape-only", "forbid", "allow"])]
     pub cpu_fallback: String,
+    /// When opening the engine hashes its files (BLAKE3; sizes are always checked): always,
+    /// first (once, then a verified stamp keyed by size, mtime, ctime and inode), never.
+    #[arg(long, value_enum, default_value_t = flux_trt::manifest::VerifyPolicy::default())]
+    pub verify: flux_trt::manifest::VerifyPolicy,
+}
+
+/// Request limits, checked before any work (defaults: [`flux_trt::pipeline::Limits::default`]).
+#[derive(Args, Clone, Debug)]
+pub struct LimitArgs {
+    /// Most pixels (width × height) of one image.
+    #[arg(long, default_value_t = flux_trt::pipeline::Limits::default().max_pixels)]
+    pub max_pixels: usize,
+    /// Longest image side in pixels.
+    #[arg(long, default_value_t = flux_trt::pipeline::Limits::default().max_side)]
+    pub max_side: usize,
+    /// Most images per transformer call (`run`: the inputs' batch dimension).
+    #[arg(long, default_value_t = flux_trt::pipeline::Limits::default().max_batch)]
+    pub max_batch: usize,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> flux_trt::pipeline::Limits {
+        flux_trt::pipeline::Limits { max_pixels: self.max_pixels, max_side: self.max_side, max_batch: self.max_batch }
+    }
 }
 
 #[cfg(feature = "ort")]
 impl OrtArgs {
     pub fn session(&self, engine: &std::path::Path) -> Result<flux_trt::runtime::ort::FluxSession, flux_trt::runtime::RuntimeError> {
         use flux_trt::runtime::ort::{ExecutionProvider, FluxSession};
-        let mut b = FluxSession::builder(engine);
+        let mut b = FluxSession::builder(engine).with_verify(self.verify);
         if let Some(lib) = &self.ort_lib {
             b = b.with_library(lib);
         }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::OrtArgs;
+use super::{LimitArgs, OrtArgs};
 
 #[derive(Args, Clone, Debug)]
 pub struct RunArgs {
@@ -23,6 +23,8 @@ pub struct RunArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub ort: OrtArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Splits `FILE[:STRENGTH]`; a suffix that is not a number belongs to the file name.
@@ -47,14 +49,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     use std::time::Instant;
 
     use flux_trt::runtime::inputs::{save_safetensors, SAMPLE};
-    use flux_trt::runtime::FluxInputs;
+    use flux_trt::runtime::{FluxInputs, Slotted, Transformer};
 
     let loras = args.loras.iter().map(|s| parse_lora_arg(s)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
     let adapters = loras.iter().map(|(p, s)| flux_trt::lora::load(p).map(|a| (a, *s))).collect::<Result<Vec<_>, _>>()?;
+    // Inputs and limits first: nothing is loaded for a request that cannot run.
+    let manifest = flux_trt::Manifest::load(&args.engine)?;
+    let inputs = FluxInputs::from_safetensors(&args.inputs, &manifest.model)?;
+    let hs = inputs.hidden_states.shape();
+    args.limits.limits().check_tokens(hs[0], hs[1])?;
     let t = Instant::now();
     let session = args.ort.session(&args.engine)?;
     eprintln!("session: {} on {} in {:.2?}", args.engine.display(), session.execution_provider(), t.elapsed());
-    let inputs = FluxInputs::from_safetensors(&args.inputs, &session.manifest().model)?;
     if !adapters.is_empty() {
         let refs: Vec<_> = adapters.iter().map(|(a, s)| (a, *s)).collect();
         let rep = session.swap(&refs)?;

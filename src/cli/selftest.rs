@@ -1,5 +1,5 @@
 //! `flux-trt selftest --backend tensorrt`: the CLI side of
-//! [`flux_trt::runtime::tensorrt::selftest`]. Wire in with `mod cli { pub mod selftest; }` and a
+//! [`flux_trt::selftest`]. Wire in with `mod cli { pub mod selftest; }` and a
 //! `Selftest(cli::selftest::SelftestArgs)` subcommand calling [`run`]; exit code 0 on PASS.
 //!
 //! With the `ort` feature the TensorRT outputs are compared against ONNX Runtime (CPU) running
@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use flux_trt::engine::{Target, TrtLibrary};
-use flux_trt::runtime::tensorrt::{selftest, ReferenceBackend, SelftestOptions, SessionOptions};
+use flux_trt::runtime::tensorrt::SessionOptions;
+use flux_trt::selftest::{selftest, Reference, SelftestOptions};
 
 #[derive(Args, Debug, Clone)]
 pub struct SelftestArgs {
@@ -43,32 +44,6 @@ pub struct SelftestArgs {
     pub tolerance: f32,
 }
 
-#[cfg(feature = "ort")]
-struct OrtReference {
-    session: Option<flux_trt::runtime::ort::FluxSession>,
-}
-
-#[cfg(feature = "ort")]
-impl ReferenceBackend for OrtReference {
-    fn name(&self) -> String {
-        "ONNX Runtime (CPU)".into()
-    }
-    fn run(
-        &mut self,
-        dir: &std::path::Path,
-        adapters: &[(&flux_trt::Adapter, f32)],
-        inputs: &flux_trt::runtime::FluxInputs,
-    ) -> Result<flux_trt::runtime::HostTensor, String> {
-        let session = match self.session.take() {
-            Some(s) => s,
-            None => flux_trt::runtime::ort::FluxSession::builder(dir).build().map_err(|e| e.to_string())?,
-        };
-        let session = self.session.insert(session);
-        session.swap(adapters).map_err(|e| e.to_string())?;
-        session.run(inputs).map_err(|e| e.to_string())
-    }
-}
-
 /// Runs the self-test and prints its report; `Ok(true)` on PASS.
 pub fn run(args: &SelftestArgs) -> Result<bool> {
     if args.backend != "tensorrt" {
@@ -89,17 +64,18 @@ pub fn run(args: &SelftestArgs) -> Result<bool> {
         adapter_a: args.adapter_a.clone(),
         adapter_b: args.adapter_b.clone(),
         work_dir,
-        session: SessionOptions { library, device: args.device },
+        session: SessionOptions { library, device: args.device, verify: Default::default() },
         targets,
         tolerance: args.tolerance,
     };
     #[cfg(feature = "ort")]
-    let mut reference = OrtReference { session: None };
-    #[cfg(feature = "ort")]
-    let reference: Option<&mut dyn ReferenceBackend> = Some(&mut reference);
+    let report = {
+        let open =
+            |dir: &std::path::Path| -> flux_trt::Result<flux_trt::runtime::ort::FluxSession> { Ok(flux_trt::runtime::ort::FluxSession::builder(dir).build()?) };
+        selftest(&opts, Some(Reference { name: "ONNX Runtime (CPU)".into(), open: &open }))?
+    };
     #[cfg(not(feature = "ort"))]
-    let reference: Option<&mut dyn ReferenceBackend> = None;
-    let report = selftest(&opts, reference)?;
+    let report = selftest::<flux_trt::runtime::tensorrt::TrtSession>(&opts, None)?;
     println!("{report}");
     Ok(report.passed)
 }

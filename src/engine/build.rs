@@ -10,7 +10,8 @@ use super::network::{parse_and_mark, parse_file, NetSpec};
 use super::report::{EngineReport, NetworkReport};
 use super::trt::{self, LogScope};
 use super::{BuildOptions, EngineError, ProfileRecipe, Target, TrtLibrary};
-use crate::manifest::{ComponentManifest, EngineArtifact, Manifest};
+use crate::manifest::integrity::upsert;
+use crate::manifest::{ComponentManifest, EngineArtifact, FileRecord, FileRole, Manifest};
 
 pub fn inspect_network_with(dir: &Path, manifest: &Manifest, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
     parse_and_mark(dir, &NetSpec::from_manifest(manifest), lib, true, |_, _, report| Ok(report))
@@ -30,6 +31,7 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, EngineErro
     let dynamic: Vec<DynInput> = manifest.inputs.iter().map(|s| (s.name.clone(), s.shape.clone(), s.dim_names.clone())).collect();
     let report = build_net(dir, &NetSpec::from_manifest(&manifest), &manifest.onnx.file, &dynamic, opts)?;
     manifest.engine = Some(report.engine.clone());
+    upsert(&mut manifest.files, plan_record(&report));
     manifest.save(dir)?;
     Ok(report)
 }
@@ -43,8 +45,14 @@ pub fn build_component(dir: &Path, opts: &BuildOptions) -> Result<EngineReport, 
     let dynamic: Vec<DynInput> = manifest.inputs.iter().map(|s| (s.name.clone(), s.shape.clone(), s.dim_names.clone())).collect();
     let report = build_net(dir, &NetSpec::from_component(&manifest), &manifest.onnx.file, &dynamic, opts)?;
     manifest.engine = Some(report.engine.clone());
+    upsert(&mut manifest.files, plan_record(&report));
     manifest.save(dir)?;
     Ok(report)
+}
+
+/// The plan's size and BLAKE3 (hashed from the bytes written) for the manifest's `files`.
+fn plan_record(report: &EngineReport) -> FileRecord {
+    FileRecord { path: report.engine.file.clone(), role: FileRole::Plan, bytes: report.plan_bytes, blake3: report.engine.blake3.clone() }
 }
 
 /// An input's name, dims (`None` = dynamic) and dim names.
@@ -92,7 +100,7 @@ fn build_net(dir: &Path, spec: &NetSpec, model_file: &str, inputs: &[DynInput], 
             let scope = LogScope::begin();
             let plan = builder.build_serialized_network(net, &mut config).map_err(|_| EngineError::Build { path: dir.join(model_file), log: scope.text() })?;
             let build_seconds = t1.elapsed().as_secs_f64();
-            crate::util::write_atomic(&plan_path, &plan).map_err(|source| EngineError::File { path: plan_path.clone(), source })?;
+            crate::util::write_atomic(&plan_path, &plan)?;
             Ok((report, crate::util::hash_bytes(&plan), plan.len() as u64, parse_seconds, build_seconds))
         },
     )?;

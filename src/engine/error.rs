@@ -42,10 +42,7 @@ pub enum EngineError {
     /// `build_serialized_network` failed.
     #[error("{path}: TensorRT engine build failed: {log}")]
     Build { path: PathBuf, log: String },
-    #[error("{path}: {source}")]
-    File {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading or writing a file failed (the operation and path are named).
+    #[error(transparent)]
+    File(#[from] crate::util::FileError),
 }

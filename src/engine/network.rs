@@ -54,16 +54,19 @@ fn type_name(t: impl std::fmt::Debug) -> String {
     s.strip_prefix('k').map(str::to_string).unwrap_or(s)
 }
 
+const NOT_UTF8: &str = "path is not UTF-8 (TensorRT's parser takes a C string)";
+
+fn read_err(path: &Path, kind: std::io::ErrorKind, message: &str) -> EngineError {
+    crate::util::FileError::new(crate::util::FileOp::Read, path, std::io::Error::new(kind, message)).into()
+}
+
 /// Path of the model file, as UTF-8 (the parser takes a C string).
 pub(super) fn model_path(dir: &Path, manifest: &NetSpec) -> Result<(PathBuf, String), EngineError> {
     let path = dir.join(&manifest.file);
     if !path.is_file() {
-        return Err(EngineError::File { path, source: std::io::Error::new(std::io::ErrorKind::NotFound, "ONNX model file not found") });
+        return Err(read_err(&path, std::io::ErrorKind::NotFound, "ONNX model file not found"));
     }
-    let s = path.to_str().map(str::to_string).ok_or_else(|| EngineError::File {
-        path: path.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path is not UTF-8 (TensorRT's parser takes a C string)"),
-    })?;
+    let s = path.to_str().map(str::to_string).ok_or_else(|| read_err(&path, std::io::ErrorKind::InvalidInput, NOT_UTF8))?;
     Ok((path, s))
 }
 
@@ -112,12 +115,9 @@ pub(super) fn parse_and_mark<R>(
 /// Parses the model file `path` (external data resolved next to it) and describes the network,
 /// without a manifest (pipeline components: text encoders, the VAE).
 pub(super) fn parse_file(path: &Path, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
-    let path_str = path.to_str().map(str::to_string).ok_or_else(|| EngineError::File {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path is not UTF-8 (TensorRT's parser takes a C string)"),
-    })?;
+    let path_str = path.to_str().map(str::to_string).ok_or_else(|| read_err(path, std::io::ErrorKind::InvalidInput, NOT_UTF8))?;
     if !path.is_file() {
-        return Err(EngineError::File { path: path.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "ONNX model file not found") });
+        return Err(read_err(path, std::io::ErrorKind::NotFound, "ONNX model file not found"));
     }
     trt::load(lib)?;
     let logger = trt::logger()?;

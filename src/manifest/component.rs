@@ -13,15 +13,15 @@
 //! Versioned separately from the transformer manifest: readers refuse a `format_version` they
 //! do not know, and a `kind` that does not match `config`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EngineArtifact, LoraSlots, ManifestError, OnnxArtifact, Precision, SourceFile, MANIFEST_FILE};
+use super::{EngineArtifact, FileRecord, LoraSlots, ManifestError, OnnxArtifact, Precision, SourceFile, MANIFEST_FILE, MIN_MANIFEST_VERSION};
 use crate::encoders::{ClipTextConfig, T5EncoderConfig};
 
-/// Version of the component manifest schema written by this build.
-pub const COMPONENT_MANIFEST_VERSION: u32 = 1;
+/// Version of the component manifest schema written by this build (2: `files` records).
+pub const COMPONENT_MANIFEST_VERSION: u32 = 2;
 /// Sub-folder of the CLIP-L text encoder in an engine folder.
 pub const TEXT_ENCODER_DIR: &str = "text_encoder";
 /// Sub-folder of the T5 encoder in an engine folder.
@@ -151,22 +151,16 @@ pub struct ComponentManifest {
     pub sources: Vec<SourceFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineArtifact>,
+    /// Size and BLAKE3 of every file of the folder (format 2; empty for format 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileRecord>,
 }
 
 impl ComponentManifest {
     /// Reads and checks `dir/manifest.json` (or the file itself): version, and `kind` against
     /// `config`.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let file: PathBuf = if path.is_dir() { path.join(MANIFEST_FILE) } else { path.to_path_buf() };
-        let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Io { path: file.clone(), source })?;
-        #[derive(Deserialize)]
-        struct Probe {
-            format_version: u32,
-        }
-        let probe: Probe = serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
-        if probe.format_version != COMPONENT_MANIFEST_VERSION {
-            return Err(ManifestError::Version { path: file, found: probe.format_version, supported: COMPONENT_MANIFEST_VERSION });
-        }
+        let (file, text) = super::read_versioned(path, MIN_MANIFEST_VERSION, COMPONENT_MANIFEST_VERSION)?;
         let m: ComponentManifest = serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
         if m.kind != m.config.kind() {
             return Err(ManifestError::Mismatch { path: file, message: format!("kind `{}` but the config is for `{}`", m.kind, m.config.kind()) });
@@ -186,9 +180,7 @@ impl ComponentManifest {
 
     /// Writes the manifest atomically to `dir/manifest.json`.
     pub fn save(&self, dir: &Path) -> Result<(), ManifestError> {
-        let file = dir.join(MANIFEST_FILE);
-        let json = serde_json::to_vec_pretty(self).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
-        crate::util::write_atomic(&file, &json).map_err(|source| ManifestError::Io { path: file, source })
+        super::save_json(self, dir)
     }
 
     pub fn clip(&self) -> Option<&ClipTextConfig> {
@@ -239,6 +231,7 @@ mod tests {
             lora: None,
             sources: vec![],
             engine: None,
+            files: vec![],
         }
     }
 
@@ -253,7 +246,12 @@ mod tests {
         assert!(text.contains("\"kind\": \"clip-text\"") && text.contains("\"dtype\": \"i64\""), "{text}");
         std::fs::write(dir.path().join(MANIFEST_FILE), text.replace("\"kind\": \"clip-text\"", "\"kind\": \"vae-decoder\"")).unwrap();
         assert!(matches!(ComponentManifest::load(dir.path()), Err(ManifestError::Mismatch { .. })));
-        std::fs::write(dir.path().join(MANIFEST_FILE), text.replace("\"format_version\": 1", "\"format_version\": 7")).unwrap();
+        let version = format!("\"format_version\": {COMPONENT_MANIFEST_VERSION}");
+        assert!(text.contains(&version), "{text}");
+        std::fs::write(dir.path().join(MANIFEST_FILE), text.replace(&version, "\"format_version\": 7")).unwrap();
         assert!(matches!(ComponentManifest::load(dir.path()), Err(ManifestError::Version { found: 7, .. })));
+        // Format 1 (no `files`) still loads.
+        std::fs::write(dir.path().join(MANIFEST_FILE), text.replace(&version, "\"format_version\": 1")).unwrap();
+        assert_eq!(ComponentManifest::load(dir.path()).unwrap().files, vec![]);
     }
 }

@@ -22,16 +22,13 @@ pub enum OnnxError {
     Vae(#[from] super::components::vae::VaeError),
     #[error("{path}: the graph protobuf would be {bytes} bytes, above protobuf's 2 GiB limit (lower --max-rank or the targets)")]
     TooLarge { path: PathBuf, bytes: u64 },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading or writing a file failed (the operation and path are named).
+    #[error(transparent)]
+    File(#[from] crate::util::FileError),
     #[error("{path}: cannot serialize the ONNX model: {message}")]
     Serialize { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Component { path: PathBuf, message: String },
-    #[error("{path}: cannot write the manifest: {message}")]
-    Manifest { path: PathBuf, message: String },
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
 }

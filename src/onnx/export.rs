@@ -14,8 +14,9 @@ use super::graph::Graph;
 use super::{blocks, proto, weights, OnnxError, DATA_FILE, IR_VERSION, MODEL_FILE, OPSET};
 use crate::checkpoint::Checkpoint;
 use crate::lora::SlotPlan;
-use crate::manifest::{LoraSlots, Manifest, OnnxArtifact, Precision, SourceFile, TensorSpec, MANIFEST_VERSION};
+use crate::manifest::{FileRecord, FileRole, LoraSlots, Manifest, OnnxArtifact, Precision, SourceFile, TensorSpec, MANIFEST_VERSION};
 use crate::tensor::DType;
+use crate::util::{FileError, FileOp};
 
 /// What to export besides the checkpoint and the slot plan.
 #[derive(Clone, Debug)]
@@ -187,15 +188,15 @@ fn hash_sources(ckpt_files: &[PathBuf], lora_files: &[PathBuf]) -> Result<Vec<So
     let mut v = Vec::new();
     for (role, files) in [("checkpoint", ckpt_files), ("lora", lora_files)] {
         for f in files {
-            let (blake3, bytes) = crate::util::hash_file(f).map_err(|source| OnnxError::Io { path: f.clone(), source })?;
+            let (blake3, bytes) = crate::util::hash_file(f).map_err(|e| FileError::new(FileOp::Read, f, e))?;
             v.push(SourceFile { role: role.into(), path: f.display().to_string(), bytes, blake3 });
         }
     }
     Ok(v)
 }
 
-pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> OnnxError + '_ {
-    move |source| OnnxError::Io { path: path.to_path_buf(), source }
+pub(crate) fn io_err(op: FileOp, path: &Path) -> impl Fn(std::io::Error) -> OnnxError + '_ {
+    move |source| FileError::new(op, path, source).into()
 }
 
 /// Exports `ckpt` with `plan`'s (zero) LoRA slots into `out_dir`: `model.onnx`,
@@ -203,7 +204,7 @@ pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> OnnxError + '_ {
 /// under a temporary name in `out_dir` and renamed at the end (manifest last).
 /// `progress(written, total)` reports external-data bytes.
 pub fn export(ckpt: &Checkpoint, plan: &SlotPlan, opts: &ExportOptions, out_dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<ExportReport, OnnxError> {
-    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    std::fs::create_dir_all(out_dir).map_err(io_err(FileOp::Create, out_dir))?;
     let built = build_model(ckpt, plan, opts)?;
     let slots = LoraSlots::from_plan(plan, opts.float_dtype());
     let model_path = out_dir.join(MODEL_FILE);
@@ -226,12 +227,12 @@ pub fn export(ckpt: &Checkpoint, plan: &SlotPlan, opts: &ExportOptions, out_dir:
         let hasher = opts.hash_sources.then(|| s.spawn(|| hash_sources(&ckpt_files, &opts.lora_files)));
         let written = write_files(&built, &ckpt_files, out_dir, &model_path, &data_path, progress);
         let sources = match hasher {
-            Some(h) => h.join().map_err(|_| OnnxError::Io { path: out_dir.to_path_buf(), source: std::io::Error::other("hash thread panicked") })??,
+            Some(h) => h.join().map_err(|_| FileError::new(FileOp::Read, out_dir, std::io::Error::other("hash thread panicked")))??,
             None => Vec::new(),
         };
         Ok((sources, written?))
     })?;
-    let (tmp_data, tmp_model, model_sha) = written;
+    let Written { tmp_data, tmp_model, model_blake3: model_sha, files } = written;
 
     let (inputs, outputs) = io_specs(&built.model, &slots);
     let manifest = Manifest {
@@ -245,13 +246,14 @@ pub fn export(ckpt: &Checkpoint, plan: &SlotPlan, opts: &ExportOptions, out_dir:
         lora: slots,
         sources,
         engine: None,
+        files,
         fp8_activation_scales: None,
         fp8: None,
     };
     let manifest = with_fp8(manifest, ckpt, opts)?;
-    tmp_data.persist(&data_path).map_err(|e| OnnxError::Io { path: data_path.clone(), source: e.error })?;
-    tmp_model.persist(&model_path).map_err(|e| OnnxError::Io { path: model_path.clone(), source: e.error })?;
-    manifest.save(out_dir).map_err(|e| OnnxError::Manifest { path: out_dir.join(crate::manifest::MANIFEST_FILE), message: e.to_string() })?;
+    persist(tmp_data, &data_path)?;
+    persist(tmp_model, &model_path)?;
+    manifest.save(out_dir)?;
     for p in [&data_path, &model_path, &out_dir.join(crate::manifest::MANIFEST_FILE)] {
         readable(p)?;
     }
@@ -267,11 +269,24 @@ pub fn export(ckpt: &Checkpoint, plan: &SlotPlan, opts: &ExportOptions, out_dir:
     })
 }
 
-pub(crate) type Written = (tempfile::NamedTempFile, tempfile::NamedTempFile, String);
+/// The model and data written under temporary names, and their records (hashed while written).
+pub(crate) struct Written {
+    pub tmp_data: tempfile::NamedTempFile,
+    pub tmp_model: tempfile::NamedTempFile,
+    pub model_blake3: String,
+    /// `model.onnx` and `model.onnx.data`: size and BLAKE3 as written.
+    pub files: Vec<FileRecord>,
+}
+
+/// Renames a finished temporary file to `path` (errors name `path`).
+pub(crate) fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), OnnxError> {
+    tmp.persist(path).map_err(|e| FileError::new(FileOp::Rename, path, e.error))?;
+    Ok(())
+}
 
 /// Writes `built`'s external data and model under temporary names in `out_dir` (synced, not yet
 /// renamed); `source_files` are the mapped weight files (their pages are released as written).
-/// Returns the temp files and the BLAKE3 of the model file.
+/// Both files are hashed (BLAKE3) as they are written, for the manifest's `files`.
 pub(crate) fn write_files(
     built: &BuiltModel<'_>,
     ckpt_files: &[PathBuf],
@@ -280,29 +295,31 @@ pub(crate) fn write_files(
     data_path: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Written, OnnxError> {
-    let tmp = |prefix: &str, path: &Path| {
-        tempfile::Builder::new().prefix(prefix).suffix(".tmp").tempfile_in(out_dir).map_err(|source| OnnxError::Io { path: path.to_path_buf(), source })
-    };
+    let tmp = |prefix: &str, path: &Path| tempfile::Builder::new().prefix(prefix).suffix(".tmp").tempfile_in(out_dir).map_err(io_err(FileOp::Write, path));
     let total = built.data_len;
     let tmp_data = tmp(".model.onnx.data.", data_path)?;
     let mapped = weights::MappedFiles::find(ckpt_files);
     if mapped.is_empty() {
         tracing::debug!("checkpoint mappings not found in /proc/self/maps; pages will not be released early");
     }
-    let mut w = BufWriter::with_capacity(8 << 20, tmp_data.as_file());
-    weights::write_data(&built.weights, &built.offsets, &mapped, &mut w, &mut |n| progress(n, total)).map_err(io_err(data_path))?;
-    w.flush().map_err(io_err(data_path))?;
-    drop(w);
-    tmp_data.as_file().sync_all().map_err(io_err(data_path))?;
+    let mut w = crate::util::HashingWriter::new(BufWriter::with_capacity(8 << 20, tmp_data.as_file()));
+    weights::write_data(&built.weights, &built.offsets, &mapped, &mut w, &mut |n| progress(n, total)).map_err(io_err(FileOp::Write, data_path))?;
+    w.flush().map_err(io_err(FileOp::Write, data_path))?;
+    let (_, data_blake3, data_bytes) = w.finish();
+    tmp_data.as_file().sync_all().map_err(io_err(FileOp::Write, data_path))?;
 
     let tmp_model = tmp(".model.onnx.", model_path)?;
-    let mut w = BufWriter::new(tmp_model.as_file());
+    let mut w = crate::util::HashingWriter::new(BufWriter::new(tmp_model.as_file()));
     built.model.write_to_writer(&mut w).map_err(|e| OnnxError::Serialize { path: model_path.to_path_buf(), message: e.to_string() })?;
-    w.flush().map_err(io_err(model_path))?;
-    drop(w);
-    tmp_model.as_file().sync_all().map_err(io_err(model_path))?;
-    let (sha, _) = crate::util::hash_file(tmp_model.path()).map_err(io_err(model_path))?;
-    Ok((tmp_data, tmp_model, sha))
+    w.flush().map_err(io_err(FileOp::Write, model_path))?;
+    let (_, model_blake3, model_bytes) = w.finish();
+    tmp_model.as_file().sync_all().map_err(io_err(FileOp::Write, model_path))?;
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let files = vec![
+        FileRecord { path: name(model_path), role: FileRole::Onnx, bytes: model_bytes, blake3: model_blake3.clone() },
+        FileRecord { path: name(data_path), role: FileRole::OnnxData, bytes: data_bytes, blake3: data_blake3 },
+    ];
+    Ok(Written { tmp_data, tmp_model, model_blake3, files })
 }
 
 /// Temporary files are created 0600; the artifact is meant to be shared (0644).
@@ -310,7 +327,7 @@ pub(crate) fn readable(path: &Path) -> Result<(), OnnxError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(io_err(path))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(io_err(FileOp::Write, path))?;
     }
     #[cfg(not(unix))]
     let _ = path;
@@ -343,11 +360,11 @@ pub fn write_model(built: &BuiltModel<'_>, ckpt: &Checkpoint, dir: &Path) -> Res
 /// [`write_model`] for a model whose weights come from `source_files` (any component; the
 /// files' mappings are released page by page as they are written).
 pub fn write_model_files(built: &BuiltModel<'_>, source_files: &[PathBuf], dir: &Path) -> Result<PathBuf, OnnxError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    std::fs::create_dir_all(dir).map_err(io_err(FileOp::Create, dir))?;
     let model_path = dir.join(MODEL_FILE);
     let data_path = dir.join(DATA_FILE);
-    let (tmp_data, tmp_model, _) = write_files(built, source_files, dir, &model_path, &data_path, &mut |_, _| {})?;
-    tmp_data.persist(&data_path).map_err(|e| OnnxError::Io { path: data_path.clone(), source: e.error })?;
-    tmp_model.persist(&model_path).map_err(|e| OnnxError::Io { path: model_path.clone(), source: e.error })?;
+    let w = write_files(built, source_files, dir, &model_path, &data_path, &mut |_, _| {})?;
+    persist(w.tmp_data, &data_path)?;
+    persist(w.tmp_model, &model_path)?;
     Ok(model_path)
 }

@@ -4,13 +4,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not valid JSON for {what}: {source}")]
+    /// Reading or writing a file failed (the operation and path are named).
+    #[error(transparent)]
+    File(#[from] crate::util::FileError),
+    #[error("{path}: not valid JSON for {what}")]
     Json {
         path: PathBuf,
         what: &'static str,
@@ -27,18 +24,21 @@ pub enum PipelineError {
     Tokenizer { path: PathBuf, message: String },
     #[error("resolution {width}x{height}: {message}")]
     Resolution { width: usize, height: usize, message: String },
+    /// A request above a configured limit (checked before any work).
+    #[error("request {requested} exceeds {limit} (a configured limit; raise it to allow this request){}", estimate.as_ref().map(|e| format!("; estimated transformer activation memory {e}")).unwrap_or_default())]
+    Limit { requested: String, limit: String, estimate: Option<String> },
     #[error("{path}: not a valid safetensors file: {message}")]
     Safetensors { path: PathBuf, message: String },
     #[error("{path}: tensor `{tensor}`: {message}")]
     Tensor { path: PathBuf, tensor: String, message: String },
-    #[error("transformer at step {step}: {source}")]
+    #[error("transformer at step {step}")]
     Transformer {
         step: usize,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A backend stage (text encoder, VAE decoder) failed; its own error is the source.
-    #[error("{stage}: {source}")]
+    #[error("{stage}")]
     Stage {
         stage: &'static str,
         #[source]

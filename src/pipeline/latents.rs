@@ -163,7 +163,7 @@ impl VaeConfig {
 
     /// Reads and validates `vae/config.json`: FLUX's 16 latent channels and factor 8 are required.
     pub fn from_file(path: &Path) -> Result<Self, PipelineError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::from(crate::util::FileError::new(crate::util::FileOp::Read, path, e)))?;
         let cfg: VaeConfig =
             serde_json::from_str(&text).map_err(|source| PipelineError::Json { path: path.into(), what: "a diffusers AutoencoderKL config", source })?;
         let bad = |message: String| Err(PipelineError::Tensor { path: path.into(), tensor: "config".into(), message });
@@ -203,7 +203,7 @@ pub const LATENTS_TENSOR: &str = "latents";
 /// or bf16), either packed `[1, seq, 64]` (as FluxPipeline's `latents=` argument) or unpacked
 /// `[1, 16, H/8, W/8]` (packed here). Returns packed f32 `[1, seq, 64]`.
 pub fn load_latents(path: &Path, res: Resolution) -> Result<Vec<f32>, PipelineError> {
-    let bytes = std::fs::read(path).map_err(|source| PipelineError::Io { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|e| PipelineError::from(crate::util::FileError::new(crate::util::FileOp::Read, path, e)))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| PipelineError::Safetensors { path: path.into(), message: e.to_string() })?;
     let tensor_err = |message: String| PipelineError::Tensor { path: path.into(), tensor: LATENTS_TENSOR.into(), message };
     let view = st.tensor(LATENTS_TENSOR).map_err(|_| {

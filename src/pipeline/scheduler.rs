@@ -90,7 +90,7 @@ impl SchedulerConfig {
 
     /// Reads and validates a diffusers `scheduler_config.json`.
     pub fn from_file(path: &Path) -> Result<Self, PipelineError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::from(crate::util::FileError::new(crate::util::FileOp::Read, path, e)))?;
         let cfg: SchedulerConfig =
             serde_json::from_str(&text).map_err(|source| PipelineError::Json { path: path.into(), what: "a diffusers scheduler config", source })?;
         cfg.validate().map_err(|message| PipelineError::SchedulerConfig { path: path.into(), message })?;

@@ -66,7 +66,7 @@ fn err(path: &Path, message: impl Into<String>) -> PipelineError {
 }
 
 fn read_text(path: &Path) -> Result<String, PipelineError> {
-    std::fs::read_to_string(path).map_err(|source| PipelineError::Io { path: path.into(), source })
+    std::fs::read_to_string(path).map_err(|e| PipelineError::from(crate::util::FileError::new(crate::util::FileOp::Read, path, e)))
 }
 
 fn read_config(dir: &Path) -> Result<(PathBuf, TokenizerConfig), PipelineError> {

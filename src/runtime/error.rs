@@ -45,12 +45,9 @@ pub enum RuntimeError {
     /// An adapter does not fit the engine's slots (nothing was changed).
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading or writing a file failed (the operation and path are named).
+    #[error(transparent)]
+    File(#[from] crate::util::FileError),
     /// A run input is missing, unexpected or has the wrong shape.
     #[error("input `{tensor}`: {message}")]
     Input { tensor: String, message: String },

@@ -11,7 +11,7 @@ use flux_trt::lora::{Adapter, SlotPlan};
 use flux_trt::manifest::Precision;
 use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::runtime::ort::FluxSession;
-use flux_trt::runtime::{FluxInputs, HostTensor};
+use flux_trt::runtime::{FluxInputs, HostTensor, Transformer};
 use flux_trt::Checkpoint;
 
 /// `ORT_DYLIB_PATH` if set (CI), else the library inside Python's `onnxruntime` package.

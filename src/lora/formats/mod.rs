@@ -33,7 +33,7 @@ pub(crate) struct Loaded {
 
 /// Runs `f` on the parsed file.
 fn with_source<T>(path: &Path, f: impl FnOnce(&Source) -> Result<T, LoraError>) -> Result<T, LoraError> {
-    let io = |source| LoraError::Io { path: path.to_path_buf(), source };
+    let io = |e| LoraError::from(crate::util::FileError::new(crate::util::FileOp::Read, path, e));
     let file = File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     if len == 0 {

@@ -16,13 +16,16 @@ use std::path::{Path, PathBuf};
 pub use clip::{build_clip, clip_prefix, CLIP_INPUT, CLIP_OUTPUT};
 pub use t5::{build_t5, T5_INPUT, T5_OUTPUT};
 
-use super::export::{finish_graph, io_err, readable, value_specs, write_files, BuiltModel};
+use super::export::{finish_graph, io_err, persist, readable, value_specs, write_files, BuiltModel, Written};
 use super::{OnnxError, DATA_FILE, MODEL_FILE, OPSET};
 use crate::checkpoint::ComponentWeights;
 use crate::encoders::{ClipTextConfig, T5EncoderConfig};
 use crate::lora::SlotPlan;
 use crate::manifest::component::{COMPONENT_MANIFEST_VERSION, COPIED_DIRS};
-use crate::manifest::{ComponentConfig, ComponentManifest, IoDType, IoSpec, LoraSlots, OnnxArtifact, Precision, SourceFile, MANIFEST_FILE};
+use crate::manifest::{
+    ComponentConfig, ComponentManifest, FileRecord, FileRole, IoDType, IoSpec, LoraSlots, OnnxArtifact, Precision, SourceFile, MANIFEST_FILE,
+};
+use crate::util::{FileError, FileOp};
 
 /// What [`export_component`] records besides the graph.
 #[derive(Clone, Debug)]
@@ -59,7 +62,7 @@ fn hash(role: &str, files: &[PathBuf]) -> Result<Vec<SourceFile>, OnnxError> {
     files
         .iter()
         .map(|f| {
-            let (blake3, bytes) = crate::util::hash_file(f).map_err(|source| OnnxError::Io { path: f.clone(), source })?;
+            let (blake3, bytes) = crate::util::hash_file(f).map_err(|e| FileError::new(FileOp::Read, f, e))?;
             Ok(SourceFile { role: role.into(), path: f.display().to_string(), bytes, blake3 })
         })
         .collect()
@@ -69,7 +72,7 @@ fn hash(role: &str, files: &[PathBuf]) -> Result<Vec<SourceFile>, OnnxError> {
 /// ([`ComponentManifest`] of `spec.config.kind()`): every file under a temporary name first,
 /// then renamed, the manifest last. Returns the manifest written.
 pub fn export_component(built: &BuiltModel<'_>, spec: &ComponentExport, out_dir: &Path) -> Result<ComponentManifest, OnnxError> {
-    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    std::fs::create_dir_all(out_dir).map_err(io_err(FileOp::Create, out_dir))?;
     let model_path = out_dir.join(MODEL_FILE);
     let data_path = out_dir.join(DATA_FILE);
     use protobuf::Message;
@@ -90,12 +93,12 @@ pub fn export_component(built: &BuiltModel<'_>, spec: &ComponentExport, out_dir:
         });
         let written = write_files(built, &spec.weight_files, out_dir, &model_path, &data_path, &mut |_, _| {});
         let sources = match hasher {
-            Some(h) => h.join().map_err(|_| OnnxError::Io { path: out_dir.to_path_buf(), source: std::io::Error::other("hash thread panicked") })??,
+            Some(h) => h.join().map_err(|_| FileError::new(FileOp::Read, out_dir, std::io::Error::other("hash thread panicked")))??,
             None => Vec::new(),
         };
         Ok((sources, written?))
     })?;
-    let (tmp_data, tmp_model, model_hash) = written;
+    let Written { tmp_data, tmp_model, model_blake3: model_hash, files } = written;
     let manifest = ComponentManifest {
         format_version: COMPONENT_MANIFEST_VERSION,
         exporter: format!("flux-trt {}", env!("CARGO_PKG_VERSION")),
@@ -108,11 +111,12 @@ pub fn export_component(built: &BuiltModel<'_>, spec: &ComponentExport, out_dir:
         lora: spec.lora.clone(),
         sources,
         engine: None,
+        files,
     };
-    tmp_data.persist(&data_path).map_err(|e| OnnxError::Io { path: data_path.clone(), source: e.error })?;
-    tmp_model.persist(&model_path).map_err(|e| OnnxError::Io { path: model_path.clone(), source: e.error })?;
+    persist(tmp_data, &data_path)?;
+    persist(tmp_model, &model_path)?;
     let manifest_path = out_dir.join(MANIFEST_FILE);
-    manifest.save(out_dir).map_err(|e| OnnxError::Manifest { path: manifest_path.clone(), message: e.to_string() })?;
+    manifest.save(out_dir)?;
     for p in [&data_path, &model_path, &manifest_path] {
         readable(p)?;
     }
@@ -145,6 +149,9 @@ pub struct TextEncodersReport {
     pub t5: ComponentManifest,
     /// Files copied from the pipeline's tokenizer/scheduler folders (relative to the engine folder).
     pub copied: Vec<PathBuf>,
+    /// Their size and BLAKE3 as written (also recorded in the engine folder's top-level
+    /// `manifest.json` when there is one).
+    pub copied_files: Vec<FileRecord>,
 }
 
 /// The CLIP text encoder's config of a diffusers pipeline folder (`text_encoder/config.json`),
@@ -250,27 +257,37 @@ pub fn export_text_encoders(
     }
     let clip = export_clip(&pipeline_dir.join(TEXT_ENCODER_DIR), clip_plan, opts, &engine_dir.join(TEXT_ENCODER_DIR))?;
     let t5 = export_t5(&pipeline_dir.join(TEXT_ENCODER_2_DIR), opts, &engine_dir.join(TEXT_ENCODER_2_DIR))?;
-    let mut copied = Vec::new();
+    let mut copied_files = Vec::new();
     for d in COPIED_DIRS {
-        copy_tree(&pipeline_dir.join(d), &engine_dir.join(d), Path::new(d), &mut copied)?;
+        copy_tree(&pipeline_dir.join(d), &engine_dir.join(d), Path::new(d), &mut copied_files)?;
     }
-    Ok(TextEncodersReport { clip, t5, copied })
+    if engine_dir.join(MANIFEST_FILE).is_file() {
+        let mut m = crate::manifest::Manifest::load(engine_dir)?;
+        for r in &copied_files {
+            crate::manifest::integrity::upsert(&mut m.files, r.clone());
+        }
+        m.save(engine_dir)?;
+    }
+    let copied = copied_files.iter().map(|r| PathBuf::from(&r.path)).collect();
+    Ok(TextEncodersReport { clip, t5, copied, copied_files })
 }
 
-/// Copies every regular file under `src` into `dst` (same relative paths), each atomically.
-fn copy_tree(src: &Path, dst: &Path, rel: &Path, copied: &mut Vec<PathBuf>) -> Result<(), OnnxError> {
-    std::fs::create_dir_all(dst).map_err(io_err(dst))?;
-    let mut entries: Vec<_> = std::fs::read_dir(src).map_err(io_err(src))?.collect::<Result<_, _>>().map_err(io_err(src))?;
+/// Copies every regular file under `src` into `dst` (same relative paths), each atomically,
+/// recording each file's size and BLAKE3 (path relative to the engine folder, `/`-separated).
+fn copy_tree(src: &Path, dst: &Path, rel: &Path, copied: &mut Vec<FileRecord>) -> Result<(), OnnxError> {
+    std::fs::create_dir_all(dst).map_err(io_err(FileOp::Create, dst))?;
+    let mut entries: Vec<_> = std::fs::read_dir(src).map_err(io_err(FileOp::Read, src))?.collect::<Result<_, _>>().map_err(io_err(FileOp::Read, src))?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let (from, to) = (e.path(), dst.join(e.file_name()));
         if from.is_dir() {
             copy_tree(&from, &to, &rel.join(e.file_name()), copied)?;
         } else {
-            let bytes = std::fs::read(&from).map_err(io_err(&from))?;
-            crate::util::write_atomic(&to, &bytes).map_err(io_err(&to))?;
+            let bytes = std::fs::read(&from).map_err(io_err(FileOp::Read, &from))?;
+            crate::util::write_atomic(&to, &bytes)?;
             readable(&to)?;
-            copied.push(rel.join(e.file_name()));
+            let path = rel.join(e.file_name()).components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/");
+            copied.push(FileRecord { path, role: FileRole::Copied, bytes: bytes.len() as u64, blake3: crate::util::hash_bytes(&bytes) });
         }
     }
     Ok(())

@@ -120,11 +120,12 @@ pub fn calibrate(ckpt: &Checkpoint, opts: &CalibOptions) -> Result<Calibration, 
     }
     let sig = sigmas(opts.samples, cfg.variant, img_seq);
 
-    let library = crate::runtime::ort::library_path(opts.library.as_deref()).map_err(|e| Fp8Error::Calibration(e.to_string()))?;
-    let env = crate::runtime::ort::env::environment(&library).map_err(|e| Fp8Error::Calibration(e.to_string()))?;
+    let library = crate::runtime::ort::library_path(opts.library.as_deref()).map_err(|e| Fp8Error::Calibration(crate::util::error_chain(&e)))?;
+    let env = crate::runtime::ort::env::environment(&library).map_err(|e| Fp8Error::Calibration(crate::util::error_chain(&e)))?;
     let base = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&base).map_err(|source| OnnxError::Io { path: base.clone(), source })?;
-    let tmp = tempfile::Builder::new().prefix("flux-trt-calib.").tempdir_in(&base).map_err(|source| OnnxError::Io { path: base.clone(), source })?;
+    std::fs::create_dir_all(&base).map_err(|e| crate::util::FileError::new(crate::util::FileOp::Create, &base, e))?;
+    let tmp =
+        tempfile::Builder::new().prefix("flux-trt-calib.").tempdir_in(&base).map_err(|e| crate::util::FileError::new(crate::util::FileOp::Create, &base, e))?;
     let built = crate::onnx::build_calibration_model(ckpt)?;
     let model_path = crate::onnx::write_model(&built, ckpt, tmp.path())?;
     drop(built);

@@ -10,6 +10,10 @@ use ::ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memo
 use ::ort::session::Session;
 use ::ort::value::DynTensor;
 
+use std::path::Path;
+
+use crate::lora::SlotWeights;
+use crate::manifest::LoraSlots;
 use crate::runtime::slots::AdapterLabel;
 use crate::runtime::RuntimeError;
 
@@ -155,6 +159,37 @@ fn copy_htod<T: Copy>(ordinal: i32, dst: *mut std::ffi::c_void, src: &[T]) -> Re
     // SAFETY: `dst` is a device allocation of `size_of_val(src)` bytes (allocated by ONNX
     // Runtime for a tensor of the same element type and shape), not aliased while we copy.
     unsafe { cudarc::driver::result::memcpy_htod_sync(dst as cudarc::driver::sys::CUdeviceptr, src) }.map_err(|e| format!("cuMemcpyHtoD: {e}"))
+}
+
+/// Laid-out slot weights → host tensors of the slots' dtype (encoded by [`crate::tensor::encode_into`],
+/// the one slot encoding every backend uses), named and ordered as in `lora` (A then B per slot).
+pub(crate) fn slot_tensors(lora: &LoraSlots, w: SlotWeights, what: &Path) -> Result<Vec<(String, DynTensor)>, RuntimeError> {
+    if w.a.len() != lora.slots.len() || w.b.len() != lora.slots.len() {
+        return Err(RuntimeError::Input {
+            tensor: "lora slots".into(),
+            message: format!("{} / {} slot tensors for {} slots", w.a.len(), w.b.len(), lora.slots.len()),
+        });
+    }
+    let host = Allocator::default();
+    let ty = super::check::element_type(lora.dtype);
+    let mut bytes = Vec::new();
+    let mut values = Vec::with_capacity(2 * lora.slots.len());
+    for ((s, a), b) in lora.slots.iter().zip(w.a).zip(w.b) {
+        for (name, m) in [(&s.a, a), (&s.b, b)] {
+            let err = |e| RuntimeError::ort(format!("{}: slot tensor `{name}`", what.display()), e);
+            bytes.clear();
+            crate::tensor::encode_into(lora.dtype, &m.data, &mut bytes);
+            if bytes.len() != m.rows * m.cols * lora.dtype.size() {
+                return Err(RuntimeError::Input { tensor: name.clone(), message: format!("{} values for a {}×{} slot", m.data.len(), m.rows, m.cols) });
+            }
+            let mut t = DynTensor::new(&host, ty, vec![m.rows, m.cols]).map_err(err)?;
+            // SAFETY: a host tensor of `rows × cols` elements of `lora.dtype`, i.e. exactly
+            // `bytes.len()` bytes, freshly allocated and not shared yet.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), t.data_ptr_mut().cast::<u8>(), bytes.len()) };
+            values.push((name.clone(), t));
+        }
+    }
+    Ok(values)
 }
 
 /// Byte size of slot tensors (element size × elements).

@@ -45,7 +45,7 @@ pub fn loaded_library() -> Option<PathBuf> {
 
 /// Loads the library (first call) and returns the process environment.
 pub(crate) fn environment(library: &Path) -> Result<Environment, RuntimeError> {
-    let requested = library.canonicalize().map_err(|source| RuntimeError::Io { path: library.to_path_buf(), source })?;
+    let requested = library.canonicalize().map_err(|e| RuntimeError::from(crate::util::FileError::new(crate::util::FileOp::Read, library, e)))?;
     let mut guard = LOADED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(l) = guard.as_ref() {
         if l.path != requested {

@@ -20,15 +20,10 @@ pub enum TrtError {
     Manifest(#[from] ManifestError),
     #[error("{path}: manifest.json has no `engine` entry: build the TensorRT plan first (build-engine --tensorrt)")]
     NoEngine { path: PathBuf },
-    #[error("{path}: cannot read the plan: {source}")]
-    PlanFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The plan is not the one the manifest recorded (truncated, rebuilt, replaced).
-    #[error("{path}: plan BLAKE3 is {found} ({bytes} bytes), manifest.json records {expected}")]
-    PlanHash { path: PathBuf, expected: String, found: String, bytes: u64 },
+    /// Reading the plan failed (the path is named). A plan that differs from its record is a
+    /// [`ManifestError::Integrity`] (through [`TrtError::Manifest`]).
+    #[error(transparent)]
+    File(#[from] crate::util::FileError),
     /// The plan was built by another TensorRT variant than this build loads.
     #[error("{path}: plan was built with {found}, this build of flux-trt runs {expected}")]
     Variant { path: PathBuf, expected: String, found: String },
