@@ -59,7 +59,16 @@ fn psnr(got: &[u8], want: &[u8]) -> f64 {
 }
 
 fn request() -> GenerateRequest {
-    GenerateRequest { prompt: PROMPT.into(), prompt_2: None, resolution: Resolution::new(64, 64).unwrap(), steps: 3, guidance: 3.5, seed: 42, latents: None }
+    GenerateRequest {
+        prompt: PROMPT.into(),
+        prompt_2: None,
+        resolution: Resolution::new(64, 64).unwrap(),
+        steps: 3,
+        guidance: 3.5,
+        seed: 42,
+        latents: None,
+        keep_step_latents: false,
+    }
 }
 
 fn cpu() -> SessionOptions {
