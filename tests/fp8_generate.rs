@@ -165,6 +165,8 @@ fn text_encoder_precision_follows_the_backend_and_bf16_is_refused_on_the_cpu() {
         .arg(fixtures().join("pipeline/flux-tiny"))
         .arg("--model")
         .arg(fixtures().join("models/dev-diffusers"))
+        .arg("--lora")
+        .arg(fixtures().join(TRANSFORMER_LORA))
         .args(["--text-encoder-precision", "fp8", "--out"])
         .arg(dir.path().join("never"))
         .output()
