@@ -5,7 +5,8 @@
 //! transformer LoRA (its slots stay fp32). Bf16 components on the CPU are refused by name.
 //!
 //! Measured (tiny pipeline, 64×64, 3 steps, calibration: 8 stand-in samples, per-channel weight
-//! scales): see the bounds in `fp8_pipeline_generates_on_the_cpu_close_to_the_fp32_goldens`.
+//! scales; 2026-11-29): PSNR vs the fp32 goldens 51.1 dB base, 47.2 dB with the LoRA (the LoRA's
+//! own effect is 27.3 dB); asserted ≥ 35 dB and ≥ 10 dB better than the LoRA's effect.
 #![cfg(all(feature = "export", feature = "ort", feature = "pipeline", feature = "cli"))]
 
 use std::path::Path;
