@@ -38,6 +38,10 @@ struct Args {
     /// Needs --pipeline.
     #[arg(long, value_enum)]
     vae_precision: Option<Precision>,
+    /// Precision of the exported text encoders. Default: `--precision`; for fp8 the transformer's
+    /// float dtype (`--fp8-float`: bf16 for TensorRT, fp32 for ONNX Runtime CPU, which has no bf16 kernels).
+    #[arg(long, value_enum)]
+    text_encoder_precision: Option<Precision>,
     /// CLIP LoRA slot rank (default: the largest rank of the adapters' CLIP modules). Without
     /// CLIP adapters or --text-encoder-targets, slots go on every CLIP Linear module.
     #[arg(long)]
@@ -117,6 +121,7 @@ struct Recipe {
     text_encoder_lora_rank: Option<usize>,
     #[serde(default)]
     text_encoder_targets: Vec<String>,
+    text_encoder_precision: Option<Precision>,
     precision: Option<Precision>,
     max_rank: Option<usize>,
     #[serde(default)]
@@ -243,6 +248,10 @@ fn main() -> Result<()> {
     let plan = SlotPlan::new(ckpt.config(), &refs, &PlanOptions { max_rank, targets })?;
     tracing::info!(slots = plan.slots.len(), max_rank = plan.max_rank, "slot plan");
 
+    let te_precision = text_encoder_precision(&args, &recipe, precision)?;
+    if pipeline.is_none() && args.text_encoder_precision.is_some() {
+        bail!("--text-encoder-precision needs --pipeline (the text encoders come from the pipeline folder)");
+    }
     let fp8 = if precision == Precision::Fp8 { Some(fp8_options(&args, &ckpt, &out)?) } else { None };
     let opts = ExportOptions { precision, lora_files: loras.iter().map(|(p, _)| p.clone()).collect(), hash_sources: !args.no_hash, fp8 };
     let bar = indicatif::ProgressBar::new(0);
@@ -268,7 +277,7 @@ fn main() -> Result<()> {
         report.data_path.display()
     );
     if let Some(p) = &pipeline {
-        text_encoders(&args, &recipe, p, &adapters, &loras, precision, &out)?;
+        text_encoders(&args, &recipe, p, &adapters, &loras, te_precision, &out)?;
     }
     if args.trt.tensorrt {
         tensorrt_stage(&out, &args.trt, &recipe)?;
@@ -285,7 +294,7 @@ fn text_encoders(
     pipeline: &Path,
     adapters: &[flux_trt::Adapter],
     loras: &[(PathBuf, f32)],
-    precision: Precision,
+    te_precision: Precision,
     out: &Path,
 ) -> Result<()> {
     use flux_trt::onnx::components::{clip_config, export_text_encoders, TextEncoderOptions};
@@ -303,8 +312,6 @@ fn text_encoders(
         tracing::info!(slots = plan.slots.len(), max_rank = plan.max_rank, "CLIP slot plan");
         Some(plan)
     };
-    // FP8 applies to the transformer; its text encoders stay bf16.
-    let te_precision = if precision == Precision::Fp8 { Precision::Bf16 } else { precision };
     let mut opts = TextEncoderOptions::new(te_precision);
     opts.hash_sources = !args.no_hash;
     opts.t5_max_length = args.t5_max_length.or(recipe.t5_max_length).unwrap_or(512);
@@ -312,6 +319,7 @@ fn text_encoders(
     let t0 = std::time::Instant::now();
     let r = export_text_encoders(pipeline, plan.as_ref(), &opts, out)?;
     tracing::info!(
+        precision = ?te_precision,
         clip_slots = r.clip.lora.as_ref().map_or(0, |l| l.slots.len()),
         t5_max_length = opts.t5_max_length,
         copied = r.copied.len(),
@@ -324,6 +332,25 @@ fn text_encoders(
     let m = flux_trt::onnx::components::export_vae(&vae_dir, vae_precision, !args.no_hash, &out.join(flux_trt::manifest::component::VAE_DECODER_DIR))?;
     tracing::info!(precision = ?m.precision, seconds = t1.elapsed().as_secs_f64(), "VAE decoder exported");
     Ok(())
+}
+
+/// The text encoders' precision: `--text-encoder-precision` (or the recipe's), else the
+/// transformer's, and for FP8 (which applies to the transformer's GEMMs only) the float dtype of
+/// its unquantized parts, so that an engine made for one backend runs there whole (`--fp8-float
+/// fp32`: ONNX Runtime CPU, which cannot run bf16; bf16: TensorRT).
+fn text_encoder_precision(args: &Args, recipe: &Recipe, precision: Precision) -> Result<Precision> {
+    use flux_trt::tensor::DType;
+    if let Some(p) = args.text_encoder_precision.or(recipe.text_encoder_precision) {
+        if p == Precision::Fp8 {
+            bail!("--text-encoder-precision fp8: FP8 applies to the transformer only; use fp32, fp16 or bf16");
+        }
+        return Ok(p);
+    }
+    Ok(match precision {
+        Precision::Fp8 if fp8_float_dtype(args)? == DType::F32 => Precision::Fp32,
+        Precision::Fp8 => Precision::Bf16,
+        p => p,
+    })
 }
 
 // ---- TensorRT stage: exported folder → engine.plan + manifest.engine (flux_trt::engine) ----
@@ -434,15 +461,20 @@ fn tensorrt_stage(out: &Path, args: &TrtArgs, recipe: &Recipe) -> Result<()> {
     Ok(())
 }
 
+/// `--fp8-float`: the float dtype of an FP8 engine's unquantized parts (default bf16).
+fn fp8_float_dtype(args: &Args) -> Result<flux_trt::tensor::DType> {
+    use flux_trt::tensor::DType;
+    Ok(match args.fp8_float.unwrap_or(Fp8Float::Bf16) {
+        Fp8Float::Bf16 => DType::BF16,
+        Fp8Float::Fp32 => DType::F32,
+    })
+}
+
 /// Calibrates (ONNX Runtime, fp32 calibration graph) and returns the FP8 export options.
 fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::onnx::fp8::Fp8Options> {
     use flux_trt::onnx::fp8::{calib, Fp8Options};
-    use flux_trt::tensor::DType;
     let weight_scale = args.fp8_weight_scale.unwrap_or_default();
-    let float_dtype = match args.fp8_float.unwrap_or(Fp8Float::Bf16) {
-        Fp8Float::Bf16 => DType::BF16,
-        Fp8Float::Fp32 => DType::F32,
-    };
+    let float_dtype = fp8_float_dtype(args)?;
     if let Some(p) = &args.calib_in {
         let cal = flux_trt::onnx::fp8::Calibration::load(p, ckpt.config())?;
         tracing::info!(file = %p.display(), samples = cal.info.samples, "FP8 calibration loaded");

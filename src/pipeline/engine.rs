@@ -88,6 +88,9 @@ fn component(dir: &Path, kind: ComponentKind, opts: &SessionOptions) -> Result<(
     if m.kind != kind {
         return Err(EngineFolderError::WrongKind { path: dir.join(crate::manifest::MANIFEST_FILE), kind: kind.name(), found: m.kind.name().to_string() });
     }
+    if m.precision == crate::manifest::Precision::Bf16 && opts.provider == crate::runtime::ort::ExecutionProvider::Cpu {
+        return Err(RuntimeError::Bf16ComponentOnCpu { component: dir.to_path_buf() }.into());
+    }
     let spec = ComponentSpec {
         dir: dir.to_path_buf(),
         model_file: m.onnx.file.clone(),

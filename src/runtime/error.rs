@@ -44,6 +44,10 @@ pub enum RuntimeError {
     /// FP8 engines exported for TensorRT keep bf16 elsewhere; ORT's CPU provider has no bf16 Gemm.
     #[error("{engine}: this FP8 engine computes its unquantized parts in bf16 (the TensorRT form), which ONNX Runtime's CPU provider cannot run (no bf16 Gemm); export it with --fp8-float fp32 for ONNX Runtime CPU")]
     Fp8Bf16OnCpu { engine: PathBuf },
+    /// A pipeline component (text encoder, VAE decoder) exported in bf16; ORT's CPU provider has
+    /// no bf16 kernels for its ops (`Mul`, `MatMul`, ...).
+    #[error("{component}: this component was exported in bf16, which ONNX Runtime's CPU provider cannot run (no bf16 kernels); rebuild with --text-encoder-precision fp32 (FP8 engines: --fp8-float fp32 implies it) or --vae-precision fp32, or run on a GPU provider")]
+    Bf16ComponentOnCpu { component: PathBuf },
     /// Staging a slot set would pass the session's device-memory budget for slot sets.
     #[error("{engine}: staging {needed} bytes of LoRA slots would exceed the slot budget ({used} of {limit} bytes in use); drop staged adapters or raise the budget")]
     SlotBudget { engine: PathBuf, needed: u64, used: u64, limit: u64 },
