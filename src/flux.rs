@@ -146,6 +146,11 @@ impl FluxConfig {
         v
     }
 
+    /// Looks up one canonical Linear module.
+    pub fn linear_module(&self, name: &str) -> Option<LinearModule> {
+        self.linear_modules().into_iter().find(|m| m.name == name)
+    }
+
     /// The split projections that the exported graph computes as one GEMM, in row order.
     pub fn fused_groups(&self) -> Vec<FusedGroup> {
         let mut g = Vec::new();

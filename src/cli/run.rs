@@ -74,7 +74,7 @@ fn run_cuda(args: &RunArgs) -> anyhow::Result<()> {
     use flux_trt::runtime::inputs::{save_safetensors, SAMPLE};
     use flux_trt::runtime::{FluxInputs, HostTensor, RequestInputs, Slotted, Transformer};
 
-    let loras = args.loras.iter().map(|s| parse_lora_arg(s)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let loras = args.loras.iter().map(|s| flux_trt::lora::parse_spec(s)).collect::<Result<Vec<_>, _>>()?;
     let adapters = loras.iter().map(|(p, s)| flux_trt::lora::load(p).map(|a| (a, *s))).collect::<Result<Vec<_>, _>>()?;
     let t = Instant::now();
     let opts = CudaOptions { device: args.ort.cuda.unwrap_or(0).max(0) as usize, ..CudaOptions::default() };

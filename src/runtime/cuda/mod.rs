@@ -29,5 +29,5 @@ pub mod weights;
 
 pub use attention::{Attention, AttentionImpl, AttentionShape};
 pub use error::CudaError;
-pub use session::{Bound, CudaOptions, CudaSession, DeviceSlots, OpenReport, StagedSlots};
 pub use fp8::{ChannelImpl, Fp8Gemm, Fp8Kernels, Fp8Shape, LtHandle, WeightScaling};
+pub use session::{Bound, CudaOptions, CudaSession, DeviceSlots, OpenReport, StagedSlots};
