@@ -130,7 +130,7 @@ impl FluxInputs {
         if r.img_ids.len() != s {
             return Err(input_err(IMG_IDS, format!("{} ids for {s} image tokens", r.img_ids.len())));
         }
-        if b == 0 || r.pooled_projections.len() % b != 0 {
+        if b == 0 || !r.pooled_projections.len().is_multiple_of(b) {
             return Err(input_err(POOLED_PROJECTIONS, format!("{} values for batch {b}", r.pooled_projections.len())));
         }
         FluxInputs::with_ids(
