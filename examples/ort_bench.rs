@@ -1,4 +1,6 @@
 //! ONNX Runtime benchmark and hot-swap stress test of one engine folder, written as one JSON file.
+//! Every run goes through the runtime interface (`Transformer::bind` once per request, then
+//! `Transformer::step` with a lease), as a generation does.
 //!
 //! Measures: session creation, node placement, transformer-call latency (median/min over
 //! `--steps` after `--warmup`), slot swaps (staged: install only; from file: read + parse, and
@@ -24,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use flux_trt::manifest::Manifest;
 use flux_trt::runtime::inputs::save_safetensors;
-use flux_trt::runtime::ort::{CpuFallback, ExecutionProvider, FluxSession, OrtLease, StagedAdapter};
-use flux_trt::runtime::{FluxInputs, HostTensor};
+use flux_trt::runtime::ort::{CpuFallback, ExecutionProvider, FluxSession, StagedAdapter};
+use flux_trt::runtime::{FluxInputs, HostTensor, Lease, RequestInputs, Slotted, Transformer};
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
@@ -126,20 +129,94 @@ impl Rng {
     }
 }
 
-fn random_inputs(s: &FluxSession, a: &Args) -> Result<FluxInputs> {
-    let cfg = &s.manifest().model;
+/// One request's data, owned: bound once per request through the runtime interface.
+struct Request {
+    latents: Vec<f32>,
+    timestep: f32,
+    encoder_hidden_states: Vec<f32>,
+    pooled_projections: Vec<f32>,
+    guidance: Option<f32>,
+    txt_ids: Vec<[f32; 3]>,
+    img_ids: Vec<[f32; 3]>,
+}
+
+impl Request {
+    fn inputs(&self) -> RequestInputs<'_> {
+        RequestInputs {
+            batch: 1,
+            image_seq_len: self.img_ids.len(),
+            text_len: self.txt_ids.len(),
+            encoder_hidden_states: &self.encoder_hidden_states,
+            pooled_projections: &self.pooled_projections,
+            guidance: self.guidance,
+            txt_ids: &self.txt_ids,
+            img_ids: &self.img_ids,
+        }
+    }
+    fn shapes(&self, cfg: &flux_trt::FluxConfig) -> Value {
+        json!({
+            "hidden_states": [1, self.img_ids.len(), cfg.in_channels],
+            "encoder_hidden_states": [1, self.txt_ids.len(), cfg.context_dim],
+            "pooled_projections": [1, self.pooled_projections.len()],
+            "guidance": self.guidance.map(|_| [1]),
+            "txt_ids": [self.txt_ids.len(), 3],
+            "img_ids": [self.img_ids.len(), 3],
+        })
+    }
+}
+
+fn random_request(m: &Manifest, a: &Args) -> Result<Request> {
+    let cfg = &m.model;
     if !a.width.is_multiple_of(16) || !a.height.is_multiple_of(16) {
         bail!("--width/--height must be multiples of 16");
     }
     let (h, w) = (a.height / 16, a.width / 16);
     let mut rng = Rng(a.seed);
-    let t = |shape: Vec<usize>, data: Vec<f32>| HostTensor::new(shape, data).context("input shape");
-    let hidden = t(vec![1, h * w, cfg.in_channels], rng.normals(h * w * cfg.in_channels, 1.0))?;
-    let enc = t(vec![1, a.txt_len, cfg.context_dim], rng.normals(a.txt_len * cfg.context_dim, 0.25))?;
-    let pooled = t(vec![1, cfg.pooled_dim], rng.normals(cfg.pooled_dim, 0.25))?;
-    let guidance = s.manifest().inputs.iter().any(|i| i.name == "guidance").then(|| t(vec![1], vec![3.5])).transpose()?;
-    let txt = vec![[0.0f32; 3]; a.txt_len];
-    Ok(FluxInputs::with_ids(cfg, hidden, enc, pooled, t(vec![1], vec![0.5])?, guidance, &txt, &flux_trt::flux::img_ids(h, w))?)
+    Ok(Request {
+        latents: rng.normals(h * w * cfg.in_channels, 1.0),
+        encoder_hidden_states: rng.normals(a.txt_len * cfg.context_dim, 0.25),
+        pooled_projections: rng.normals(cfg.pooled_dim, 0.25),
+        guidance: m.inputs.iter().any(|i| i.name == "guidance").then_some(3.5),
+        timestep: 0.5,
+        txt_ids: vec![[0.0f32; 3]; a.txt_len],
+        img_ids: flux_trt::flux::img_ids(h, w),
+    })
+}
+
+/// A request from an inputs file (as for `flux-trt run`, with `txt_ids` / `img_ids`, batch 1).
+fn file_request(path: &std::path::Path, m: &Manifest) -> Result<Request> {
+    let x = FluxInputs::from_safetensors(path, &m.model)?;
+    let bytes = std::fs::read(path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let ids = |name: &str| -> Result<Vec<[f32; 3]>> {
+        let v = st.tensor(name).with_context(|| format!("{}: `{name}` (the benchmark binds ids, not RoPE tables)", path.display()))?;
+        let vals: Vec<f32> = match v.dtype() {
+            safetensors::Dtype::F32 => v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            safetensors::Dtype::I64 => v.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
+            d => bail!("{}: `{name}` has dtype {d:?}", path.display()),
+        };
+        Ok(vals.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())
+    };
+    if x.batch() != 1 {
+        bail!("{}: batch {} (the benchmark runs batch 1)", path.display(), x.batch());
+    }
+    Ok(Request {
+        latents: x.hidden_states.data().to_vec(),
+        timestep: x.timestep.data()[0],
+        encoder_hidden_states: x.encoder_hidden_states.data().to_vec(),
+        pooled_projections: x.pooled_projections.data().to_vec(),
+        guidance: x.guidance.as_ref().map(|g| g.data()[0]),
+        txt_ids: ids("txt_ids")?,
+        img_ids: ids("img_ids")?,
+    })
+}
+
+/// One transformer call on a bound request.
+fn call<T: Transformer>(s: &T, lease: &Lease<T::Slots>, bound: &mut T::Bound, req: &Request) -> Result<HostTensor> {
+    let shape = vec![1, req.img_ids.len(), s.manifest().model.out_channels];
+    let mut out = vec![0f32; shape.iter().product()];
+    s.step(lease, bound, &req.latents, req.timestep, &mut out)?;
+    HostTensor::new(shape, out).context("output shape")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -247,15 +324,17 @@ impl Drop for PeakSampler {
     }
 }
 
-fn timed_runs(s: &FluxSession, lease: &OrtLease, inputs: &FluxInputs, warmup: usize, steps: usize) -> Result<(Vec<Duration>, HostTensor)> {
+/// Transformer calls of one bound request with `lease` (the per-step cost of a generation).
+fn timed_runs<T: Transformer>(s: &T, lease: &Lease<T::Slots>, req: &Request, warmup: usize, steps: usize) -> Result<(Vec<Duration>, HostTensor)> {
+    let mut bound = s.bind(&req.inputs())?;
     let mut last = None;
     for _ in 0..warmup {
-        last = Some(s.run_with(lease, inputs)?);
+        last = Some(call(s, lease, &mut bound, req)?);
     }
     let mut times = Vec::with_capacity(steps);
     for _ in 0..steps.max(1) {
         let t = Instant::now();
-        last = Some(s.run_with(lease, inputs)?);
+        last = Some(call(s, lease, &mut bound, req)?);
         times.push(t.elapsed());
     }
     Ok((times, last.context("no run")?))
@@ -295,11 +374,11 @@ fn main() -> Result<()> {
     let session_ms = ms(t0.elapsed());
     eprintln!("session on {} in {session_ms:.0} ms (io binding {})", a.provider, s.io_binding());
     let inputs = match &a.inputs {
-        Some(p) => FluxInputs::from_safetensors(p, &s.manifest().model)?,
-        None => random_inputs(&s, &a)?,
+        Some(p) => file_request(p, s.manifest())?,
+        None => random_request(s.manifest(), &a)?,
     };
     let gpu_after_session = mem.used();
-    let input_shapes: serde_json::Map<String, Value> = inputs.named().into_iter().map(|(n, t)| (n.to_string(), json!(t.shape()))).collect();
+    let input_shapes = inputs.shapes(&s.manifest().model);
 
     // Transformer calls on the base model.
     let base_lease = s.lease();
@@ -333,7 +412,7 @@ fn main() -> Result<()> {
     let mut adapter_runs = Vec::new();
     let mut leases = vec![base_lease.clone()];
     for (st, ad) in staged.iter().zip(&loaded) {
-        s.swap_staged(st)?;
+        s.install(st)?;
         let lease = s.lease();
         let (times, out) = timed_runs(&s, &lease, &inputs, 1, a.steps.min(3))?;
         adapter_runs.push(json!({"adapter": ad.name, "modules": ad.modules.len(), "max_rank": ad.max_rank(), "slot_bytes": st.bytes(), "run": stats(&times), "max_abs_delta_vs_base": out.max_abs_diff(&base_out)}));
@@ -344,7 +423,7 @@ fn main() -> Result<()> {
     let mut host_swaps = Vec::new();
     if !staged.is_empty() {
         for i in 0..200 {
-            staged_swaps.push(s.swap_staged(&staged[i % staged.len()])?.elapsed);
+            staged_swaps.push(s.install(&staged[i % staged.len()])?.elapsed);
         }
         for i in 0..(3 * loaded.len()).max(3) {
             let ad = &loaded[i % loaded.len()];
@@ -364,6 +443,7 @@ fn main() -> Result<()> {
     let slot_bytes_before = s.slot_bytes_in_use();
     let (mut mismatches, mut stress_runs, mut stress_host_swaps, mut stress_swap_times) = (0usize, 0usize, 0usize, Vec::new());
     let t_stress = Instant::now();
+    let mut stress_bound = s.bind(&inputs.inputs())?;
     if !loaded.is_empty() {
         for i in 0..a.stress_swaps {
             let k = i % loaded.len();
@@ -372,11 +452,11 @@ fn main() -> Result<()> {
                 s.swap(&[(&loaded[k], 1.0)])?;
                 stress_host_swaps += 1;
             } else {
-                s.swap_staged(&staged[k])?;
+                s.install(&staged[k])?;
             }
             stress_swap_times.push(t.elapsed());
             if a.stress_run_every > 0 && (i + 1) % a.stress_run_every == 0 {
-                let out = s.run(&inputs)?;
+                let out = call(&s, &s.lease(), &mut stress_bound, &inputs)?;
                 stress_runs += 1;
                 if !out.bit_eq(&outputs[k + 1].1) {
                     mismatches += 1;
@@ -401,8 +481,9 @@ fn main() -> Result<()> {
                 std::thread::spawn(move || -> Result<(usize, usize)> {
                     let k = i % leases.len();
                     let mut equal = 0;
+                    let mut bound = s.bind(&inputs.inputs())?;
                     for _ in 0..runs {
-                        if s.run_with(&leases[k], &inputs)?.bit_eq(&refs[k]) {
+                        if call(&*s, &leases[k], &mut bound, &inputs)?.bit_eq(&refs[k]) {
                             equal += 1;
                         }
                     }

@@ -3,7 +3,8 @@
 //!
 //! **Canonical naming = diffusers `FluxTransformer2DModel` names** (split q/k/v,
 //! `norm_out.linear` in diffusers' (scale, shift) order). Both checkpoint layouts and every
-//! LoRA format are mapped onto these names; see `../shared/facts/flux-formats.md` §B.
+//! LoRA format are mapped onto these names ([`crate::checkpoint`] for BFL checkpoints,
+//! [`crate::lora::formats`] for adapter files).
 //! The exporter re-fuses the split projections into one GEMM ([`FusedGroup`]).
 
 use serde::{Deserialize, Serialize};
@@ -99,7 +100,7 @@ impl FluxConfig {
         let a0 = head_dim / 8;
         let rest = head_dim.checked_sub(a0)?;
         let a1 = rest / 2;
-        let ok = head_dim % 16 == 0 && a0 % 2 == 0 && a1 % 2 == 0 && a0 + 2 * a1 == head_dim;
+        let ok = head_dim.is_multiple_of(16) && a0.is_multiple_of(2) && a1 % 2 == 0 && a0 + 2 * a1 == head_dim;
         ok.then_some([a0, a1, a1])
     }
 

@@ -49,8 +49,11 @@ pub enum ManifestError {
 /// Numeric precision of the exported base weights / compute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Precision {
+    #[cfg_attr(feature = "cli", value(alias = "f32"))]
     Fp32,
+    #[cfg_attr(feature = "cli", value(alias = "f16"))]
     Fp16,
     Bf16,
     /// FP8 (E4M3) Q/DQ on base weights and activations, the rest in bf16.
@@ -198,6 +201,7 @@ pub struct Manifest {
 /// Granularity of the weight scales.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum WeightScale {
     /// One scale per output channel (row of `[out, in]`).
     #[default]

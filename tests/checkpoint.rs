@@ -266,7 +266,8 @@ fn half_precision_and_summary() {
 fn err_of(p: &Path) -> CheckpointError {
     match Checkpoint::open(p) {
         Ok(_) => panic!("{} opened but should fail", p.display()),
-        Err(e) => e,
+        Err(flux_trt::Error::Checkpoint(e)) => e,
+        Err(other) => panic!("{}: not a checkpoint error: {other}", p.display()),
     }
 }
 

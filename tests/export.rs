@@ -355,12 +355,14 @@ fn fp8_and_bad_slots_write_nothing() {
     let plan = SlotPlan::new(ckpt.config(), &[], &PlanOptions { max_rank: Some(2), targets: vec!["attn".into()] }).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let err = export(&ckpt, &plan, &ExportOptions::new(Precision::Fp8), dir.path(), &mut |_, _| {}).unwrap_err();
-    assert!(matches!(err, OnnxError::Fp8Options(_)), "{err}");
+    assert!(matches!(err, flux_trt::Error::Export(OnnxError::Fp8Options(_))), "{err}");
+    assert_eq!(err.kind(), flux_trt::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("calibrated activation scales"), "{err}");
     let mut bad = plan.clone();
     bad.slots[0].in_features += 1;
     let err = export(&ckpt, &bad, &ExportOptions::new(Precision::Fp32), dir.path(), &mut |_, _| {}).unwrap_err();
-    assert!(matches!(&err, OnnxError::BadSlot { module, .. } if *module == bad.slots[0].module), "{err}");
+    assert!(matches!(&err, flux_trt::Error::Export(OnnxError::BadSlot { module, .. }) if *module == bad.slots[0].module), "{err}");
+    assert_eq!(err.kind(), flux_trt::ErrorKind::Incompatible);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
 }
 

@@ -214,7 +214,7 @@ fn nan_weight_is_named_and_zero_row_gets_the_floor() {
     });
     let ck = Checkpoint::open(&p).unwrap();
     let out = tmp.path().join("nan");
-    let err = export(&ck, &plan, &fp8_opts(cal.amax.clone(), WeightScale::Channel), &out, &mut |_, _| {}).unwrap_err();
+    let err = export_error(export(&ck, &plan, &fp8_opts(cal.amax.clone(), WeightScale::Channel), &out, &mut |_, _| {}).unwrap_err());
     match &err {
         OnnxError::Fp8(Fp8Error::NonFiniteWeight { path, tensor, row, col, .. }) => {
             assert_eq!(path.canonicalize().unwrap(), p.canonicalize().unwrap());
@@ -252,7 +252,7 @@ fn nan_weight_is_named_and_zero_row_gets_the_floor() {
         bufs.iter().map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())).collect();
     safetensors::tensor::serialize_to_file(views, None, &shard_dir.path().join(&shard)).unwrap();
     let ck = Checkpoint::open(shard_dir.path()).unwrap();
-    let err = export(&ck, &plan, &fp8_opts(cal.amax.clone(), WeightScale::Tensor), &tmp.path().join("shard"), &mut |_, _| {}).unwrap_err();
+    let err = export_error(export(&ck, &plan, &fp8_opts(cal.amax.clone(), WeightScale::Tensor), &tmp.path().join("shard"), &mut |_, _| {}).unwrap_err());
     match &err {
         OnnxError::Fp8(Fp8Error::NonFiniteWeight { path, tensor, row: 0, col: 7, .. }) => {
             assert_eq!(tensor, bad);
@@ -291,7 +291,7 @@ fn bad_fp8_options_are_typed_errors_and_write_nothing() {
     let good: BTreeMap<String, f32> = flux_trt::onnx::fp8::quantized_gemms(&cfg).into_iter().map(|p| (p, 1.0)).collect();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("e");
-    let run = |o: ExportOptions| export(&ck, &plan, &o, &out, &mut |_, _| {}).unwrap_err();
+    let run = |o: ExportOptions| export_error(export(&ck, &plan, &o, &out, &mut |_, _| {}).unwrap_err());
 
     let mut missing = good.clone();
     missing.remove("single_transformer_blocks.1.proj_out");
@@ -482,4 +482,12 @@ fn calibration_data_files_and_their_errors() {
     let junk = d.path().join("junk.safetensors");
     std::fs::write(&junk, b"not safetensors").unwrap();
     assert!(matches!(calib_data::load(&junk, &cfg), Err(Fp8Error::CalibFile { path, .. }) if path == junk));
+}
+
+/// The export error inside a crate error.
+fn export_error(e: flux_trt::Error) -> OnnxError {
+    match e {
+        flux_trt::Error::Export(e) => e,
+        other => panic!("not an export error: {other}"),
+    }
 }

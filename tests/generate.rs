@@ -90,7 +90,16 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn request(latents: Option<Vec<f32>>) -> GenerateRequest {
-    GenerateRequest { prompt: PROMPT.into(), prompt_2: None, resolution: Resolution::new(64, 64).unwrap(), steps: 3, guidance: 3.5, seed: 42, latents }
+    GenerateRequest {
+        prompt: PROMPT.into(),
+        prompt_2: None,
+        resolution: Resolution::new(64, 64).unwrap(),
+        steps: 3,
+        guidance: 3.5,
+        seed: 42,
+        latents,
+        keep_step_latents: true,
+    }
 }
 
 /// Every step's latents, the image and its pixels vs one golden generation.
@@ -161,6 +170,89 @@ fn failed_swap_keeps_the_previous_adapters() {
     assert_eq!(after.rgb8, before.rgb8);
 }
 
+/// A generation holds one pair of leases (CLIP + transformer, taken from the same swap) for all
+/// of its steps: swaps during a generation (from its own step callback, and from a thread swapping
+/// in a loop) never reach it — every image equals exactly one adapter set's single-thread
+/// reference, bit for bit — and the next generation sees the newly installed set.
+#[test]
+fn swaps_racing_generations_never_mix_adapter_sets() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let engine = open_engine(engine_dir());
+    let lora = flux_trt::lora::load(&fixtures().join(TRANSFORMER_LORA)).unwrap();
+    let clip = flux_trt::lora::load(&fixtures().join(CLIP_LORA_PEFT)).unwrap();
+    // Sets that change the transformer, CLIP, or both.
+    let sets: Vec<Vec<(&flux_trt::Adapter, f32)>> = vec![vec![], vec![(&lora, 1.0)], vec![(&clip, 1.0)], vec![(&lora, 1.0), (&clip, 1.0)]];
+    let label = |set: &[(&flux_trt::Adapter, f32)]| set.iter().map(|(a, _)| a.name.clone()).collect::<Vec<_>>();
+    let mut req = request(None);
+    req.keep_step_latents = false;
+    req.steps = 4;
+
+    // Single-thread references, pairwise different.
+    let mut refs: Vec<(Vec<String>, Vec<f32>)> = Vec::new();
+    for set in &sets {
+        engine.swap(set).unwrap();
+        refs.push((label(set), engine.generate(&req, |_, _| {}).unwrap().image));
+    }
+    for i in 0..refs.len() {
+        for j in 0..i {
+            assert_ne!(refs[i].1, refs[j].1, "sets {:?} and {:?} give the same image", refs[i].0, refs[j].0);
+        }
+    }
+    let matching = |image: &[f32]| refs.iter().filter(|(_, r)| r.as_slice() == image).map(|(n, _)| n.clone()).collect::<Vec<_>>();
+
+    // Deterministic: a swap from inside the loop (after step 0) changes neither this image nor
+    // any later step of it; the next generation runs with the new set.
+    for (from, to) in [(0usize, 3usize), (3, 1), (1, 2), (2, 0)] {
+        engine.swap(&sets[from]).unwrap();
+        let mut swapped = false;
+        let g = engine
+            .generate(&req, |i, _| {
+                if i == 0 {
+                    engine.swap(&sets[to]).unwrap();
+                    swapped = true;
+                }
+            })
+            .unwrap();
+        assert!(swapped);
+        assert_eq!(matching(&g.image), vec![refs[from].0.clone()], "swap {from} -> {to} mid-generation reached it");
+        let next = engine.generate(&req, |_, _| {}).unwrap();
+        assert_eq!(matching(&next.image), vec![refs[to].0.clone()], "the next generation does not see set {to}");
+    }
+
+    // Concurrent: a thread swaps through the sets in a loop while generations run.
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let swapper = scope.spawn(|| {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                engine.swap(&sets[n % sets.len()]).unwrap();
+                n += 1;
+            }
+            n
+        });
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let leases = engine.leases();
+            let names = |l: &[flux_trt::runtime::AdapterLabel]| l.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+            // Both halves of one swap: the transformer set names every adapter, CLIP the same list.
+            assert_eq!(names(leases.clip.adapters()), names(leases.transformer.adapters()), "CLIP and transformer leases from different swaps");
+            let g = engine.generate_with(&req, &leases, |_, _| std::thread::yield_now()).unwrap();
+            let m = matching(&g.image);
+            assert_eq!(m, vec![names(leases.transformer.adapters())], "image is not its leased set's reference");
+            seen.push(m[0].clone());
+        }
+        stop.store(true, Ordering::Relaxed);
+        let swaps = swapper.join().expect("swapper");
+        println!("{swaps} swaps during 6 generations; sets generated: {seen:?}");
+        assert!(swaps > 6, "the swapper did not run during the generations");
+    });
+
+    // After the race: the next generation sees the last installed set.
+    engine.swap(&sets[1]).unwrap();
+    assert_eq!(matching(&engine.generate(&req, |_, _| {}).unwrap().image), vec![refs[1].0.clone()]);
+}
+
 #[test]
 fn bad_inputs_are_clear_errors() {
     let engine = open_engine(engine_dir());
@@ -210,6 +302,44 @@ fn bad_inputs_are_clear_errors() {
         Err(e @ EngineFolderError::TokenizerMismatch { .. }) => assert!(e.to_string().contains("model_max_length 64"), "{e}"),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("opened an engine with a mismatched tokenizer"),
+    }
+}
+
+/// `build-engine --pipeline` refuses a VAE whose latents FLUX.1 cannot produce (4 channels, or a
+/// 4× instead of 8× factor) with the config check's message, and writes nothing.
+#[test]
+fn build_engine_refuses_a_vae_flux_cannot_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, key, value, expected) in [
+        ("channels", "latent_channels", serde_json::json!(4), "latent_channels is 4, FLUX.1 needs 16"),
+        ("factor4", "block_out_channels", serde_json::json!([8, 16, 16]), "VAE factor of 2^2, FLUX.1 needs 8"),
+    ] {
+        let pipe = tmp.path().join(name);
+        copy_dir(&pipe_fx().join("flux-tiny"), &pipe);
+        let cfg_path = pipe.join("vae/config.json");
+        let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        cfg[key] = value;
+        if name == "factor4" {
+            cfg["up_block_types"] = serde_json::json!(["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]);
+            cfg["down_block_types"] = serde_json::json!(["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"]);
+        }
+        std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let out = tmp.path().join(format!("{name}-engine"));
+        let st = Command::new(env!("CARGO_BIN_EXE_build-engine"))
+            .arg("--pipeline")
+            .arg(&pipe)
+            .arg("--model")
+            .arg(fixtures().join("models/dev-diffusers"))
+            .arg("--out")
+            .arg(&out)
+            .env("ORT_DYLIB_PATH", ort_library())
+            .output()
+            .expect("run build-engine");
+        let stderr = String::from_utf8_lossy(&st.stderr);
+        assert!(!st.status.success(), "{name}: build-engine accepted the VAE");
+        assert!(stderr.contains(expected) && stderr.contains(&cfg_path.display().to_string()), "{name}: {stderr}");
+        assert_eq!(stderr.matches(expected).count(), 1, "{name}: the reason is repeated: {stderr}");
+        assert!(!out.exists(), "{name}: build-engine wrote {}", out.display());
     }
 }
 

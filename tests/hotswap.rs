@@ -6,39 +6,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use flux_trt::lora::{Adapter, LoraModule, PlanError};
-use flux_trt::runtime::{HostTensor, RuntimeError};
+use flux_trt::runtime::{HostTensor, RuntimeError, Slotted, Transformer};
 use flux_trt::tensor::Matrix;
 use support::*;
 
 const TOL: f32 = 1e-4;
-/// attn: rank 4, 24 attention modules; mlp: rank 2 (rsLoRA), 10 MLP modules;
-/// rank16: rank 16, 4 modules of block 0's attention.
-const SWAPPED: [&str; 3] = ["attn.peft", "mlp.peft", "rank16.peft"];
-
-fn engine() -> &'static PathBuf {
-    static E: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &E.get_or_init(|| {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join("dev-hotswap");
-        let ads: Vec<Adapter> = SWAPPED.iter().map(|s| load_lora(s)).collect();
-        let refs: Vec<&Adapter> = ads.iter().collect();
-        export_engine("dev", "diffusers", &refs, None, &dir);
-        (tmp, dir)
-    })
-    .1
-}
-
-fn output_key(stem: &str) -> String {
-    lora_fixtures("dev").into_iter().find(|f| f.stem == stem).map(|f| f.output_key).unwrap_or_else(|| panic!("no fixture {stem}"))
-}
-
-fn must(r: Result<HostTensor, RuntimeError>) -> HostTensor {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// `ad` with every module's rank padded by zero rows of A / columns of B to `rank`.
 fn padded(ad: &Adapter, rank: usize) -> Adapter {
@@ -59,7 +34,7 @@ fn padded(ad: &Adapter, rank: usize) -> Adapter {
 
 #[test]
 fn swaps_match_goldens_restore_exactly_and_never_recreate_the_session() {
-    let s = session(engine(), 2);
+    let s = session(swap_engine(), 2);
     assert_eq!(s.plan().max_rank, 16);
     let (id, ptr) = (s.session_id(), s.session_ptr());
     let (inputs, golden) = goldens("dev", &s);
@@ -95,20 +70,20 @@ fn swaps_match_goldens_restore_exactly_and_never_recreate_the_session() {
     let truncated = fixtures().join("bad/truncated.safetensors");
     assert!(flux_trt::lora::load(&truncated).is_err());
     match s.swap(&[(&padded(&ads["rank16.peft"], 17), 1.0)]) {
-        Err(RuntimeError::Plan(PlanError::RankTooLarge { rank: 17, max_rank: 16, .. })) => {}
+        Err(flux_trt::Error::Runtime(RuntimeError::Plan(PlanError::RankTooLarge { rank: 17, max_rank: 16, .. }))) => {}
         other => panic!("expected RankTooLarge, got {other:?}"),
     }
     match s.swap(&[(&ads["rank16.peft"], 1.0), (&ads["attn.peft"], 1.0)]) {
-        Err(RuntimeError::Plan(PlanError::CombinedRankTooLarge { max_rank: 16, .. })) => {}
+        Err(flux_trt::Error::Runtime(RuntimeError::Plan(PlanError::CombinedRankTooLarge { max_rank: 16, .. }))) => {}
         other => panic!("expected CombinedRankTooLarge, got {other:?}"),
     }
     let full = load_lora("full.peft");
     match s.swap(&[(&full, 1.0)]) {
-        Err(RuntimeError::Plan(PlanError::OutsideSlots { module, .. })) => println!("outside slots: {module}"),
+        Err(flux_trt::Error::Runtime(RuntimeError::Plan(PlanError::OutsideSlots { module, .. }))) => println!("outside slots: {module}"),
         other => panic!("expected OutsideSlots, got {other:?}"),
     }
     match s.swap(&[(&ads["attn.peft"], f32::NAN)]) {
-        Err(RuntimeError::Plan(PlanError::BadStrength { .. })) => {}
+        Err(flux_trt::Error::Runtime(RuntimeError::Plan(PlanError::BadStrength { .. }))) => {}
         other => panic!("expected BadStrength, got {other:?}"),
     }
     assert_eq!(s.version(), before, "a failed swap changed the version");
@@ -120,7 +95,7 @@ fn swaps_match_goldens_restore_exactly_and_never_recreate_the_session() {
 
 #[test]
 fn concurrent_runs_see_the_version_they_leased() {
-    let s = Arc::new(session(engine(), 1));
+    let s = Arc::new(session(swap_engine(), 1));
     let (inputs, _) = goldens("dev", &s);
     let inputs = Arc::new(inputs);
     let ads: Vec<Adapter> = SWAPPED.iter().map(|n| load_lora(n)).collect();

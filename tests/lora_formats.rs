@@ -196,7 +196,7 @@ fn bad_fixtures_give_typed_errors_naming_file_and_key() {
     let mut seen = BTreeSet::new();
     for e in idx.bad.iter().filter(|e| e.loader == "lora" || e.loader == "any") {
         let path = fixtures().join(&e.path);
-        let err = lora::load(&path).expect_err(&e.path);
+        let err = lora_error(lora::load(&path).expect_err(&e.path));
         let msg = err.to_string();
         assert!(msg.contains(&path.display().to_string()), "{}: message does not name the file: {msg}", e.path);
         let key_named = |k: &str| match &err {
@@ -477,7 +477,7 @@ fn peft_metadata_patterns_rslora_and_bare_names() {
         vec![("transformer.proj_out.lora_A.weight", T::M(a4.clone())), ("transformer.proj_out.lora_B.weight", T::M(b4.clone()))],
         Some(("lora_adapter_metadata", r#"{"transformer.r": 8, "transformer.lora_alpha": 8}"#)),
     );
-    assert!(matches!(lora::load(&path), Err(LoraError::Shape { .. })));
+    assert!(matches!(lora::load(&path).map_err(lora_error), Err(LoraError::Shape { .. })));
 
     // alpha keys for some modules but not others → Incomplete; alpha keys + metadata → Invalid
     let path = write(
@@ -492,7 +492,7 @@ fn peft_metadata_patterns_rslora_and_bare_names() {
         ],
         None,
     );
-    let err = lora::load(&path).unwrap_err();
+    let err = lora_error(lora::load(&path).unwrap_err());
     assert!(matches!(&err, LoraError::Incomplete { module, .. } if module == "x_embedder"), "{err}");
     let path = write(
         dir.path(),
@@ -504,14 +504,14 @@ fn peft_metadata_patterns_rslora_and_bare_names() {
         ],
         Some(("lora_adapter_metadata", r#"{"transformer.r": 4, "transformer.lora_alpha": 8}"#)),
     );
-    assert!(matches!(lora::load(&path), Err(LoraError::Invalid { .. })));
+    assert!(matches!(lora::load(&path).map_err(lora_error), Err(LoraError::Invalid { .. })));
     let path = write(
         dir.path(),
         "regex.safetensors",
         vec![("transformer.proj_out.lora_A.weight", T::M(a4.clone())), ("transformer.proj_out.lora_B.weight", T::M(b4.clone()))],
         Some(("lora_adapter_metadata", r#"{"transformer.r": 4, "transformer.lora_alpha": 8, "transformer.alpha_pattern": {".*proj_out": 2}}"#)),
     );
-    assert!(matches!(lora::load(&path), Err(LoraError::Invalid { .. })));
+    assert!(matches!(lora::load(&path).map_err(lora_error), Err(LoraError::Invalid { .. })));
 }
 
 #[test]
@@ -521,7 +521,7 @@ fn structural_errors_are_typed_and_name_the_key() {
     let (a, b) = (mat(2, h, 1), mat(h, 2, 2));
     let expect = |name: &str, tensors: Vec<(&str, T)>, check: &dyn Fn(&LoraError) -> bool, names: &str| {
         let path = write(dir.path(), name, tensors, None);
-        let err = lora::load(&path).unwrap_err();
+        let err = lora_error(lora::load(&path).unwrap_err());
         assert!(check(&err), "{name}: {err:?}");
         let msg = err.to_string();
         assert!(msg.contains(name) && msg.contains(names), "{name}: `{msg}` should name `{names}`");
@@ -620,9 +620,9 @@ fn structural_errors_are_typed_and_name_the_key() {
     expect("what.safetensors", vec![("model.layers.0.weight", T::M(a.clone()))], &|e| matches!(e, LoraError::UnknownFormat { .. }), "model.layers.0.weight");
     // a valid header with no tensors
     let path = write(dir.path(), "none.safetensors", vec![], None);
-    assert!(matches!(lora::load(&path), Err(LoraError::Empty { .. })));
+    assert!(matches!(lora::load(&path).map_err(lora_error), Err(LoraError::Empty { .. })));
     let missing = dir.path().join("missing.safetensors");
-    assert!(matches!(lora::load(&missing), Err(LoraError::File(_))));
+    assert!(matches!(lora::load(&missing).map_err(lora_error), Err(LoraError::File(_))));
 }
 
 #[test]
@@ -651,4 +651,12 @@ fn half_precision_factors_decode_exactly() {
     let ad = lora::load(&path).unwrap();
     let m = &ad.modules["x_embedder"];
     assert_eq!((&m.a, &m.b, m.scale), (&ra, &rb, 0.5));
+}
+
+/// The LoRA error inside a crate error.
+fn lora_error(e: flux_trt::Error) -> LoraError {
+    match e {
+        flux_trt::Error::Lora(e) => e,
+        other => panic!("not a LoRA file error: {other}"),
+    }
 }

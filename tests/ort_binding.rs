@@ -6,45 +6,22 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use flux_trt::lora::Adapter;
 use flux_trt::runtime::ort::{FluxSession, StagedAdapter};
-use flux_trt::runtime::{HostTensor, RuntimeError};
+use flux_trt::runtime::{HostTensor, RuntimeError, Slotted};
 use support::*;
 
 const TOL: f32 = 1e-4;
-const ADAPTERS: [&str; 3] = ["attn.peft", "mlp.peft", "rank16.peft"];
-
-fn engine() -> &'static PathBuf {
-    static E: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &E.get_or_init(|| {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join("dev-binding");
-        let ads: Vec<Adapter> = ADAPTERS.iter().map(|s| load_lora(s)).collect();
-        let refs: Vec<&Adapter> = ads.iter().collect();
-        export_engine("dev", "diffusers", &refs, None, &dir);
-        (tmp, dir)
-    })
-    .1
-}
 
 fn bound(threads: usize) -> FluxSession {
-    FluxSession::builder(engine()).with_library(ort_library()).with_threads(threads).with_io_binding(true).build().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn must(r: Result<HostTensor, RuntimeError>) -> HostTensor {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn output_key(stem: &str) -> String {
-    lora_fixtures("dev").into_iter().find(|f| f.stem == stem).map(|f| f.output_key).unwrap_or_else(|| panic!("no fixture {stem}"))
+    FluxSession::builder(swap_engine()).with_library(ort_library()).with_threads(threads).with_io_binding(true).build().unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn binding_path_is_bit_identical_to_feeds_and_matches_diffusers() {
-    let plain = session(engine(), 1);
+    let plain = session(swap_engine(), 1);
     let dev = bound(1);
     assert!(!plain.io_binding() && dev.io_binding());
     assert!(dev.lease().tensors().on_device() && !plain.lease().tensors().on_device());
@@ -52,7 +29,7 @@ fn binding_path_is_bit_identical_to_feeds_and_matches_diffusers() {
     let base = must(dev.run(&inputs));
     assert!(base.bit_eq(&must(plain.run(&inputs))), "base: binding path differs from feeds");
     assert!(rel_err(&base, &golden["out.base"]) <= TOL);
-    for name in ADAPTERS {
+    for name in SWAPPED {
         let ad = load_lora(name);
         plain.swap(&[(&ad, 1.0)]).unwrap_or_else(|e| panic!("{e}"));
         dev.swap(&[(&ad, 1.0)]).unwrap_or_else(|e| panic!("{e}"));
@@ -76,35 +53,35 @@ fn staged_swaps_restore_exactly_and_account_memory() {
     let (inputs, _) = goldens("dev", &s);
     let base_bytes = s.slot_bytes_in_use();
     assert!(base_bytes > 0 && base_bytes == s.lease().tensors().bytes());
-    let ads: Vec<Adapter> = ADAPTERS.iter().map(|n| load_lora(n)).collect();
+    let ads: Vec<Adapter> = SWAPPED.iter().map(|n| load_lora(n)).collect();
     let staged: Vec<StagedAdapter> = ads.iter().map(|a| s.stage(&[(a, 1.0)]).unwrap_or_else(|e| panic!("{e}"))).collect();
     assert_eq!(s.version(), 0, "staging must not install anything");
     assert_eq!(s.slot_bytes_in_use(), base_bytes * 4);
     let mut first = BTreeMap::new();
     for (st, ad) in staged.iter().zip(&ads) {
-        let rep = s.swap_staged(st).unwrap_or_else(|e| panic!("{e}"));
+        let rep = s.install(st).unwrap_or_else(|e| panic!("{e}"));
         println!("{}: staged swap {:?} (version {})", ad.name, rep.elapsed, rep.version);
         assert_eq!(s.adapters()[0].name, ad.name);
         // Staged and swapped-from-host give the same bits.
         let out = must(s.run(&inputs));
         first.insert(ad.name.clone(), out);
     }
-    let reference = session(engine(), 1);
+    let reference = session(swap_engine(), 1);
     for ad in &ads {
         reference.swap(&[(ad, 1.0)]).unwrap_or_else(|e| panic!("{e}"));
         assert!(must(reference.run(&inputs)).bit_eq(&first[&ad.name]), "{}: staged set differs from the plain path", ad.name);
     }
     // A → B → A → C → B through staged sets: bit-exact.
     for i in [0usize, 1, 0, 2, 1] {
-        s.swap_staged(&staged[i]).unwrap_or_else(|e| panic!("{e}"));
+        s.install(&staged[i]).unwrap_or_else(|e| panic!("{e}"));
         assert!(must(s.run(&inputs)).bit_eq(&first[&ads[i].name]), "{} after other staged sets is not bit-exact", ads[i].name);
     }
     // A staged set of another session is refused; nothing changes.
     let other = bound(1);
     let foreign = other.stage(&[(&ads[0], 1.0)]).unwrap_or_else(|e| panic!("{e}"));
     let v = s.version();
-    match s.swap_staged(&foreign) {
-        Err(RuntimeError::ForeignSlots { what, .. }) => assert_eq!(what, "staged adapter"),
+    match s.install(&foreign) {
+        Err(flux_trt::Error::Runtime(RuntimeError::ForeignSlots { what, .. })) => assert_eq!(what, "staged adapter"),
         other => panic!("expected ForeignSlots, got {other:?}"),
     }
     assert_eq!(s.version(), v);
@@ -124,7 +101,7 @@ fn slot_budget_refuses_staging_and_changes_nothing() {
     let probe = bound(1);
     let set = probe.slot_bytes_in_use();
     drop(probe);
-    let s = FluxSession::builder(engine())
+    let s = FluxSession::builder(swap_engine())
         .with_library(ort_library())
         .with_threads(1)
         .with_io_binding(true)
@@ -132,20 +109,20 @@ fn slot_budget_refuses_staging_and_changes_nothing() {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let (inputs, _) = goldens("dev", &s);
-    let ads: Vec<Adapter> = ADAPTERS.iter().map(|n| load_lora(n)).collect();
+    let ads: Vec<Adapter> = SWAPPED.iter().map(|n| load_lora(n)).collect();
     // base + a = the budget.
     let a = s.stage(&[(&ads[0], 1.0)]).unwrap_or_else(|e| panic!("{e}"));
     match s.stage(&[(&ads[1], 1.0)]) {
-        Err(RuntimeError::SlotBudget { needed, used, limit, .. }) => assert_eq!((needed, used, limit), (set, 2 * set, 2 * set)),
+        Err(flux_trt::Error::Runtime(RuntimeError::SlotBudget { needed, used, limit, .. })) => assert_eq!((needed, used, limit), (set, 2 * set, 2 * set)),
         other => panic!("expected SlotBudget, got {other:?}"),
     }
     // Installing a releases the base set: b fits now, c does not.
-    s.swap_staged(&a).unwrap_or_else(|e| panic!("{e}"));
+    s.install(&a).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.slot_bytes_in_use(), set);
     let before = must(s.run(&inputs));
     let b = s.stage(&[(&ads[1], 1.0)]).unwrap_or_else(|e| panic!("{e}"));
     match s.swap(&[(&ads[2], 1.0)]) {
-        Err(RuntimeError::SlotBudget { .. }) => {}
+        Err(flux_trt::Error::Runtime(RuntimeError::SlotBudget { .. })) => {}
         other => panic!("expected SlotBudget, got {other:?}"),
     }
     assert_eq!(s.version(), 1);
@@ -161,11 +138,11 @@ fn concurrent_runs_on_staged_sets_see_their_own_adapter() {
     let s = Arc::new(bound(1));
     let (inputs, _) = goldens("dev", &s);
     let inputs = Arc::new(inputs);
-    let ads: Vec<Adapter> = ADAPTERS.iter().map(|n| load_lora(n)).collect();
+    let ads: Vec<Adapter> = SWAPPED.iter().map(|n| load_lora(n)).collect();
     let staged: Vec<StagedAdapter> = ads.iter().map(|a| s.stage(&[(a, 1.0)]).unwrap_or_else(|e| panic!("{e}"))).collect();
     let mut expected = Vec::new();
     for st in &staged {
-        s.swap_staged(st).unwrap_or_else(|e| panic!("{e}"));
+        s.install(st).unwrap_or_else(|e| panic!("{e}"));
         expected.push(must(s.run(&inputs)));
     }
     let expected = Arc::new(expected);
@@ -176,7 +153,7 @@ fn concurrent_runs_on_staged_sets_see_their_own_adapter() {
             std::thread::spawn(move || {
                 for i in 0..6 {
                     // Each thread installs its adapter and runs with the lease it took right after.
-                    s.swap_staged(&staged[(t + i) % 3]).unwrap_or_else(|e| panic!("{e}"));
+                    s.install(&staged[(t + i) % 3]).unwrap_or_else(|e| panic!("{e}"));
                     let lease = s.lease();
                     let k = staged.iter().position(|st| st.adapters()[0].name == lease.adapters()[0].name).expect("known adapter");
                     let out = must(s.run_with(&lease, &inputs));
@@ -192,7 +169,7 @@ fn concurrent_runs_on_staged_sets_see_their_own_adapter() {
 
 #[test]
 fn placement_is_recorded() {
-    let s = session(engine(), 1);
+    let s = session(swap_engine(), 1);
     let p = s.placement();
     let manifest_nodes = p.total_nodes();
     println!("placement: {:?}, {} CPU nodes", p.nodes_per_provider, p.cpu_nodes.len());

@@ -260,7 +260,7 @@ fn initial_latents_from_file() {
 #[cfg(feature = "pipeline")]
 mod tokenizers_parity {
     use super::*;
-    use flux_trt::pipeline::tokenize::{ClipTokenizer, T5Tokenizer};
+    use flux_trt::pipeline::tokenize::{FixedTokenizer, TokenizerKind};
 
     #[derive(Deserialize)]
     struct Case {
@@ -269,6 +269,9 @@ mod tokenizers_parity {
         max_length: usize,
         ids: Vec<u32>,
         truncated: bool,
+        /// The removed text as diffusers' warning names it (transformers' `batch_decode`), when truncated.
+        #[serde(default)]
+        removed: Option<String>,
     }
     #[derive(Deserialize)]
     struct Clip {
@@ -292,13 +295,14 @@ mod tokenizers_parity {
     #[test]
     fn clip_ids_match_transformers() {
         let g: Goldens = read_json("tokenizers.json");
-        let tok = ClipTokenizer::from_dir(&pipe().join("tokenizer")).unwrap();
-        assert_eq!(tok.max_length(), g.clip.max_length);
-        assert!(g.clip.cases.iter().any(|c| c.truncated));
+        let tok = FixedTokenizer::clip(&pipe().join("tokenizer")).unwrap();
+        assert_eq!((tok.kind(), tok.max_length()), (TokenizerKind::Clip, g.clip.max_length));
+        assert!(g.clip.cases.iter().filter(|c| c.truncated).count() >= 3);
         for c in &g.clip.cases {
             let e = tok.encode(&c.prompt).unwrap();
             assert_eq!(e.ids, c.ids, "prompt {:?}", c.prompt);
-            assert_eq!(e.removed.is_some(), c.truncated, "prompt {:?}", c.prompt);
+            assert_eq!(c.removed.is_some(), c.truncated, "golden {:?}", c.prompt);
+            assert_eq!(e.removed, c.removed, "removed text of prompt {:?}", c.prompt);
         }
     }
 
@@ -319,9 +323,10 @@ mod tokenizers_parity {
             .collect();
         let tj = serde_json::json!({"model": {"type": "BPE", "vocab": vocab, "merges": merges}});
         std::fs::write(dir.path().join("tokenizer.json"), tj.to_string()).unwrap();
-        let tok = ClipTokenizer::from_dir(dir.path()).unwrap();
+        let tok = FixedTokenizer::clip(dir.path()).unwrap();
         for c in &g.clip.cases {
-            assert_eq!(tok.encode(&c.prompt).unwrap().ids, c.ids, "prompt {:?}", c.prompt);
+            let e = tok.encode(&c.prompt).unwrap();
+            assert_eq!((&e.ids, &e.removed), (&c.ids, &c.removed), "prompt {:?}", c.prompt);
         }
     }
 
@@ -330,10 +335,12 @@ mod tokenizers_parity {
         let g: Goldens = read_json("tokenizers.json");
         let mut seen = std::collections::BTreeSet::new();
         for c in &g.t5.cases {
-            let tok = T5Tokenizer::from_dir(&pipe().join("tokenizer_2"), c.max_length).unwrap();
+            let tok = FixedTokenizer::t5(&pipe().join("tokenizer_2"), c.max_length).unwrap();
+            assert_eq!(tok.kind(), TokenizerKind::T5);
             let e = tok.encode(&c.prompt).unwrap();
             assert_eq!(e.ids, c.ids, "max_length {} prompt {:?}", c.max_length, c.prompt);
-            assert_eq!(e.removed.is_some(), c.truncated, "max_length {} prompt {:?}", c.max_length, c.prompt);
+            assert_eq!(c.removed.is_some(), c.truncated, "golden {:?}", c.prompt);
+            assert_eq!(e.removed, c.removed, "removed text, max_length {} prompt {:?}", c.max_length, c.prompt);
             seen.insert((c.max_length, c.truncated));
         }
         assert!(seen.contains(&(512, true)) && seen.contains(&(512, false)) && seen.contains(&(16, true)));
@@ -348,7 +355,7 @@ mod tokenizers_parity {
         let dir = fixtures().join("t5-legacy");
         let mut raw_differs = 0;
         for c in &g.t5.cases {
-            let tok = T5Tokenizer::from_dir(&dir, c.max_length).unwrap();
+            let tok = FixedTokenizer::t5(&dir, c.max_length).unwrap();
             assert_eq!(tok.encode(&c.prompt).unwrap().ids, c.ids, "max_length {} prompt {:?}", c.max_length, c.prompt);
             let mut raw = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
             raw.with_truncation(Some(tokenizers::TruncationParams { max_length: c.max_length, ..Default::default() })).unwrap();
@@ -366,24 +373,24 @@ mod tokenizers_parity {
     fn tokenizer_errors_name_the_file() {
         let t2 = pipe().join("tokenizer_2");
         for bad in [0, 513] {
-            let e = T5Tokenizer::from_dir(&t2, bad).err().expect("error").to_string();
+            let e = FixedTokenizer::t5(&t2, bad).err().expect("error").to_string();
             assert!(e.contains("tokenizer.json") && e.contains("max_sequence_length"), "{e}");
         }
         let dir = tempfile::tempdir().unwrap();
-        let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
+        let e = FixedTokenizer::clip(dir.path()).err().expect("error").to_string();
         assert!(e.contains("tokenizer_config.json"), "{e}");
         std::fs::write(dir.path().join("tokenizer_config.json"), r#"{"model_max_length": 77}"#).unwrap();
-        let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
+        let e = FixedTokenizer::clip(dir.path()).err().expect("error").to_string();
         assert!(e.contains("neither vocab.json"), "{e}");
         std::fs::write(dir.path().join("vocab.json"), r#"{"a": 0, "<|endoftext|>": 1}"#).unwrap();
         std::fs::write(dir.path().join("merges.txt"), "#version: 0.2\na b c\n").unwrap();
-        let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
+        let e = FixedTokenizer::clip(dir.path()).err().expect("error").to_string();
         assert!(e.contains("merges.txt") && e.contains("line 2"), "{e}");
         std::fs::write(dir.path().join("merges.txt"), "#version: 0.2\na a\n").unwrap();
-        let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
+        let e = FixedTokenizer::clip(dir.path()).err().expect("error").to_string();
         assert!(e.contains("vocab.json") && e.contains("<|startoftext|>"), "{e}");
         std::fs::write(dir.path().join("tokenizer_config.json"), r#"{"bos_token": "<|endoftext|>"}"#).unwrap();
-        let e = ClipTokenizer::from_dir(dir.path()).err().expect("error").to_string();
+        let e = FixedTokenizer::clip(dir.path()).err().expect("error").to_string();
         assert!(e.contains("model_max_length"), "{e}");
     }
 }
@@ -514,6 +521,7 @@ mod ort_loop {
     use flux_trt::onnx::{export, ExportOptions};
     use flux_trt::pipeline::{denoise, Conditioning};
     use flux_trt::runtime::ort::FluxSession;
+    use flux_trt::runtime::Slotted;
     use flux_trt::{Checkpoint, SlotPlan};
 
     #[test]
@@ -535,7 +543,7 @@ mod ort_loop {
         let cond = Conditioning::new(prompt.clone(), pshape[1], pshape[2], t["pooled_prompt_embeds"].1.clone(), Some(g.guidance_scale)).unwrap();
         let init = latents::load_latents(&fixtures().join(&g.noise), res).unwrap();
         let mut seen = Vec::new();
-        let out = denoise(&session, &schedule, res, &cond, init, |i, x| seen.push((i, x.to_vec()))).unwrap();
+        let out = denoise(&session, &session.lease(), &schedule, res, &cond, init, |i, x| seen.push((i, x.to_vec()))).unwrap();
         assert_eq!(seen.len(), g.num_inference_steps);
         for (i, x) in &seen {
             let want = &t[&format!("latents.{i}")].1;
@@ -551,7 +559,7 @@ mod ort_loop {
 
         // A wrong-length conditioning is refused before any step runs.
         assert!(matches!(Conditioning::new(prompt.clone(), pshape[1] + 1, pshape[2], vec![0.0; 32], Some(3.5)), Err(PipelineError::Length { .. })));
-        let e = denoise(&session, &schedule, res, &cond, vec![0.0; 7], |_, _| panic!("no step may run")).unwrap_err();
+        let e = denoise(&session, &session.lease(), &schedule, res, &cond, vec![0.0; 7], |_, _| panic!("no step may run")).unwrap_err();
         assert!(matches!(e, PipelineError::Length { .. }), "{e}");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use flux_trt::manifest::{IntegrityError, Manifest, ManifestError, VerifyPolicy};
 use flux_trt::runtime::ort::{ExecutionProvider, FluxSession};
-use flux_trt::runtime::RuntimeError;
+use flux_trt::runtime::{RuntimeError, Slotted};
 use support::*;
 
 const TOL: f32 = 1e-4;
@@ -208,6 +208,28 @@ fn manifest_must_match_the_model() {
     m.save(&dir).expect("save");
     let msg = mismatch_of(&dir);
     assert!(msg.contains("latents"), "{msg}");
+}
+
+#[test]
+fn onnx_runtime_errors_keep_their_code_and_text() {
+    use std::error::Error as _;
+    // A model file ONNX Runtime cannot parse, recorded in the manifest (so only ORT refuses it).
+    let (_t, dir) = copy_engine();
+    std::fs::write(dir.join("model.onnx"), b"not a protobuf at all").expect("write");
+    let mut m = Manifest::load(&dir).expect("manifest");
+    m.onnx.blake3 = flux_trt::util::hash_file(&dir.join("model.onnx")).expect("hash").0;
+    m.save(&dir).expect("save");
+    let err = FluxSession::builder(&dir).with_library(ort_library()).build().expect_err("garbage model");
+    let code = err.ort_code().unwrap_or_else(|| panic!("not an ONNX Runtime error: {err:?}"));
+    assert_eq!(code, ort::ErrorCode::InvalidProtobuf, "{err}");
+    // the original ort::Error is the source, with ONNX Runtime's own message
+    let source = err.source().and_then(|s| s.downcast_ref::<ort::Error>()).expect("ort::Error as the source");
+    assert_eq!(source.code(), code);
+    assert!(!source.message().is_empty() && err.to_string().contains(source.message()), "{err}");
+    // through the crate error: same chain, and a kind
+    let err = flux_trt::Error::from(err);
+    assert_eq!(err.kind(), flux_trt::ErrorKind::Incompatible);
+    assert!(err.source().and_then(|s| s.downcast_ref::<ort::Error>()).is_some());
 }
 
 #[test]

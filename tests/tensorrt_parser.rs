@@ -9,6 +9,8 @@
 //! TensorRT's own CUDA message, writing nothing.
 #![cfg(feature = "tensorrt")]
 
+mod trt_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,20 +20,7 @@ use flux_trt::manifest::{Manifest, Precision};
 use flux_trt::onnx::fp8::{self, Fp8Options, WeightScale};
 use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::{Checkpoint, SlotPlan};
-
-/// `TRT_RTX_LIB_DIR` if set, else Python's `tensorrt_rtx_libs` package folder.
-fn trt_library() -> TrtLibrary {
-    let from_env = TrtLibrary::from_env();
-    if from_env.dir.is_some() {
-        return from_env;
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import tensorrt_rtx_libs,os;print(os.path.dirname(tensorrt_rtx_libs.__file__))"])
-        .output()
-        .expect("TRT_RTX_LIB_DIR is unset and python3 could not be run to find tensorrt_rtx_libs");
-    assert!(out.status.success(), "TRT_RTX_LIB_DIR is unset and python3 has no tensorrt_rtx_libs: {}", String::from_utf8_lossy(&out.stderr));
-    TrtLibrary::in_dir(String::from_utf8_lossy(&out.stdout).trim())
-}
+use trt_support::trt_library;
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)

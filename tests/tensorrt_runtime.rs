@@ -5,9 +5,11 @@
 //! `selftest --backend tensorrt` is where that is checked.
 #![cfg(feature = "tensorrt")]
 
+mod trt_support;
+
 use std::path::Path;
 
-use flux_trt::engine::{TrtLibrary, PLAN_FILE};
+use flux_trt::engine::PLAN_FILE;
 use flux_trt::lora::plan::PlanOptions;
 use flux_trt::manifest::{EngineArtifact, FileRecord, FileRole, IntegrityError, Manifest, ManifestError, Precision, VerifyPolicy};
 use flux_trt::onnx::{export, ExportOptions};
@@ -15,16 +17,7 @@ use flux_trt::runtime::tensorrt::{SessionOptions, TrtError, TrtSession};
 use flux_trt::{Checkpoint, SlotPlan};
 
 fn options() -> SessionOptions {
-    let mut lib = TrtLibrary::from_env();
-    if lib.dir.is_none() {
-        let out = std::process::Command::new("python3")
-            .args(["-c", "import tensorrt_rtx_libs,os;print(os.path.dirname(tensorrt_rtx_libs.__file__))"])
-            .output()
-            .expect("TRT_RTX_LIB_DIR is unset and python3 could not be run");
-        assert!(out.status.success(), "TRT_RTX_LIB_DIR is unset and python3 has no tensorrt_rtx_libs");
-        lib = TrtLibrary::in_dir(String::from_utf8_lossy(&out.stdout).trim());
-    }
-    SessionOptions { library: lib, device: 0, verify: Default::default() }
+    SessionOptions { library: trt_support::trt_library(), device: 0, verify: Default::default() }
 }
 
 fn exported() -> (tempfile::TempDir, Manifest) {

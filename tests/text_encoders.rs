@@ -22,6 +22,8 @@ use flux_trt::onnx::OnnxError;
 use ort::session::Session;
 
 mod ort_support;
+#[cfg(feature = "tensorrt")]
+mod trt_support;
 use ort::value::Tensor;
 
 fn fixtures() -> PathBuf {
@@ -222,7 +224,10 @@ fn clip_target_presets_plan_slots_without_adapters() {
     // a rank-4 adapter does not fit rank-2 slots
     let err = plan.lay_out_text_encoder(&[(&lora("peft"), 1.0)]).expect_err("rank");
     assert!(matches!(err, PlanError::OutsideSlots { .. } | PlanError::RankTooLarge { .. }), "{err}");
-    assert!(matches!(SlotPlan::for_clip(&cfg, &[], &PlanOptions { max_rank: Some(2), targets: vec!["mod".into()] }), Err(PlanError::BadTarget { .. })));
+    assert!(matches!(
+        SlotPlan::for_clip(&cfg, &[], &PlanOptions { max_rank: Some(2), targets: vec!["mod".into()] }),
+        Err(flux_trt::Error::Plan(PlanError::BadTarget { .. }))
+    ));
 }
 
 // ------------------------------------------------------------------ engine folder
@@ -331,7 +336,7 @@ fn bad_inputs_give_typed_errors_naming_file_and_tensor() {
     let m = ad.text_encoder.remove("text_model.encoder.layers.1.mlp.fc2").unwrap();
     ad.text_encoder.insert("text_model.encoder.layers.7.mlp.fc2".into(), m);
     let err = SlotPlan::for_clip(&cfg, &[&ad], &PlanOptions::default()).expect_err("unknown module");
-    assert!(matches!(&err, PlanError::UnknownModule { module, .. } if module == "text_model.encoder.layers.7.mlp.fc2"), "{err}");
+    assert!(matches!(&err, flux_trt::Error::Plan(PlanError::UnknownModule { module, .. }) if module == "text_model.encoder.layers.7.mlp.fc2"), "{err}");
     // a plan naming a module the graph does not have
     let mut plan = SlotPlan::for_clip(&cfg, &[&lora("peft")], &PlanOptions::default()).expect("plan");
     plan.slots[0].module = "text_model.encoder.layers.9.self_attn.q_proj".into();
@@ -353,20 +358,8 @@ fn bad_inputs_give_typed_errors_naming_file_and_tensor() {
 #[cfg(feature = "tensorrt")]
 #[test]
 fn tensorrt_parser_accepts_both_graphs_and_marks_clip_slots() {
-    use flux_trt::engine::{inspect_component_network_with, EngineError, TrtLibrary};
-    let lib = {
-        let env = TrtLibrary::from_env();
-        if env.dir.is_some() {
-            env
-        } else {
-            let out = Command::new("python3")
-                .args(["-c", "import tensorrt_rtx_libs,os;print(os.path.dirname(tensorrt_rtx_libs.__file__))"])
-                .output()
-                .expect("python3");
-            assert!(out.status.success(), "TRT_RTX_LIB_DIR unset and no tensorrt_rtx_libs: {}", String::from_utf8_lossy(&out.stderr));
-            TrtLibrary::in_dir(String::from_utf8_lossy(&out.stdout).trim())
-        }
-    };
+    use flux_trt::engine::{inspect_component_network_with, EngineError};
+    let lib = trt_support::trt_library();
     let cfg = clip_config(&pipeline()).expect("config");
     let plan = SlotPlan::for_clip(&cfg, &[&lora("peft")], &PlanOptions::default()).expect("plan");
     let engine = tempfile::tempdir().unwrap();

@@ -9,6 +9,9 @@
 
 #[path = "ort_support/mod.rs"]
 mod ort_support;
+#[cfg(feature = "tensorrt")]
+#[path = "trt_support/mod.rs"]
+mod trt_support;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -383,20 +386,8 @@ fn flux1_sized_decoder_graph_matches_diffusers_parameters() {
 #[cfg(feature = "tensorrt")]
 mod tensorrt {
     use super::*;
-    use flux_trt::engine::{self, TrtLibrary};
-
-    fn trt_library() -> TrtLibrary {
-        let from_env = TrtLibrary::from_env();
-        if from_env.dir.is_some() {
-            return from_env;
-        }
-        let out = Command::new("python3")
-            .args(["-c", "import tensorrt_rtx_libs,os;print(os.path.dirname(tensorrt_rtx_libs.__file__))"])
-            .output()
-            .expect("TRT_RTX_LIB_DIR is unset and python3 could not be run to find tensorrt_rtx_libs");
-        assert!(out.status.success(), "TRT_RTX_LIB_DIR is unset and python3 has no tensorrt_rtx_libs");
-        TrtLibrary::in_dir(String::from_utf8_lossy(&out.stdout).trim())
-    }
+    use flux_trt::engine;
+    use trt_support::trt_library;
 
     /// TensorRT-RTX's ONNX parser accepts the decoder in every precision: one IAttention,
     /// float32 I/O with dynamic batch and spatial dims, one normalization layer per GroupNorm.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use flux_trt::lora::plan::PlanOptions;
-use flux_trt::manifest::Precision;
+use flux_trt::manifest::{Precision, WeightScale};
 use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::{Checkpoint, SlotPlan};
 use serde::Deserialize;
@@ -35,8 +35,13 @@ struct Args {
     #[arg(long)]
     t5_max_length: Option<usize>,
     /// Precision of the exported VAE decoder (default fp32: FLUX.1's VAE sets force_upcast).
-    #[arg(long)]
-    vae_precision: Option<String>,
+    /// Needs --pipeline.
+    #[arg(long, value_enum)]
+    vae_precision: Option<Precision>,
+    /// Precision of the exported text encoders. Default: `--precision`; for fp8 the transformer's
+    /// float dtype (`--fp8-float`: bf16 for TensorRT, fp32 for ONNX Runtime CPU, which has no bf16 kernels).
+    #[arg(long, value_enum)]
+    text_encoder_precision: Option<Precision>,
     /// CLIP LoRA slot rank (default: the largest rank of the adapters' CLIP modules). Without
     /// CLIP adapters or --text-encoder-targets, slots go on every CLIP Linear module.
     #[arg(long)]
@@ -54,9 +59,9 @@ struct Args {
     /// Extra slot targets: presets attn, mlp, mod, blocks, all, or module globs (repeatable).
     #[arg(long = "targets", num_args = 1..)]
     targets: Vec<String>,
-    /// fp32, fp16, bf16 or fp8 (E4M3 Q/DQ, needs --calib).
-    #[arg(long)]
-    precision: Option<String>,
+    /// Precision of the transformer (fp8: E4M3 Q/DQ, needs --calib or --calib-in; default fp32).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
     /// Recipe TOML with defaults for the flags above.
     #[arg(long)]
     recipe: Option<PathBuf>,
@@ -67,14 +72,14 @@ struct Args {
     #[arg(long)]
     no_hash: bool,
     /// FP8 weight scales: one per output channel (default) or one per tensor.
-    #[arg(long, value_name = "channel|tensor")]
-    fp8_weight_scale: Option<String>,
+    #[arg(long, value_enum)]
+    fp8_weight_scale: Option<WeightScale>,
     /// FP8: Q/DQ on the attention Q, K, V inputs too (off by default).
     #[arg(long)]
     fp8_attention: bool,
     /// FP8: float dtype of the unquantized parts: bf16 (TensorRT, default) or fp32 (ONNX Runtime CPU).
-    #[arg(long, value_name = "bf16|fp32")]
-    fp8_float: Option<String>,
+    #[arg(long, value_enum)]
+    fp8_float: Option<Fp8Float>,
     /// FP8 calibration: number of (prompt embedding, timestep) samples (required for fp8).
     #[arg(long, value_name = "N")]
     calib: Option<usize>,
@@ -116,7 +121,8 @@ struct Recipe {
     text_encoder_lora_rank: Option<usize>,
     #[serde(default)]
     text_encoder_targets: Vec<String>,
-    precision: Option<String>,
+    text_encoder_precision: Option<Precision>,
+    precision: Option<Precision>,
     max_rank: Option<usize>,
     #[serde(default)]
     targets: Vec<String>,
@@ -139,21 +145,16 @@ struct RecipeLora {
     strength: f32,
 }
 
-fn one() -> f32 {
-    1.0
+/// `--fp8-float`: the dtype of an FP8 engine's unquantized parts.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Fp8Float {
+    Bf16,
+    #[value(alias = "f32")]
+    Fp32,
 }
 
-fn parse_lora(s: &str) -> Result<(PathBuf, f32)> {
-    // `FILE:strength` only when the part after the last ':' parses as a number.
-    if let Some((f, st)) = s.rsplit_once(':') {
-        if let Ok(v) = st.parse::<f32>() {
-            if !v.is_finite() {
-                bail!("--lora {s}: strength {st} is not a finite number");
-            }
-            return Ok((PathBuf::from(f), v));
-        }
-    }
-    Ok((PathBuf::from(s), 1.0))
+fn one() -> f32 {
+    1.0
 }
 
 fn load_recipe(path: &Path) -> Result<Recipe> {
@@ -174,11 +175,40 @@ fn main() -> Result<()> {
     if let Some(d) = &recipe.description {
         tracing::info!(recipe = %d);
     }
+    let t = &args.trt;
+    if !t.tensorrt && !t.tensorrt_only {
+        let given = [
+            ("--trt-targets", !t.trt_targets.is_empty()),
+            ("--strip-weights", t.strip_weights),
+            ("--plan-file", t.plan_file.is_some()),
+            ("--trt-lib-dir", t.trt_lib_dir.is_some()),
+            ("--trt-report", t.trt_report.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            bail!("{flag} applies to the TensorRT build: add --tensorrt (or --tensorrt-only)");
+        }
+    }
     if args.trt.tensorrt_only {
         let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
         return tensorrt_stage(&out, &args.trt, &recipe);
     }
     let pipeline = args.pipeline.clone().or(recipe.pipeline.clone());
+    if pipeline.is_none() {
+        let given = [
+            ("--vae-precision", args.vae_precision.is_some()),
+            ("--t5-max-length", args.t5_max_length.is_some()),
+            ("--text-encoder-lora-rank", args.text_encoder_lora_rank.is_some()),
+            ("--text-encoder-targets", !args.text_encoder_targets.is_empty()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            bail!("{flag} applies to the pipeline components: give --pipeline DIR (or `pipeline` in the recipe)");
+        }
+    }
+    if let Some(p) = &pipeline {
+        // FLUX.1 latents need a 16-channel VAE with factor 8: refuse another one before writing anything.
+        flux_trt::pipeline::VaeConfig::from_file(&p.join("vae").join("config.json"))
+            .with_context(|| format!("--pipeline {}: its VAE cannot decode FLUX.1 latents", p.display()))?;
+    }
     let pipeline_transformer = pipeline.as_ref().map(|p| p.join("transformer")).filter(|p| p.is_dir());
     let model = args
         .model
@@ -187,8 +217,7 @@ fn main() -> Result<()> {
         .or(pipeline_transformer)
         .context("--model is required (or `model` in the recipe, or a --pipeline folder with transformer/)")?;
     let out = args.out.clone().or(recipe.out.clone()).context("--out is required (or `out` in the recipe)")?;
-    let precision_s = args.precision.clone().or(recipe.precision.clone()).unwrap_or_else(|| "fp32".into());
-    let precision: Precision = precision_s.parse().map_err(anyhow::Error::msg)?;
+    let precision = args.precision.or(recipe.precision).unwrap_or(Precision::Fp32);
     let fp8_flags = args.fp8_weight_scale.is_some()
         || args.fp8_attention
         || args.fp8_float.is_some()
@@ -197,12 +226,12 @@ fn main() -> Result<()> {
         || args.calib_in.is_some()
         || args.calib_out.is_some();
     if precision != Precision::Fp8 && fp8_flags {
-        bail!("--fp8-*/--calib* flags need --precision fp8 (precision is {precision_s})");
+        bail!("--fp8-*/--calib* flags need --precision fp8 (precision is {precision:?})");
     }
     let loras: Vec<(PathBuf, f32)> = if args.loras.is_empty() {
         recipe.lora.iter().map(|l| (l.path.clone(), l.strength)).collect()
     } else {
-        args.loras.iter().map(|s| parse_lora(s)).collect::<Result<_>>()?
+        args.loras.iter().map(|s| flux_trt::lora::parse_spec(s).context("--lora")).collect::<Result<_>>()?
     };
     let targets = if args.targets.is_empty() { recipe.targets.clone() } else { args.targets.clone() };
     let max_rank = args.max_rank.or(recipe.max_rank);
@@ -219,6 +248,10 @@ fn main() -> Result<()> {
     let plan = SlotPlan::new(ckpt.config(), &refs, &PlanOptions { max_rank, targets })?;
     tracing::info!(slots = plan.slots.len(), max_rank = plan.max_rank, "slot plan");
 
+    let te_precision = text_encoder_precision(&args, &recipe, precision)?;
+    if pipeline.is_none() && args.text_encoder_precision.is_some() {
+        bail!("--text-encoder-precision needs --pipeline (the text encoders come from the pipeline folder)");
+    }
     let fp8 = if precision == Precision::Fp8 { Some(fp8_options(&args, &ckpt, &out)?) } else { None };
     let opts = ExportOptions { precision, lora_files: loras.iter().map(|(p, _)| p.clone()).collect(), hash_sources: !args.no_hash, fp8 };
     let bar = indicatif::ProgressBar::new(0);
@@ -244,7 +277,7 @@ fn main() -> Result<()> {
         report.data_path.display()
     );
     if let Some(p) = &pipeline {
-        text_encoders(&args, &recipe, p, &adapters, &loras, precision, &out)?;
+        text_encoders(&args, &recipe, p, &adapters, &loras, te_precision, &out)?;
     }
     if args.trt.tensorrt {
         tensorrt_stage(&out, &args.trt, &recipe)?;
@@ -261,7 +294,7 @@ fn text_encoders(
     pipeline: &Path,
     adapters: &[flux_trt::Adapter],
     loras: &[(PathBuf, f32)],
-    precision: Precision,
+    te_precision: Precision,
     out: &Path,
 ) -> Result<()> {
     use flux_trt::onnx::components::{clip_config, export_text_encoders, TextEncoderOptions};
@@ -279,8 +312,6 @@ fn text_encoders(
         tracing::info!(slots = plan.slots.len(), max_rank = plan.max_rank, "CLIP slot plan");
         Some(plan)
     };
-    // FP8 applies to the transformer; its text encoders stay bf16.
-    let te_precision = if precision == Precision::Fp8 { Precision::Bf16 } else { precision };
     let mut opts = TextEncoderOptions::new(te_precision);
     opts.hash_sources = !args.no_hash;
     opts.t5_max_length = args.t5_max_length.or(recipe.t5_max_length).unwrap_or(512);
@@ -288,6 +319,7 @@ fn text_encoders(
     let t0 = std::time::Instant::now();
     let r = export_text_encoders(pipeline, plan.as_ref(), &opts, out)?;
     tracing::info!(
+        precision = ?te_precision,
         clip_slots = r.clip.lora.as_ref().map_or(0, |l| l.slots.len()),
         t5_max_length = opts.t5_max_length,
         copied = r.copied.len(),
@@ -295,14 +327,30 @@ fn text_encoders(
         "text encoders exported"
     );
     let vae_dir = pipeline.join("vae");
-    let vae_precision: Precision = match &args.vae_precision {
-        Some(s) => s.parse().map_err(anyhow::Error::msg)?,
-        None => Precision::Fp32,
-    };
+    let vae_precision = args.vae_precision.unwrap_or(Precision::Fp32);
     let t1 = std::time::Instant::now();
     let m = flux_trt::onnx::components::export_vae(&vae_dir, vae_precision, !args.no_hash, &out.join(flux_trt::manifest::component::VAE_DECODER_DIR))?;
     tracing::info!(precision = ?m.precision, seconds = t1.elapsed().as_secs_f64(), "VAE decoder exported");
     Ok(())
+}
+
+/// The text encoders' precision: `--text-encoder-precision` (or the recipe's), else the
+/// transformer's, and for FP8 (which applies to the transformer's GEMMs only) the float dtype of
+/// its unquantized parts, so that an engine made for one backend runs there whole (`--fp8-float
+/// fp32`: ONNX Runtime CPU, which cannot run bf16; bf16: TensorRT).
+fn text_encoder_precision(args: &Args, recipe: &Recipe, precision: Precision) -> Result<Precision> {
+    use flux_trt::tensor::DType;
+    if let Some(p) = args.text_encoder_precision.or(recipe.text_encoder_precision) {
+        if p == Precision::Fp8 {
+            bail!("--text-encoder-precision fp8: FP8 applies to the transformer only; use fp32, fp16 or bf16");
+        }
+        return Ok(p);
+    }
+    Ok(match precision {
+        Precision::Fp8 if fp8_float_dtype(args)? == DType::F32 => Precision::Fp32,
+        Precision::Fp8 => Precision::Bf16,
+        p => p,
+    })
 }
 
 // ---- TensorRT stage: exported folder → engine.plan + manifest.engine (flux_trt::engine) ----
@@ -318,8 +366,8 @@ struct TrtArgs {
     tensorrt_only: bool,
     /// Compute-capability targets, e.g. `sm89,sm120` (TensorRT-RTX; recipe `tensorrt.targets`).
     /// (`--targets` is taken by the LoRA slot targets.)
-    #[arg(long)]
-    trt_targets: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    trt_targets: Vec<flux_trt::engine::Target>,
     /// Strip the refittable (LoRA slot) weights from the plan (`kSTRIP_PLAN`).
     #[arg(long)]
     strip_weights: bool,
@@ -362,9 +410,16 @@ fn tensorrt_stage(out: &Path, args: &TrtArgs, recipe: &Recipe) -> Result<()> {
         Some(t) => toml::Value::Table(t.clone()).try_into().context("recipe [profile] (batch/img_seq/txt_seq = { min, opt, max })")?,
         None => ProfileRecipe::flux_1024(),
     };
-    let targets = match &args.trt_targets {
-        Some(s) => Target::parse_list(s)?,
-        None => trt.targets.iter().map(|s| s.parse()).collect::<Result<Vec<Target>, _>>()?,
+    let targets = if args.trt_targets.is_empty() {
+        trt.targets.iter().map(|s| s.parse()).collect::<Result<Vec<Target>, _>>()?
+    } else {
+        let mut t: Vec<Target> = Vec::new();
+        args.trt_targets.iter().for_each(|x| {
+            if !t.contains(x) {
+                t.push(*x)
+            }
+        });
+        t
     };
     let mut opts = BuildOptions::new(targets, profile);
     opts.strip_weights = args.strip_weights || trt.strip_weights;
@@ -406,16 +461,20 @@ fn tensorrt_stage(out: &Path, args: &TrtArgs, recipe: &Recipe) -> Result<()> {
     Ok(())
 }
 
+/// `--fp8-float`: the float dtype of an FP8 engine's unquantized parts (default bf16).
+fn fp8_float_dtype(args: &Args) -> Result<flux_trt::tensor::DType> {
+    use flux_trt::tensor::DType;
+    Ok(match args.fp8_float.unwrap_or(Fp8Float::Bf16) {
+        Fp8Float::Bf16 => DType::BF16,
+        Fp8Float::Fp32 => DType::F32,
+    })
+}
+
 /// Calibrates (ONNX Runtime, fp32 calibration graph) and returns the FP8 export options.
 fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::onnx::fp8::Fp8Options> {
-    use flux_trt::onnx::fp8::{calib, Fp8Options, WeightScale};
-    use flux_trt::tensor::DType;
-    let weight_scale: WeightScale = args.fp8_weight_scale.as_deref().unwrap_or("channel").parse().map_err(anyhow::Error::msg)?;
-    let float_dtype = match args.fp8_float.as_deref().unwrap_or("bf16") {
-        "bf16" => DType::BF16,
-        "fp32" | "f32" => DType::F32,
-        o => bail!("--fp8-float {o}: use bf16 or fp32"),
-    };
+    use flux_trt::onnx::fp8::{calib, Fp8Options};
+    let weight_scale = args.fp8_weight_scale.unwrap_or_default();
+    let float_dtype = fp8_float_dtype(args)?;
     if let Some(p) = &args.calib_in {
         let cal = flux_trt::onnx::fp8::Calibration::load(p, ckpt.config())?;
         tracing::info!(file = %p.display(), samples = cal.info.samples, "FP8 calibration loaded");

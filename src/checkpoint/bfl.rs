@@ -2,7 +2,7 @@
 //! expected shape, and how its rows map onto canonical tensors.
 //!
 //! BFL → diffusers follows diffusers' `convert_flux_transformer_checkpoint_to_diffusers`
-//! (facts §B): fused `qkv` / `linear1` are split by rows, `final_layer.adaLN_modulation.1` has
+//! (`diffusers/loaders/single_file_utils.py`): fused `qkv` / `linear1` are split by rows, `final_layer.adaLN_modulation.1` has
 //! its (shift, scale) halves swapped into diffusers' (scale, shift) order, everything else is a
 //! rename. A diffusers checkpoint stores every canonical parameter under its own name.
 

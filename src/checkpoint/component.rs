@@ -78,11 +78,6 @@ impl ComponentWeights {
     pub fn config(&self) -> &serde_json::Value {
         &self.config
     }
-    /// Deserializes `config.json` into `T`; errors name the file.
-    pub fn parse_config<T: serde::de::DeserializeOwned>(&self) -> Result<T, CheckpointError> {
-        serde_json::from_value(self.config.clone())
-            .map_err(|e| CheckpointError::Config { path: self.config_path.clone(), message: format!("invalid config.json: {e}") })
-    }
     /// Weight files, in the order they were mapped.
     pub fn files(&self) -> Vec<PathBuf> {
         self.files.iter().map(|f| f.path.clone()).collect()

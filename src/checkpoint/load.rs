@@ -66,7 +66,27 @@ impl Checkpoint {
     /// BFL files and single diffusers files carry no RoPE configuration: their `axes_dim` is
     /// [`FluxConfig::default_axes_dim`] (`(16, 56, 56)` for head_dim 128), and opening fails when
     /// head_dim has no such split. Diffusers folders use `axes_dims_rope` from `config.json`.
-    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+    ///
+    /// ```
+    /// use flux_trt::{Checkpoint, Variant};
+    /// # fn main() -> flux_trt::Result<()> {
+    /// // The tiny FLUX.1-dev-shaped fixture in BFL layout (fused qkv / linear1).
+    /// let ckpt = Checkpoint::open("tests/fixtures/models/dev-bfl.safetensors".as_ref())?;
+    /// let cfg = ckpt.config();
+    /// assert_eq!(cfg.variant, Variant::Dev);
+    /// assert_eq!((cfg.hidden_size, cfg.num_double_blocks, cfg.num_single_blocks), (64, 2, 2));
+    /// // Its parameters under canonical (diffusers) names: q/k/v split out of the fused `qkv`.
+    /// assert_eq!(ckpt.tensor("transformer_blocks.0.attn.to_q.weight")?.shape, [64, 64]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Errors are [`crate::Error::Checkpoint`], naming the file and tensor.
+    pub fn open(path: &Path) -> crate::Result<Self> {
+        Ok(Self::open_checked(path)?)
+    }
+
+    pub(crate) fn open_checked(path: &Path) -> Result<Self, CheckpointError> {
         let meta = std::fs::metadata(path).map_err(|e| CheckpointError::from(crate::util::FileError::new(crate::util::FileOp::Read, path, e)))?;
         if !meta.is_dir() && path.extension().is_some_and(|e| e == "json") {
             return Err(CheckpointError::Invalid {

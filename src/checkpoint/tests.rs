@@ -69,7 +69,7 @@ fn head_dim_without_default_axes_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let c = small(Variant::Dev, 16); // 16 → (2, 7, 7): odd halves, no default split
     let p = write(tmp.path(), "b.safetensors", "", &bfl_sources(&c), |_| false);
-    let e = Checkpoint::open(&p).err().unwrap();
+    let e = Checkpoint::open_checked(&p).err().unwrap();
     assert!(matches!(&e, CheckpointError::Tensor { tensor, .. } if tensor == "double_blocks.0.img_attn.norm.query_norm.scale"), "{e:?}");
     assert!(e.to_string().contains("axes"), "{e}");
 }
@@ -88,7 +88,7 @@ fn partially_prefixed_keys_are_rejected() {
     views.push(("img_in.weight".into(), TensorView::new(Dtype::F32, vec![1], &one).unwrap()));
     let q = tmp.path().join("mixed-prefix.safetensors");
     std::fs::write(&q, safetensors::serialize(views, None).unwrap()).unwrap();
-    let e = Checkpoint::open(&q).err().unwrap();
+    let e = Checkpoint::open_checked(&q).err().unwrap();
     assert!(matches!(&e, CheckpointError::UnknownKey { key, .. } if key == "img_in.weight"), "{e:?}");
 }
 
@@ -97,7 +97,7 @@ fn missing_block_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let c = FluxConfig { num_double_blocks: 3, ..small(Variant::Dev, 32) };
     let p = write(tmp.path(), "b.safetensors", "", &bfl_sources(&c), |k| k.starts_with("double_blocks.1."));
-    let e = Checkpoint::open(&p).err().unwrap();
+    let e = Checkpoint::open_checked(&p).err().unwrap();
     assert!(matches!(&e, CheckpointError::MissingTensor { tensor, .. } if tensor == "double_blocks.1.img_attn.norm.query_norm.scale"), "{e:?}");
 }
 
@@ -109,7 +109,7 @@ fn trailing_bytes_are_reported() {
     let mut bytes = std::fs::read(&p).unwrap();
     bytes.extend_from_slice(&[0; 12]);
     std::fs::write(&p, bytes).unwrap();
-    let e = Checkpoint::open(&p).err().unwrap();
+    let e = Checkpoint::open_checked(&p).err().unwrap();
     assert!(matches!(e, CheckpointError::Safetensors { .. }), "{e:?}");
     assert!(e.to_string().contains("12 unexpected bytes"), "{e}");
 }

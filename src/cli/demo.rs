@@ -37,7 +37,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     use flux_trt::lora::plan::PlanOptions;
     use flux_trt::manifest::Precision;
     use flux_trt::onnx::{export, ExportOptions};
-    use flux_trt::runtime::{FluxInputs, HostTensor};
+    use flux_trt::runtime::{FluxInputs, HostTensor, Slotted, Transformer};
     use flux_trt::{Checkpoint, SlotPlan};
 
     const TOL: f32 = 1e-4;

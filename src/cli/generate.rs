@@ -10,7 +10,6 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::run::parse_lora_arg;
 use super::{LimitArgs, OrtArgs};
 
 #[derive(Args, Clone, Debug)]
@@ -144,13 +143,10 @@ fn read_lines(path: &Path) -> anyhow::Result<Vec<Line>> {
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     use std::time::Instant;
 
-    use flux_trt::lora::Adapter;
     use flux_trt::pipeline::engine::PipelineEngine;
-    use flux_trt::pipeline::generate::{write_png, GenerateRequest};
-    use flux_trt::pipeline::latents::{load_latents, Resolution};
+    use flux_trt::pipeline::latents::Resolution;
     use flux_trt::pipeline::limits::{self, AttentionMemory};
     use flux_trt::runtime::ort::{ExecutionProvider, SessionOptions};
-    use indicatif::{ProgressBar, ProgressStyle};
 
     let (lines, single) = match (&args.prompt, &args.prompts) {
         (Some(p), None) => (vec![Line { prompt: p.clone(), prompt_2: args.prompt_2.clone(), out: Some(args.out.clone()), ..Default::default() }], true),
@@ -163,7 +159,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         threads: args.ort.threads,
         optimization: None,
         tf32: args.tf32,
-        cpu_fallback: Default::default(),
+        cpu_fallback: args.ort.cpu_fallback,
         profile: None,
         verify: args.ort.verify,
     };
@@ -187,6 +183,23 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let mut engine = PipelineEngine::open(&args.engine, &opts)?;
     engine.set_limits(limits);
     eprintln!("engine {} loaded on {} in {:.2?}", args.engine.display(), opts.provider, t_open.elapsed());
+    generate_lines(&engine, &args, &lines, single, &opts.provider.to_string())
+}
+
+/// Generates every line on `engine` (any transformer backend), swapping adapters between lines.
+#[cfg(all(feature = "ort", feature = "pipeline"))]
+fn generate_lines<T: flux_trt::runtime::Transformer>(
+    engine: &flux_trt::pipeline::engine::PipelineEngine<T>,
+    args: &GenerateArgs,
+    lines: &[Line],
+    single: bool,
+    backend: &str,
+) -> anyhow::Result<()> {
+    use flux_trt::lora::Adapter;
+    use flux_trt::pipeline::generate::{write_png, GenerateRequest};
+    use flux_trt::pipeline::latents::{load_latents, Resolution};
+    use indicatif::{ProgressBar, ProgressStyle};
+
     let guidance_model = engine.transformer().manifest().model.variant.has_guidance();
     let default_steps = if guidance_model { 28 } else { 4 };
 
@@ -197,7 +210,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         let specs = line.lora.as_ref().map_or_else(|| args.loras.clone(), LoraField::specs);
         let mut set = Vec::new();
         for s in &specs {
-            let (path, strength) = parse_lora_arg(s).map_err(anyhow::Error::msg).with_context(|| format!("prompt {}", i + 1))?;
+            let (path, strength) = flux_trt::lora::parse_spec(s).with_context(|| format!("prompt {}", i + 1))?;
             if !cache.contains_key(&path) {
                 let a = flux_trt::lora::load(&path)?;
                 cache.insert(path.clone(), a);
@@ -232,6 +245,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             guidance: line.guidance.unwrap_or(args.guidance),
             seed: line.seed.unwrap_or(args.seed),
             latents,
+            keep_step_latents: false,
         };
         let bar = ProgressBar::new(req.steps as u64);
         bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()));
@@ -289,7 +303,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(p) = &args.timings_json {
-        let json = serde_json::json!({ "engine": args.engine, "provider": opts.provider.to_string(), "images": rows });
+        let json = serde_json::json!({ "engine": args.engine, "provider": backend, "images": rows });
         flux_trt::util::write_atomic(p, serde_json::to_string_pretty(&json)?.as_bytes()).with_context(|| format!("{}: cannot write", p.display()))?;
     }
     Ok(())

@@ -38,7 +38,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
                     let s = ck.describe();
                     return print(args.json, &s, || s.to_string());
                 }
-                Err(CheckpointError::NotFlux { .. }) => return Err(lora_err.into()),
+                Err(flux_trt::Error::Checkpoint(CheckpointError::NotFlux { .. })) => return Err(lora_err.into()),
                 Err(e) => return Err(e.into()),
             },
         }

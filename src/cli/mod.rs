@@ -26,8 +26,9 @@ pub struct OrtArgs {
     /// With --cuda: nodes allowed on ONNX Runtime's CPU provider: shape-only (int64 shape
     /// arithmetic; every compute node must run on CUDA), forbid (ORT's
     /// session.disable_cpu_ep_fallback: no node at all), allow.
-    #[arg(long, default_value = "shape-only", value_parser = ["shape-only", "forbid", "allow"])]
-    pub cpu_fallback: String,
+    #[cfg(feature = "ort")]
+    #[arg(long, value_enum, default_value_t = flux_trt::runtime::ort::CpuFallback::ShapeOnly)]
+    pub cpu_fallback: flux_trt::runtime::ort::CpuFallback,
     /// When opening the engine hashes its files (BLAKE3; sizes are always checked): always,
     /// first (once, then a verified stamp keyed by size, mtime, ctime and inode), never.
     #[arg(long, value_enum, default_value_t = flux_trt::manifest::VerifyPolicy::default())]
@@ -68,11 +69,7 @@ impl OrtArgs {
         if let Some(device) = self.cuda {
             b = b.with_execution_provider(ExecutionProvider::Cuda { device });
         }
-        // clap accepts only the policy names FromStr parses.
-        if let Ok(policy) = self.cpu_fallback.parse() {
-            b = b.with_cpu_fallback(policy);
-        }
-        b.build()
+        b.with_cpu_fallback(self.cpu_fallback).build()
     }
 }
 

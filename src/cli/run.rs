@@ -31,23 +31,6 @@ pub struct RunArgs {
     pub limits: LimitArgs,
 }
 
-/// Splits `FILE[:STRENGTH]`; a suffix that is not a number belongs to the file name.
-#[cfg_attr(not(feature = "ort"), allow(dead_code))]
-pub fn parse_lora_arg(s: &str) -> Result<(PathBuf, f32), String> {
-    if let Some((file, strength)) = s.rsplit_once(':') {
-        if let Ok(v) = strength.parse::<f32>() {
-            if !v.is_finite() {
-                return Err(format!("--lora {s}: strength {strength} is not a finite number"));
-            }
-            if file.is_empty() {
-                return Err(format!("--lora {s}: no file"));
-            }
-            return Ok((PathBuf::from(file), v));
-        }
-    }
-    Ok((PathBuf::from(s), 1.0))
-}
-
 #[cfg(feature = "ort")]
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     use std::time::Instant;
@@ -56,9 +39,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         return run_cuda(&args);
     }
     use flux_trt::runtime::inputs::{save_safetensors, SAMPLE};
-    use flux_trt::runtime::FluxInputs;
+    use flux_trt::runtime::{FluxInputs, Slotted};
 
-    let loras = args.loras.iter().map(|s| parse_lora_arg(s)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let loras = args.loras.iter().map(|s| flux_trt::lora::parse_spec(s)).collect::<Result<Vec<_>, _>>()?;
     let adapters = loras.iter().map(|(p, s)| flux_trt::lora::load(p).map(|a| (a, *s))).collect::<Result<Vec<_>, _>>()?;
     // Inputs and limits first: nothing is loaded for a request that cannot run.
     let manifest = flux_trt::Manifest::load(&args.engine)?;
@@ -91,7 +74,7 @@ fn run_cuda(args: &RunArgs) -> anyhow::Result<()> {
     use flux_trt::runtime::inputs::{save_safetensors, SAMPLE};
     use flux_trt::runtime::{FluxInputs, HostTensor, RequestInputs, Slotted, Transformer};
 
-    let loras = args.loras.iter().map(|s| parse_lora_arg(s)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let loras = args.loras.iter().map(|s| flux_trt::lora::parse_spec(s)).collect::<Result<Vec<_>, _>>()?;
     let adapters = loras.iter().map(|(p, s)| flux_trt::lora::load(p).map(|a| (a, *s))).collect::<Result<Vec<_>, _>>()?;
     let t = Instant::now();
     let opts = CudaOptions { device: args.ort.cuda.unwrap_or(0).max(0) as usize, ..CudaOptions::default() };
@@ -144,19 +127,4 @@ fn run_cuda(_args: &RunArgs) -> anyhow::Result<()> {
 #[cfg(not(feature = "ort"))]
 pub fn run(_args: RunArgs) -> anyhow::Result<()> {
     anyhow::bail!("this flux-trt was built without the `ort` feature (ONNX Runtime backend)")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lora_arg() {
-        assert_eq!(parse_lora_arg("a.safetensors").unwrap(), (PathBuf::from("a.safetensors"), 1.0));
-        assert_eq!(parse_lora_arg("a.safetensors:0.5").unwrap(), (PathBuf::from("a.safetensors"), 0.5));
-        assert_eq!(parse_lora_arg("C:dir/a.safetensors").unwrap(), (PathBuf::from("C:dir/a.safetensors"), 1.0));
-        assert_eq!(parse_lora_arg("x:-1").unwrap(), (PathBuf::from("x"), -1.0));
-        assert!(parse_lora_arg("x:nan").is_err());
-        assert!(parse_lora_arg(":0.5").is_err());
-    }
 }

@@ -1,5 +1,5 @@
 //! `flux-trt selftest --backend tensorrt`: the CLI side of
-//! [`flux_trt::runtime::tensorrt::selftest`]. Wire in with `mod cli { pub mod selftest; }` and a
+//! [`flux_trt::selftest`]. Wire in with `mod cli { pub mod selftest; }` and a
 //! `Selftest(cli::selftest::SelftestArgs)` subcommand calling [`run`]; exit code 0 on PASS.
 //!
 //! With the `ort` feature the TensorRT outputs are compared against ONNX Runtime (CPU) running
@@ -7,16 +7,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use flux_trt::engine::{Target, TrtLibrary};
-use flux_trt::runtime::tensorrt::{selftest, ReferenceBackend, SelftestOptions, SessionOptions};
+use flux_trt::runtime::tensorrt::SessionOptions;
+use flux_trt::selftest::{selftest, Reference, SelftestOptions};
 
 #[derive(Args, Debug, Clone)]
 pub struct SelftestArgs {
     /// Backend to test (only `tensorrt` here; ONNX Runtime is its reference).
-    #[arg(long, default_value = "tensorrt")]
-    pub backend: String,
+    #[arg(long, value_enum, default_value_t = Backend::Tensorrt)]
+    pub backend: Backend,
     /// Tiny FLUX checkpoint.
     #[arg(long, default_value = "tests/fixtures/models/dev-bfl.safetensors")]
     pub model: PathBuf,
@@ -32,9 +33,9 @@ pub struct SelftestArgs {
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     pub device: usize,
-    /// Plan targets, e.g. `sm89` (default: this GPU).
-    #[arg(long)]
-    pub trt_targets: Option<String>,
+    /// Plan targets, comma-separated, e.g. `sm89,sm120` (default: this GPU).
+    #[arg(long, value_delimiter = ',')]
+    pub trt_targets: Vec<Target>,
     /// Folder of the TensorRT libraries (default: TRT_RTX_LIB_DIR).
     #[arg(long)]
     pub trt_lib_dir: Option<PathBuf>,
@@ -43,47 +44,22 @@ pub struct SelftestArgs {
     pub tolerance: f32,
 }
 
-#[cfg(feature = "ort")]
-struct OrtReference {
-    session: Option<flux_trt::runtime::ort::FluxSession>,
-}
-
-#[cfg(feature = "ort")]
-impl ReferenceBackend for OrtReference {
-    fn name(&self) -> String {
-        "ONNX Runtime (CPU)".into()
-    }
-    fn run(
-        &mut self,
-        dir: &std::path::Path,
-        adapters: &[(&flux_trt::Adapter, f32)],
-        inputs: &flux_trt::runtime::FluxInputs,
-    ) -> Result<flux_trt::runtime::HostTensor, String> {
-        let session = match self.session.take() {
-            Some(s) => s,
-            None => flux_trt::runtime::ort::FluxSession::builder(dir).build().map_err(|e| e.to_string())?,
-        };
-        let session = self.session.insert(session);
-        session.swap(adapters).map_err(|e| e.to_string())?;
-        session.run(inputs).map_err(|e| e.to_string())
-    }
+/// Backends the self-test covers.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Tensorrt,
 }
 
 /// Runs the self-test and prints its report; `Ok(true)` on PASS.
 pub fn run(args: &SelftestArgs) -> Result<bool> {
-    if args.backend != "tensorrt" {
-        bail!("selftest --backend {}: only `tensorrt` is tested here", args.backend);
-    }
+    let Backend::Tensorrt = args.backend;
     let tmp = tempfile::tempdir()?;
     let work_dir = args.work_dir.clone().unwrap_or_else(|| tmp.path().join("selftest"));
     let library = match &args.trt_lib_dir {
         Some(d) => TrtLibrary::in_dir(d),
         None => TrtLibrary::from_env(),
     };
-    let targets = match &args.trt_targets {
-        Some(s) => Some(Target::parse_list(s)?),
-        None => None,
-    };
+    let targets = (!args.trt_targets.is_empty()).then(|| dedup(&args.trt_targets));
     let opts = SelftestOptions {
         model: args.model.clone(),
         adapter_a: args.adapter_a.clone(),
@@ -94,12 +70,24 @@ pub fn run(args: &SelftestArgs) -> Result<bool> {
         tolerance: args.tolerance,
     };
     #[cfg(feature = "ort")]
-    let mut reference = OrtReference { session: None };
-    #[cfg(feature = "ort")]
-    let reference: Option<&mut dyn ReferenceBackend> = Some(&mut reference);
+    let report = {
+        let open =
+            |dir: &std::path::Path| -> flux_trt::Result<flux_trt::runtime::ort::FluxSession> { Ok(flux_trt::runtime::ort::FluxSession::builder(dir).build()?) };
+        selftest(&opts, Some(Reference { name: "ONNX Runtime (CPU)".into(), open: &open }))?
+    };
     #[cfg(not(feature = "ort"))]
-    let reference: Option<&mut dyn ReferenceBackend> = None;
-    let report = selftest(&opts, reference)?;
+    let report = selftest::<flux_trt::runtime::tensorrt::TrtSession>(&opts, None)?;
     println!("{report}");
     Ok(report.passed)
+}
+
+/// `targets` without repeats, in order.
+fn dedup(targets: &[Target]) -> Vec<Target> {
+    let mut out: Vec<Target> = Vec::new();
+    for t in targets {
+        if !out.contains(t) {
+            out.push(*t);
+        }
+    }
+    out
 }

@@ -15,9 +15,15 @@ pub enum EngineError {
     /// A process loads one TensorRT library; another folder was asked for later.
     #[error("TensorRT is already loaded from {loaded} in this process; cannot also load {requested}")]
     LibraryConflict { loaded: PathBuf, requested: PathBuf },
-    /// A TensorRT call failed; `step` names the call and its subject.
-    #[error("TensorRT {step} failed: {error}; TensorRT said: {log}")]
-    Tensorrt { step: String, error: String, log: String },
+    /// A TensorRT call failed; `step` names the call and its subject, `failure` is the error
+    /// TensorRT returned (code and message), `log` what it logged during the call.
+    #[error("TensorRT {step} failed: {failure}; TensorRT said: {log}")]
+    Tensorrt {
+        step: String,
+        #[source]
+        failure: TensorrtFailure,
+        log: String,
+    },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("{path}: TensorRT's ONNX parser rejected the model: {log}")]
@@ -45,4 +51,55 @@ pub enum EngineError {
     /// Reading or writing a file failed (the operation and path are named).
     #[error(transparent)]
     File(#[from] crate::util::FileError),
+}
+
+/// What kind of failure a TensorRT call returned (the `trtx` binding's error kinds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TensorrtCode {
+    InvalidArgument,
+    OutOfMemory,
+    /// A runtime error inside TensorRT.
+    Runtime,
+    /// A CUDA error reported through TensorRT.
+    Cuda,
+    /// The TensorRT (or ONNX parser) library is not loaded.
+    NotLoaded,
+    /// An unexpected answer from a call that returned no TensorRT error (a null result, `false`).
+    Other,
+}
+
+/// The error one TensorRT call returned: its [`TensorrtCode`] and TensorRT's message, verbatim.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TensorrtFailure {
+    pub code: TensorrtCode,
+    pub message: String,
+}
+
+impl From<&str> for TensorrtFailure {
+    fn from(message: &str) -> Self {
+        TensorrtFailure { code: TensorrtCode::Other, message: message.to_string() }
+    }
+}
+
+impl From<String> for TensorrtFailure {
+    fn from(message: String) -> Self {
+        TensorrtFailure { code: TensorrtCode::Other, message }
+    }
+}
+
+#[cfg(feature = "tensorrt")]
+impl From<trtx::Error> for TensorrtFailure {
+    fn from(e: trtx::Error) -> Self {
+        let code = match &e {
+            trtx::Error::InvalidArgument(_) => TensorrtCode::InvalidArgument,
+            trtx::Error::OutOfMemory(_) => TensorrtCode::OutOfMemory,
+            trtx::Error::Runtime(_) => TensorrtCode::Runtime,
+            trtx::Error::Cuda(_) => TensorrtCode::Cuda,
+            trtx::Error::TrtRtxLibraryNotLoaded | trtx::Error::TrtOnnxParserLibraryNotLoaded => TensorrtCode::NotLoaded,
+            _ => TensorrtCode::Other,
+        };
+        TensorrtFailure { code, message: e.to_string() }
+    }
 }

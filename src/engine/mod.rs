@@ -44,7 +44,7 @@ use build as imp;
 #[cfg(not(feature = "tensorrt"))]
 use stub as imp;
 
-pub use error::EngineError;
+pub use error::{EngineError, TensorrtCode, TensorrtFailure};
 pub use options::{check_fp8_targets, fp8_capable, BuildOptions, DimRange, ProfileRecipe, Target, TrtLibrary, LIB_DIR_ENV};
 pub use report::{EngineReport, NetworkReport, NetworkTensor};
 

@@ -16,7 +16,7 @@ use std::sync::{Mutex, OnceLock};
 
 use trtx::{LogHandler, Logger, Severity};
 
-use super::{EngineError, TrtLibrary};
+use super::{EngineError, TensorrtFailure, TrtLibrary};
 
 /// Variant name written into `manifest.engine.tensorrt_variant`.
 #[cfg(not(feature = "tensorrt-enterprise"))]
@@ -66,7 +66,7 @@ pub fn logger() -> Result<&'static Logger, EngineError> {
     if let Some(l) = LOGGER.get() {
         return Ok(l);
     }
-    let l = Logger::new(Capture).map_err(|e| EngineError::Tensorrt { step: "logger creation".into(), error: e.to_string(), log: String::new() })?;
+    let l = Logger::new(Capture).map_err(|e| EngineError::Tensorrt { step: "logger creation".into(), failure: e.into(), log: String::new() })?;
     Ok(LOGGER.get_or_init(|| l))
 }
 
@@ -94,8 +94,8 @@ impl LogScope {
     }
 
     /// An [`EngineError::Tensorrt`] for a failed `step`, with the log since the scope began.
-    pub fn error(&self, step: impl Into<String>, error: impl std::fmt::Display) -> EngineError {
-        EngineError::Tensorrt { step: step.into(), error: error.to_string(), log: self.text() }
+    pub fn error(&self, step: impl Into<String>, failure: impl Into<TensorrtFailure>) -> EngineError {
+        EngineError::Tensorrt { step: step.into(), failure: failure.into(), log: self.text() }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Errors raised while reading LoRA files. Every variant names the file, and the tensor or
-//! key where there is one.
+//! key where there is one ([`LoraError::Spec`]: the `FILE[:STRENGTH]` argument as given).
 
 use std::path::PathBuf;
 
@@ -28,4 +28,6 @@ pub enum LoraError {
     Incomplete { path: PathBuf, module: String, present: String, missing: String },
     #[error("{path}: `{key}`: {message}")]
     Invalid { path: PathBuf, key: String, message: String },
+    #[error("adapter `{spec}` (FILE or FILE:STRENGTH): {problem}")]
+    Spec { spec: String, problem: &'static str },
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::LoraError;
 pub use formats::{detect_format, load, load_with_name, AdapterSummary, ModuleSummary};
-pub use plan::{PlanError, Slot, SlotPlan, SlotTarget, SlotWeights};
+pub use plan::{PlanError, Slot, SlotFill, SlotLayout, SlotPlan, SlotTarget, SlotWeights};
 
 use crate::tensor::Matrix;
 
@@ -99,5 +99,43 @@ impl Adapter {
     /// Largest rank over the transformer modules (0 for an empty adapter).
     pub fn max_rank(&self) -> usize {
         self.modules.values().map(LoraModule::rank).max().unwrap_or(0)
+    }
+}
+
+/// Splits an adapter argument `FILE[:STRENGTH]` (the `--lora` form of every flux-trt command and
+/// of prompt files) into the file and its strength (1 when absent). A suffix after the last `:`
+/// that is not a number belongs to the file name (`C:dir/a.safetensors` is a file); a strength
+/// that is not finite, or a strength without a file, is an error.
+pub fn parse_spec(spec: &str) -> Result<(PathBuf, f32), LoraError> {
+    if let Some((file, strength)) = spec.rsplit_once(':') {
+        if let Ok(v) = strength.parse::<f32>() {
+            if !v.is_finite() {
+                return Err(LoraError::Spec { spec: spec.into(), problem: "the strength is not a finite number" });
+            }
+            if file.is_empty() {
+                return Err(LoraError::Spec { spec: spec.into(), problem: "no file before the strength" });
+            }
+            return Ok((PathBuf::from(file), v));
+        }
+    }
+    Ok((PathBuf::from(spec), 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_splits_file_and_strength() {
+        assert_eq!(parse_spec("a.safetensors").unwrap(), (PathBuf::from("a.safetensors"), 1.0));
+        assert_eq!(parse_spec("a.safetensors:0.5").unwrap(), (PathBuf::from("a.safetensors"), 0.5));
+        assert_eq!(parse_spec("C:dir/a.safetensors").unwrap(), (PathBuf::from("C:dir/a.safetensors"), 1.0));
+        assert_eq!(parse_spec("dir:v2/a.safetensors:1.5").unwrap(), (PathBuf::from("dir:v2/a.safetensors"), 1.5));
+        assert_eq!(parse_spec("x:-1").unwrap(), (PathBuf::from("x"), -1.0));
+        for bad in ["x:nan", "x:inf", "x:-inf", ":0.5"] {
+            let e = parse_spec(bad).expect_err(bad);
+            assert!(matches!(&e, LoraError::Spec { spec, .. } if spec == bad), "{bad}: {e}");
+            assert!(e.to_string().contains(bad), "{e}");
+        }
     }
 }

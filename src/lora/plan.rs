@@ -17,11 +17,14 @@
 use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
+use std::ops::Range;
+
+use rayon::prelude::*;
 
 use super::{Adapter, LoraModule};
 use crate::encoders::ClipTextConfig;
 use crate::flux::{FluxConfig, LinearModule};
-use crate::tensor::Matrix;
+use crate::tensor::{DType, Matrix};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -167,16 +170,36 @@ impl SlotTarget {
 impl SlotPlan {
     /// Plans slots for `adapters` (the union of the modules they target) plus `opts.targets`.
     /// Slots are ordered as [`FluxConfig::linear_modules`].
-    pub fn new(config: &FluxConfig, adapters: &[&Adapter], opts: &PlanOptions) -> Result<Self, PlanError> {
-        Self::plan(SlotTarget::Transformer, config.linear_modules(), adapters, opts)
+    ///
+    /// ```
+    /// use flux_trt::lora::plan::PlanOptions;
+    /// use flux_trt::{Checkpoint, SlotPlan};
+    /// # fn main() -> flux_trt::Result<()> {
+    /// let ckpt = Checkpoint::open("tests/fixtures/models/dev-bfl.safetensors".as_ref())?;
+    /// let attn = flux_trt::lora::load("tests/fixtures/loras/attn.peft.safetensors".as_ref())?;
+    /// // Slots for the adapter's modules and, for adapters trained later, every MLP layer; rank 8.
+    /// let opts = PlanOptions { max_rank: Some(8), targets: vec!["mlp".into()] };
+    /// let plan = SlotPlan::new(ckpt.config(), &[&attn], &opts)?;
+    /// assert_eq!(plan.max_rank, 8);
+    /// assert!(attn.modules.keys().all(|m| plan.slots.iter().any(|s| &s.module == m)));
+    /// assert!(plan.slots.iter().any(|s| s.module == "transformer_blocks.0.ff.net.0.proj"));
+    /// // An adapter of a higher rank than the slots does not fit.
+    /// let rank16 = flux_trt::lora::load("tests/fixtures/loras/rank16.peft.safetensors".as_ref())?;
+    /// assert!(plan.validate(&rank16).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    /// Errors are [`crate::Error::Plan`].
+    pub fn new(config: &FluxConfig, adapters: &[&Adapter], opts: &PlanOptions) -> crate::Result<Self> {
+        Ok(Self::plan(SlotTarget::Transformer, config.linear_modules(), adapters, opts)?)
     }
 
     /// Plans CLIP text-encoder slots for the adapters' [`Adapter::text_encoder`] modules plus
     /// `opts.targets` (presets `attn`, `mlp`, `all`, or globs over
     /// `text_model.encoder.layers.N.{self_attn.{q,k,v,out}_proj,mlp.fc1,mlp.fc2}`). Slots are
     /// ordered as [`ClipTextConfig::linear_modules`].
-    pub fn for_clip(config: &ClipTextConfig, adapters: &[&Adapter], opts: &PlanOptions) -> Result<Self, PlanError> {
-        Self::plan(SlotTarget::ClipText, config.linear_modules(), adapters, opts)
+    pub fn for_clip(config: &ClipTextConfig, adapters: &[&Adapter], opts: &PlanOptions) -> crate::Result<Self> {
+        Ok(Self::plan(SlotTarget::ClipText, config.linear_modules(), adapters, opts)?)
     }
 
     /// Plans slots over `modules` (the model's Linear modules, in slot order) for `target`.
@@ -273,8 +296,30 @@ impl SlotPlan {
         self.lay_out_for(SlotTarget::ClipText, adapters)
     }
 
-    /// [`Self::lay_out`] of `target`'s modules of each adapter.
+    /// [`Self::lay_out`] of `target`'s modules of each adapter, as `f32` matrices (one per slot
+    /// tensor). Services lay adapters straight into the slots' dtype with [`Self::fill`] instead.
     pub fn lay_out_for(&self, target: SlotTarget, adapters: &[(&Adapter, f32)]) -> Result<SlotWeights, PlanError> {
+        let fill = self.fill(target, adapters)?;
+        let mut w = self.zeros();
+        for (i, parts) in fill.parts.iter().enumerate() {
+            for p in parts {
+                let (r, o, in_f) = (p.module.rank(), p.offset, self.slots[i].in_features);
+                w.a[i].data[o * in_f..(o + r) * in_f].copy_from_slice(&p.module.a.data);
+                for row in 0..self.slots[i].out_features {
+                    let dst = &mut w.b[i].data[row * self.max_rank + o..row * self.max_rank + o + r];
+                    dst.iter_mut().zip(p.module.b.row(row)).for_each(|(d, v)| *d = v * p.scale);
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Validates `target`'s modules of `adapters` (each with its user strength) against the slots
+    /// and decides where each module goes (its rank offset in the slot); builds no tensor.
+    /// Adapters laid together are concatenated along the rank axis, so the sum of their ranks on
+    /// a module must fit `max_rank`.
+    pub fn fill<'a>(&'a self, target: SlotTarget, adapters: &[(&'a Adapter, f32)]) -> Result<SlotFill<'a>, PlanError> {
+        let mut parts: Vec<Vec<Part<'a>>> = vec![Vec::new(); self.slots.len()];
         let mut used = vec![0usize; self.slots.len()];
         for (ad, strength) in adapters {
             if !strength.is_finite() {
@@ -282,33 +327,158 @@ impl SlotPlan {
             }
             self.validate_for(target, ad)?;
             for (name, lm) in target.modules(ad) {
-                let i = self.slot_index(name).expect("validated");
+                let i = self.slot_index(name).ok_or_else(|| PlanError::OutsideSlots { adapter: ad.name.clone(), module: name.clone() })?;
+                let offset = used[i];
                 used[i] += lm.rank();
                 if used[i] > self.max_rank {
                     return Err(PlanError::CombinedRankTooLarge { adapter: ad.name.clone(), module: name.clone(), rank: used[i], max_rank: self.max_rank });
                 }
+                parts[i].push(Part { module: lm, scale: lm.scale * strength, offset });
             }
         }
-        let mut w = self.zeros();
-        let mut offset = vec![0usize; self.slots.len()];
-        for (ad, strength) in adapters {
-            for (name, lm) in target.modules(ad) {
-                let i = self.slot_index(name).expect("validated");
-                let (r, o) = (lm.rank(), offset[i]);
-                let s = &self.slots[i];
-                let k = lm.scale * strength;
-                let a = &mut w.a[i];
-                a.data[o * s.in_features..(o + r) * s.in_features].copy_from_slice(&lm.a.data);
-                let b = &mut w.b[i];
-                for row in 0..s.out_features {
-                    let src = lm.b.row(row);
-                    let dst = &mut b.data[row * self.max_rank + o..row * self.max_rank + o + r];
-                    dst.iter_mut().zip(src).for_each(|(d, v)| *d = v * k);
-                }
-                offset[i] += r;
-            }
+        Ok(SlotFill { plan: self, parts, used })
+    }
+}
+
+/// Where the slot tensors of a plan lie in one contiguous buffer of `dtype` elements: A then B
+/// of every slot, in slot order (the order of the manifest's slot list), each row-major.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotLayout {
+    dtype: DType,
+    max_rank: usize,
+    /// Per slot: `(in_features, out_features, byte offset of A)`; B follows A.
+    slots: Vec<(usize, usize, usize)>,
+    bytes: usize,
+}
+
+impl SlotLayout {
+    /// The layout of `plan`'s slot tensors in `dtype`.
+    pub fn new(plan: &SlotPlan, dtype: DType) -> Self {
+        let mut offset = 0;
+        let slots = plan
+            .slots
+            .iter()
+            .map(|s| {
+                let at = offset;
+                offset += (s.in_features + s.out_features) * plan.max_rank * dtype.size();
+                (s.in_features, s.out_features, at)
+            })
+            .collect();
+        SlotLayout { dtype, max_rank: plan.max_rank, slots, bytes: offset }
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// Bytes of all slot tensors.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+    pub fn num_slots(&self) -> usize {
+        self.slots.len()
+    }
+    /// Byte range of slots `slots` (A and B of each) in the buffer.
+    pub fn range(&self, slots: Range<usize>) -> Range<usize> {
+        let at = |i: usize| self.slots.get(i).map_or(self.bytes, |s| s.2);
+        at(slots.start)..at(slots.end)
+    }
+    /// Byte range and shape of every slot tensor, A then B per slot.
+    pub fn tensors(&self) -> impl Iterator<Item = (Range<usize>, [usize; 2])> + '_ {
+        let (r, e) = (self.max_rank, self.dtype.size());
+        self.slots.iter().flat_map(move |&(in_f, out_f, at)| {
+            let b = at + r * in_f * e;
+            [(at..b, [r, in_f]), (b..b + out_f * r * e, [out_f, r])]
+        })
+    }
+}
+
+/// One module of one adapter placed in a slot: rank rows `offset..offset + rank`.
+#[derive(Clone, Copy, Debug)]
+struct Part<'a> {
+    module: &'a LoraModule,
+    /// File scale × user strength, folded into B.
+    scale: f32,
+    offset: usize,
+}
+
+/// Adapters validated against a [`SlotPlan`] ([`SlotPlan::fill`]), ready to be written into slot
+/// buffers of any dtype with [`SlotFill::write`].
+#[derive(Clone, Debug)]
+pub struct SlotFill<'a> {
+    plan: &'a SlotPlan,
+    parts: Vec<Vec<Part<'a>>>,
+    /// Rank rows used per slot (the rest are zeros).
+    used: Vec<usize>,
+}
+
+/// An element type slot buffers are written in; conversions round as `half`'s `from_f32` does.
+trait SlotElem: bytemuck::Pod + Send {
+    const ZERO: Self;
+    fn from_f32(v: f32) -> Self;
+}
+impl SlotElem for f32 {
+    const ZERO: Self = 0.0;
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+}
+impl SlotElem for half::f16 {
+    const ZERO: Self = half::f16::ZERO;
+    fn from_f32(v: f32) -> Self {
+        half::f16::from_f32(v)
+    }
+}
+impl SlotElem for half::bf16 {
+    const ZERO: Self = half::bf16::ZERO;
+    fn from_f32(v: f32) -> Self {
+        half::bf16::from_f32(v)
+    }
+}
+
+impl SlotFill<'_> {
+    /// Writes slots `slots` (see [`SlotLayout::range`]) into `out`, which must be exactly those
+    /// slots' bytes of `layout` (a layout of this fill's plan) and aligned to the dtype's size.
+    /// Every byte is written (zeros where no adapter reaches); slots are written in parallel.
+    ///
+    /// # Panics
+    /// If `out` does not match `layout.range(slots)` in length, is misaligned, or `layout` has
+    /// another number of slots than the plan (programming errors, not input errors).
+    pub fn write(&self, layout: &SlotLayout, slots: Range<usize>, out: &mut [u8]) {
+        assert_eq!(layout.num_slots(), self.plan.slots.len(), "slot layout of another plan");
+        assert_eq!(out.len(), layout.range(slots.clone()).len(), "buffer does not match the slot range");
+        match layout.dtype {
+            DType::F32 => self.write_typed::<f32>(layout, slots, bytemuck::cast_slice_mut(out)),
+            DType::F16 => self.write_typed::<half::f16>(layout, slots, bytemuck::cast_slice_mut(out)),
+            DType::BF16 => self.write_typed::<half::bf16>(layout, slots, bytemuck::cast_slice_mut(out)),
         }
-        Ok(w)
+    }
+
+    fn write_typed<T: SlotElem>(&self, layout: &SlotLayout, slots: Range<usize>, mut out: &mut [T]) {
+        let r = layout.max_rank;
+        let mut jobs = Vec::with_capacity(slots.len());
+        for i in slots {
+            let (in_f, out_f, _) = layout.slots[i];
+            let (a, rest) = std::mem::take(&mut out).split_at_mut(r * in_f);
+            let (b, rest) = rest.split_at_mut(out_f * r);
+            out = rest;
+            jobs.push((i, a, b));
+        }
+        jobs.into_par_iter().for_each(|(i, a, b)| self.write_slot(i, r, a, b));
+    }
+
+    fn write_slot<T: SlotElem>(&self, i: usize, r: usize, a: &mut [T], b: &mut [T]) {
+        let (in_f, used) = (self.plan.slots[i].in_features, self.used[i]);
+        for p in &self.parts[i] {
+            let dst = &mut a[p.offset * in_f..(p.offset + p.module.rank()) * in_f];
+            dst.iter_mut().zip(&p.module.a.data).for_each(|(d, v)| *d = T::from_f32(*v));
+        }
+        a[used * in_f..].fill(T::ZERO);
+        for (row, dst) in b.chunks_exact_mut(r).enumerate() {
+            for p in &self.parts[i] {
+                let d = &mut dst[p.offset..p.offset + p.module.rank()];
+                d.iter_mut().zip(p.module.b.row(row)).for_each(|(d, v)| *d = T::from_f32(v * p.scale));
+            }
+            dst[used..].fill(T::ZERO);
+        }
     }
 }
 
@@ -409,18 +579,70 @@ mod tests {
         let c = tiny();
         let big = adapter("big", vec![("transformer_blocks.0.attn.to_q", module(5, 8, 8, 0.1, 1.0))]);
         let err = SlotPlan::new(&c, &[&big], &PlanOptions { max_rank: Some(4), ..Default::default() }).unwrap_err();
-        assert!(matches!(err, PlanError::RankTooLarge { rank: 5, max_rank: 4, .. }), "{err}");
+        assert!(matches!(err, crate::Error::Plan(PlanError::RankTooLarge { rank: 5, max_rank: 4, .. })), "{err}");
         let unknown = adapter("u", vec![("transformer_blocks.7.attn.to_q", module(1, 8, 8, 0.1, 1.0))]);
-        assert!(matches!(SlotPlan::new(&c, &[&unknown], &PlanOptions::default()), Err(PlanError::UnknownModule { .. })));
+        assert!(matches!(SlotPlan::new(&c, &[&unknown], &PlanOptions::default()), Err(crate::Error::Plan(PlanError::UnknownModule { .. }))));
         let wrong = adapter("w", vec![("transformer_blocks.0.attn.to_q", module(1, 7, 8, 0.1, 1.0))]);
-        assert!(matches!(SlotPlan::new(&c, &[&wrong], &PlanOptions::default()), Err(PlanError::ShapeMismatch { .. })));
-        assert!(matches!(SlotPlan::new(&c, &[], &PlanOptions::default()), Err(PlanError::NoSlots)));
-        assert!(matches!(SlotPlan::new(&c, &[], &PlanOptions { targets: vec!["nothing.*".into()], ..Default::default() }), Err(PlanError::BadTarget { .. })));
+        assert!(matches!(SlotPlan::new(&c, &[&wrong], &PlanOptions::default()), Err(crate::Error::Plan(PlanError::ShapeMismatch { .. }))));
+        assert!(matches!(SlotPlan::new(&c, &[], &PlanOptions::default()), Err(crate::Error::Plan(PlanError::NoSlots))));
+        assert!(matches!(
+            SlotPlan::new(&c, &[], &PlanOptions { targets: vec!["nothing.*".into()], ..Default::default() }),
+            Err(crate::Error::Plan(PlanError::BadTarget { .. }))
+        ));
         let small = adapter("s", vec![("transformer_blocks.0.attn.to_q", module(1, 8, 8, 0.1, 1.0))]);
         let plan = SlotPlan::new(&c, &[&small], &PlanOptions::default()).unwrap();
         let other = adapter("o", vec![("transformer_blocks.0.attn.to_k", module(1, 8, 8, 0.1, 1.0))]);
         assert!(matches!(plan.lay_out(&[(&other, 1.0)]), Err(PlanError::OutsideSlots { .. })));
         assert!(matches!(plan.lay_out(&[(&small, f32::NAN)]), Err(PlanError::BadStrength { .. })));
+    }
+
+    /// Aligned scratch buffer of `n` bytes.
+    fn buffer(n: usize) -> Vec<u64> {
+        vec![0xA5A5_A5A5_A5A5_A5A5; n.div_ceil(8)]
+    }
+
+    #[test]
+    fn fill_writes_what_lay_out_converts_bit_for_bit() {
+        let c = tiny();
+        let a1 = adapter("a1", vec![("transformer_blocks.0.attn.to_q", module(2, 8, 8, 0.5, 0.75)), ("proj_out", module(1, 8, 4, 0.3, 1.0))]);
+        let a2 =
+            adapter("a2", vec![("transformer_blocks.0.attn.to_q", module(1, 8, 8, -0.3, 1.5)), ("transformer_blocks.0.attn.to_k", module(3, 8, 8, 0.01, 3.3))]);
+        let plan = SlotPlan::new(&c, &[&a1, &a2], &PlanOptions { max_rank: Some(4), targets: vec!["attn".into()] }).unwrap();
+        let adapters = [(&a1, 0.37f32), (&a2, -1.9)];
+        let w = plan.lay_out(&adapters).unwrap();
+        let fill = plan.fill(SlotTarget::Transformer, &adapters).unwrap();
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let layout = SlotLayout::new(&plan, dtype);
+            // the reference: today's f32 matrices, each converted with `half`'s from_f32
+            let mut want = Vec::new();
+            for (a, b) in w.a.iter().zip(&w.b) {
+                crate::tensor::encode_into(dtype, &a.data, &mut want);
+                crate::tensor::encode_into(dtype, &b.data, &mut want);
+            }
+            assert_eq!(layout.bytes(), want.len());
+            let mut buf = buffer(layout.bytes());
+            let got = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..layout.bytes()];
+            fill.write(&layout, 0..layout.num_slots(), got);
+            assert!(got == &want[..], "{dtype:?}");
+            // written in two ranges (as an upload overlapping the layout does): the same bytes
+            let mut buf2 = buffer(layout.bytes());
+            let got2 = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf2)[..layout.bytes()];
+            let split = layout.range(0..3).end;
+            let (lo, hi) = got2.split_at_mut(split);
+            fill.write(&layout, 0..3, lo);
+            fill.write(&layout, 3..layout.num_slots(), hi);
+            assert!(got2 == &want[..], "{dtype:?} in two ranges");
+            // tensor ranges tile the buffer with the manifest's shapes
+            let t: Vec<_> = layout.tensors().collect();
+            assert_eq!(t.len(), 2 * plan.slots.len());
+            assert_eq!((t[0].0.start, t.last().unwrap().0.end), (0, layout.bytes()));
+            assert!(t.windows(2).all(|p| p[0].0.end == p[1].0.start));
+            assert_eq!(t[1].1, [plan.slots[0].out_features, 4]);
+        }
+        // errors come before anything is written, as from lay_out
+        let plan3 = SlotPlan { max_rank: 3, ..plan.clone() };
+        assert!(matches!(plan3.fill(SlotTarget::Transformer, &[(&a1, 1.0), (&a1, 1.0)]), Err(PlanError::CombinedRankTooLarge { .. })));
+        assert!(matches!(plan.fill(SlotTarget::Transformer, &[(&a1, f32::INFINITY)]), Err(PlanError::BadStrength { .. })));
     }
 
     #[test]

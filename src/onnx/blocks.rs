@@ -1,5 +1,5 @@
 //! The FLUX.1 transformer as ONNX nodes, following diffusers `FluxTransformer2DModel` op by op
-//! (see `shared/facts/flux-formats.md` §A): embeddings, double and single blocks, final layer.
+//! (diffusers 0.42.1 `transformer_flux.py`): embeddings, double and single blocks, final layer.
 //!
 //! Activations are 3-D `[B, S, C]`; every Linear flattens to `[B·S, C]`, runs
 //! `Gemm(transB=1)` against the checkpoint's `[out, in]` weight and adds its LoRA slot(s).
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use super::graph::Graph;
 use super::proto::{attr_float, attr_int, attr_ints, attr_str};
+use super::slots::LoraSlots;
 use super::OnnxError;
 use crate::checkpoint::{Checkpoint, TensorRef};
 use crate::flux::{FluxConfig, FusedGroup, LinearModule, TIME_EMBED_DIM};
@@ -40,8 +41,7 @@ pub struct Flux<'a> {
     pub g: Graph<'a>,
     ckpt: &'a Checkpoint,
     cfg: FluxConfig,
-    modules: HashMap<String, LinearModule>,
-    slots: HashSet<String>,
+    slots: LoraSlots,
     /// `Shape(hidden_states)[0:1]`.
     batch: String,
     /// `[S_txt, S_img]` for splitting the joint sequence.
@@ -63,21 +63,20 @@ impl<'a> Flux<'a> {
         self.ckpt.files().first().cloned().unwrap_or_default()
     }
 
-    /// Adds the LoRA slot initializers for `plan` (zeros, overridable) and checks them against the model.
-    fn new(g: Graph<'a>, ckpt: &'a Checkpoint, plan: &SlotPlan, quant: Quant) -> R<Self> {
+    /// Adds the LoRA slots of `plan` ([`LoraSlots::declare`]).
+    fn new(mut g: Graph<'a>, ckpt: &'a Checkpoint, plan: &SlotPlan, quant: Quant) -> R<Self> {
         let cfg = ckpt.config().clone();
         let quantized = super::fp8::quantized_gemms(&cfg).into_iter().collect();
         let mapped = match quant {
             Quant::Fp8(_) => super::weights::MappedFiles::find(ckpt.files()),
             _ => super::weights::MappedFiles::default(),
         };
-        let modules: HashMap<String, LinearModule> = cfg.linear_modules().into_iter().map(|m| (m.name.clone(), m)).collect();
-        let mut f = Flux {
+        let slots = LoraSlots::declare(&mut g, plan, cfg.linear_modules())?;
+        Ok(Flux {
             g,
             ckpt,
             cfg,
-            modules,
-            slots: HashSet::new(),
+            slots,
             batch: String::new(),
             seq_split: String::new(),
             rope_cos: String::new(),
@@ -87,21 +86,7 @@ impl<'a> Flux<'a> {
             quant,
             quantized,
             mapped,
-        };
-        for s in &plan.slots {
-            let m = f.modules.get(&s.module).ok_or_else(|| OnnxError::BadSlot { module: s.module.clone(), detail: "unknown module".into() })?;
-            if m.in_features != s.in_features || m.out_features != s.out_features {
-                return Err(OnnxError::BadSlot {
-                    module: s.module.clone(),
-                    detail: format!("slot is [{}×{}], the layer is [{}×{}]", s.out_features, s.in_features, m.out_features, m.in_features),
-                });
-            }
-            let dt = f.g.dtype;
-            f.g.overridable_zeros(&s.a_name(), &[plan.max_rank, s.in_features], dt);
-            f.g.overridable_zeros(&s.b_name(), &[s.out_features, plan.max_rank], dt);
-            f.slots.insert(s.module.clone());
-        }
-        Ok(f)
+        })
     }
 
     // ---------- weights ----------
@@ -149,22 +134,14 @@ impl<'a> Flux<'a> {
 
     // ---------- linear layers ----------
 
-    /// LoRA delta `(x·Aᵀ)·Bᵀ` of `module` on 2-D `x`, if it has a slot.
+    /// LoRA delta of `module` on 2-D `x2`, if it has a slot.
     fn lora_delta(&mut self, x2: &str, module: &str) -> Option<String> {
-        if !self.slots.contains(module) {
-            return None;
-        }
-        let (a, b) = (format!("lora.{module}.A"), format!("lora.{module}.B"));
-        let t = vec![attr_int("transB", 1)];
-        Some(self.g.scoped("lora", |g| {
-            let h = g.op("Gemm", &[x2, &a], t.clone());
-            g.op("Gemm", &[&h, &b], t)
-        }))
+        self.slots.delta(&mut self.g, x2, module)
     }
 
     /// One Linear on 2-D `x2`: `x·Wᵀ + b + LoRA`.
     fn linear2(&mut self, x2: &str, module: &str) -> R<String> {
-        let m = self.modules.get(module).cloned().ok_or_else(|| OnnxError::BadSlot { module: module.into(), detail: "not in the model config".into() })?;
+        let m = self.slots.module(module)?.clone();
         let wname = format!("{module}.weight");
         let wt = self.ckpt.tensor(&wname)?;
         let wt = self.checked(wt, "model config", &[m.out_features, m.in_features])?;
@@ -179,13 +156,7 @@ impl<'a> Flux<'a> {
     /// A fused group (q|k|v[|mlp]) as one GEMM on 2-D `x2`, the members' LoRA deltas added to
     /// their column ranges.
     fn fused2(&mut self, x2: &str, group: &FusedGroup) -> R<String> {
-        let members: Vec<LinearModule> = group
-            .members
-            .iter()
-            .map(|n| {
-                self.modules.get(n).cloned().ok_or_else(|| OnnxError::BadSlot { module: n.clone(), detail: "fused member not in the model config".into() })
-            })
-            .collect::<R<_>>()?;
+        let members: Vec<LinearModule> = group.members.iter().map(|n| self.slots.module(n).cloned()).collect::<R<_>>()?;
         let in_f = members[0].in_features;
         let out: usize = members.iter().map(|m| m.out_features).sum();
         let wt = self.ckpt.fused(group, "weight")?;
@@ -300,7 +271,7 @@ impl<'a> Flux<'a> {
 
     /// Linear on 3-D `x` `[B, S, in]` → `[B, S, out]`.
     fn linear3(&mut self, x: &str, module: &str) -> R<String> {
-        let m = self.modules.get(module).cloned().ok_or_else(|| OnnxError::BadSlot { module: module.into(), detail: "not in the model config".into() })?;
+        let m = self.slots.module(module)?.clone();
         let x2 = self.flat(x, m.in_features);
         let y = self.linear2(&x2, module)?;
         Ok(self.unflat(&y, m.out_features))

@@ -202,8 +202,18 @@ pub(crate) fn io_err(op: FileOp, path: &Path) -> impl Fn(std::io::Error) -> Onnx
 /// Exports `ckpt` with `plan`'s (zero) LoRA slots into `out_dir`: `model.onnx`,
 /// `model.onnx.data` (weights, 4096-aligned, streamed) and `manifest.json`. Every file is written
 /// under a temporary name in `out_dir` and renamed at the end (manifest last).
-/// `progress(written, total)` reports external-data bytes.
-pub fn export(ckpt: &Checkpoint, plan: &SlotPlan, opts: &ExportOptions, out_dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<ExportReport, OnnxError> {
+/// `progress(written, total)` reports external-data bytes. Errors are [`crate::Error::Export`].
+pub fn export(ckpt: &Checkpoint, plan: &SlotPlan, opts: &ExportOptions, out_dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> crate::Result<ExportReport> {
+    Ok(export_checked(ckpt, plan, opts, out_dir, progress)?)
+}
+
+fn export_checked(
+    ckpt: &Checkpoint,
+    plan: &SlotPlan,
+    opts: &ExportOptions,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportReport, OnnxError> {
     std::fs::create_dir_all(out_dir).map_err(io_err(FileOp::Create, out_dir))?;
     let built = build_model(ckpt, plan, opts)?;
     let slots = LoraSlots::from_plan(plan, opts.float_dtype());

@@ -10,7 +10,7 @@
 //! Output: `sample [batch, img_seq, out_channels]` float32.
 //!
 //! # LoRA slots
-//! For every slot of the plan: initializers `lora.<module>.A [max_rank, in]` and
+//! For every slot of the plan (`slots.rs`): initializers `lora.<module>.A [max_rank, in]` and
 //! `lora.<module>.B [out, max_rank]` in the precision's float dtype, all zeros, stored inline and
 //! also listed as graph inputs ("overridable initializers": ONNX Runtime takes feeds for them per
 //! run; TensorRT's parser keeps them as weights named after the initializers, refittable by name).
@@ -25,7 +25,7 @@
 //! Joint attention uses the ONNX `Attention` operator (opset 23) on 4-D `[B, heads, S, D]` Q/K/V
 //! over the sequence `[txt; img]`, scale `1/√head_dim`. Chosen over MatMul→Softmax→MatMul because
 //! TensorRT's ONNX parser turns it into one `IAttention` layer (countable, fused by the builder)
-//! and ONNX Runtime's CPU provider runs it directly (see `shared/facts/tensorrt.md`).
+//! and ONNX Runtime's CPU provider runs it directly.
 //!
 //! # Numerics
 //! Follows diffusers `FluxTransformer2DModel`: QK RMSNorm (eps 1e-6) and RoPE in float32,
@@ -51,6 +51,7 @@ mod export;
 pub mod fp8;
 pub mod graph;
 mod proto;
+mod slots;
 pub mod weights;
 
 pub use error::OnnxError;

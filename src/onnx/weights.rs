@@ -78,13 +78,6 @@ pub fn write_data(
     Ok(())
 }
 
-/// Element size check used before writing: the converted byte count of `w`.
-pub fn converted_len(w: &ExternalWeight<'_>) -> u64 {
-    let src: u64 = w.source.parts.iter().map(|p| p.len() as u64).sum();
-    let out = if w.fp8_scales.is_some() { 1 } else { w.dtype.size() as u64 };
-    src / w.source.dtype.size() as u64 * out
-}
-
 /// Address ranges of this process's read-only mappings of the given files (from
 /// `/proc/self/maps`). Only slices inside these ranges are ever released, so a heap buffer can
 /// never be touched by `MADV_DONTNEED`.

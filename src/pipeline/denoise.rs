@@ -1,10 +1,11 @@
 //! The denoising loop of diffusers `FluxPipeline.__call__` (no true-CFG, batch 1) over any
-//! transformer backend: for each step `i`, the transformer gets the packed latents,
+//! runtime [`Transformer`] backend: for each step `i`, the transformer gets the packed latents,
 //! `timestep = t_i / 1000`, the constant guidance and prompt conditioning, and the ids; its output
 //! (the flow velocity) drives one Euler step of the [`Schedule`].
 
 use super::latents::{txt_ids, Resolution, LATENT_CHANNELS};
 use super::{PipelineError, Schedule};
+use crate::runtime::{Lease, RequestInputs, Transformer};
 
 /// Prompt conditioning, constant over the steps: T5 `prompt_embeds` `[1, L, D]`, CLIP
 /// `pooled_prompt_embeds` `[1, P]`, and the guidance scale (`None` for schnell-type models,
@@ -50,34 +51,15 @@ impl Conditioning {
     }
 }
 
-/// Everything one transformer evaluation receives (diffusers' keyword arguments).
-#[derive(Clone, Copy, Debug)]
-pub struct TransformerCall<'a> {
-    /// Step index, 0-based.
-    pub step: usize,
-    /// Packed latents `[1, S_img, 64]`.
-    pub hidden_states: &'a [f32],
-    /// `S_img`.
-    pub image_seq_len: usize,
-    /// `timesteps[step] / 1000` (σ); the transformer multiplies by 1000 itself.
-    pub timestep: f32,
-    pub conditioning: &'a Conditioning,
-    /// `(0, r, c)` per image token.
-    pub img_ids: &'a [[f32; 3]],
-    /// Zeros, one per text token.
-    pub txt_ids: &'a [[f32; 3]],
-}
-
-/// A FLUX transformer backend: returns the velocity `[1, S_img, 64]` (diffusers' `noise_pred`).
-pub trait Transformer {
-    fn velocity(&self, call: &TransformerCall<'_>) -> Result<Vec<f32>, Box<dyn std::error::Error + Send + Sync>>;
-}
-
 /// Runs every step of `schedule` from the packed initial noise `init` (`[1, S_img, 64]`, e.g. from
-/// [`super::latents::load_latents`]); `on_step(i, latents)` sees the latents after step `i` (the
-/// pipeline's `callback_on_step_end`). Returns the final packed latents.
+/// [`super::latents::load_latents`]) on any runtime [`Transformer`], with the slot set of
+/// `lease` for every step (a swap meanwhile does not reach this loop). The prompt conditioning,
+/// guidance and ids are bound once ([`Transformer::bind`]); each step passes only the latents and
+/// the timestep. `on_step(i, latents)` sees the latents after step `i` (the pipeline's
+/// `callback_on_step_end`). Returns the final packed latents.
 pub fn denoise<T: Transformer + ?Sized>(
     transformer: &T,
+    lease: &Lease<T::Slots>,
     schedule: &Schedule,
     resolution: Resolution,
     conditioning: &Conditioning,
@@ -91,47 +73,28 @@ pub fn denoise<T: Transformer + ?Sized>(
     }
     let img_ids = resolution.img_ids();
     let txt_ids = txt_ids(conditioning.text_len);
+    let request = RequestInputs {
+        batch: 1,
+        image_seq_len: seq,
+        text_len: conditioning.text_len,
+        encoder_hidden_states: &conditioning.prompt_embeds,
+        pooled_projections: &conditioning.pooled,
+        guidance: conditioning.guidance,
+        txt_ids: &txt_ids,
+        img_ids: &img_ids,
+    };
+    let mut bound = transformer.bind(&request).map_err(|e| PipelineError::Transformer { step: 0, source: Box::new(e) })?;
     let mut latents = init;
+    let mut velocity = vec![0f32; n];
     for step in 0..schedule.num_steps() {
-        let call = TransformerCall {
-            step,
-            hidden_states: &latents,
-            image_seq_len: seq,
-            timestep: schedule.transformer_timestep(step),
-            conditioning,
-            img_ids: &img_ids,
-            txt_ids: &txt_ids,
-        };
-        let v = transformer.velocity(&call).map_err(|source| PipelineError::Transformer { step, source })?;
-        if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
+        transformer
+            .step(lease, &mut bound, &latents, schedule.transformer_timestep(step), &mut velocity)
+            .map_err(|e| PipelineError::Transformer { step, source: Box::new(e) })?;
+        if let Some(bad) = velocity.iter().find(|x| !x.is_finite()) {
             return Err(PipelineError::Transformer { step, source: format!("the velocity holds a non-finite value ({bad})").into() });
         }
-        schedule.step(step, &mut latents, &v)?;
+        schedule.step(step, &mut latents, &velocity)?;
         on_step(step, &latents);
     }
     Ok(latents)
-}
-
-/// The ONNX Runtime session as a [`Transformer`]: each call feeds the step's latents, σ, guidance,
-/// prompt conditioning and the RoPE tables of its ids (with the session's current LoRA slots).
-#[cfg(feature = "ort")]
-impl Transformer for crate::runtime::ort::FluxSession {
-    fn velocity(&self, call: &TransformerCall<'_>) -> Result<Vec<f32>, Box<dyn std::error::Error + Send + Sync>> {
-        use crate::runtime::{FluxInputs, HostTensor};
-        let t = |shape: Vec<usize>, data: Vec<f32>, what: &str| {
-            HostTensor::new(shape, data).ok_or_else(|| format!("{what}: element count does not match its shape"))
-        };
-        let c = call.conditioning;
-        let inputs = FluxInputs::with_ids(
-            &self.manifest().model,
-            t(vec![1, call.image_seq_len, LATENT_CHANNELS * 4], call.hidden_states.to_vec(), "hidden_states")?,
-            t(c.prompt_shape().to_vec(), c.prompt_embeds().to_vec(), "encoder_hidden_states")?,
-            t(vec![1, c.pooled().len()], c.pooled().to_vec(), "pooled_projections")?,
-            t(vec![1], vec![call.timestep], "timestep")?,
-            c.guidance().map(|g| t(vec![1], vec![g], "guidance")).transpose()?,
-            call.txt_ids,
-            call.img_ids,
-        )?;
-        Ok(self.run(&inputs)?.into_data())
-    }
 }

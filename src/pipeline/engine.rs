@@ -2,11 +2,22 @@
 //! (top level: `manifest.json`, `model.onnx`), `text_encoder/` (CLIP-L, optional LoRA slots),
 //! `text_encoder_2/` (T5), `vae_decoder/`, `tokenizer/`, `tokenizer_2/`, `scheduler/` — with
 //! adapters swapped into the transformer's and CLIP's slots together.
+//!
+//! The transformer is any runtime [`Transformer`] ([`PipelineEngine::open`]: ONNX Runtime's
+//! [`FluxSession`]; [`PipelineEngine::with_transformer`]: any other backend); the text encoders
+//! and the VAE decoder are ONNX Runtime component sessions.
+//!
+//! **Consistency.** [`PipelineEngine::swap`] stages both halves first (validated, laid out,
+//! nothing installed), then installs the transformer's and CLIP's sets under one lock;
+//! [`PipelineEngine::leases`] takes both leases under the same lock. A generation runs every
+//! stage and step with the leases it took, so its image is exactly one adapter set's, whatever
+//! is swapped meanwhile, and the next generation sees the new set.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::generate::{GenerateRequest, Generated, Stages};
+use super::generate::{GenerateRequest, Generated, Leases, Stages};
 use super::limits::{self, ActivationEstimate, AttentionMemory, Limits};
 use super::tokenize::PromptTokenizers;
 use super::{PipelineError, SchedulerConfig};
@@ -14,7 +25,7 @@ use crate::lora::Adapter;
 use crate::manifest::component::{TEXT_ENCODER_2_DIR as TEXT_ENCODER_2, TEXT_ENCODER_DIR as TEXT_ENCODER, VAE_DECODER_DIR as VAE_DECODER};
 use crate::manifest::{ComponentConfig, ComponentKind, ComponentManifest};
 use crate::runtime::ort::{ComponentSession, ComponentSpec, FluxSession, SessionOptions};
-use crate::runtime::{AdapterLabel, RuntimeError};
+use crate::runtime::{AdapterLabel, RuntimeError, Slotted, Transformer};
 
 const TOKENIZER: &str = "tokenizer";
 const TOKENIZER_2: &str = "tokenizer_2";
@@ -42,6 +53,9 @@ pub enum EngineFolderError {
     Manifest(#[from] crate::manifest::ManifestError),
     #[error(transparent)]
     Plan(#[from] crate::lora::PlanError),
+    /// A runtime interface call (stage, install) failed.
+    #[error(transparent)]
+    Backend(#[from] crate::Error),
 }
 
 /// What one swap installed, and how long each half took.
@@ -53,24 +67,29 @@ pub struct PipelineSwap {
     pub total: Duration,
 }
 
-/// Every stage of an engine folder, loaded.
-pub struct PipelineEngine {
+/// Every stage of an engine folder, loaded; the transformer is any runtime [`Transformer`].
+pub struct PipelineEngine<T: Transformer = FluxSession> {
     dir: PathBuf,
     tokenizers: PromptTokenizers,
     scheduler: SchedulerConfig,
-    transformer: FluxSession,
+    transformer: T,
     clip: ComponentSession,
     clip_manifest: ComponentManifest,
     t5: ComponentSession,
     vae: ComponentSession,
     limits: Limits,
     attention: AttentionMemory,
+    /// Held while a swap installs both halves and while a generation takes its leases.
+    swap_lock: Mutex<()>,
 }
 
 fn component(dir: &Path, kind: ComponentKind, opts: &SessionOptions) -> Result<(ComponentSession, ComponentManifest), EngineFolderError> {
     let m = ComponentManifest::load(dir)?;
     if m.kind != kind {
         return Err(EngineFolderError::WrongKind { path: dir.join(crate::manifest::MANIFEST_FILE), kind: kind.name(), found: m.kind.name().to_string() });
+    }
+    if m.precision == crate::manifest::Precision::Bf16 && opts.provider == crate::runtime::ort::ExecutionProvider::Cpu {
+        return Err(RuntimeError::Bf16ComponentOnCpu { component: dir.to_path_buf() }.into());
     }
     let spec = ComponentSpec {
         dir: dir.to_path_buf(),
@@ -103,37 +122,45 @@ fn check_tokenizers(dir: &Path, t: &PromptTokenizers, clip: &ComponentManifest, 
     Ok(())
 }
 
-impl PipelineEngine {
-    /// Opens every part of `dir`; lists all missing parts at once.
+/// Every part an engine folder must have; all missing ones listed at once.
+fn check_parts(dir: &Path) -> Result<(), EngineFolderError> {
+    let manifest = |p: &str| dir.join(p).join(crate::manifest::MANIFEST_FILE);
+    let mut missing = Vec::new();
+    for (part, path) in [
+        ("transformer (manifest.json)", dir.join(crate::manifest::MANIFEST_FILE)),
+        ("text_encoder/manifest.json", manifest(TEXT_ENCODER)),
+        ("text_encoder_2/manifest.json", manifest(TEXT_ENCODER_2)),
+        ("vae_decoder/manifest.json", manifest(VAE_DECODER)),
+        ("tokenizer/", dir.join(TOKENIZER)),
+        ("tokenizer_2/", dir.join(TOKENIZER_2)),
+        ("scheduler/scheduler_config.json", dir.join(SCHEDULER)),
+    ] {
+        if !path.exists() {
+            missing.push(part.to_string());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(EngineFolderError::MissingParts { engine: dir.to_path_buf(), missing });
+    }
+    Ok(())
+}
+
+impl PipelineEngine<FluxSession> {
+    /// Opens every part of `dir` on ONNX Runtime with `opts` (transformer and components alike);
+    /// lists all missing parts at once.
     pub fn open(dir: &Path, opts: &SessionOptions) -> Result<Self, EngineFolderError> {
-        let manifest = |p: &str| dir.join(p).join(crate::manifest::MANIFEST_FILE);
-        let mut missing = Vec::new();
-        for (part, path) in [
-            ("transformer (manifest.json)", dir.join(crate::manifest::MANIFEST_FILE)),
-            ("text_encoder/manifest.json", manifest(TEXT_ENCODER)),
-            ("text_encoder_2/manifest.json", manifest(TEXT_ENCODER_2)),
-            ("vae_decoder/manifest.json", manifest(VAE_DECODER)),
-            ("tokenizer/", dir.join(TOKENIZER)),
-            ("tokenizer_2/", dir.join(TOKENIZER_2)),
-            ("scheduler/scheduler_config.json", dir.join(SCHEDULER)),
-        ] {
-            if !path.exists() {
-                missing.push(part.to_string());
-            }
-        }
-        if !missing.is_empty() {
-            return Err(EngineFolderError::MissingParts { engine: dir.to_path_buf(), missing });
-        }
+        check_parts(dir)?;
+        let transformer = FluxSession::builder(dir).with_options(opts.clone()).build()?;
+        Self::with_transformer(dir, transformer, opts)
+    }
+}
+
+impl<T: Transformer> PipelineEngine<T> {
+    /// Opens `dir`'s text encoders, VAE decoder, tokenizers and scheduler on ONNX Runtime with
+    /// `opts`, around `transformer` (any backend, opened on the same folder).
+    pub fn with_transformer(dir: &Path, transformer: T, opts: &SessionOptions) -> Result<Self, EngineFolderError> {
+        check_parts(dir)?;
         let scheduler = SchedulerConfig::from_file(&dir.join(SCHEDULER))?;
-        let mut b =
-            FluxSession::builder(dir).with_execution_provider(opts.provider).with_tf32(opts.tf32).with_cpu_fallback(opts.cpu_fallback).with_verify(opts.verify);
-        if let Some(l) = &opts.library {
-            b = b.with_library(l);
-        }
-        if let Some(n) = opts.threads {
-            b = b.with_threads(n);
-        }
-        let transformer = b.build()?;
         let (t5, t5m) = component(&dir.join(TEXT_ENCODER_2), ComponentKind::T5Encoder, opts)?;
         let tokenizers = PromptTokenizers::from_pipeline_dir(
             dir,
@@ -150,13 +177,25 @@ impl PipelineEngine {
             crate::runtime::ort::ExecutionProvider::Cpu => AttentionMemory::Materialized,
             crate::runtime::ort::ExecutionProvider::Cuda { .. } => AttentionMemory::Fused,
         };
-        Ok(PipelineEngine { dir: dir.to_path_buf(), tokenizers, scheduler, transformer, clip, clip_manifest, t5, vae, limits: Limits::default(), attention })
+        Ok(PipelineEngine {
+            dir: dir.to_path_buf(),
+            tokenizers,
+            scheduler,
+            transformer,
+            clip,
+            clip_manifest,
+            t5,
+            vae,
+            limits: Limits::default(),
+            attention,
+            swap_lock: Mutex::new(()),
+        })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    pub fn transformer(&self) -> &FluxSession {
+    pub fn transformer(&self) -> &T {
         &self.transformer
     }
     pub fn text_encoder(&self) -> &ComponentSession {
@@ -179,35 +218,47 @@ impl PipelineEngine {
     }
 
     /// Lays `adapters` into the transformer's and (where they have CLIP modules) the text
-    /// encoder's slots. Everything is validated and converted before either is installed, so a
-    /// failed swap leaves both on the previous adapters.
+    /// encoder's slots. Both are staged (validated, laid out, converted) before either is
+    /// installed, so a failed swap leaves both on the previous adapters; both are installed
+    /// under the lock [`PipelineEngine::leases`] takes, so no generation sees one half.
     pub fn swap(&self, adapters: &[(&Adapter, f32)]) -> Result<PipelineSwap, EngineFolderError> {
         let t0 = Instant::now();
-        let clip_plan = self.clip_manifest.lora.as_ref().map(|l| l.plan());
-        let clip_weights = match &clip_plan {
-            Some(plan) => Some(plan.lay_out_text_encoder(adapters)?),
-            None => {
-                if let Some((a, _)) = adapters.iter().find(|(a, _)| !a.text_encoder.is_empty()) {
-                    return Err(EngineFolderError::NoClipSlots { engine: self.dir.clone(), adapter: a.name.clone() });
-                }
-                None
+        if self.clip_manifest.lora.is_none() {
+            if let Some((a, _)) = adapters.iter().find(|(a, _)| !a.text_encoder.is_empty()) {
+                return Err(EngineFolderError::NoClipSlots { engine: self.dir.clone(), adapter: a.name.clone() });
             }
-        };
-        let labels: Vec<AdapterLabel> = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
-        let staged = self.transformer.stage(adapters)?;
+        }
+        let clip = self.clip.stage(adapters)?;
         let t1 = Instant::now();
-        let text_encoder = match clip_weights {
-            Some(w) => self.clip.swap_weights(w, labels.clone())?.elapsed,
-            None => Duration::ZERO,
-        };
+        let staged = self.transformer.stage(adapters)?;
         let t2 = Instant::now();
-        self.transformer.swap_staged(&staged)?;
-        Ok(PipelineSwap { adapters: labels, transformer: t1 - t0 + t2.elapsed(), text_encoder, total: t0.elapsed() })
+        {
+            let _both = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
+            // The transformer first: CLIP's install cannot fail, so both or neither change.
+            self.transformer.install(&staged)?;
+            self.clip.install(&clip)?;
+        }
+        let labels: Vec<AdapterLabel> = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
+        let total = t0.elapsed();
+        tracing::debug!(engine = %self.dir.display(), clip_stage = ?(t1 - t0), transformer_stage = ?(t2 - t1), ?total, "pipeline swap");
+        Ok(PipelineSwap { adapters: labels, transformer: total - (t1 - t0), text_encoder: t1 - t0, total })
     }
 
-    /// Generates one image with the current adapters.
-    /// Requests above [`Self::limits`] are refused before any work, with the activation estimate.
+    /// The CLIP and transformer slot sets installed by the same swap, for one generation.
+    pub fn leases(&self) -> Leases<T::Slots> {
+        let _both = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
+        Leases { clip: self.clip.lease(), transformer: self.transformer.lease() }
+    }
+
+    /// Generates one image with the current adapters (one set of [`PipelineEngine::leases`] for
+    /// every stage and step).
     pub fn generate(&self, req: &GenerateRequest, on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
+        self.generate_with(req, &self.leases(), on_step)
+    }
+
+    /// Generates one image with the slot sets of `leases`. Requests above [`Self::limits`] are
+    /// refused before any work, with the activation estimate.
+    pub fn generate_with(&self, req: &GenerateRequest, leases: &Leases<T::Slots>, on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
         let res = req.resolution;
         self.limits.check(res.width, res.height, 1).map_err(|e| limits::with_estimate(e, self.activation_estimate(res)))?;
         let model = &self.transformer.manifest().model;
@@ -221,6 +272,6 @@ impl PipelineEngine {
             guidance_embeds: model.variant.has_guidance(),
             context_dim: model.context_dim,
         };
-        stages.generate(req, on_step)
+        stages.generate(req, leases, on_step)
     }
 }

@@ -2,31 +2,18 @@
 //! CFG): tokenize → CLIP pooled embedding + T5 prompt embeddings → initial noise (seeded like
 //! torch's CPU generator, or given) → denoising loop → unpack → VAE decoder → pixels.
 //!
-//! The stages are traits so any backend plugs in: [`TextEncoder`] (CLIP-L pooled output, T5
-//! last hidden state), [`super::Transformer`], [`LatentDecoder`]. With feature `ort` the ONNX
-//! Runtime sessions implement them (`crate::runtime::ort`).
+//! The transformer is any runtime [`Transformer`] (ONNX Runtime, TensorRT, native CUDA); the
+//! text encoders and the VAE decoder are ONNX Runtime [`ComponentSession`]s. A generation runs
+//! with the CLIP lease and the transformer lease it is given, for all of its steps.
 
 use std::time::{Duration, Instant};
 
 use super::latents::{self, Resolution, LATENT_CHANNELS};
 use super::noise::torch_randn;
 use super::tokenize::{Encoded, PromptTokenizers};
-use super::{denoise, Conditioning, PipelineError, Schedule, SchedulerConfig, Transformer};
-
-/// Errors of a backend stage, carried into [`PipelineError::Stage`].
-pub type StageError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A text encoder over fixed-length token ids `[1, L]`.
-pub trait TextEncoder {
-    /// CLIP: the pooled embedding `[1, P]`; T5: the last hidden state `[1, L, D]` (row-major).
-    fn encode(&self, ids: &[i64]) -> Result<Vec<f32>, StageError>;
-}
-
-/// The VAE decoder: raw denoised latents `[1, 16, H/8, W/8]` (scaling and shift are the
-/// decoder's business) → image `[1, 3, H, W]` in about [-1, 1].
-pub trait LatentDecoder {
-    fn decode(&self, latents: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, StageError>;
-}
+use super::{denoise, Conditioning, PipelineError, Schedule, SchedulerConfig};
+use crate::runtime::ort::{ComponentInput, ComponentSession, ComponentSlots};
+use crate::runtime::{Lease, Slotted, Transformer};
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -41,6 +28,15 @@ pub struct GenerateRequest {
     pub seed: u64,
     /// Packed initial latents `[1, S, 64]` instead of seeded noise (`--latents FILE`).
     pub latents: Option<Vec<f32>>,
+    /// Keep the packed latents after every step in [`Generated::step_latents`] (off: empty).
+    pub keep_step_latents: bool,
+}
+
+impl GenerateRequest {
+    /// `prompt` at `resolution`: 28 steps, guidance 3.5, seed 0, seeded noise, no step latents.
+    pub fn new(prompt: impl Into<String>, resolution: Resolution) -> Self {
+        GenerateRequest { prompt: prompt.into(), prompt_2: None, resolution, steps: 28, guidance: 3.5, seed: 0, latents: None, keep_step_latents: false }
+    }
 }
 
 /// Wall time of each stage of one generation.
@@ -78,7 +74,7 @@ pub struct Generated {
     pub rgb8: Vec<u8>,
     /// Denormalized image `[1, 3, H, W]` in [0, 1] (`output_type="pt"`).
     pub image: Vec<f32>,
-    /// Packed latents after every step.
+    /// Packed latents after every step (only with [`GenerateRequest::keep_step_latents`]).
     pub step_latents: Vec<Vec<f32>>,
     pub timings: Timings,
     /// Text cut by tokenizer truncation, per encoder (`clip`, `t5`), as diffusers warns.
@@ -87,12 +83,12 @@ pub struct Generated {
 
 /// The stages of one text-to-image pipeline. Borrowed, so a service can keep its sessions (and
 /// swap their adapters) between calls.
-pub struct Stages<'a> {
+pub struct Stages<'a, T: Transformer + ?Sized> {
     pub tokenizers: &'a PromptTokenizers,
-    pub clip: &'a dyn TextEncoder,
-    pub t5: &'a dyn TextEncoder,
-    pub transformer: &'a dyn Transformer,
-    pub vae: &'a dyn LatentDecoder,
+    pub clip: &'a ComponentSession,
+    pub t5: &'a ComponentSession,
+    pub transformer: &'a T,
+    pub vae: &'a ComponentSession,
     pub scheduler: &'a SchedulerConfig,
     /// Whether the transformer takes a guidance input (dev) or not (schnell).
     pub guidance_embeds: bool,
@@ -100,13 +96,21 @@ pub struct Stages<'a> {
     pub context_dim: usize,
 }
 
+/// The adapter sets one generation runs with: CLIP's and the transformer's, taken together (see
+/// [`super::engine::PipelineEngine::leases`]).
+pub struct Leases<S> {
+    pub clip: Lease<ComponentSlots>,
+    pub transformer: Lease<S>,
+}
+
 fn ids_i64(e: &Encoded) -> Vec<i64> {
     e.ids.iter().map(|&i| i64::from(i)).collect()
 }
 
-impl Stages<'_> {
-    /// Generates one image; `on_step(i, n)` is called after each of the `n` steps.
-    pub fn generate(&self, req: &GenerateRequest, mut on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
+impl<T: Transformer + ?Sized> Stages<'_, T> {
+    /// Generates one image with the slot sets of `leases` for every stage and step;
+    /// `on_step(i, n)` is called after each of the `n` steps.
+    pub fn generate(&self, req: &GenerateRequest, leases: &Leases<T::Slots>, mut on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
         let res = req.resolution;
         let t0 = Instant::now();
         let ids = self.tokenizers.encode(&req.prompt, req.prompt_2.as_deref())?;
@@ -120,9 +124,9 @@ impl Stages<'_> {
         let tokenize = t0.elapsed();
 
         let t1 = Instant::now();
-        let stage = |stage: &'static str| move |source| PipelineError::Stage { stage, source };
-        let pooled = self.clip.encode(&ids_i64(&ids.clip)).map_err(stage("CLIP text encoder"))?;
-        let embeds = self.t5.encode(&ids_i64(&ids.t5)).map_err(stage("T5 text encoder"))?;
+        let stage = |stage: &'static str| move |e: crate::runtime::RuntimeError| PipelineError::Stage { stage, source: Box::new(e) };
+        let pooled = self.clip.encode(&leases.clip, &ids_i64(&ids.clip)).map_err(stage("CLIP text encoder"))?;
+        let embeds = self.t5.encode(&self.t5.lease(), &ids_i64(&ids.t5)).map_err(stage("T5 text encoder"))?;
         let text_len = ids.t5.ids.len();
         let guidance = self.guidance_embeds.then_some(req.guidance);
         let cond = Conditioning::new(embeds, text_len, self.context_dim, pooled, guidance)?;
@@ -136,18 +140,20 @@ impl Stages<'_> {
         let schedule = Schedule::flux(self.scheduler, req.steps, res.image_seq_len())?;
         let n = schedule.num_steps();
         let mut steps = Vec::with_capacity(n);
-        let mut step_latents = Vec::with_capacity(n);
+        let mut step_latents = Vec::with_capacity(if req.keep_step_latents { n } else { 0 });
         let mut last = Instant::now();
-        let out = denoise(self.transformer, &schedule, res, &cond, init, |i, x| {
+        let out = denoise(self.transformer, &leases.transformer, &schedule, res, &cond, init, |i, x| {
             steps.push(last.elapsed());
-            step_latents.push(x.to_vec());
+            if req.keep_step_latents {
+                step_latents.push(x.to_vec());
+            }
             on_step(i, n);
             last = Instant::now();
         })?;
 
         let t3 = Instant::now();
         let z = latents::unpack(&out, 1, LATENT_CHANNELS, lh, lw)?;
-        let decoded = self.vae.decode(&z, res.unpacked_shape()).map_err(stage("VAE decoder"))?;
+        let decoded = self.vae.run(ComponentInput::F32(&z), &res.unpacked_shape()).map_err(stage("VAE decoder"))?.1;
         let want = 3 * res.height * res.width;
         if decoded.len() != want {
             return Err(PipelineError::Length {

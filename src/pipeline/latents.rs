@@ -188,12 +188,6 @@ impl VaeConfig {
         let shift = self.shift_factor.unwrap_or(0.0);
         z.iter_mut().for_each(|v| *v = *v / self.scaling_factor + shift);
     }
-
-    /// VAE encoder output → transformer latents, in place: `(z − shift_factor) · scaling_factor`.
-    pub fn from_encoder_output(&self, z: &mut [f32]) {
-        let shift = self.shift_factor.unwrap_or(0.0);
-        z.iter_mut().for_each(|v| *v = (*v - shift) * self.scaling_factor);
-    }
 }
 
 /// Name of the tensor a `--latents FILE` must hold.

@@ -1,7 +1,7 @@
 //! Text-to-image around an exported transformer, mirroring diffusers 0.42.1 `FluxPipeline`:
 //! [`scheduler`] (FlowMatchEulerDiscrete sigmas, timesteps, Euler step) and [`latents`]
 //! (packing, ids, VAE scaling, initial noise, resolution checks), [`denoise`] (the loop over
-//! any [`Transformer`] backend), [`image`] (decoder output → pixels); with feature `pipeline`,
+//! any [`crate::runtime::Transformer`] backend), [`image`] (decoder output → pixels); with feature `pipeline`,
 //! [`tokenize`] (CLIP and T5 tokenizers). Parity references live in `tests/fixtures/pipeline/`
 //! (`tools/reference/make_pipeline_fixtures.py`).
 
@@ -9,7 +9,7 @@ pub mod denoise;
 #[cfg(all(feature = "pipeline", feature = "ort"))]
 pub mod engine;
 pub mod error;
-#[cfg(feature = "pipeline")]
+#[cfg(all(feature = "pipeline", feature = "ort"))]
 pub mod generate;
 pub mod image;
 pub mod latents;
@@ -19,7 +19,7 @@ pub mod scheduler;
 #[cfg(feature = "pipeline")]
 pub mod tokenize;
 
-pub use denoise::{denoise, Conditioning, Transformer, TransformerCall};
+pub use denoise::{denoise, Conditioning};
 pub use error::PipelineError;
 pub use latents::{Resolution, VaeConfig};
 pub use limits::{ActivationEstimate, AttentionMemory, Limits};

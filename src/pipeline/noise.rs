@@ -82,7 +82,7 @@ pub fn torch_randn(seed: u64, n: usize) -> Result<Vec<f32>, PipelineError> {
     for block in x.chunks_exact_mut(16) {
         box_muller_16(block);
     }
-    if n % 16 != 0 {
+    if !n.is_multiple_of(16) {
         let tail = &mut x[n - 16..];
         for v in tail.iter_mut() {
             *v = rng.uniform();

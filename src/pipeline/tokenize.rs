@@ -3,17 +3,20 @@
 //! - **CLIP** (`tokenizer/`): byte-level BPE, `padding="max_length"`, `max_length =
 //!   model_max_length` (77), truncation → `<|startoftext|> … <|endoftext|>` then pad. transformers 5's
 //!   `CLIPTokenizer` builds its normalizer / pre-tokenizer / post-processor in code and only takes the
-//!   vocabulary and merges from the folder; [`ClipTokenizer`] builds the same pipeline (the tokenizer
+//!   vocabulary and merges from the folder; [`FixedTokenizer::clip`] builds the same pipeline (the tokenizer
 //!   JSON below is what `CLIPTokenizer.backend_tokenizer.to_str()` prints) from `vocab.json` +
 //!   `merges.txt` (FLUX.1's Hub layout) or, without those, from `tokenizer.json`'s model.
 //! - **T5** (`tokenizer_2/tokenizer.json`): sentencepiece Unigram as converted by `T5TokenizerFast`,
 //!   `padding="max_length"`, `max_length = max_sequence_length` (default 512, at most 512), `</s>` appended.
 //!   transformers 5's `T5Tokenizer` also rebuilds its normalizer (the file's `Precompiled` charsmap
 //!   only) and pre-tokenizer (`WhitespaceSplit` + `Metaspace(▁, always, split)`) in code, whatever the
-//!   file says; [`T5Tokenizer`] does the same, so older `tokenizer.json` serializations (e.g.
+//!   file says; [`FixedTokenizer::t5`] does the same, so older `tokenizer.json` serializations (e.g.
 //!   `Sequence[Precompiled, Replace]` + `Metaspace(add_prefix_space)`) tokenize as in diffusers.
 //!
-//! Over-long prompts are truncated with a `tracing` warning naming the removed text, as diffusers does.
+//! Both are one [`FixedTokenizer`] (a [`TokenizerKind`] each). Over-long prompts are truncated with a
+//! `tracing` warning naming the removed text exactly as diffusers names it:
+//! `batch_decode(untruncated_ids[max_length - 1 : -1])` (CLIP: byte-level decode, then `</w>` → space,
+//! stripped, as transformers' `CLIPTokenizer` decodes).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +24,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokenizers::{PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{PaddingDirection, PostProcessor, Tokenizer, TruncationDirection};
 
 use super::PipelineError;
 
@@ -83,51 +86,37 @@ fn token_id(tok: &Tokenizer, path: &Path, token: &str, role: &str) -> Result<u32
     tok.token_to_id(token).ok_or_else(|| err(path, format!("{role} token `{token}` is not in the vocabulary")))
 }
 
-/// Sets `padding="max_length"` + `truncation=True` (longest-first, stride 0, right) as transformers does.
-fn fix_length(tok: &mut Tokenizer, path: &Path, max_length: usize, pad_id: u32, pad_token: String) -> Result<(), PipelineError> {
-    tok.with_truncation(Some(TruncationParams { direction: TruncationDirection::Right, max_length, strategy: TruncationStrategy::LongestFirst, stride: 0 }))
-        .map_err(|e| err(path, format!("truncation to {max_length}: {e}")))?;
-    tok.with_padding(Some(PaddingParams {
-        strategy: PaddingStrategy::Fixed(max_length),
-        direction: PaddingDirection::Right,
-        pad_to_multiple_of: None,
-        pad_id,
-        pad_type_id: 0,
-        pad_token,
-    }));
-    Ok(())
-}
-
-fn encode_fixed(tok: &Tokenizer, path: &Path, prompt: &str, max_length: usize) -> Result<Encoded, PipelineError> {
-    let enc = tok.encode(prompt, true).map_err(|e| err(path, format!("cannot encode the prompt: {e}")))?;
-    let removed = match enc.get_overflowing().first() {
-        None => None,
-        Some(_) => {
-            let rest: Vec<u32> = enc.get_overflowing().iter().flat_map(|o| o.get_ids().iter().copied()).collect();
-            Some(tok.decode(&rest, true).map_err(|e| err(path, format!("cannot decode truncated tokens: {e}")))?)
-        }
-    };
-    let ids = enc.get_ids().to_vec();
-    if ids.len() != max_length {
-        return Err(err(path, format!("encoded to {} tokens instead of {max_length}", ids.len())));
-    }
-    Ok(Encoded { ids, removed })
-}
-
 /// CLIPTokenizer's split pattern (transformers 5 `tokenization_clip.py`).
 const CLIP_SPLIT: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
-/// FLUX.1's CLIP-L tokenizer.
-pub struct ClipTokenizer {
-    tok: Tokenizer,
-    dir: PathBuf,
-    max_length: usize,
+/// Which of FLUX.1's two prompt tokenizers a [`FixedTokenizer`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// CLIP-L (`tokenizer/`): byte-level BPE with `</w>` word ends, `model_max_length` (77) tokens.
+    Clip,
+    /// T5 (`tokenizer_2/`): sentencepiece Unigram, `max_sequence_length` tokens.
+    T5,
 }
 
-impl ClipTokenizer {
-    /// Loads `dir` (a pipeline's `tokenizer/`): `tokenizer_config.json` (model_max_length, special
+/// One of FLUX.1's prompt tokenizers at its fixed length: `tokenizer(prompt, padding="max_length",
+/// max_length=N, truncation=True).input_ids` as transformers computes it.
+pub struct FixedTokenizer {
+    kind: TokenizerKind,
+    /// Without truncation or padding: [`FixedTokenizer::encode`] cuts and pads, keeping the cut ids.
+    tok: Tokenizer,
+    /// The file or folder errors name.
+    path: PathBuf,
+    max_length: usize,
+    /// Prompt tokens that fit: `max_length` less what the post-processor adds (CLIP: bos + eos; T5: `</s>`).
+    content_max: usize,
+    pad_id: u32,
+    pad_token: String,
+}
+
+impl FixedTokenizer {
+    /// FLUX.1's CLIP-L tokenizer from `dir` (a pipeline's `tokenizer/`): `tokenizer_config.json` (model_max_length, special
     /// tokens) and `vocab.json` + `merges.txt`, or `tokenizer.json` when those two are absent.
-    pub fn from_dir(dir: &Path) -> Result<Self, PipelineError> {
+    pub fn clip(dir: &Path) -> Result<Self, PipelineError> {
         let (cfg_path, cfg) = read_config(dir)?;
         let max_length = match cfg.model_max_length {
             Some(m) if (2.0..=1e6).contains(&m) && m.fract() == 0.0 => m as usize,
@@ -164,37 +153,102 @@ impl ClipTokenizer {
                 {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},
             "post_processor": {"type": "RobertaProcessing", "sep": [eos, eos_id], "cls": [bos, bos_id],
                                "trim_offsets": false, "add_prefix_space": false},
+            // transformers' decoder too; its `CLIPTokenizer` then maps `</w>` to spaces (`decode_removed`).
             "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
             "model": {"type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": "",
                       "end_of_word_suffix": "</w>", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
                       "vocab": vocab, "merges": merges},
         });
-        let mut tok = Tokenizer::from_str(&spec.to_string()).map_err(|e| err(&source, format!("cannot build the CLIP BPE: {e}")))?;
-        let pad_id = token_id(&tok, &cfg_path, &pad, "pad")?;
-        fix_length(&mut tok, &cfg_path, max_length, pad_id, pad)?;
-        Ok(ClipTokenizer { tok, dir: dir.into(), max_length })
+        let tok = Tokenizer::from_str(&spec.to_string()).map_err(|e| err(&source, format!("cannot build the CLIP BPE: {e}")))?;
+        Self::new(TokenizerKind::Clip, tok, dir.into(), &cfg_path, max_length, pad)
     }
 
-    /// The fixed sequence length (`model_max_length`, 77 for FLUX.1).
+    /// FLUX.1's T5 tokenizer from `dir/tokenizer.json` (a pipeline's `tokenizer_2/`) for prompts of
+    /// `max_sequence_length` tokens (1..=512, FluxPipeline's default 512). The pad token comes from
+    /// `tokenizer_config.json` (`<pad>` when it names none).
+    pub fn t5(dir: &Path, max_sequence_length: usize) -> Result<Self, PipelineError> {
+        let path = dir.join("tokenizer.json");
+        if max_sequence_length == 0 || max_sequence_length > T5_MAX_SEQUENCE_LENGTH {
+            return Err(err(&path, format!("max_sequence_length must be 1..={T5_MAX_SEQUENCE_LENGTH}, got {max_sequence_length}")));
+        }
+        let (cfg_path, cfg) = read_config(dir)?;
+        if !path.is_file() {
+            return Err(err(&path, "missing (a sentencepiece spiece.model alone is not read; convert it with transformers)"));
+        }
+        let mut tok = Tokenizer::from_file(&path).map_err(|e| err(&path, format!("cannot load: {e}")))?;
+        t5_pipeline_as_transformers(&mut tok, &path)?;
+        let pad = cfg.pad_token.map_or("<pad>".into(), TokenEntry::content);
+        Self::new(TokenizerKind::T5, tok, path, &cfg_path, max_sequence_length, pad)
+    }
+
+    fn new(kind: TokenizerKind, mut tok: Tokenizer, path: PathBuf, cfg_path: &Path, max_length: usize, pad_token: String) -> Result<Self, PipelineError> {
+        let pad_id = token_id(&tok, cfg_path, &pad_token, "pad")?;
+        tok.with_truncation(None).map_err(|e| err(&path, format!("truncation: {e}")))?;
+        tok.with_padding(None);
+        let added = tok.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        let content_max = max_length
+            .checked_sub(added)
+            .ok_or_else(|| err(&path, format!("a length of {max_length} tokens leaves no room for the {added} special tokens the tokenizer adds")))?;
+        Ok(FixedTokenizer { kind, tok, path, max_length, content_max, pad_id, pad_token })
+    }
+
+    pub fn kind(&self) -> TokenizerKind {
+        self.kind
+    }
+
     /// Token ids this tokenizer can produce (added tokens included).
     pub fn vocab_size(&self) -> usize {
         self.tok.get_vocab_size(true)
     }
 
+    /// The fixed sequence length (CLIP: `model_max_length`, 77 for FLUX.1; T5: `max_sequence_length`).
     pub fn max_length(&self) -> usize {
         self.max_length
     }
 
-    /// `tokenizer(prompt, padding="max_length", max_length=77, truncation=True).input_ids`.
+    /// `tokenizer(prompt, padding="max_length", max_length=max_length, truncation=True).input_ids`
+    /// (right truncation, special tokens kept), with the text truncation removed. An over-long
+    /// prompt logs diffusers' warning naming that text.
     pub fn encode(&self, prompt: &str) -> Result<Encoded, PipelineError> {
-        let e = encode_fixed(&self.tok, &self.dir, prompt, self.max_length)?;
-        if let Some(removed) = &e.removed {
-            tracing::warn!(
-                "The following part of your input was truncated because CLIP can only handle sequences up to {} tokens: {removed:?}",
-                self.max_length
-            );
+        let mut enc = self.tok.encode(prompt, false).map_err(|e| err(&self.path, format!("cannot encode the prompt: {e}")))?;
+        let removed = match enc.get_ids().get(self.content_max..) {
+            Some(cut) if !cut.is_empty() => {
+                let text = self.decode_removed(cut)?;
+                enc.truncate(self.content_max, 0, TruncationDirection::Right);
+                Some(text)
+            }
+            _ => None,
+        };
+        let mut enc = self.tok.post_process(enc, None, true).map_err(|e| err(&self.path, format!("cannot add the special tokens: {e}")))?;
+        enc.pad(self.max_length, self.pad_id, 0, &self.pad_token, PaddingDirection::Right);
+        let ids = enc.get_ids().to_vec();
+        if ids.len() != self.max_length {
+            return Err(err(&self.path, format!("encoded to {} tokens instead of {}", ids.len(), self.max_length)));
         }
-        Ok(e)
+        if let Some(removed) = &removed {
+            match self.kind {
+                TokenizerKind::Clip => tracing::warn!(
+                    "The following part of your input was truncated because CLIP can only handle sequences up to {} tokens: {removed:?}",
+                    self.max_length
+                ),
+                TokenizerKind::T5 => tracing::warn!(
+                    "The following part of your input was truncated because `max_sequence_length` is set to {} tokens: {removed:?}",
+                    self.max_length
+                ),
+            }
+        }
+        Ok(Encoded { ids, removed })
+    }
+
+    /// The text of the ids truncation cut, as transformers' `batch_decode` gives it (special tokens
+    /// kept). CLIP's decode is byte-level, then every `</w>` word end becomes a space and the text is
+    /// stripped (`CLIPTokenizer`'s wrapped decode, Python's `str.strip`).
+    fn decode_removed(&self, ids: &[u32]) -> Result<String, PipelineError> {
+        let text = self.tok.decode(ids, false).map_err(|e| err(&self.path, format!("cannot decode the truncated tokens: {e}")))?;
+        Ok(match self.kind {
+            TokenizerKind::Clip => text.replace("</w>", " ").trim_matches(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)).to_string(),
+            TokenizerKind::T5 => text,
+        })
     }
 }
 
@@ -285,56 +339,10 @@ fn t5_pipeline_as_transformers(tok: &mut Tokenizer, path: &Path) -> Result<(), P
     Ok(())
 }
 
-/// FLUX.1's T5 tokenizer (`tokenizer_2/tokenizer.json`).
-pub struct T5Tokenizer {
-    tok: Tokenizer,
-    path: PathBuf,
-    max_length: usize,
-}
-
-impl T5Tokenizer {
-    /// Loads `dir/tokenizer.json` for prompts of `max_sequence_length` tokens (1..=512, FluxPipeline's
-    /// default 512). The pad token comes from `tokenizer_config.json` (`<pad>` when it names none).
-    pub fn from_dir(dir: &Path, max_sequence_length: usize) -> Result<Self, PipelineError> {
-        let path = dir.join("tokenizer.json");
-        if max_sequence_length == 0 || max_sequence_length > T5_MAX_SEQUENCE_LENGTH {
-            return Err(err(&path, format!("max_sequence_length must be 1..={T5_MAX_SEQUENCE_LENGTH}, got {max_sequence_length}")));
-        }
-        let (cfg_path, cfg) = read_config(dir)?;
-        if !path.is_file() {
-            return Err(err(&path, "missing (a sentencepiece spiece.model alone is not read; convert it with transformers)"));
-        }
-        let mut tok = Tokenizer::from_file(&path).map_err(|e| err(&path, format!("cannot load: {e}")))?;
-        t5_pipeline_as_transformers(&mut tok, &path)?;
-        let pad = cfg.pad_token.map_or("<pad>".into(), TokenEntry::content);
-        let pad_id = token_id(&tok, &cfg_path, &pad, "pad")?;
-        fix_length(&mut tok, &path, max_sequence_length, pad_id, pad)?;
-        Ok(T5Tokenizer { tok, path, max_length: max_sequence_length })
-    }
-
-    /// Token ids this tokenizer can produce (added tokens included).
-    pub fn vocab_size(&self) -> usize {
-        self.tok.get_vocab_size(true)
-    }
-
-    pub fn max_length(&self) -> usize {
-        self.max_length
-    }
-
-    /// `tokenizer_2(prompt, padding="max_length", max_length=max_sequence_length, truncation=True).input_ids`.
-    pub fn encode(&self, prompt: &str) -> Result<Encoded, PipelineError> {
-        let e = encode_fixed(&self.tok, &self.path, prompt, self.max_length)?;
-        if let Some(removed) = &e.removed {
-            tracing::warn!("The following part of your input was truncated because `max_sequence_length` is set to {} tokens: {removed:?}", self.max_length);
-        }
-        Ok(e)
-    }
-}
-
 /// Both tokenizers of a diffusers FLUX.1 pipeline folder (`tokenizer/`, `tokenizer_2/`).
 pub struct PromptTokenizers {
-    pub clip: ClipTokenizer,
-    pub t5: T5Tokenizer,
+    pub clip: FixedTokenizer,
+    pub t5: FixedTokenizer,
 }
 
 /// Token ids of one prompt for both text encoders.
@@ -348,10 +356,7 @@ pub struct PromptIds {
 
 impl PromptTokenizers {
     pub fn from_pipeline_dir(dir: &Path, max_sequence_length: usize) -> Result<Self, PipelineError> {
-        Ok(PromptTokenizers {
-            clip: ClipTokenizer::from_dir(&dir.join("tokenizer"))?,
-            t5: T5Tokenizer::from_dir(&dir.join("tokenizer_2"), max_sequence_length)?,
-        })
+        Ok(PromptTokenizers { clip: FixedTokenizer::clip(&dir.join("tokenizer"))?, t5: FixedTokenizer::t5(&dir.join("tokenizer_2"), max_sequence_length)? })
     }
 
     /// FluxPipeline `encode_prompt`'s tokenization: `prompt` → CLIP, `prompt_2` (default `prompt`) → T5.

@@ -19,9 +19,23 @@ pub enum RuntimeError {
     /// The process already loaded ONNX Runtime from another file; a process holds one library.
     #[error("ONNX Runtime is already loaded from {loaded} in this process; cannot also load {requested}")]
     LibraryConflict { loaded: PathBuf, requested: PathBuf },
-    /// An ONNX Runtime call failed; `what` says which call and on which engine or tensor.
-    #[error("{what}: ONNX Runtime: {message}")]
-    Ort { what: String, message: String },
+    /// An ONNX Runtime call failed; `what` says which call and on which engine or tensor. The
+    /// source is ONNX Runtime's own error (its [`::ort::Error::code`] and message).
+    #[cfg(feature = "ort")]
+    #[error("{what}: ONNX Runtime: {source}")]
+    Ort {
+        what: String,
+        #[source]
+        source: ::ort::Error,
+    },
+    /// A CUDA driver call failed (slot uploads); the source is the driver's error code.
+    #[cfg(feature = "ort")]
+    #[error("{what}: {source}")]
+    Cuda {
+        what: String,
+        #[source]
+        source: cudarc::driver::DriverError,
+    },
     #[error("{engine}: execution provider {provider} is not available: {message}")]
     ExecutionProvider { engine: PathBuf, provider: String, message: String },
     /// ONNX Runtime's extended optimizers fuse FP8 Q/DQ into kernels that reject float8.
@@ -30,6 +44,10 @@ pub enum RuntimeError {
     /// FP8 engines exported for TensorRT keep bf16 elsewhere; ORT's CPU provider has no bf16 Gemm.
     #[error("{engine}: this FP8 engine computes its unquantized parts in bf16 (the TensorRT form), which ONNX Runtime's CPU provider cannot run (no bf16 Gemm); export it with --fp8-float fp32 for ONNX Runtime CPU")]
     Fp8Bf16OnCpu { engine: PathBuf },
+    /// A pipeline component (text encoder, VAE decoder) exported in bf16; ORT's CPU provider has
+    /// no bf16 kernels for its ops (`Mul`, `MatMul`, ...).
+    #[error("{component}: this component was exported in bf16, which ONNX Runtime's CPU provider cannot run (no bf16 kernels); rebuild with --text-encoder-precision fp32 (FP8 engines: --fp8-float fp32 implies it) or --vae-precision fp32, or run on a GPU provider")]
+    Bf16ComponentOnCpu { component: PathBuf },
     /// Staging a slot set would pass the session's device-memory budget for slot sets.
     #[error("{engine}: staging {needed} bytes of LoRA slots would exceed the slot budget ({used} of {limit} bytes in use); drop staged adapters or raise the budget")]
     SlotBudget { engine: PathBuf, needed: u64, used: u64, limit: u64 },
@@ -57,7 +75,15 @@ pub enum RuntimeError {
 
 #[cfg(feature = "ort")]
 impl RuntimeError {
-    pub(crate) fn ort<R>(what: impl Into<String>, e: ort::Error<R>) -> Self {
-        RuntimeError::Ort { what: what.into(), message: e.message().to_string() }
+    pub(crate) fn ort(what: impl Into<String>, e: impl Into<::ort::Error>) -> Self {
+        RuntimeError::Ort { what: what.into(), source: e.into() }
+    }
+
+    /// ONNX Runtime's error code, when an ONNX Runtime call failed.
+    pub fn ort_code(&self) -> Option<::ort::ErrorCode> {
+        match self {
+            RuntimeError::Ort { source, .. } => Some(source.code()),
+            _ => None,
+        }
     }
 }

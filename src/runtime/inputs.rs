@@ -114,6 +114,37 @@ impl FluxInputs {
         Ok(inputs)
     }
 
+    /// A request's constants ([`crate::runtime::Transformer::bind`]) as inputs: RoPE tables from
+    /// its ids, guidance repeated per sample, and zero `hidden_states` / `timestep` of the
+    /// request's shape (placeholders, so [`FluxInputs::validate`] checks the whole request once).
+    pub fn for_request(config: &crate::flux::FluxConfig, r: &crate::runtime::RequestInputs<'_>) -> Result<Self, RuntimeError> {
+        let (b, s) = (r.batch, r.image_seq_len);
+        let t = |name: &str, shape: Vec<usize>, data: Vec<f32>| {
+            let n = shape.iter().product::<usize>();
+            let found = data.len();
+            HostTensor::new(shape, data).ok_or_else(|| input_err(name, format!("{found} values, the request's shape needs {n}")))
+        };
+        if r.txt_ids.len() != r.text_len {
+            return Err(input_err(TXT_IDS, format!("{} ids for {} text tokens", r.txt_ids.len(), r.text_len)));
+        }
+        if r.img_ids.len() != s {
+            return Err(input_err(IMG_IDS, format!("{} ids for {s} image tokens", r.img_ids.len())));
+        }
+        if b == 0 || r.pooled_projections.len() % b != 0 {
+            return Err(input_err(POOLED_PROJECTIONS, format!("{} values for batch {b}", r.pooled_projections.len())));
+        }
+        FluxInputs::with_ids(
+            config,
+            t(HIDDEN_STATES, vec![b, s, config.in_channels], vec![0.0; b * s * config.in_channels])?,
+            t(ENCODER_HIDDEN_STATES, vec![b, r.text_len, config.context_dim], r.encoder_hidden_states.to_vec())?,
+            t(POOLED_PROJECTIONS, vec![b, r.pooled_projections.len() / b], r.pooled_projections.to_vec())?,
+            t(TIMESTEP, vec![b], vec![0.0; b])?,
+            r.guidance.map(|g| t(GUIDANCE, vec![b], vec![g; b])).transpose()?,
+            r.txt_ids,
+            r.img_ids,
+        )
+    }
+
     /// Every present input under its graph name, in contract order.
     pub fn named(&self) -> Vec<(&'static str, &HostTensor)> {
         let mut v = vec![

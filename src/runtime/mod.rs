@@ -1,10 +1,14 @@
 //! Running exported engines with hot-swappable LoRA slots.
 //!
+//! - [`backend`]: the one interface every backend implements ([`Slotted`]: stage, install,
+//!   swap, lease; [`Transformer`]: bind a request once, then step).
 //! - [`inputs`]: host tensors and the transformer's input contract (backend independent).
 //! - [`slots`]: versioned slot sets, replaced atomically; runs hold a lease on the set they use.
 //! - [`ort`] (feature `ort`): ONNX Runtime sessions ([`ort::FluxSession`]).
 //!
-//! The TensorRT backend lives in `runtime::tensorrt*` (feature `tensorrt`).
+//! The TensorRT backend lives in [`tensorrt`] (feature `tensorrt`). The runtime depends on the
+//! manifest, the LoRA slot plan and (for TensorRT) the engine builder's library loading only,
+//! never on the exporter or the pipeline.
 
 pub mod backend;
 mod error;

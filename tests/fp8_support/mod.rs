@@ -13,7 +13,7 @@ use flux_trt::onnx::fp8::Calibration;
 use flux_trt::onnx::fp8::{Fp8Options, WeightScale};
 use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::runtime::ort::FluxSession;
-use flux_trt::runtime::{FluxInputs, HostTensor};
+use flux_trt::runtime::{FluxInputs, HostTensor, Slotted};
 use flux_trt::tensor::DType;
 use flux_trt::{Adapter, Checkpoint, SlotPlan};
 use serde::Serialize;

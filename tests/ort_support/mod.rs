@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use flux_trt::lora::plan::PlanOptions;
 use flux_trt::lora::{Adapter, SlotPlan};
 use flux_trt::manifest::Precision;
 use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::runtime::ort::FluxSession;
-use flux_trt::runtime::{FluxInputs, HostTensor};
+use flux_trt::runtime::{FluxInputs, HostTensor, RuntimeError, Transformer};
 use flux_trt::Checkpoint;
 
 /// `ORT_DYLIB_PATH` if set (CI), else the library inside Python's `onnxruntime` package.
@@ -80,6 +81,34 @@ pub fn export_engine(model: &str, layout: &str, adapters: &[&Adapter], max_rank:
     let mut opts = ExportOptions::new(Precision::Fp32);
     opts.hash_sources = false;
     export(&ck, &plan, &opts, out, &mut |_, _| {}).unwrap_or_else(|e| panic!("export {model}: {e}"));
+}
+
+/// The adapters of the shared hot-swap engine: attn (rank 4, 24 attention modules), mlp (rank 2,
+/// rsLoRA, 10 MLP modules), rank16 (rank 16, 4 modules of block 0's attention).
+pub const SWAPPED: [&str; 3] = ["attn.peft", "mlp.peft", "rank16.peft"];
+
+/// The dev fixture exported once per test binary with slots for [`SWAPPED`] (max rank 16, fp32).
+pub fn swap_engine() -> &'static Path {
+    static E: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &E.get_or_init(|| {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("dev-swap");
+        let ads: Vec<Adapter> = SWAPPED.iter().map(|s| load_lora(s)).collect();
+        let refs: Vec<&Adapter> = ads.iter().collect();
+        export_engine("dev", "diffusers", &refs, None, &dir);
+        (tmp, dir)
+    })
+    .1
+}
+
+/// The goldens' output key of the dev LoRA fixture `stem`.
+pub fn output_key(stem: &str) -> String {
+    lora_fixtures("dev").into_iter().find(|f| f.stem == stem).map(|f| f.output_key).unwrap_or_else(|| panic!("no fixture {stem}"))
+}
+
+/// The output of a run that must succeed.
+pub fn must(r: Result<HostTensor, RuntimeError>) -> HostTensor {
+    r.unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn session(dir: &Path, threads: usize) -> FluxSession {

@@ -16,7 +16,7 @@ s = {
     "machine": machine, "date": "2026-11-28", "resolution": "1024x1024 (4096 image + 512 text tokens), batch 1",
     "model": "random FLUX.1-dev-shaped transformer, 11.9 B params (make-random-flux --layout diffusers --dtype bf16)",
     "adapters": "random PEFT, attention projections of all 57 blocks (266 modules): a16 (rank 16), a64 (rank 64), b16 (rank 16); engine slots rank 64",
-    "commands": {"prep/bench/extra/seed": "tools/device/ort_bench.sh (see its header)", "seed": "../shared/bench/seed_recipe.py bf16"},
+    "commands": {"prep/bench/extra/seed": "tools/device/ort_bench.sh (see its header)", "seed": "tools/bench/seed_recipe.py bf16"},
     "ms_per_step_median": {
         "diffusers eager bf16": ref["eager_bf16_ms"]["median"],
         "diffusers eager bf16 + LoRA (PEFT)": ref["eager_bf16_lora_ms"]["median"],

@@ -7,7 +7,7 @@
 #
 # Here, once:  cargo build --features tensorrt --bin build-engine && mkdir -p .fp8dev &&
 #              cp $CARGO_TARGET_DIR/debug/build-engine .fp8dev/ && strip .fp8dev/build-engine
-#              (carry .fp8dev; TensorRT libraries from ../shared/device/stage.sh trt)
+#              (carry .fp8dev; TensorRT libraries from tools/device/stage.sh trt)
 # There:       bash .device/partN/assemble.sh && source /opt/dev/env.sh && bash tools/device/fp8_build.sh [tiny]
 #              ... tools/device/fp8_build.sh full-export   (needs .fp8dev/make-random-flux; DOUBLE/SINGLE blocks)
 #              ... tools/device/fp8_build.sh full-build sm89

@@ -6,7 +6,7 @@
 # Here, once:   cargo build --release --features tensorrt --bins --example ort_bench
 #               mkdir -p .trtbin && cp target/release/{flux-trt,build-engine,make-random-flux} \
 #                 target/release/examples/ort_bench .trtbin/ && strip .trtbin/* && tar -cJf .trtbin.tar.xz .trtbin
-#               PART_BYTES=50000000 ../shared/device/stage.sh ort py    (parts: carry one per call)
+#               PART_BYTES=50000000 tools/device/stage.sh ort py    (parts: carry one per call)
 # There:        bash .device/partN/assemble.sh && source /opt/dev/env.sh && bash tools/device/ort_bench.sh prep
 #               ... bash tools/device/ort_bench.sh bench
 #               ... bash tools/device/ort_bench.sh seed
@@ -16,7 +16,7 @@
 #        fp32 yardstick).
 # bench: ort_bench on CUDA (session, ms/step, peak memory, swaps, 1000-swap stress, threads), outputs
 #        compared with the diffusers reference.
-# seed : ../shared/bench/seed_recipe.py bf16 (copied into .device/ as seed_recipe.py).
+# seed : tools/bench/seed_recipe.py bf16.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 W=${WORK:-/tmp/ortbench}
@@ -101,7 +101,7 @@ extra)
   rc=$?; tail -4 "$OUT/ort-bench-bf16.log"; exit $rc
   ;;
 seed)
-  python3 .device/seed_recipe.py bf16 2>&1 | grep -v 'it/s\]' | tail -8 | tee "$OUT/seed-bf16.log"
+  python3 tools/bench/seed_recipe.py bf16 2>&1 | grep -v 'it/s\]' | tail -8 | tee "$OUT/seed-bf16.log"
   ;;
 *) echo "unknown stage $stage (prep, bench, extra, seed)" >&2; exit 2 ;;
 esac

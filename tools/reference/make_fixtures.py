@@ -157,7 +157,7 @@ def swap_halves(t: torch.Tensor) -> torch.Tensor:
 
 
 def diffusers_to_bfl(sd: dict[str, torch.Tensor], n_double: int, n_single: int) -> dict[str, torch.Tensor]:
-    """Inverse of diffusers' convert_flux_transformer_checkpoint_to_diffusers (facts §B)."""
+    """Inverse of diffusers' convert_flux_transformer_checkpoint_to_diffusers."""
     out = {}
     used = set()
     for bfl, members in bfl_groups(n_double, n_single):

@@ -8,7 +8,8 @@ Everything comes from diffusers 0.42.1 / transformers itself (CPU, fp32, fixed s
   step counts and image sequence lengths, set up exactly as FluxPipeline does;
 - latent goldens: FluxPipeline._pack_latents / _unpack_latents / _prepare_latent_image_ids;
 - tiny tokenizers trained here (CLIP-style byte-level BPE, T5-style sentencepiece Unigram) in the
-  diffusers folder layout, with token-id goldens from the transformers tokenizers;
+  diffusers folder layout, with token-id and truncation goldens from the transformers tokenizers
+  (tokenizer_goldens.py, which also reruns alone on the committed folders);
 - a tiny FluxPipeline (CLIP, T5, VAE, the tiny dev transformer of tests/fixtures/models) and a
   3-step 64x64 generation: prompt embeds, initial/per-step latents, decoded image;
 - a CLIP-L LoRA (PEFT/diffusers and kohya forms of one adapter) with its pooled-embedding golden, and
@@ -39,6 +40,9 @@ from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline  # noqa: E40
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tokenizer_goldens import CORPUS_EXTRA, CORPUS_WORDS, tokenizer_goldens, write_json  # noqa: E402
+
 LOG = logging.getLogger("make_pipeline_fixtures")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,9 +50,6 @@ REPO = Path(__file__).resolve().parents[2]
 def save(sd: dict[str, torch.Tensor], path: Path, metadata=None) -> None:
     save_file({k: v.detach().clone().contiguous() for k, v in sd.items()}, str(path), metadata=metadata)
 
-
-def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------
@@ -142,13 +143,7 @@ def latents_goldens(out: Path) -> dict:
 # Tokenizers (trained here; nothing is downloaded)
 # ----------------------------------------------------------------------------------------
 
-CORPUS_WORDS = ("a photo of cat dog astronaut riding horse on the moon painting oil canvas portrait woman man "
-                "city night neon lights forest river mountain sunset golden hour cinematic lighting detailed "
-                "illustration anime style watercolor sketch red blue green yellow purple orange black white bright "
-                "dark colorful beautiful tiny huge old young smiling standing sitting running flying under over "
-                "inside An The A Photo Cat Dog").split()
-CORPUS_EXTRA = ["Café naïve résumé, 東京 タワー! ＦＵＬＬ width", "don't it's we're they've I'm you'll he'd",
-                "1234 5678 90 3.14 #hashtag @user e-mail (parens) [brackets] \"quotes\"", "über straße ÅNGSTRÖM"]
+# CORPUS_WORDS, CORPUS_EXTRA: tokenizer_goldens.py (shared with the prompts there).
 
 
 def corpus() -> list[str]:
@@ -220,77 +215,6 @@ def make_t5_tokenizer(d: Path, lines: list[str]) -> None:
                                    minloglevel=2, hard_vocab_limit=False)
     (d / "spiece.vocab").unlink()
     T5TokenizerFast.from_pretrained(str(d), model_max_length=512).save_pretrained(str(d))
-
-
-LONG_PROMPT = " ".join(["a beautiful detailed oil painting of an old astronaut riding a huge horse under the neon moon,"] * 40)
-PROMPTS = [
-    "a photo of a cat",
-    "An astronaut riding a horse on the moon, oil painting, 4k!",
-    "Café naïve   résumé — 東京タワー ＦＵＬＬ width\ttabs\nnew line",
-    "don't it's we're 3.14 #hashtag @user e-mail \"quoted\"",
-    "",
-    "  leading and trailing spaces  ",
-    "<|startoftext|> specials <|endoftext|> inside <pad> </s> <unk> <extra_id_3>",
-    "über STRASSE straße ÅNGSTRÖM ﬁ ligature ①②",
-    " ".join(CORPUS_WORDS[:60]),
-    LONG_PROMPT,
-]
-
-
-def make_t5_legacy(pipe_dir: Path, out: Path, goldens: dict) -> dict:
-    """`tokenizer_2/tokenizer.json` rewritten in the older serialization (transformers 4 SpmConverter:
-    normalizer Sequence[Precompiled, Replace(" {2,}")], pre-tokenizer Metaspace(add_prefix_space=true),
-    no WhitespaceSplit) — the shape of many Hub T5 files. transformers 5's T5Tokenizer rebuilds its
-    pipeline in code and only takes vocab, charsmap and post-processor from the file, so it must give
-    the same ids; checked here against every golden."""
-    from tokenizers import Tokenizer
-    from transformers import T5TokenizerFast
-    d = out / "t5-legacy"
-    d.mkdir()
-    tj = json.loads((pipe_dir / "tokenizer_2" / "tokenizer.json").read_text(encoding="utf-8"))
-    assert tj["normalizer"]["type"] == "Precompiled"
-    tj["normalizer"] = {"type": "Sequence", "normalizers": [tj["normalizer"], {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]}
-    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
-    tj["decoder"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
-    write_json(d / "tokenizer.json", tj)
-    shutil.copy(pipe_dir / "tokenizer_2" / "tokenizer_config.json", d / "tokenizer_config.json")
-    tok = T5TokenizerFast.from_pretrained(str(d))
-    raw = Tokenizer.from_file(str(d / "tokenizer.json"))
-    raw_differs = []
-    for c in goldens["t5"]["cases"]:
-        ids = tok([c["prompt"]], padding="max_length", max_length=c["max_length"], truncation=True).input_ids[0]
-        assert ids == c["ids"], f"transformers reads the legacy file differently for {c['prompt']!r}"
-        raw.enable_truncation(c["max_length"])
-        raw.enable_padding(length=c["max_length"], pad_id=0, pad_token="<pad>")
-        if raw.encode(c["prompt"]).ids != c["ids"]:
-            raw_differs.append(c["prompt"])
-    return {"path": "t5-legacy", "same_ids_as": "tokenizers.json t5 cases",
-            "raw_tokenizers_file_differs_for": sorted(set(raw_differs))}
-
-
-def tokenizer_goldens(pipe_dir: Path) -> dict:
-    """Token ids exactly as FluxPipeline computes them (its `tokenizer` / `tokenizer_2` loaded from the folder)."""
-    from transformers import CLIPTokenizer, T5TokenizerFast
-    clip = CLIPTokenizer.from_pretrained(str(pipe_dir / "tokenizer"))
-    t5 = T5TokenizerFast.from_pretrained(str(pipe_dir / "tokenizer_2"))
-    assert clip.model_max_length == 77
-    out = {"clip": {"max_length": clip.model_max_length, "pad_id": clip.pad_token_id, "cases": []}, "t5": {"cases": []}}
-    for p in PROMPTS:
-        ids = clip([p], padding="max_length", max_length=clip.model_max_length, truncation=True,
-                   return_overflowing_tokens=False, return_length=False).input_ids[0]
-        full = clip([p], padding="longest").input_ids[0]
-        out["clip"]["cases"].append({"prompt": p, "ids": ids, "untruncated_len": len(full),
-                                     "truncated": len(full) > clip.model_max_length})
-        for max_len in (512, 77, 16):
-            ids = t5([p], padding="max_length", max_length=max_len, truncation=True,
-                     return_overflowing_tokens=False, return_length=False).input_ids[0]
-            full = t5([p], padding="longest").input_ids[0]
-            out["t5"]["cases"].append({"prompt": p, "max_length": max_len, "ids": ids, "untruncated_len": len(full),
-                                       "truncated": len(full) > max_len})
-    assert any(c["truncated"] for c in out["clip"]["cases"]) and any(c["truncated"] for c in out["t5"]["cases"] if c["max_length"] == 512)
-    write_json(pipe_dir.parent / "tokenizers.json", out)
-    legacy = make_t5_legacy(pipe_dir, pipe_dir.parent, out)
-    return {"t5_legacy": legacy, "path": "tokenizers.json", "clip_cases": len(out["clip"]["cases"]), "t5_cases": len(out["t5"]["cases"])}
 
 
 # ----------------------------------------------------------------------------------------

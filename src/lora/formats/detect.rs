@@ -1,4 +1,4 @@
-//! Format detection (diffusers' `FluxLoraLoaderMixin.lora_state_dict` order, facts §C) and the
+//! Format detection (diffusers' `FluxLoraLoaderMixin.lora_state_dict` order) and the
 //! up-front rejection of adapter kinds flux-trt does not apply.
 
 use super::names::{is_bfl_layer, is_diffusers_module};

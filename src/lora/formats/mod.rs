@@ -3,7 +3,7 @@
 //!
 //! A file is memory-mapped and parsed once; adapter kinds that are not plain low-rank
 //! updates (DoRA, LoHa, LoKr, full diffs, LoRA bias, Control-LoRA norms, T5) are refused
-//! before anything else, then the format is detected in diffusers' order (facts §C) and its
+//! before anything else, then the format is detected in diffusers' order ([`detect_format`]) and its
 //! reader converts every key — a key it does not understand is an error, never skipped.
 
 mod build;
@@ -59,13 +59,32 @@ pub fn detect_format(path: &Path) -> Result<LoraFormat, LoraError> {
 }
 
 /// Loads a LoRA file; the adapter is named after the file stem.
-pub fn load(path: &Path) -> Result<Adapter, LoraError> {
+///
+/// ```
+/// use flux_trt::LoraFormat;
+/// # fn main() -> flux_trt::Result<()> {
+/// // A diffusers/PEFT adapter of rank 4 on every attention layer of the tiny dev fixture.
+/// let adapter = flux_trt::lora::load("tests/fixtures/loras/attn.peft.safetensors".as_ref())?;
+/// assert_eq!((adapter.name.as_str(), adapter.format, adapter.max_rank()), ("attn.peft", LoraFormat::Peft, 4));
+/// // Factors under canonical (diffusers) module names: ΔW = scale · B · A.
+/// let q = &adapter.modules["transformer_blocks.0.attn.to_q"];
+/// assert_eq!((q.a.rows, q.a.cols, q.b.rows, q.b.cols), (4, 64, 64, 4));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Errors are [`crate::Error::Lora`], naming the file and the tensor or key.
+pub fn load(path: &Path) -> crate::Result<Adapter> {
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
     load_with_name(path, &name)
 }
 
 /// Loads a LoRA file under a display name.
-pub fn load_with_name(path: &Path, name: &str) -> Result<Adapter, LoraError> {
+pub fn load_with_name(path: &Path, name: &str) -> crate::Result<Adapter> {
+    Ok(read_adapter(path, name)?)
+}
+
+fn read_adapter(path: &Path, name: &str) -> Result<Adapter, LoraError> {
     let (format, loaded) = with_source(path, |src| {
         let format = detect(src)?;
         tracing::debug!(path = %path.display(), %format, tensors = src.keys().len(), "reading LoRA");

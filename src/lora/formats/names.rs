@@ -1,5 +1,5 @@
 //! Layer names: BFL (original FLUX) paths and kohya's underscore form of them → canonical
-//! diffusers modules (facts §B), and CLIP-L text-encoder module names.
+//! diffusers modules (the renames of diffusers' `convert_flux_transformer_checkpoint_to_diffusers`), and CLIP-L text-encoder module names.
 
 use super::build::Target;
 

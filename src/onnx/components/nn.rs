@@ -4,10 +4,9 @@
 //! Sequences have a fixed length `S` (set at export), batch is dynamic: every reshape is a
 //! constant `[-1, S, C]` / `[-1, C]`, no `Shape` ops.
 
-use std::collections::{HashMap, HashSet};
-
 use super::super::graph::Graph;
 use super::super::proto::{attr_float, attr_int, attr_ints};
+use super::super::slots::LoraSlots;
 use super::super::OnnxError;
 use crate::checkpoint::ComponentWeights;
 use crate::flux::LinearModule;
@@ -30,33 +29,18 @@ pub(super) struct Net<'a> {
     prefix: String,
     /// Fixed sequence length.
     pub seq: usize,
-    /// Canonical Linear modules that may carry slots, by canonical name.
-    modules: HashMap<String, LinearModule>,
-    slots: HashSet<String>,
+    slots: LoraSlots,
 }
 
 impl<'a> Net<'a> {
     pub fn new(g: Graph<'a>, w: &'a ComponentWeights, prefix: &str, seq: usize) -> Self {
-        Net { g, w, prefix: prefix.to_string(), seq, modules: HashMap::new(), slots: HashSet::new() }
+        Net { g, w, prefix: prefix.to_string(), seq, slots: LoraSlots::default() }
     }
 
-    /// Adds `plan`'s slots (zero, overridable initializers `lora.<module>.A/B`), checked against
-    /// `modules` (the model's slot-capable Linear layers).
+    /// Adds `plan`'s slots ([`LoraSlots::declare`]), checked against `modules` (the model's
+    /// slot-capable Linear layers).
     pub fn add_slots(&mut self, plan: &SlotPlan, modules: Vec<LinearModule>) -> R<()> {
-        self.modules = modules.into_iter().map(|m| (m.name.clone(), m)).collect();
-        for s in &plan.slots {
-            let m = self.modules.get(&s.module).ok_or_else(|| OnnxError::BadSlot { module: s.module.clone(), detail: "unknown module".into() })?;
-            if m.in_features != s.in_features || m.out_features != s.out_features {
-                return Err(OnnxError::BadSlot {
-                    module: s.module.clone(),
-                    detail: format!("slot is [{}×{}], the layer is [{}×{}]", s.out_features, s.in_features, m.out_features, m.in_features),
-                });
-            }
-            let dt = self.g.dtype;
-            self.g.overridable_zeros(&s.a_name(), &[plan.max_rank, s.in_features], dt);
-            self.g.overridable_zeros(&s.b_name(), &[s.out_features, plan.max_rank], dt);
-            self.slots.insert(s.module.clone());
-        }
+        self.slots = LoraSlots::declare(&mut self.g, plan, modules)?;
         Ok(())
     }
 
@@ -94,15 +78,9 @@ impl<'a> Net<'a> {
             Some(b) => self.g.scoped(stored, |g| g.op("Gemm", &[&x2, &w, b], t.clone())),
             None => self.g.scoped(stored, |g| g.op("Gemm", &[&x2, &w], t.clone())),
         };
-        let y = if self.slots.contains(module) {
-            let (a, bb) = (format!("lora.{module}.A"), format!("lora.{module}.B"));
-            self.g.scoped("lora", |g| {
-                let h = g.op("Gemm", &[&x2, &a], t.clone());
-                let d = g.op("Gemm", &[&h, &bb], t);
-                g.op("Add", &[&y, &d], vec![])
-            })
-        } else {
-            y
+        let y = match self.slots.delta(&mut self.g, &x2, module) {
+            Some(d) => self.g.scoped("lora", |g| g.op("Add", &[&y, &d], vec![])),
+            None => y,
         };
         Ok(self.unflat(&y, out_f))
     }

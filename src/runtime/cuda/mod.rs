@@ -11,11 +11,14 @@
 //! Libraries are loaded at run time (driver, NVRTC, cuBLASLt, cuDNN); for CUDA 13 the loader
 //! needs unversioned links (`libcublasLt.so`, `libnvrtc.so`) on `LD_LIBRARY_PATH`, see
 //! `tools/device/cuda.sh`.
+//! [`fp8`]: E4M3 GEMMs through cuBLASLt (per-tensor / per-channel weight scales) and the
+//! activation quantization kernels (standalone building block; not yet used by [`model`]).
 
 pub mod attention;
 pub mod cudnn;
 pub mod device;
 mod error;
+pub mod fp8;
 pub mod gemm;
 pub mod kernels;
 pub mod model;
@@ -26,4 +29,5 @@ pub mod weights;
 
 pub use attention::{Attention, AttentionImpl, AttentionShape};
 pub use error::CudaError;
+pub use fp8::{ChannelImpl, Fp8Gemm, Fp8Kernels, Fp8Shape, LtHandle, WeightScaling};
 pub use session::{Bound, CudaOptions, CudaSession, DeviceSlots, OpenReport, StagedSlots};

@@ -1,23 +1,22 @@
 //! [`ComponentSession`]: an ONNX Runtime session over one exported pipeline component (CLIP-L or
 //! T5 text encoder, VAE decoder): one data input, one output, and optionally LoRA slots (CLIP)
-//! that are fed on every run and hot-swapped like the transformer's.
+//! that are fed on every run and hot-swapped like the transformer's, through the same
+//! [`Slotted`] interface (a component without slots has one empty set and accepts only
+//! adapters without text-encoder modules).
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ::ort::session::builder::GraphOptimizationLevel;
 use ::ort::session::{Session, SessionInputValue};
-use ::ort::value::{DynValue, TensorRef};
+use ::ort::value::{DynTensor, TensorRef};
 
 use super::options::SessionOptions;
-use super::session::slot_value;
-use crate::lora::SlotWeights;
+use crate::lora::Adapter;
 use crate::manifest::{LoraSlots, ManifestError};
-use crate::runtime::slots::{ActiveSlots, AdapterLabel};
-use crate::runtime::RuntimeError;
-use crate::runtime::SwapReport;
+use crate::runtime::slots::{ActiveSlots, AdapterLabel, Lease};
+use crate::runtime::{RuntimeError, Slotted, SwapReport};
 
 /// What the runtime needs to know about a component folder (from its manifest).
 #[derive(Clone, Debug)]
@@ -37,16 +36,30 @@ pub struct ComponentSpec {
     pub lora: Option<LoraSlots>,
 }
 
-/// A component's slot tensors, in slot order (A then B per slot).
-#[derive(Debug)]
-pub struct ComponentSlots(Vec<(String, DynValue)>);
+/// A component's slot tensors of one set, in slot order (A then B per slot); empty for a
+/// component without slots. Shared between a staged set and its installed leases.
+#[derive(Clone, Debug)]
+pub struct ComponentSlots(Arc<Vec<(String, DynTensor)>>);
+
+/// A validated, laid-out slot set for [`Slotted::install`] on a [`ComponentSession`].
+#[derive(Clone, Debug)]
+pub struct ComponentStaged {
+    adapters: Vec<AdapterLabel>,
+    slots: ComponentSlots,
+}
+
+impl ComponentStaged {
+    pub fn adapters(&self) -> &[AdapterLabel] {
+        &self.adapters
+    }
+}
 
 /// One component on ONNX Runtime.
 #[derive(Debug)]
 pub struct ComponentSession {
     spec: ComponentSpec,
     session: Mutex<Session>,
-    active: Option<ActiveSlots<ComponentSlots>>,
+    active: ActiveSlots<ComponentSlots>,
 }
 
 /// Data fed to the component's input.
@@ -55,29 +68,14 @@ pub enum ComponentInput<'a> {
     F32(&'a [f32]),
 }
 
-/// Laid-out slot weights → ONNX Runtime tensors of the slots' dtype, named as in `lora`.
-pub(crate) fn slot_values(lora: &LoraSlots, w: SlotWeights, what: &Path) -> Result<Vec<(String, DynValue)>, RuntimeError> {
-    if w.a.len() != lora.slots.len() || w.b.len() != lora.slots.len() {
-        return Err(RuntimeError::Input {
-            tensor: "lora slots".into(),
-            message: format!("{} / {} slot tensors for {} slots", w.a.len(), w.b.len(), lora.slots.len()),
-        });
-    }
-    let mut values = Vec::with_capacity(2 * lora.slots.len());
-    for ((s, a), b) in lora.slots.iter().zip(w.a).zip(w.b) {
-        values.push((s.a.clone(), slot_value(&s.a, lora.dtype, a, what)?.into_dyn()));
-        values.push((s.b.clone(), slot_value(&s.b, lora.dtype, b, what)?.into_dyn()));
-    }
-    Ok(values)
-}
-
 impl ComponentSession {
     /// Checks the folder's files against their records (policy `opts.verify`) and creates the session.
     pub fn open(spec: ComponentSpec, opts: &SessionOptions) -> Result<Self, RuntimeError> {
         let model_path = spec.dir.join(&spec.model_file);
+        let manifest_path = spec.dir.join(crate::manifest::MANIFEST_FILE);
         crate::manifest::integrity::check_onnx(&spec.dir, &spec.files, &spec.model_file, &spec.blake3, opts.verify).map_err(ManifestError::from)?;
-        let (session, _placement) = opts.create(&model_path, &spec.dir, opts.optimization.unwrap_or(GraphOptimizationLevel::All))?;
-        let mismatch = |message: String| -> RuntimeError { ManifestError::Mismatch { path: spec.dir.join(crate::manifest::MANIFEST_FILE), message }.into() };
+        let (session, _placement) = opts.create(&model_path, &spec.dir)?;
+        let mismatch = |message: String| -> RuntimeError { ManifestError::Mismatch { path: manifest_path.clone(), message }.into() };
         if !session.inputs().iter().any(|i| i.name() == spec.input) {
             return Err(mismatch(format!("{} has no input `{}`", model_path.display(), spec.input)));
         }
@@ -90,18 +88,14 @@ impl ComponentSession {
             }
         }
         if !session.outputs().iter().any(|o| o.name() == spec.output) {
-            return Err(ManifestError::Mismatch {
-                path: spec.dir.join(crate::manifest::MANIFEST_FILE),
-                message: format!("{} has no output `{}`", model_path.display(), spec.output),
-            }
-            .into());
+            return Err(mismatch(format!("{} has no output `{}`", model_path.display(), spec.output)));
         }
-        let active = match &spec.lora {
-            Some(l) => Some(ActiveSlots::new(ComponentSlots(slot_values(l, l.plan().zeros(), &model_path)?))),
-            None => None,
+        let base = match &spec.lora {
+            Some(l) => super::device::slot_tensors(l, l.plan().zeros(), &model_path)?,
+            None => Vec::new(),
         };
         tracing::info!(component = %spec.dir.display(), slots = spec.lora.as_ref().map_or(0, |l| l.slots.len()), provider = %opts.provider, "ONNX Runtime component session ready");
-        Ok(ComponentSession { spec, session: Mutex::new(session), active })
+        Ok(ComponentSession { spec, session: Mutex::new(session), active: ActiveSlots::new(ComponentSlots(Arc::new(base))) })
     }
 
     pub fn spec(&self) -> &ComponentSpec {
@@ -109,23 +103,33 @@ impl ComponentSession {
     }
     /// Adapters in the current slot set (empty: none, or no slots).
     pub fn adapters(&self) -> Vec<AdapterLabel> {
-        self.active.as_ref().map(|a| a.lease().adapters().to_vec()).unwrap_or_default()
+        self.active.lease().adapters().to_vec()
     }
 
-    /// Runs on `input` of `shape`; returns the output's shape and values (f32).
+    /// Runs on `input` of `shape` with the current slot set; returns the output's shape and values.
     pub fn run(&self, input: ComponentInput<'_>, shape: &[usize]) -> Result<(Vec<usize>, Vec<f32>), RuntimeError> {
+        self.run_with(&self.active.lease(), input, shape)
+    }
+
+    /// A text encoder's output for token ids `[1, L]` with the slot set of `lease` (CLIP: the
+    /// pooled embedding; T5: the last hidden state).
+    pub fn encode(&self, lease: &Lease<ComponentSlots>, ids: &[i64]) -> Result<Vec<f32>, RuntimeError> {
+        Ok(self.run_with(lease, ComponentInput::Ids(ids), &[1, ids.len()])?.1)
+    }
+
+    /// Runs on `input` of `shape` with the slot set of `lease`; returns the output's shape and
+    /// values (f32, all finite).
+    pub fn run_with(&self, lease: &Lease<ComponentSlots>, input: ComponentInput<'_>, shape: &[usize]) -> Result<(Vec<usize>, Vec<f32>), RuntimeError> {
         let what = || format!("{}: input `{}`", self.spec.dir.display(), self.spec.input);
-        let lease = self.active.as_ref().map(ActiveSlots::lease);
-        let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::new();
+        let slots = &lease.tensors().0;
+        let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(1 + slots.len());
         let v: SessionInputValue<'_> = match input {
             ComponentInput::Ids(d) => TensorRef::from_array_view((shape.to_vec(), d)).map_err(|e| RuntimeError::ort(what(), e))?.into(),
             ComponentInput::F32(d) => TensorRef::from_array_view((shape.to_vec(), d)).map_err(|e| RuntimeError::ort(what(), e))?.into(),
         };
         feeds.push((Cow::Borrowed(self.spec.input.as_str()), v));
-        if let Some(l) = &lease {
-            for (name, v) in &l.tensors().0 {
-                feeds.push((Cow::Borrowed(name.as_str()), v.into()));
-            }
+        for (name, v) in slots.iter() {
+            feeds.push((Cow::Borrowed(name.as_str()), v.into()));
         }
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let outputs = session.run(feeds).map_err(|e| RuntimeError::ort(format!("{}: run", self.spec.dir.display()), e))?;
@@ -138,27 +142,43 @@ impl ComponentSession {
         }
         Ok((shape, data.to_vec()))
     }
+}
 
-    /// Installs laid-out slot weights (see the component's slot plan); on error nothing changes.
-    pub fn swap_weights(&self, weights: SlotWeights, labels: Vec<AdapterLabel>) -> Result<SwapReport, RuntimeError> {
-        let t0 = Instant::now();
-        let (Some(active), Some(lora)) = (&self.active, &self.spec.lora) else {
-            return Err(RuntimeError::Input { tensor: "lora slots".into(), message: format!("{} has no LoRA slots", self.spec.dir.display()) });
+impl Slotted for ComponentSession {
+    type Slots = ComponentSlots;
+    type Staged = ComponentStaged;
+
+    /// Lays the adapters' text-encoder modules into the component's slots; a component without
+    /// slots accepts only adapters that have no text-encoder modules (an empty set).
+    fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<ComponentStaged> {
+        let labels = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
+        let tensors = match &self.spec.lora {
+            Some(l) => {
+                let weights = l.plan().lay_out_text_encoder(adapters).map_err(RuntimeError::from)?;
+                super::device::slot_tensors(l, weights, &self.spec.dir.join(&self.spec.model_file))?
+            }
+            None => {
+                if let Some((a, _)) = adapters.iter().find(|(a, _)| !a.text_encoder.is_empty()) {
+                    return Err(RuntimeError::Input {
+                        tensor: "lora slots".into(),
+                        message: format!("{} has no LoRA slots for the text-encoder modules of adapter `{}`", self.spec.dir.display(), a.name),
+                    }
+                    .into());
+                }
+                Vec::new()
+            }
         };
-        let values = slot_values(lora, weights, &self.spec.dir)?;
-        let version = active.install(labels, ComponentSlots(values));
+        Ok(ComponentStaged { adapters: labels, slots: ComponentSlots(Arc::new(tensors)) })
+    }
+
+    /// Makes `staged` current (no copy); runs holding an older lease keep theirs.
+    fn install(&self, staged: &ComponentStaged) -> crate::Result<SwapReport> {
+        let t0 = Instant::now();
+        let version = self.active.install(staged.adapters.clone(), staged.slots.clone());
         Ok(SwapReport { version, elapsed: t0.elapsed() })
     }
-}
 
-impl crate::pipeline::generate::TextEncoder for ComponentSession {
-    fn encode(&self, ids: &[i64]) -> Result<Vec<f32>, crate::pipeline::generate::StageError> {
-        Ok(self.run(ComponentInput::Ids(ids), &[1, ids.len()])?.1)
-    }
-}
-
-impl crate::pipeline::generate::LatentDecoder for ComponentSession {
-    fn decode(&self, latents: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, crate::pipeline::generate::StageError> {
-        Ok(self.run(ComponentInput::F32(latents), &shape)?.1)
+    fn lease(&self) -> Lease<ComponentSlots> {
+        self.active.lease()
     }
 }

@@ -16,9 +16,9 @@ mod session;
 
 pub use crate::runtime::SwapReport;
 #[cfg(feature = "pipeline")]
-pub use component::{ComponentInput, ComponentSession, ComponentSlots, ComponentSpec};
-pub use device::StagedAdapter;
+pub use component::{ComponentInput, ComponentSession, ComponentSlots, ComponentSpec, ComponentStaged};
+pub use device::{CudaUpload, StagedAdapter, UploadTiming};
 pub use env::{library_path, loaded_library, ORT_DYLIB_PATH};
 pub use options::SessionOptions;
 pub use placement::{CpuFallback, PlacedNode, Placement};
-pub use session::{sessions_created, ExecutionProvider, FluxSession, FluxSessionBuilder, OrtLease, OrtSlots};
+pub use session::{sessions_created, ExecutionProvider, FluxSession, FluxSessionBuilder, OrtBound, OrtLease, OrtSlots};

@@ -13,7 +13,9 @@ use super::placement::{self, CpuFallback, Placement};
 use super::session::ExecutionProvider;
 use crate::runtime::RuntimeError;
 
-/// How to open a session.
+/// How to open a session: the one set of session settings, held by
+/// [`super::FluxSessionBuilder`] (see [`super::FluxSessionBuilder::with_options`]) and given to
+/// every component session of a pipeline engine.
 #[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
     /// `libonnxruntime` (default: `ORT_DYLIB_PATH`).
@@ -36,7 +38,8 @@ impl SessionOptions {
     /// Creates a session for `model_path` (of the engine or component folder `dir`) and reads
     /// back where ONNX Runtime placed each node. On CUDA, compute nodes placed on the CPU are an
     /// error naming them (policy [`CpuFallback`]), never a quiet slowdown.
-    pub fn create(&self, model_path: &Path, dir: &Path, level: GraphOptimizationLevel) -> Result<(Session, Placement), RuntimeError> {
+    pub(crate) fn create(&self, model_path: &Path, dir: &Path) -> Result<(Session, Placement), RuntimeError> {
+        let level = self.optimization.unwrap_or(GraphOptimizationLevel::All);
         let library = env::library_path(self.library.as_deref())?;
         let environment = env::environment(&library)?;
         let what = |step: &str| format!("{}: {step}", model_path.display());

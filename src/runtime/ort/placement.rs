@@ -53,6 +53,7 @@ pub const SHAPE_OPS: [&str; 19] = [
 
 /// What a CUDA session may leave on the CPU provider.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum CpuFallback {
     /// Only shape operators ([`SHAPE_OPS`]) may run on the CPU; checked after the session is
     /// created from ONNX Runtime's recorded placement (default).

@@ -17,12 +17,14 @@ use super::check;
 use super::device::{self, Budget, Device, SlotValues, StagedAdapter};
 use super::options::SessionOptions;
 use super::placement::{CpuFallback, Placement};
-use crate::lora::{Adapter, SlotPlan, SlotWeights};
+use crate::lora::{Adapter, SlotFill, SlotLayout, SlotPlan, SlotTarget};
 use crate::manifest::{integrity, Manifest, ManifestError, Precision, VerifyPolicy};
-use crate::runtime::inputs::{FluxInputs, HostTensor, SAMPLE};
+use crate::runtime::inputs::{
+    FluxInputs, HostTensor, ENCODER_HIDDEN_STATES, GUIDANCE, HIDDEN_STATES, POOLED_PROJECTIONS, ROPE_COS, ROPE_SIN, SAMPLE, TIMESTEP,
+};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel, Lease};
-use crate::runtime::{RuntimeError, SwapReport};
-use crate::tensor::{DType, Matrix};
+use crate::runtime::{RequestInputs, RuntimeError, Slotted, SwapReport, Transformer};
+use crate::tensor::DType;
 
 /// Where the session computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -72,33 +74,33 @@ pub fn sessions_created() -> u64 {
     SESSIONS_CREATED.load(Ordering::SeqCst)
 }
 
-/// Consuming builder for [`FluxSession`].
+/// Consuming builder for [`FluxSession`]: the session settings ([`SessionOptions`], shared with
+/// the pipeline's component sessions) plus what only the transformer has (I/O binding, slot budget).
 #[derive(Clone, Debug)]
 pub struct FluxSessionBuilder {
     dir: PathBuf,
-    threads: Option<usize>,
-    provider: ExecutionProvider,
-    library: Option<PathBuf>,
-    optimization: Option<GraphOptimizationLevel>,
-    tf32: bool,
+    options: SessionOptions,
     io_binding: Option<bool>,
-    cpu_fallback: CpuFallback,
     slot_budget: Option<u64>,
-    profile: Option<PathBuf>,
-    verify: VerifyPolicy,
 }
 
 impl FluxSessionBuilder {
+    /// Replaces every session setting with `options` (library, provider, threads, optimization,
+    /// TF32, CPU fallback, profiling, verification).
+    pub fn with_options(mut self, options: SessionOptions) -> Self {
+        self.options = options;
+        self
+    }
     /// When to hash the engine's files before loading them (sizes are always checked; default
     /// [`VerifyPolicy::First`], see [`crate::manifest::integrity`]).
     pub fn with_verify(mut self, policy: VerifyPolicy) -> Self {
-        self.verify = policy;
+        self.options.verify = policy;
         self
     }
     /// Profile every node of every run into an ONNX Runtime JSON trace whose file name starts
     /// with `prefix` (written by [`FluxSession::end_profiling`]).
     pub fn with_profiling(mut self, prefix: impl Into<PathBuf>) -> Self {
-        self.profile = Some(prefix.into());
+        self.options.profile = Some(prefix.into());
         self
     }
     /// Keep slot tensors in the session's device memory and bind inputs, slots and the output with
@@ -111,7 +113,7 @@ impl FluxSessionBuilder {
     /// What a CUDA session may leave on the CPU provider (default [`CpuFallback::ShapeOnly`]).
     /// Ignored for the CPU provider.
     pub fn with_cpu_fallback(mut self, policy: CpuFallback) -> Self {
-        self.cpu_fallback = policy;
+        self.options.cpu_fallback = policy;
         self
     }
     /// Most bytes of device memory slot sets (staged or installed, the base set included) may hold
@@ -124,96 +126,88 @@ impl FluxSessionBuilder {
     /// fp32 engine computes in fp32 on the GPU as on the CPU; on the H200 the default-on TF32 of
     /// ONNX Runtime gave 4e-4 relative error on the tiny fixture vs 1e-6 on the CPU).
     pub fn with_tf32(mut self, enable: bool) -> Self {
-        self.tf32 = enable;
+        self.options.tf32 = enable;
         self
     }
     /// Intra-op threads (default: ONNX Runtime's choice).
     pub fn with_threads(mut self, n: usize) -> Self {
-        self.threads = Some(n);
+        self.options.threads = Some(n);
         self
     }
     pub fn with_execution_provider(mut self, provider: ExecutionProvider) -> Self {
-        self.provider = provider;
+        self.options.provider = provider;
         self
     }
     /// The `libonnxruntime` file to load (default: `ORT_DYLIB_PATH`).
     pub fn with_library(mut self, path: impl Into<PathBuf>) -> Self {
-        self.library = Some(path.into());
+        self.options.library = Some(path.into());
         self
     }
     /// Graph optimization level (default: all; FP8 engines use basic, since ORT's extended
     /// Q/DQ fusions reject float8).
     pub fn with_optimization_level(mut self, level: GraphOptimizationLevel) -> Self {
-        self.optimization = Some(level);
+        self.options.optimization = Some(level);
         self
     }
 
     /// Loads the manifest and model, checks one against the other and creates the session.
     pub fn build(self) -> Result<FluxSession, RuntimeError> {
-        let manifest = Manifest::load(&self.dir)?;
-        let manifest_path = self.dir.join(crate::manifest::MANIFEST_FILE);
+        let FluxSessionBuilder { dir, mut options, io_binding, slot_budget } = self;
+        let manifest = Manifest::load(&dir)?;
+        let manifest_path = dir.join(crate::manifest::MANIFEST_FILE);
         check::check_slot_names(&manifest, &manifest_path)?;
-        let model_path = self.dir.join(&manifest.onnx.file);
-        integrity::check_onnx(&self.dir, &manifest.files, &manifest.onnx.file, &manifest.onnx.blake3, self.verify).map_err(ManifestError::from)?;
-        let what = |step: &str| format!("{}: {step}", model_path.display());
-        let level = self.optimization.unwrap_or(match manifest.precision {
+        let model_path = dir.join(&manifest.onnx.file);
+        integrity::check_onnx(&dir, &manifest.files, &manifest.onnx.file, &manifest.onnx.blake3, options.verify).map_err(ManifestError::from)?;
+        let level = *options.optimization.get_or_insert(match manifest.precision {
             Precision::Fp8 => GraphOptimizationLevel::Level1,
             _ => GraphOptimizationLevel::All,
         });
         let fp8_bf16 = manifest.precision == Precision::Fp8 && manifest.fp8.as_ref().is_none_or(|f| f.float_dtype == DType::BF16);
-        if fp8_bf16 && self.provider == ExecutionProvider::Cpu {
-            return Err(RuntimeError::Fp8Bf16OnCpu { engine: self.dir.clone() });
+        if fp8_bf16 && options.provider == ExecutionProvider::Cpu {
+            return Err(RuntimeError::Fp8Bf16OnCpu { engine: dir });
         }
         if manifest.precision == Precision::Fp8 && !matches!(level, GraphOptimizationLevel::Disable | GraphOptimizationLevel::Level1) {
-            return Err(RuntimeError::Fp8Level { engine: self.dir.clone(), level: format!("{level:?}") });
+            return Err(RuntimeError::Fp8Level { engine: dir, level: format!("{level:?}") });
         }
-        let opts = SessionOptions {
-            library: self.library.clone(),
-            provider: self.provider,
-            threads: self.threads,
-            optimization: Some(level),
-            tf32: self.tf32,
-            cpu_fallback: self.cpu_fallback,
-            profile: self.profile.clone(),
-            verify: self.verify,
-        };
-        let (session, placement) = opts.create(&model_path, &self.dir, level)?;
-        let cuda = matches!(self.provider, ExecutionProvider::Cuda { .. });
+        let (session, placement) = options.create(&model_path, &dir)?;
+        let provider = options.provider;
+        let cuda = matches!(provider, ExecutionProvider::Cuda { .. });
         let session_id = SESSIONS_CREATED.fetch_add(1, Ordering::SeqCst) + 1;
         check::check_session(&manifest, &session, &manifest_path)?;
         let plan = manifest.lora.plan();
-        let budget = Budget::new(self.slot_budget);
-        let device = if self.io_binding.unwrap_or(cuda) {
-            let d = match self.provider {
-                ExecutionProvider::Cuda { device } => Device::new(&session, Some(device)),
-                ExecutionProvider::Cpu => Device::new(&session, None),
-            };
-            Some(d.map_err(|e| {
-                RuntimeError::ort(what("creating the device allocator for slot tensors (I/O binding; `.with_io_binding(false)` feeds host slots instead)"), e)
-            })?)
+        let budget = Budget::new(slot_budget);
+        let device = if io_binding.unwrap_or(cuda) {
+            Some(match provider {
+                ExecutionProvider::Cuda { device } => Device::new(&session, Some(device))?,
+                ExecutionProvider::Cpu => Device::new(&session, None)?,
+            })
         } else {
             None
         };
-        let mut s = FluxSession {
-            dir: self.dir,
+        let layout = SlotLayout::new(&plan, manifest.lora.dtype);
+        let slot_names: Vec<String> = manifest.lora.slots.iter().flat_map(|s| [s.a.clone(), s.b.clone()]).collect();
+        let base = build_values(&plan.fill(SlotTarget::Transformer, &[])?, &layout, &slot_names, device.as_ref(), &budget, &dir)?;
+        let s = FluxSession {
+            dir,
             manifest,
             plan,
+            layout,
+            slot_names,
             session_id,
-            session: Mutex::new(Runner { session, bound: None }),
-            active: ActiveSlots::new(OrtSlots { session_id, values: Arc::new(SlotValues { tensors: Vec::new(), on_device: false, bytes: 0, _charge: None }) }),
-            provider: self.provider,
+            session: Mutex::new(session),
+            active: ActiveSlots::new(OrtSlots { session_id, values: Arc::new(base) }),
+            provider,
             device,
             budget,
             placement,
         };
-        let base = s.build_values(s.plan.zeros())?;
-        s.active = ActiveSlots::new(OrtSlots { session_id, values: Arc::new(base) });
         tracing::info!(engine = %s.dir.display(), slots = s.plan.slots.len(), max_rank = s.plan.max_rank, provider = %s.provider, io_binding = s.device.is_some(), "ONNX Runtime session ready");
         Ok(s)
     }
 }
 
-/// An exported FLUX transformer on ONNX Runtime with hot-swappable LoRA slots.
+/// An exported FLUX transformer on ONNX Runtime with hot-swappable LoRA slots; implements the
+/// runtime interface ([`Slotted`], [`Transformer`]).
 ///
 /// Runs are serialized on the one session (ONNX Runtime parallelizes inside a run); swaps
 /// never wait for runs and runs never see a half-installed adapter.
@@ -221,9 +215,14 @@ impl FluxSessionBuilder {
 pub struct FluxSession {
     dir: PathBuf,
     manifest: Manifest,
+    /// Built once from the manifest; every swap lays adapters into it.
     plan: SlotPlan,
+    /// Where each slot tensor lies in a slot set's one buffer (the manifest's slot dtype).
+    layout: SlotLayout,
+    /// Slot initializer names, A then B per slot.
+    slot_names: Vec<String>,
     session_id: u64,
-    session: Mutex<Runner>,
+    session: Mutex<Session>,
     active: ActiveSlots<OrtSlots>,
     provider: ExecutionProvider,
     /// Set on the I/O binding path: where slot tensors are allocated.
@@ -232,63 +231,51 @@ pub struct FluxSession {
     placement: Placement,
 }
 
-/// The ONNX Runtime session and, on the I/O binding path, its binding (reused across runs; the
-/// slot tensors are rebound only when the run's slot set changes).
+/// One request's constants on a [`FluxSession`] ([`Transformer::bind`]): encoder states, pooled
+/// projections, guidance and RoPE tables as owned ONNX Runtime tensors, checked once against the
+/// engine's inputs. On the I/O binding path they are bound once to the request's own
+/// [`IoBinding`] (copied to the device there, once); each step then binds only the latents, the
+/// timestep and, when the lease's slot set differs from the last step's, the slot tensors.
 #[derive(Debug)]
-struct Runner {
-    session: Session,
-    bound: Option<(IoBinding, Option<u64>)>,
+pub struct OrtBound {
+    session_id: u64,
+    batch: usize,
+    image_seq_len: usize,
+    /// Fed by reference on every run (plain path).
+    constants: Vec<(&'static str, DynTensor)>,
+    /// The request's binding and the slot-set version bound into it (I/O binding path).
+    binding: Option<(IoBinding, Option<u64>)>,
 }
 
-pub(crate) fn slot_value(name: &str, dtype: DType, m: Matrix, what: &Path) -> Result<DynTensor, RuntimeError> {
-    let shape = vec![m.rows, m.cols];
-    let err = |e| RuntimeError::ort(format!("{}: slot tensor `{name}`", what.display()), e);
-    Ok(match dtype {
-        DType::F32 => Tensor::from_array((shape, m.data)).map_err(err)?.upcast(),
-        DType::F16 => Tensor::from_array((shape, m.data.iter().map(|v| half::f16::from_f32(*v)).collect::<Vec<_>>())).map_err(err)?.upcast(),
-        DType::BF16 => Tensor::from_array((shape, m.data.iter().map(|v| half::bf16::from_f32(*v)).collect::<Vec<_>>())).map_err(err)?.upcast(),
-    })
+fn out_err(dir: &Path, message: String) -> RuntimeError {
+    RuntimeError::Output { engine: dir.to_path_buf(), tensor: SAMPLE.into(), message }
 }
 
-/// Converts laid-out slot weights (f32) into host tensors of the manifest's slot dtype.
-fn host_slots(manifest: &Manifest, w: SlotWeights) -> Result<Vec<(String, DynTensor)>, RuntimeError> {
-    let what = PathBuf::from(&manifest.onnx.file);
-    let mut values = Vec::with_capacity(2 * manifest.lora.slots.len());
-    for ((s, a), b) in manifest.lora.slots.iter().zip(w.a).zip(w.b) {
-        values.push((s.a.clone(), slot_value(&s.a, manifest.lora.dtype, a, &what)?));
-        values.push((s.b.clone(), slot_value(&s.b, manifest.lora.dtype, b, &what)?));
-    }
-    if values.len() != 2 * manifest.lora.slots.len() {
-        return Err(RuntimeError::Input {
-            tensor: "lora slots".into(),
-            message: format!("{} slot tensors for {} slots", values.len(), manifest.lora.slots.len()),
-        });
-    }
-    Ok(values)
+/// The slot set of `fill`: host tensors, or (I/O binding path) device tensors charged to the
+/// slot budget.
+fn build_values(
+    fill: &SlotFill<'_>,
+    layout: &SlotLayout,
+    names: &[String],
+    device: Option<&Device>,
+    budget: &Arc<Budget>,
+    dir: &Path,
+) -> Result<SlotValues, RuntimeError> {
+    let bytes = layout.bytes() as u64;
+    let charge = match device {
+        Some(_) => Some(budget.charge(bytes).map_err(|(used, limit)| RuntimeError::SlotBudget { engine: dir.to_path_buf(), needed: bytes, used, limit })?),
+        None => None,
+    };
+    device::slot_values(fill, layout, names, device, charge, &dir.display().to_string())
 }
 
 impl FluxSession {
     pub fn builder(engine_dir: impl Into<PathBuf>) -> FluxSessionBuilder {
-        FluxSessionBuilder {
-            dir: engine_dir.into(),
-            threads: None,
-            provider: ExecutionProvider::Cpu,
-            library: None,
-            optimization: None,
-            tf32: false,
-            io_binding: None,
-            cpu_fallback: CpuFallback::default(),
-            slot_budget: None,
-            profile: None,
-            verify: VerifyPolicy::default(),
-        }
+        FluxSessionBuilder { dir: engine_dir.into(), options: SessionOptions::default(), io_binding: None, slot_budget: None }
     }
 
     pub fn engine_dir(&self) -> &Path {
         &self.dir
-    }
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
     }
     /// The slot plan adapters are laid into.
     pub fn plan(&self) -> &SlotPlan {
@@ -304,7 +291,7 @@ impl FluxSession {
     }
     /// Address of the underlying `OrtSession` (for tests proving the session is never recreated).
     pub fn session_ptr(&self) -> usize {
-        self.session.lock().unwrap_or_else(|e| e.into_inner()).session.ptr() as usize
+        self.session.lock().unwrap_or_else(|e| e.into_inner()).ptr() as usize
     }
     /// Where ONNX Runtime placed the graph's nodes (per provider; every CPU node listed).
     pub fn placement(&self) -> &Placement {
@@ -323,13 +310,9 @@ impl FluxSession {
         self.budget.limit()
     }
 
-    /// The current slot set; runs with it stay on it whatever is swapped in meanwhile.
-    pub fn lease(&self) -> OrtLease {
-        self.active.lease()
-    }
     /// Adapters in the current slot set (empty: the base model).
     pub fn adapters(&self) -> Vec<AdapterLabel> {
-        self.lease().adapters().to_vec()
+        self.active.lease().adapters().to_vec()
     }
     /// Version of the current slot set (0 = base at creation, +1 per swap or clear).
     pub fn version(&self) -> u64 {
@@ -338,133 +321,210 @@ impl FluxSession {
 
     /// Ends profiling (see [`FluxSessionBuilder::with_profiling`]) and returns the trace's path.
     pub fn end_profiling(&self) -> Result<PathBuf, RuntimeError> {
-        let mut r = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        r.session.end_profiling().map(PathBuf::from).map_err(|e| RuntimeError::ort(format!("{}: ending profiling", self.dir.display()), e))
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        session.end_profiling().map(PathBuf::from).map_err(|e| RuntimeError::ort(format!("{}: ending profiling", self.dir.display()), e))
     }
 
-    /// Runs the transformer with the current adapter.
+    /// One transformer call on explicit tensors (RoPE tables included, e.g. from an inputs file)
+    /// with the current adapter: [`FluxSession::run_with`] on a fresh lease.
     pub fn run(&self, inputs: &FluxInputs) -> Result<HostTensor, RuntimeError> {
-        let lease = self.lease();
-        self.run_with(&lease, inputs)
+        self.run_with(&self.active.lease(), inputs)
     }
 
-    /// Runs the transformer with the slot set held by `lease` (fed per run, or bound from device
-    /// memory on the I/O binding path).
+    /// One transformer call on explicit tensors with the slot set held by `lease`: the same
+    /// bind-then-step path as the [`Transformer`] interface, for a single call.
     pub fn run_with(&self, lease: &OrtLease, inputs: &FluxInputs) -> Result<HostTensor, RuntimeError> {
-        if lease.tensors().session_id != self.session_id {
-            return Err(RuntimeError::ForeignSlots { engine: self.dir.clone(), what: "lease", owner: lease.tensors().session_id, session: self.session_id });
-        }
+        let hs = inputs.hidden_states.shape();
+        let (b, s) = (hs.first().copied().unwrap_or(0), hs.get(1).copied().unwrap_or(0));
         inputs.validate(&self.manifest.inputs)?;
+        let mut bound = self.bind_tensors(
+            b,
+            s,
+            [
+                (ENCODER_HIDDEN_STATES, Some(inputs.encoder_hidden_states.clone())),
+                (POOLED_PROJECTIONS, Some(inputs.pooled_projections.clone())),
+                (GUIDANCE, inputs.guidance.clone()),
+                (ROPE_COS, Some(inputs.rope_cos.clone())),
+                (ROPE_SIN, Some(inputs.rope_sin.clone())),
+            ],
+        )?;
+        let mut out = vec![0f32; b * s * self.manifest.model.out_channels];
+        self.step_inner(lease, &mut bound, inputs.hidden_states.data(), inputs.timestep.data(), &mut out)?;
+        HostTensor::new(vec![b, s, self.manifest.model.out_channels], out).ok_or_else(|| out_err(&self.dir, "element count does not match its shape".into()))
+    }
+
+    /// Back to the base model (all slots zero).
+    pub fn clear(&self) -> crate::Result<SwapReport> {
+        self.swap(&[])
+    }
+
+    /// Request constants (already validated) → owned tensors, and on the I/O binding path a
+    /// binding holding them (copied to the device once, here).
+    fn bind_tensors(&self, batch: usize, image_seq_len: usize, named: [(&'static str, Option<HostTensor>); 5]) -> Result<OrtBound, RuntimeError> {
+        let what = |t: &str| format!("{}: input `{t}`", self.dir.display());
+        let mut constants = Vec::with_capacity(named.len());
+        for (name, t) in named {
+            if let Some(t) = t {
+                let v = Tensor::from_array((t.shape().to_vec(), t.into_data())).map_err(|e| RuntimeError::ort(what(name), e))?;
+                constants.push((name, v.upcast()));
+            }
+        }
+        let binding = match &self.device {
+            None => None,
+            Some(_) => {
+                let run_err = |e| RuntimeError::ort(format!("{}: binding the request's inputs", self.dir.display()), e);
+                let mut binding = self.session.lock().unwrap_or_else(|e| e.into_inner()).create_binding().map_err(run_err)?;
+                for (name, v) in &constants {
+                    // Host tensors: ONNX Runtime copies them to the session's device at bind time.
+                    binding.bind_input(*name, v).map_err(|e| RuntimeError::ort(what(name), e))?;
+                }
+                let host = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default).map_err(run_err)?;
+                binding.bind_output_to_device(SAMPLE, &host).map_err(run_err)?;
+                constants.clear();
+                Some((binding, None))
+            }
+        };
+        Ok(OrtBound { session_id: self.session_id, batch, image_seq_len, constants, binding })
+    }
+
+    /// One run: `latents` `[B, S_img, C_in]`, `timestep` `[B]`, the bound constants and the
+    /// lease's slots; writes `sample` into `out`.
+    fn step_inner(&self, lease: &OrtLease, bound: &mut OrtBound, latents: &[f32], timestep: &[f32], out: &mut [f32]) -> Result<(), RuntimeError> {
+        for (what, owner) in [("lease", lease.tensors().session_id), ("bound request", bound.session_id)] {
+            if owner != self.session_id {
+                return Err(RuntimeError::ForeignSlots { engine: self.dir.clone(), what, owner, session: self.session_id });
+            }
+        }
+        let (b, s) = (bound.batch, bound.image_seq_len);
+        let hidden_shape = [b, s, self.manifest.model.in_channels];
+        let want_out = b * s * self.manifest.model.out_channels;
+        let len_err = |tensor: &str, expected: usize, found: usize| RuntimeError::Input {
+            tensor: tensor.into(),
+            message: format!("{found} values for the bound request's {expected} ({hidden_shape:?})"),
+        };
+        if latents.len() != hidden_shape.iter().product::<usize>() {
+            return Err(len_err(HIDDEN_STATES, hidden_shape.iter().product(), latents.len()));
+        }
+        if timestep.len() != b {
+            return Err(len_err(TIMESTEP, b, timestep.len()));
+        }
+        if out.len() != want_out {
+            return Err(out_err(&self.dir, format!("output buffer holds {} values, the call produces {want_out}", out.len())));
+        }
         let what = |t: &str| format!("{}: input `{t}`", self.dir.display());
         let run_err = |e| RuntimeError::ort(format!("{}: run", self.dir.display()), e);
-        let mut guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let runner = &mut *guard;
-        let (shape, data) = if self.device.is_some() {
-            let (binding, bound_version) = match &mut runner.bound {
-                Some(b) => b,
-                None => runner.bound.insert((runner.session.create_binding().map_err(run_err)?, None)),
-            };
-            if *bound_version != Some(lease.version()) {
-                // Device tensors of the same device: ONNX Runtime binds them without a copy.
-                for (name, v) in &lease.tensors().values.tensors {
-                    binding.bind_input(name.as_str(), v).map_err(|e| RuntimeError::ort(format!("{}: binding slot `{name}`", self.dir.display()), e))?;
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = match &mut bound.binding {
+            Some((binding, bound_version)) => {
+                if *bound_version != Some(lease.version()) {
+                    // Device tensors of the same device: ONNX Runtime binds them without a copy.
+                    for (name, v) in lease.tensors().values.iter() {
+                        binding.bind_input(name, v).map_err(|e| RuntimeError::ort(format!("{}: binding slot `{name}`", self.dir.display()), e))?;
+                    }
+                    *bound_version = Some(lease.version());
                 }
-                *bound_version = Some(lease.version());
+                let hidden = Tensor::from_array((hidden_shape.to_vec(), latents.to_vec())).map_err(|e| RuntimeError::ort(what(HIDDEN_STATES), e))?;
+                binding.bind_input(HIDDEN_STATES, &hidden).map_err(|e| RuntimeError::ort(what(HIDDEN_STATES), e))?;
+                let t = Tensor::from_array(([b], timestep.to_vec())).map_err(|e| RuntimeError::ort(what(TIMESTEP), e))?;
+                binding.bind_input(TIMESTEP, &t).map_err(|e| RuntimeError::ort(what(TIMESTEP), e))?;
+                // Host-to-device input copies are issued at bind time; make sure they landed.
+                binding.synchronize_inputs().map_err(run_err)?;
+                session.run_binding(binding).map_err(run_err)?
             }
-            for (name, t) in inputs.named() {
-                // Owned host copies: ONNX Runtime copies them to the device when binding.
-                let v = Tensor::from_array((t.shape().to_vec(), t.data().to_vec())).map_err(|e| RuntimeError::ort(what(name), e))?;
-                binding.bind_input(name, &v).map_err(|e| RuntimeError::ort(what(name), e))?;
+            None => {
+                let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(2 + bound.constants.len() + 2 * self.manifest.lora.slots.len());
+                let hidden = TensorRef::from_array_view((hidden_shape, latents)).map_err(|e| RuntimeError::ort(what(HIDDEN_STATES), e))?;
+                feeds.push((Cow::Borrowed(HIDDEN_STATES), hidden.into()));
+                let t = TensorRef::from_array_view(([b], timestep)).map_err(|e| RuntimeError::ort(what(TIMESTEP), e))?;
+                feeds.push((Cow::Borrowed(TIMESTEP), t.into()));
+                for (name, v) in &bound.constants {
+                    feeds.push((Cow::Borrowed(*name), v.into()));
+                }
+                for (name, v) in lease.tensors().values.iter() {
+                    feeds.push((Cow::Borrowed(name), v.into()));
+                }
+                session.run(feeds).map_err(run_err)?
             }
-            // Host-to-device input copies are issued at bind time; make sure they landed.
-            binding.synchronize_inputs().map_err(run_err)?;
-            let host = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default).map_err(run_err)?;
-            binding.bind_output_to_device(SAMPLE, &host).map_err(run_err)?;
-            let outputs = runner.session.run_binding(binding).map_err(run_err)?;
-            self.extract(outputs.get(SAMPLE))?
-        } else {
-            let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(8 + lease.tensors().values.tensors.len());
-            for (name, t) in inputs.named() {
-                let v = TensorRef::from_array_view((t.shape().to_vec(), t.data())).map_err(|e| RuntimeError::ort(what(name), e))?;
-                feeds.push((Cow::Borrowed(name), v.into()));
-            }
-            for (name, v) in &lease.tensors().values.tensors {
-                feeds.push((Cow::Borrowed(name.as_str()), v.into()));
-            }
-            let outputs = runner.session.run(feeds).map_err(run_err)?;
-            self.extract(outputs.get(SAMPLE))?
         };
-        let hs = inputs.hidden_states.shape();
-        let want = [hs[0], hs[1], self.manifest.model.out_channels];
-        let out_err = |message: String| RuntimeError::Output { engine: self.dir.clone(), tensor: SAMPLE.into(), message };
-        if shape != want {
-            return Err(out_err(format!("has shape {shape:?}, expected {want:?}")));
+        let value = outputs.get(SAMPLE).ok_or_else(|| out_err(&self.dir, "the model returned no such output".into()))?;
+        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| out_err(&self.dir, e.message().to_string()))?;
+        let want = [b, s, self.manifest.model.out_channels];
+        if shape.len() != 3 || shape.iter().zip(want).any(|(g, w)| usize::try_from(*g).ok() != Some(w)) {
+            return Err(out_err(&self.dir, format!("has shape {:?}, expected {want:?}", &shape[..])));
         }
-        HostTensor::new(shape, data).ok_or_else(|| out_err("element count does not match its shape".into()))
+        out.copy_from_slice(data);
+        Ok(())
     }
+}
 
-    fn extract(&self, value: Option<&::ort::value::DynValue>) -> Result<(Vec<usize>, Vec<f32>), RuntimeError> {
-        let out_err = |message: String| RuntimeError::Output { engine: self.dir.clone(), tensor: SAMPLE.into(), message };
-        let value = value.ok_or_else(|| out_err("the model returned no such output".into()))?;
-        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| out_err(e.message().to_string()))?;
-        Ok((shape.iter().map(|d| usize::try_from(*d).unwrap_or(0)).collect(), data.to_vec()))
-    }
+impl Slotted for FluxSession {
+    type Slots = OrtSlots;
+    type Staged = StagedAdapter;
 
-    /// Slot tensors for `weights`: host tensors, or (I/O binding path) device tensors charged to
-    /// the slot budget.
-    fn build_values(&self, weights: SlotWeights) -> Result<SlotValues, RuntimeError> {
-        let host = host_slots(&self.manifest, weights)?;
-        let bytes = device::tensor_bytes(&host);
-        let Some(dev) = &self.device else {
-            return Ok(SlotValues { tensors: host, on_device: false, bytes, _charge: None });
-        };
-        let charge = self.budget.charge(bytes).map_err(|(used, limit)| RuntimeError::SlotBudget { engine: self.dir.clone(), needed: bytes, used, limit })?;
-        let tensors = dev.upload(host, &self.dir.display().to_string())?;
-        Ok(SlotValues { tensors, on_device: true, bytes, _charge: Some(charge) })
-    }
-
-    fn labels(adapters: &[(&Adapter, f32)]) -> Vec<AdapterLabel> {
-        adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect()
-    }
-
-    /// Builds the slot set of `adapters` ahead of time (validated, laid out, converted and, on
-    /// the I/O binding path, uploaded to device memory and charged to the slot budget), for
-    /// [`FluxSession::swap_staged`]. Nothing active changes.
-    pub fn stage(&self, adapters: &[(&Adapter, f32)]) -> Result<StagedAdapter, RuntimeError> {
+    /// Validates, lays out and converts `adapters` and, on the I/O binding path, uploads them to
+    /// device memory (charged to the slot budget). Nothing active changes.
+    fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<StagedAdapter> {
         let t0 = Instant::now();
-        let weights = self.plan.lay_out(adapters)?;
-        let values = self.build_values(weights)?;
+        let fill = self.plan.fill(SlotTarget::Transformer, adapters).map_err(RuntimeError::from)?;
+        let values = build_values(&fill, &self.layout, &self.slot_names, self.device.as_ref(), &self.budget, &self.dir)?;
         tracing::debug!(engine = %self.dir.display(), bytes = values.bytes, on_device = values.on_device, elapsed = ?t0.elapsed(), "staged LoRA slots");
-        Ok(StagedAdapter { session_id: self.session_id, adapters: Self::labels(adapters), values: Arc::new(values) })
+        Ok(StagedAdapter { session_id: self.session_id, adapters: labels(adapters), values: Arc::new(values) })
     }
 
     /// Installs a staged slot set: no host work, no copy (the set's tensors are shared with the
     /// staged handle). Runs in flight finish with the set they leased.
-    pub fn swap_staged(&self, staged: &StagedAdapter) -> Result<SwapReport, RuntimeError> {
+    fn install(&self, staged: &StagedAdapter) -> crate::Result<SwapReport> {
         let t0 = Instant::now();
         if staged.session_id != self.session_id {
-            return Err(RuntimeError::ForeignSlots { engine: self.dir.clone(), what: "staged adapter", owner: staged.session_id, session: self.session_id });
+            return Err(
+                RuntimeError::ForeignSlots { engine: self.dir.clone(), what: "staged adapter", owner: staged.session_id, session: self.session_id }.into()
+            );
         }
         let version = self.active.install(staged.adapters.clone(), OrtSlots { session_id: self.session_id, values: Arc::clone(&staged.values) });
         let elapsed = t0.elapsed();
-        tracing::debug!(engine = %self.dir.display(), version, ?elapsed, "installed staged LoRA slots");
+        tracing::debug!(engine = %self.dir.display(), version, ?elapsed, adapters = ?staged.adapters, "installed LoRA slots");
         Ok(SwapReport { version, elapsed })
     }
 
-    /// Installs `adapters` (each with its strength; several are stacked along the rank axis).
-    /// Everything is validated, converted and (I/O binding path) uploaded before anything
-    /// changes; on error the previous adapter stays active. Untargeted slots become zeros.
-    pub fn swap(&self, adapters: &[(&Adapter, f32)]) -> Result<SwapReport, RuntimeError> {
-        let t0 = Instant::now();
-        let staged = self.stage(adapters)?;
-        let version = self.active.install(staged.adapters, OrtSlots { session_id: self.session_id, values: staged.values });
-        let elapsed = t0.elapsed();
-        tracing::info!(engine = %self.dir.display(), version, ?elapsed, adapters = ?adapters.iter().map(|(a, s)| format!("{}:{s}", a.name)).collect::<Vec<_>>(), "swapped LoRA slots");
-        Ok(SwapReport { version, elapsed })
+    fn lease(&self) -> OrtLease {
+        self.active.lease()
+    }
+}
+
+impl Transformer for FluxSession {
+    type Bound = OrtBound;
+
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
     }
 
-    /// Back to the base model (all slots zero).
-    pub fn clear(&self) -> Result<SwapReport, RuntimeError> {
-        self.swap(&[])
+    /// Checks the request against the engine's inputs, computes the RoPE tables, converts the
+    /// constants to tensors and (I/O binding path) binds them to the device, once.
+    fn bind(&self, r: &RequestInputs<'_>) -> crate::Result<OrtBound> {
+        let inputs = FluxInputs::for_request(&self.manifest.model, r)?;
+        inputs.validate(&self.manifest.inputs)?;
+        Ok(self.bind_tensors(
+            r.batch,
+            r.image_seq_len,
+            [
+                (ENCODER_HIDDEN_STATES, Some(inputs.encoder_hidden_states)),
+                (POOLED_PROJECTIONS, Some(inputs.pooled_projections)),
+                (GUIDANCE, inputs.guidance),
+                (ROPE_COS, Some(inputs.rope_cos)),
+                (ROPE_SIN, Some(inputs.rope_sin)),
+            ],
+        )?)
     }
+
+    fn step(&self, lease: &OrtLease, bound: &mut OrtBound, latents: &[f32], timestep: f32, out: &mut [f32]) -> crate::Result<()> {
+        if bound.batch == 1 {
+            return Ok(self.step_inner(lease, bound, latents, &[timestep], out)?);
+        }
+        let ts = vec![timestep; bound.batch];
+        Ok(self.step_inner(lease, bound, latents, &ts, out)?)
+    }
+}
+
+fn labels(adapters: &[(&Adapter, f32)]) -> Vec<AdapterLabel> {
+    adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect()
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::engine::EngineError;
+use crate::engine::{EngineError, TensorrtFailure};
 use crate::lora::PlanError;
 use crate::manifest::ManifestError;
 use crate::runtime::RuntimeError;
@@ -40,9 +40,15 @@ pub enum TrtError {
     Bindings { path: PathBuf, message: String },
     #[error("CUDA {what}: {message}")]
     Cuda { what: String, message: String },
-    /// A TensorRT call failed; `step` names the call and its subject.
-    #[error("TensorRT {step} failed: {error}; TensorRT said: {log}")]
-    Tensorrt { step: String, error: String, log: String },
+    /// A TensorRT call failed; `step` names the call and its subject, `failure` is the error
+    /// TensorRT returned (code and message), `log` what it logged during the call.
+    #[error("TensorRT {step} failed: {failure}; TensorRT said: {log}")]
+    Tensorrt {
+        step: String,
+        #[source]
+        failure: TensorrtFailure,
+        log: String,
+    },
     /// An adapter does not fit the engine's slots (nothing changed).
     #[error(transparent)]
     Plan(#[from] PlanError),

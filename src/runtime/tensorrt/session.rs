@@ -1,6 +1,6 @@
-//! [`TrtSession`]: a TensorRT plan with hot-swappable LoRA slots (feature `tensorrt`).
+//! [`PlanRunner`]: a TensorRT plan with refittable LoRA slots (feature `tensorrt`), the core of
+//! [`super::TrtSession`].
 
-use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 
@@ -12,9 +12,10 @@ use super::cuda::{DeviceBuffer, Gpu};
 use super::error::Incompatibility;
 use super::{SessionOptions, TrtError};
 use crate::engine::trt::{self, LogScope};
-use crate::lora::Adapter;
+use crate::lora::SlotWeights;
 use crate::manifest::{LoraSlots, Manifest, MANIFEST_FILE};
-use crate::runtime::{AdapterLabel, FluxInputs, HostTensor};
+use crate::runtime::inputs::{HIDDEN_STATES, TIMESTEP};
+use crate::runtime::FluxInputs;
 use crate::tensor::DType;
 
 /// One device buffer per slot A and B.
@@ -36,55 +37,68 @@ impl SlotBuffers {
     }
 }
 
-fn tensorrt_err(scope: &LogScope, step: impl Into<String>, e: impl std::fmt::Display) -> TrtError {
-    TrtError::Tensorrt { step: step.into(), error: e.to_string(), log: scope.text() }
+fn tensorrt_err(scope: &LogScope, step: impl Into<String>, e: impl Into<crate::engine::TensorrtFailure>) -> TrtError {
+    TrtError::Tensorrt { step: step.into(), failure: e.into(), log: scope.text() }
 }
 
-/// A deserialized plan, its execution context and stream, and two sets of device slot buffers.
+/// A deserialized plan, its execution context and stream, and two sets of device slot buffers:
+/// the `&mut self` core that [`super::TrtSession`] keeps behind its mutex.
 ///
-/// # Swap ordering
-/// [`TrtSession::swap`] validates the adapters completely (slot plan, ranks, shapes) before it
-/// touches the GPU, uploads the new A/B values for **every** slot (zeros where the adapters do
-/// not reach, so A → B → A returns exactly to A) into the standby buffer set, points the
-/// refitter at them (`setNamedWeights(.., kDEVICE)`), checks `getMissingWeights` is empty and
-/// enqueues `refitCudaEngineAsync` on the session's stream, then waits for it. Runs are enqueued
-/// on the same stream, so a run enqueued before the swap finishes with the previous weights and
-/// every run after `swap` returns uses the new ones; the session owns the engine's only
-/// execution context, so no work of this engine is pending on another stream (TensorRT leaves
-/// that case undefined). `run` and `swap` take `&mut self`: one at a time per session. If the
-/// refit itself fails, the previous slot set (kept on the device) is refit back and the error
-/// says whether that succeeded; failures before the refit leave the engine untouched.
-///
-/// Compiled in CI; it cannot run on the development machines (no GPU there, and the H200 is
-/// sm_90, which TensorRT-RTX plans do not support). It needs an sm_75…sm_121 GPU other than
-/// sm_90 for TensorRT-RTX, or TensorRT Enterprise with `tensorrt-enterprise`.
-pub struct TrtSession {
+/// # Refit ordering
+/// [`PlanRunner::refit_weights`] gets slot weights already validated and laid out (by
+/// [`crate::runtime::Slotted::stage`]), uploads the new A/B values for **every** slot (zeros
+/// where the adapters do not reach, so A → B → A returns exactly to A) into the standby buffer
+/// set, points the refitter at them (`setNamedWeights(.., kDEVICE)`), checks `getMissingWeights`
+/// is empty and enqueues `refitCudaEngineAsync` on the session's stream, then waits for it. Runs
+/// are enqueued on the same stream, so a run enqueued before the refit finishes with the previous
+/// weights and every run after it uses the new ones; the runner owns the engine's only execution
+/// context, so no work of this engine is pending on another stream (TensorRT leaves that case
+/// undefined). If the refit itself fails, the previous slot set (kept on the device) is refit
+/// back and the error says whether that succeeded; failures before the refit leave the engine
+/// untouched.
+pub(crate) struct PlanRunner {
     // Field order is drop order: TensorRT objects before the buffers and the CUDA context.
     context: ExecutionContext<'static>,
     engine: CudaEngine<'static>,
     _runtime: Runtime<'static>,
-    inputs: BTreeMap<String, DeviceBuffer>,
     output: Option<DeviceBuffer>,
     active: SlotBuffers,
     standby: SlotBuffers,
-    adapters: Vec<AdapterLabel>,
-    version: u64,
-    manifest: Manifest,
-    plan_path: PathBuf,
-    gpu_name: String,
-    gpu: Gpu,
+    /// The slot-set version refit into the engine (`None`: unknown after a failed refit).
+    pub(crate) refit_version: Option<u64>,
+    pub(crate) manifest: Manifest,
+    pub(crate) plan_path: PathBuf,
+    pub(crate) gpu_name: String,
+    pub(crate) gpu: Gpu,
 }
 
 // SAFETY: TensorRT engines and execution contexts may be used from any thread as long as calls
-// on one context do not overlap; every method that touches them takes `&mut self` and binds
-// the CUDA context to the calling thread first. The trtx `ExecutionContext` holds no shared
-// `Rc` here (created without a runtime config).
-unsafe impl Send for TrtSession {}
+// on one context do not overlap; every method that touches them takes `&mut self` (the public
+// session keeps the runner behind a mutex) and binds the CUDA context to the calling thread
+// first. The trtx `ExecutionContext` holds no shared `Rc` here (created without a runtime config).
+unsafe impl Send for PlanRunner {}
 
-impl std::fmt::Debug for TrtSession {
+impl std::fmt::Debug for PlanRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrtSession").field("plan", &self.plan_path).field("gpu", &self.gpu_name).field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("PlanRunner")
+            .field("plan", &self.plan_path)
+            .field("gpu", &self.gpu_name)
+            .field("refit_version", &self.refit_version)
+            .finish_non_exhaustive()
     }
+}
+
+/// One request's constants on the device ([`crate::runtime::Transformer::bind`] on
+/// [`super::TrtSession`]): uploaded once, with buffers for the per-step latents and timestep.
+#[derive(Debug)]
+pub struct TrtBound {
+    pub(crate) session_id: u64,
+    pub(crate) batch: usize,
+    pub(crate) image_seq_len: usize,
+    /// Graph name, shape, device copy (encoder states, pooled, guidance, RoPE tables).
+    constants: Vec<(&'static str, Vec<i64>, DeviceBuffer)>,
+    hidden: DeviceBuffer,
+    timestep: DeviceBuffer,
 }
 
 fn trt_dtype(d: DType) -> DataType {
@@ -95,7 +109,7 @@ fn trt_dtype(d: DType) -> DataType {
     }
 }
 
-impl TrtSession {
+impl PlanRunner {
     /// Opens `dir`'s plan (from `manifest.engine`): BLAKE3 against the manifest, TensorRT's own
     /// validity check for this library and GPU, deserialization, I/O check against the
     /// manifest, then every slot refit to zeros (the base model; stripped plans need it).
@@ -158,61 +172,51 @@ impl TrtSession {
         })?;
         let scope = LogScope::begin();
         let context = engine.create_execution_context().map_err(|e| tensorrt_err(&scope, "execution context creation", e))?;
-        let s = TrtSession {
-            context,
-            engine,
-            _runtime: runtime,
-            inputs: BTreeMap::new(),
-            output: None,
-            active,
-            standby,
-            adapters: Vec::new(),
-            version: 0,
-            manifest,
-            plan_path,
-            gpu_name,
-            gpu,
-        };
+        let s = PlanRunner { context, engine, _runtime: runtime, output: None, active, standby, refit_version: Some(0), manifest, plan_path, gpu_name, gpu };
         tracing::info!(plan = %s.plan_path.display(), gpu = %s.gpu_name, slots = s.manifest.lora.slots.len(), "TensorRT session open");
         Ok(s)
     }
 
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
-    /// Slot-set version: 0 at open (all zeros), +1 per successful swap.
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-    /// Adapters currently in the slots (empty: base model).
-    pub fn adapters(&self) -> &[AdapterLabel] {
-        &self.adapters
-    }
-    /// The GPU, e.g. `NVIDIA GeForce RTX 4090 (sm89)`.
-    pub fn gpu(&self) -> &str {
-        &self.gpu_name
+    /// Uploads the request's constants (already checked against the manifest) once, and
+    /// allocates its latents and timestep buffers.
+    pub(crate) fn bind(&self, session_id: u64, inputs: &FluxInputs) -> Result<TrtBound, TrtError> {
+        self.gpu.bind()?;
+        let mut constants = Vec::new();
+        for (name, t) in inputs.named() {
+            if name == HIDDEN_STATES || name == TIMESTEP {
+                continue;
+            }
+            let bytes: &[u8] = bytemuck::cast_slice(t.data());
+            let mut buf = self.gpu.zeros(bytes.len(), name)?;
+            self.gpu.upload(bytes, &mut buf, name)?;
+            constants.push((name, t.shape().iter().map(|d| *d as i64).collect(), buf));
+        }
+        let hs = inputs.hidden_states.shape();
+        Ok(TrtBound {
+            session_id,
+            batch: hs[0],
+            image_seq_len: hs[1],
+            constants,
+            hidden: self.gpu.zeros(inputs.hidden_states.data().len() * 4, HIDDEN_STATES)?,
+            timestep: self.gpu.zeros(hs[0] * 4, TIMESTEP)?,
+        })
     }
 
-    /// Runs the transformer once; returns `sample`.
-    pub fn run(&mut self, inputs: &FluxInputs) -> Result<HostTensor, TrtError> {
-        inputs.validate(&self.manifest.inputs)?;
+    /// One run of `bound`'s request on `latents` and `timestep` (`[B]`) with the slots refit now;
+    /// writes `sample` into `out`.
+    pub(crate) fn run_bound(&mut self, bound: &mut TrtBound, latents: &[f32], timestep: &[f32], out: &mut [f32]) -> Result<(), TrtError> {
         self.gpu.bind()?;
-        for (name, t) in inputs.named() {
-            let bytes: &[u8] = bytemuck::cast_slice(t.data());
-            let buf = match self.inputs.remove(name) {
-                Some(b) if b.len() >= bytes.len() => b,
-                _ => self.gpu.zeros(bytes.len(), name)?,
-            };
-            let buf = self.inputs.entry(name.to_string()).or_insert(buf);
-            self.gpu.upload(bytes, buf, name)?;
-            let dims: Vec<i64> = t.shape().iter().map(|d| *d as i64).collect();
+        let hidden_dims = [bound.batch as i64, bound.image_seq_len as i64, self.manifest.model.in_channels as i64];
+        self.gpu.upload(bytemuck::cast_slice(latents), &mut bound.hidden, HIDDEN_STATES)?;
+        self.gpu.upload(bytemuck::cast_slice(timestep), &mut bound.timestep, TIMESTEP)?;
+        let per_step = [(HIDDEN_STATES, &hidden_dims[..], &bound.hidden), (TIMESTEP, &[bound.batch as i64][..], &bound.timestep)];
+        let constants = bound.constants.iter().map(|(n, d, b)| (*n, &d[..], b));
+        for (name, dims, buf) in per_step.into_iter().chain(constants) {
             let scope = LogScope::begin();
-            self.context
-                .set_input_shape(name, &Dims64::from_slice(&dims))
-                .map_err(|e| tensorrt_err(&scope, format!("setInputShape(`{name}`, {dims:?})"), e))?;
+            self.context.set_input_shape(name, &Dims64::from_slice(dims)).map_err(|e| tensorrt_err(&scope, format!("setInputShape(`{name}`, {dims:?})"), e))?;
             let addr = self.gpu.address(buf);
-            // SAFETY: `buf` holds at least this input's bytes and lives in `self.inputs` until
-            // the next run replaces it, after this run's stream work completed (download syncs).
+            // SAFETY: `buf` holds this input's bytes and lives in `bound` (borrowed for this whole
+            // call) past the run's stream work (the download below synchronizes).
             unsafe { self.context.set_tensor_address(name, addr as *mut c_void) }
                 .map_err(|e| tensorrt_err(&scope, format!("setTensorAddress(`{name}`)"), e))?;
         }
@@ -220,29 +224,32 @@ impl TrtSession {
         let scope = LogScope::begin();
         let d = self.context.tensor_shape(&out_name).map_err(|e| tensorrt_err(&scope, format!("getTensorShape(`{out_name}`)"), e))?;
         let shape: Vec<usize> = d.d[..d.nbDims.max(0) as usize].iter().map(|v| (*v).max(0) as usize).collect();
-        let bytes = shape.iter().product::<usize>() * 4;
-        let out = match self.output.take() {
+        let want = [bound.batch, bound.image_seq_len, self.manifest.model.out_channels];
+        if shape != want || out.len() != want.iter().product::<usize>() {
+            return Err(TrtError::Bindings {
+                path: self.plan_path.clone(),
+                message: format!("output `{out_name}` has shape {shape:?}, expected {want:?} ({} values given for it)", out.len()),
+            });
+        }
+        let bytes = out.len() * 4;
+        let buf = match self.output.take() {
             Some(b) if b.len() >= bytes => b,
             _ => self.gpu.zeros(bytes, &out_name)?,
         };
-        let out = self.output.insert(out);
-        let addr = self.gpu.address(out);
-        // SAFETY: `out` holds the output's bytes and stays in `self.output` past the download.
+        let buf = self.output.insert(buf);
+        let addr = self.gpu.address(buf);
+        // SAFETY: `buf` holds the output's bytes and stays in `self.output` past the download.
         unsafe { self.context.set_tensor_address(&out_name, addr as *mut c_void) }
             .map_err(|e| tensorrt_err(&scope, format!("setTensorAddress(`{out_name}`)"), e))?;
         let scope = LogScope::begin();
         // SAFETY: every I/O tensor is bound to live device memory of the right size.
         unsafe { self.context.enqueue_v3(self.gpu.raw_stream()) }.map_err(|e| tensorrt_err(&scope, "enqueueV3", e))?;
-        let mut host = vec![0f32; bytes / 4];
-        self.gpu.download(out, bytemuck::cast_slice_mut(&mut host), &out_name)?;
-        HostTensor::new(shape.clone(), host)
-            .ok_or_else(|| TrtError::Bindings { path: self.plan_path.clone(), message: format!("output `{out_name}` shape {shape:?}") })
+        self.gpu.download(buf, bytemuck::cast_slice_mut(out), &out_name)
     }
 
-    /// Lays `adapters` (with strengths) into the slots and refits; returns the new version.
-    /// Bad adapters are rejected before anything changes; see the type docs for ordering.
-    pub fn swap(&mut self, adapters: &[(&Adapter, f32)]) -> Result<u64, TrtError> {
-        let weights = self.manifest.lora.plan().lay_out(adapters)?;
+    /// Uploads laid-out slot weights (every slot) into the standby set and refits; `version` is
+    /// the slot set's version, recorded on success.
+    pub(crate) fn refit_weights(&mut self, weights: &SlotWeights, version: u64) -> Result<(), TrtError> {
         self.gpu.bind()?;
         let dtype = self.manifest.lora.dtype;
         let mut bytes = Vec::new();
@@ -253,10 +260,20 @@ impl TrtSession {
                 self.gpu.upload(&bytes, buf, name)?;
             }
         }
-        self.refit_standby()?;
-        self.adapters = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
-        self.version += 1;
-        Ok(self.version)
+        match self.refit_standby() {
+            Ok(()) => {
+                self.refit_version = Some(version);
+                Ok(())
+            }
+            Err(e) => {
+                // A refit that failed and could not be undone leaves the engine's slots unknown:
+                // the next run refits its lease's set from scratch.
+                if matches!(e, TrtError::Refit { restored: false, .. }) {
+                    self.refit_version = None;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Refits the engine from the standby set and makes it active; on a failed refit, refits

@@ -1,24 +1,18 @@
 //! `selftest --backend tensorrt`: on a GPU that can run TensorRT plans, export the tiny model
 //! with slots for two adapters, build its plan for this GPU, run it, swap base → A → B → A →
 //! base, and check: A → B → A and back to base are bit-exact; each adapter changes the output;
-//! and, given a [`ReferenceBackend`] (ONNX Runtime on the same ONNX file), TensorRT matches it.
+//! and, given a reference backend (any runtime [`Transformer`], e.g. ONNX Runtime, opened on the
+//! same engine folder), TensorRT matches it. Both run through the runtime interface: one request
+//! bound once, a lease per call.
 //!
-//! Needs features `tensorrt` and `export`; otherwise [`selftest`] returns `NotCompiled`.
+//! Sits above the runtime (it exports and builds); needs features `tensorrt` and `export`,
+//! otherwise [`selftest`] returns `NotCompiled`.
 
 use std::path::{Path, PathBuf};
 
-use super::{SessionOptions, TrtError};
 use crate::engine::Target;
-use crate::lora::Adapter;
-use crate::runtime::{FluxInputs, HostTensor};
-
-/// Another backend running the same exported ONNX model, for the comparison (the CLI passes
-/// ONNX Runtime's `FluxSession`).
-pub trait ReferenceBackend {
-    fn name(&self) -> String;
-    /// Runs `dir`'s `model.onnx` with `adapters` laid into its slots.
-    fn run(&mut self, dir: &Path, adapters: &[(&Adapter, f32)], inputs: &FluxInputs) -> Result<HostTensor, String>;
-}
+use crate::runtime::tensorrt::{SessionOptions, TrtError};
+use crate::runtime::{RequestInputs, Transformer};
 
 #[derive(Clone, Debug)]
 pub struct SelftestOptions {
@@ -62,50 +56,82 @@ impl std::fmt::Display for SelftestReport {
     }
 }
 
-/// Deterministic inputs for `config` at batch 1, a 4×4 packed image grid and 8 text tokens.
-pub fn tiny_inputs(config: &crate::FluxConfig) -> FluxInputs {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut rand = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    };
-    let (img, txt) = (16, 8);
-    let t = |shape: Vec<usize>, data: Vec<f32>| HostTensor::new(shape, data).unwrap_or_else(|| unreachable!("sizes computed from the shapes"));
-    let img_ids = crate::flux::img_ids(4, 4);
-    let (cos, sin) = crate::flux::rope_tables(config, &vec![[0.0; 3]; txt], &img_ids);
-    let half = cos.len() / (img + txt);
-    FluxInputs {
-        hidden_states: t(vec![1, img, config.in_channels], rand(img * config.in_channels)),
-        encoder_hidden_states: t(vec![1, txt, config.context_dim], rand(txt * config.context_dim)),
-        pooled_projections: t(vec![1, config.pooled_dim], rand(config.pooled_dim)),
-        timestep: t(vec![1], vec![0.5]),
-        guidance: config.variant.has_guidance().then(|| t(vec![1], vec![3.5])),
-        rope_cos: t(vec![img + txt, half], cos),
-        rope_sin: t(vec![img + txt, half], sin),
+/// Deterministic request for `config` at batch 1, a 4×4 packed image grid and 8 text tokens.
+#[derive(Clone, Debug)]
+pub struct TinyRequest {
+    pub encoder_hidden_states: Vec<f32>,
+    pub pooled_projections: Vec<f32>,
+    pub guidance: Option<f32>,
+    pub txt_ids: Vec<[f32; 3]>,
+    pub img_ids: Vec<[f32; 3]>,
+    /// `hidden_states` `[1, 16, in_channels]`.
+    pub latents: Vec<f32>,
+    pub timestep: f32,
+}
+
+impl TinyRequest {
+    pub fn new(config: &crate::FluxConfig) -> Self {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        };
+        let (img, txt) = (16, 8);
+        let latents = rand(img * config.in_channels);
+        TinyRequest {
+            encoder_hidden_states: rand(txt * config.context_dim),
+            pooled_projections: rand(config.pooled_dim),
+            guidance: config.variant.has_guidance().then_some(3.5),
+            txt_ids: vec![[0.0; 3]; txt],
+            img_ids: crate::flux::img_ids(4, 4),
+            latents,
+            timestep: 0.5,
+        }
+    }
+
+    pub fn request(&self) -> RequestInputs<'_> {
+        RequestInputs {
+            batch: 1,
+            image_seq_len: self.img_ids.len(),
+            text_len: self.txt_ids.len(),
+            encoder_hidden_states: &self.encoder_hidden_states,
+            pooled_projections: &self.pooled_projections,
+            guidance: self.guidance,
+            txt_ids: &self.txt_ids,
+            img_ids: &self.img_ids,
+        }
     }
 }
 
+/// A reference backend for [`selftest`]: its name and how to open it on the engine folder.
+pub struct Reference<'a, R> {
+    pub name: String,
+    pub open: &'a dyn Fn(&Path) -> crate::Result<R>,
+}
+
 #[cfg(not(all(feature = "tensorrt", feature = "export")))]
-pub fn selftest(_opts: &SelftestOptions, _reference: Option<&mut dyn ReferenceBackend>) -> Result<SelftestReport, TrtError> {
-    Err(TrtError::NotCompiled)
+pub fn selftest<R: Transformer>(_opts: &SelftestOptions, _reference: Option<Reference<'_, R>>) -> crate::Result<SelftestReport> {
+    Err(TrtError::NotCompiled.into())
 }
 
 /// Runs the self-test (see the module docs). `Err` when a step cannot run at all (no GPU,
 /// build failure, ...); `Ok` with `passed == false` when a check fails.
 #[cfg(all(feature = "tensorrt", feature = "export"))]
-pub fn selftest(opts: &SelftestOptions, reference: Option<&mut dyn ReferenceBackend>) -> Result<SelftestReport, TrtError> {
-    use super::cuda::Gpu;
-    use super::TrtSession;
+pub fn selftest<R: Transformer>(opts: &SelftestOptions, reference: Option<Reference<'_, R>>) -> crate::Result<SelftestReport> {
     use crate::engine::{self, BuildOptions, ProfileRecipe};
     use crate::lora::plan::PlanOptions;
+    use crate::lora::Adapter;
     use crate::manifest::Precision;
     use crate::onnx::{export, ExportOptions};
+    use crate::runtime::tensorrt::cuda::Gpu;
+    use crate::runtime::tensorrt::TrtSession;
+    use crate::runtime::{HostTensor, Slotted};
     use crate::{Checkpoint, SlotPlan};
 
     let gpu = Gpu::open(opts.session.device)?;
@@ -127,15 +153,23 @@ pub fn selftest(opts: &SelftestOptions, reference: Option<&mut dyn ReferenceBack
     let ckpt = Checkpoint::open(&opts.model).map_err(|e| step("model", &e))?;
     let load = |p: &Path| crate::lora::load(p).map_err(|e| step("adapter", &e));
     let (a, b) = (load(&opts.adapter_a)?, load(&opts.adapter_b)?);
-    let plan = SlotPlan::new(ckpt.config(), &[&a, &b], &PlanOptions::default())?;
+    let plan = SlotPlan::new(ckpt.config(), &[&a, &b], &PlanOptions::default()).map_err(|e| step("slot plan", &e))?;
     let export_opts = ExportOptions { hash_sources: false, ..ExportOptions::new(Precision::Fp32) };
     export(&ckpt, &plan, &export_opts, &opts.work_dir, &mut |_, _| {}).map_err(|e| step("export", &e))?;
     let build_opts = BuildOptions { library: opts.session.library.clone(), ..BuildOptions::new(targets.clone(), ProfileRecipe::tiny()) };
     let built = engine::build(&opts.work_dir, &build_opts)?;
     report.lines.push(format!("      built {} for {targets:?}: {} bytes in {:.1} s", built.plan_path.display(), built.plan_bytes, built.build_seconds));
 
-    let mut session = TrtSession::open(&opts.work_dir, &opts.session)?;
-    let inputs = tiny_inputs(ckpt.config());
+    let session = TrtSession::open(&opts.work_dir, &opts.session)?;
+    let tiny = TinyRequest::new(ckpt.config());
+    let shape = vec![1, tiny.img_ids.len(), ckpt.config().out_channels];
+    // One call through the runtime interface with the backend's current slot set.
+    fn call<T: Transformer>(t: &T, bound: &mut T::Bound, tiny: &TinyRequest, shape: &[usize]) -> crate::Result<HostTensor> {
+        let mut out = vec![0f32; shape.iter().product()];
+        t.step(&t.lease(), bound, &tiny.latents, tiny.timestep, &mut out)?;
+        HostTensor::new(shape.to_vec(), out).ok_or_else(|| TrtError::Selftest { step: "output".into(), message: "shape".into() }.into())
+    }
+    let mut bound = session.bind(&tiny.request())?;
     let sets: [(&str, Vec<(&Adapter, f32)>); 5] =
         [("base", vec![]), ("A", vec![(&a, 1.0)]), ("B", vec![(&b, 1.0)]), ("A again", vec![(&a, 1.0)]), ("base again", vec![])];
     let mut outs = Vec::new();
@@ -143,7 +177,7 @@ pub fn selftest(opts: &SelftestOptions, reference: Option<&mut dyn ReferenceBack
         if *label != "base" {
             session.swap(set)?;
         }
-        let out = session.run(&inputs)?;
+        let out = call(&session, &mut bound, &tiny, &shape)?;
         report.lines.push(format!("      {label}: version {}, max|sample| = {:.4e}", session.version(), out.max_abs()));
         outs.push(out);
     }
@@ -156,14 +190,20 @@ pub fn selftest(opts: &SelftestOptions, reference: Option<&mut dyn ReferenceBack
 
     match reference {
         Some(r) => {
+            let name = &r.name;
+            let run_reference = |set: &[(&Adapter, f32)]| -> crate::Result<HostTensor> {
+                let backend = (r.open)(&opts.work_dir)?;
+                backend.swap(set)?;
+                let mut bound = backend.bind(&tiny.request())?;
+                call(&backend, &mut bound, &tiny, &shape)
+            };
             for (i, (label, set)) in sets.iter().enumerate().take(3) {
-                match r.run(&opts.work_dir, set, &inputs) {
+                match run_reference(set) {
                     Ok(want) => {
                         let rel = diff(&outs[i], &want) / want.max_abs().max(f32::MIN_POSITIVE);
-                        report
-                            .check(rel <= opts.tolerance, format!("{label}: TensorRT vs {}: max|Δ|/max|ref| = {rel:.3e} (≤ {:.1e})", r.name(), opts.tolerance));
+                        report.check(rel <= opts.tolerance, format!("{label}: TensorRT vs {name}: max|Δ|/max|ref| = {rel:.3e} (≤ {:.1e})", opts.tolerance));
                     }
-                    Err(e) => report.check(false, format!("{label}: {} failed: {e}", r.name())),
+                    Err(e) => report.check(false, format!("{label}: {name} failed: {e}")),
                 }
             }
         }
