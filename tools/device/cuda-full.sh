@@ -18,6 +18,6 @@ echo "cuda bench rc=$? after $(( $(date +%s) - t0 )) s"
 nvidia-smi --query-gpu=memory.used --format=csv,noheader
 left=$(( ${TOTAL_LIMIT:-535} - ($(date +%s) - t0) ))
 echo "== seed recipe (bf16, SDPA=cudnn), limit ${left} s $(date -u +%FT%TZ)"
-( bash .device/part1/assemble.sh && source /opt/dev/env.sh && SDPA=cudnn timeout "$left" python3 "$BIN/seed_recipe.py" bf16 ) > "$OUT/seed-bf16.log" 2>&1
+( bash .device/part1/assemble.sh && source /opt/dev/env.sh && SDPA=cudnn timeout "$left" python3 "${SEED_RECIPE:-$ROOT/tools/bench/seed_recipe.py}" bf16 ) > "$OUT/seed-bf16.log" 2>&1
 echo "seed rc=$? after $(( $(date +%s) - t0 )) s"
 grep -E "RESULT|Error|error" "$OUT/seed-bf16.log" | tail -5
