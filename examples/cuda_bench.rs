@@ -43,6 +43,68 @@ fn noise(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+fn rel_l2(x: &[f32], y: &[f32]) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (a, b) in x.iter().zip(y) {
+        num += ((*a - *b) as f64).powi(2);
+        den += (*b as f64).powi(2);
+    }
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+fn lora_probe(s: &CudaSession, adapters: &[flux_trt::lora::Adapter], args: &Args, cfg: &flux_trt::flux::FluxConfig) -> anyhow::Result<serde_json::Value> {
+    let dims: Vec<usize> = args.shapes[0].split('x').map(|v| v.parse()).collect::<Result<_, _>>()?;
+    let (w, h) = (dims[0], dims[1]);
+    let (gh, gw) = (h / 16, w / 16);
+    let s_img = gh * gw;
+    let enc = noise(args.txt_len * cfg.context_dim, 1);
+    let pooled = noise(cfg.pooled_dim, 2);
+    let txt_ids = vec![[0f32; 3]; args.txt_len];
+    let img_ids = flux_trt::flux::img_ids(gh, gw);
+    let req = RequestInputs {
+        batch: 1,
+        image_seq_len: s_img,
+        text_len: args.txt_len,
+        encoder_hidden_states: &enc,
+        pooled_projections: &pooled,
+        guidance: cfg.variant.has_guidance().then_some(3.5),
+        txt_ids: &txt_ids,
+        img_ids: &img_ids,
+    };
+    let mut bound = s.bind(&req)?;
+    let lat = noise(s_img * cfg.in_channels, 3);
+    let sets = [
+        ("base", s.stage(&[])?),
+        ("a", s.stage(&[(&adapters[0], 1.0)])?),
+        ("b", s.stage(&[(&adapters[1], 1.0)])?),
+        ("a_x30", s.stage(&[(&adapters[0], 30.0)])?),
+    ];
+    let mut outs = std::collections::BTreeMap::new();
+    let mut first_step_s = None;
+    for (name, st) in &sets {
+        s.install(st)?;
+        let lease = s.lease();
+        for (mode, eager, skip) in [("graph", false, 0u32), ("eager", true, 0), ("eager_no_attention", true, 1)] {
+            let mut out = vec![0f32; s_img * cfg.out_channels];
+            let t = Instant::now();
+            s.time_step(&lease, &mut bound, &lat, 0.5, &mut out, eager, skip)?;
+            first_step_s.get_or_insert(t.elapsed().as_secs_f64());
+            outs.insert(format!("{name}/{mode}"), out);
+        }
+    }
+    let mut r = serde_json::Map::new();
+    r.insert("first_step_incl_arena_and_graph_capture_s".into(), json!(first_step_s));
+    for mode in ["graph", "eager", "eager_no_attention"] {
+        let base = &outs[&format!("base/{mode}")];
+        let rms = (base.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / base.len() as f64).sqrt();
+        r.insert(format!("{mode}/base_rms"), json!(rms));
+        for (x, y) in [("a", "base"), ("b", "base"), ("a", "b"), ("a_x30", "base")] {
+            r.insert(format!("{mode}/{x}_vs_{y}_rel_l2"), json!(rel_l2(&outs[&format!("{x}/{mode}")], &outs[&format!("{y}/{mode}")])));
+        }
+    }
+    Ok(serde_json::Value::Object(r))
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -58,6 +120,13 @@ fn main() -> anyhow::Result<()> {
     println!("session open {open_s:.2} s ({:?}) on {}", s.open_report, s.gpu().name());
     let adapters: Vec<_> = args.adapters.iter().map(|p| flux_trt::lora::load(p)).collect::<Result<_, _>>()?;
     let staged: Vec<_> = adapters.iter().map(|a| s.stage(&[(a, 1.0)])).collect::<Result<_, _>>()?;
+    if let Some(st) = staged.first() {
+        s.install(st)?;
+    }
+    // LoRA effect probe (first shape): base (empty set) vs a vs b vs 30·a, graph replays and eager
+    // runs without attention; says whether the slots change the output at all and by how much.
+    let probe = if adapters.len() >= 2 { lora_probe(&s, &adapters, &args, &cfg)? } else { json!(null) };
+    println!("lora probe: {probe}");
     if let Some(st) = staged.first() {
         s.install(st)?;
     }
@@ -137,8 +206,18 @@ fn main() -> anyhow::Result<()> {
         });
         println!("{w}x{h} batch {b}: {}", serde_json::to_string(&r)?);
         results.push(r);
+        if let Some(p) = &args.json {
+            // partial report after every shape (a run cut short by a time limit keeps what it measured)
+            let partial = json!({"partial": true, "session_open_s": open_s, "lora_probe": probe, "results": results});
+            std::fs::write(p, serde_json::to_vec_pretty(&partial)?)?;
+        }
     }
-    // swaps: pre-staged (install + the next step's slot copy) and from file
+    // swaps: pre-staged (install + the next step's slot copy) and from file. If the probe saw no
+    // difference between a and b at strength 1 (deltas below bf16 resolution), the A→B→A check
+    // uses strength 30 so that it can fail; the strength is in the report.
+    let ab_equal = probe.get("graph/a_vs_b_rel_l2").and_then(|v| v.as_f64()) == Some(0.0);
+    let strength = if ab_equal { 30.0f32 } else { 1.0 };
+    let staged: Vec<_> = if ab_equal { adapters.iter().map(|a| s.stage(&[(a, strength)])).collect::<Result<_, _>>()? } else { staged };
     let mut swaps = json!(null);
     if staged.len() >= 2 && !results.is_empty() {
         let dims: Vec<usize> = args.shapes[0].split('x').map(|v| v.parse().unwrap_or(1024)).collect();
@@ -191,13 +270,13 @@ fn main() -> anyhow::Result<()> {
         let (d_replay, d_eager, d_graph_vs_eager) = (maxdiff(&r[0], &r[1]), maxdiff(&r[2], &r[3]), maxdiff(&r[0], &r[2]));
         let t = Instant::now();
         let ad = flux_trt::lora::load(&args.adapters[1])?;
-        let rep = s.swap(&[(&ad, 1.0)])?;
+        let rep = s.swap(&[(&ad, strength)])?;
         let from_file_ms = t.elapsed().as_secs_f64() * 1e3;
         swaps = json!({
             "install_us_median": median(&mut install_us.clone()),
             "step_after_swap_ms_median": median(&mut step_after.clone()),
             "a_b_a_bit_exact": aba, "nonfinite_a_b_a": nonfinite, "sums_a_b_a": sums, "a_vs_a_again_max_abs": d_aa, "a_vs_b_max_abs": d_ab, "replay_vs_replay_max_abs": d_replay, "eager_vs_eager_max_abs": d_eager, "graph_vs_eager_max_abs": d_graph_vs_eager,
-            "from_file_ms": from_file_ms, "from_file_version": rep.version,
+            "from_file_ms": from_file_ms, "from_file_version": rep.version, "strength": strength,
         });
         println!("swaps: {swaps}");
     }
@@ -206,7 +285,7 @@ fn main() -> anyhow::Result<()> {
         "session_open_s": open_s, "weights_upload_s": s.open_report.upload.as_secs_f64(), "kernels_compile_s": s.open_report.kernels.as_secs_f64(),
         "first_step_incl_arena_s": first_step_s, "weight_bytes": s.open_report.weight_bytes,
         "slots": s.manifest().lora.slots.len(), "max_rank": s.manifest().lora.max_rank,
-        "results": results, "swaps": swaps,
+        "results": results, "swaps": swaps, "lora_probe": probe,
         "graphs": std::env::var("FLUX_TRT_CUDA_GRAPHS").unwrap_or_else(|_| "1".into()),
     });
     if let Some(p) = &args.json {

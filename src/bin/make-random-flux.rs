@@ -216,6 +216,18 @@ fn lora_specs(a: &Args, set: LoraSet) -> Vec<Spec> {
 struct XorShift(u64);
 
 impl XorShift {
+    /// The generator for `seed`: distinct seeds give distinct streams. (It used to start at
+    /// `seed | 1`, so seeds 2k and 2k+1 wrote identical files: the "a64" and "b64" adapters of
+    /// `tools/device/cuda.sh`, seeds 2 and 3, were the same adapter.) SplitMix64's finalizer is a
+    /// bijection, so only one seed maps to 0, which xorshift cannot use; it becomes 1.
+    fn new(seed: u64) -> Self {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        XorShift(z.max(1))
+    }
+
     #[inline]
     fn next(&mut self) -> u64 {
         let mut x = self.0;
@@ -250,7 +262,7 @@ fn write_safetensors(path: &Path, specs: &[Spec], dt: Dt, seed: u64) -> Result<u
     let mut w = BufWriter::with_capacity(8 << 20, file);
     w.write_all(&(hbytes.len() as u64).to_le_bytes())?;
     w.write_all(&hbytes)?;
-    let mut rng = XorShift(seed | 1);
+    let mut rng = XorShift::new(seed);
     // uniform(-a, a) has std a/√3; a = 0.02·√3
     let amp = 0.02f32 * 3f32.sqrt();
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 22);
@@ -339,4 +351,21 @@ fn main() -> Result<()> {
     };
     eprintln!("wrote {} ({bytes} bytes)", a.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::XorShift;
+
+    #[test]
+    fn neighbouring_seeds_give_different_streams() {
+        let first = |seed: u64| {
+            let mut r = XorShift::new(seed);
+            [r.next(), r.next(), r.next()]
+        };
+        for seed in [0u64, 1, 2, 3, 0x5eed, 0x5eee, u64::MAX - 1, u64::MAX] {
+            assert_ne!(first(seed), first(seed ^ 1), "seeds {seed} and {}", seed ^ 1);
+            assert_ne!(first(seed)[0], 0);
+        }
+    }
 }

@@ -9,6 +9,7 @@
 #         strip /work/main/.dev/cuda/*
 # There:  bash .dev/cuda/cuda.sh test        (carry .dev/cuda; GPU tests vs the diffusers goldens)
 #         bash .dev/cuda/cuda.sh bench       (full-size random FLUX.1-dev, bf16, rank-64 attention slots)
+#         bash .dev/cuda/cuda-full.sh        (that bench + the seed recipe anchor in one call; also carry .device/part1)
 #
 # CUDA 13 libraries: the image has them as pip `nvidia-*` packages (libcublasLt.so.13,
 # libnvrtc.so.13, libcudnn.so.9). cudarc's loader asks for the unversioned names and the CUDA 12
@@ -52,6 +53,10 @@ bench)
   [ -f "$W/b64.safetensors" ] || "$BIN/make-random-flux" --out "$W/b64.safetensors" --lora attn --rank 64 --seed 3 $MRF_ARGS ${LORA_ARGS:-} >> "$OUT/make.log" 2>&1 || { tail -5 "$OUT/make.log"; exit 1; }
   [ -f "$W/engine-bf16/manifest.json" ] || "$BIN/build-engine" --model "$W/model" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" \
       --precision bf16 --out "$W/engine-bf16" --no-hash > "$OUT/export.log" 2>&1 || { tail -20 "$OUT/export.log"; exit 1; }
+  # the checkpoint is not needed once exported (the full-size pair is 2 × 24 GB on a 64 GB disk)
+  [ -n "${RM_MODEL:-}" ] && rm -rf "$W/model"
+  echo "model + adapters + export done at $(date -u +%FT%TZ)"; tail -2 "$OUT/make.log"; tail -1 "$OUT/export.log"
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader
   "$BIN/cuda_bench" --engine "$W/engine-bf16" --adapters "$W/a64.safetensors,$W/b64.safetensors" --json "$OUT/cuda-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/cuda-bench.log" | tail -40
   exit "${PIPESTATUS[0]}"
   ;;
