@@ -9,8 +9,8 @@
 //! [`runtime`] (ONNX Runtime / TensorRT sessions with hot-swap) → [`pipeline`].
 
 pub mod checkpoint;
-mod error;
 pub mod encoders;
+mod error;
 pub mod flux;
 pub mod lora;
 pub mod manifest;

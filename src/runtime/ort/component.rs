@@ -12,11 +12,12 @@ use ::ort::session::{Session, SessionInputValue};
 use ::ort::value::{DynValue, TensorRef};
 
 use super::options::SessionOptions;
-use super::session::{slot_value, SwapReport};
+use super::session::slot_value;
 use crate::lora::SlotWeights;
 use crate::manifest::{LoraSlots, ManifestError};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel};
 use crate::runtime::RuntimeError;
+use crate::runtime::SwapReport;
 
 /// What the runtime needs to know about a component folder (from its manifest).
 #[derive(Clone, Debug)]

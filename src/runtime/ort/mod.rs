@@ -14,10 +14,11 @@ mod options;
 pub mod placement;
 mod session;
 
+pub use crate::runtime::SwapReport;
 #[cfg(feature = "pipeline")]
 pub use component::{ComponentInput, ComponentSession, ComponentSlots, ComponentSpec};
 pub use device::StagedAdapter;
 pub use env::{library_path, loaded_library, ORT_DYLIB_PATH};
 pub use options::SessionOptions;
 pub use placement::{CpuFallback, PlacedNode, Placement};
-pub use session::{sessions_created, ExecutionProvider, FluxSession, FluxSessionBuilder, OrtLease, OrtSlots, SwapReport};
+pub use session::{sessions_created, ExecutionProvider, FluxSession, FluxSessionBuilder, OrtLease, OrtSlots};

@@ -18,12 +18,14 @@ pub mod selftest;
 #[cfg(feature = "tensorrt")]
 pub mod cuda;
 #[cfg(feature = "tensorrt")]
+mod refit;
+#[cfg(feature = "tensorrt")]
 mod session;
 #[cfg(not(feature = "tensorrt"))]
 mod stub;
 
 pub use error::{Incompatibility, TrtError};
-pub use selftest::{selftest, ReferenceBackend, SelftestOptions, SelftestReport};
+pub use selftest::{selftest, Check, ReferenceBackend, SelftestOptions, SelftestReport, Status, Tolerances, Verdict};
 #[cfg(feature = "tensorrt")]
 pub use session::TrtSession;
 #[cfg(not(feature = "tensorrt"))]

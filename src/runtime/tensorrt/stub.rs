@@ -29,6 +29,9 @@ impl TrtSession {
     pub fn gpu(&self) -> &str {
         ""
     }
+    pub fn is_poisoned(&self) -> bool {
+        false
+    }
     pub fn run(&mut self, _inputs: &FluxInputs) -> Result<HostTensor, TrtError> {
         Err(TrtError::NotCompiled)
     }

@@ -125,6 +125,40 @@ impl<'network> Layer<'network, nvinfer1::ILayer> {
         self.inner.as_layer().getType().into()
     }
 
+    /// Downcasts this layer to the concrete layer type `T` when [nvinfer1::ILayer::getType]
+    /// reports `T::TYPE`; otherwise hands the layer back unchanged as the error.
+    ///
+    /// Use it on layers obtained through [`NetworkDefinition::layer`] (e.g. made by the ONNX
+    /// parser) to reach type-specific methods, such as [`AttentionInputLayer::attention`]:
+    ///
+    /// ```no_run
+    /// # fn f(network: &mut trtx::NetworkDefinition) -> trtx::Result<()> {
+    /// use trtx::trtx_sys::nvinfer1::IAttentionInputLayer;
+    /// for i in 0..network.nb_layers() {
+    ///     if let Ok(mut input) = network.layer(i)?.downcast::<IAttentionInputLayer>() {
+    ///         input.attention(network)?.set_decomposable(network, true)?;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// For the abstract boundary bases (`IAttentionBoundaryLayer`, `ILoopBoundaryLayer`) `T::TYPE`
+    /// names one of their concrete types only, so downcast to the concrete type instead.
+    pub fn downcast<T: AsLayerTyped>(self) -> std::result::Result<Layer<'network, T>, Self> {
+        if self.layer_type_dynamic() != T::TYPE {
+            return Err(self);
+        }
+        let Layer { inner, network } = self;
+        // SAFETY: getType() says the object is a `T`. Every concrete layer class derives from
+        // `ILayer` by single, non-virtual inheritance (the layout [`AsLayer`] already relies on
+        // for the upcast), so the `ILayer*` is also the `T*`. The borrow keeps its lifetime.
+        let inner = unsafe {
+            let ptr = inner.get_unchecked_mut() as *mut nvinfer1::ILayer as *mut T;
+            Pin::new_unchecked(&mut *ptr)
+        };
+        Ok(Layer { inner, network })
+    }
+
     /// Create a generic ILayer (of unknown type)
     pub(crate) fn new_dyn(
         network: *const nvinfer1::INetworkDefinition,
@@ -3218,6 +3252,55 @@ impl<'network> Iterator for NetworkLayerIter<'_, 'network> {
 }
 
 impl ExactSizeIterator for NetworkLayerIter<'_, '_> {}
+
+// --- IAttentionInputLayer / IAttentionOutputLayer → IAttention ---
+
+/// `IAttentionBoundaryLayer::getAttention` for a boundary layer of this network.
+fn boundary_attention<'network>(
+    boundary: &nvinfer1::IAttentionBoundaryLayer,
+    network: *const nvinfer1::INetworkDefinition,
+) -> Result<Attention<'network>> {
+    let ptr = boundary.getAttention();
+    // SAFETY: TensorRT returns the attention the boundary layer belongs to, owned by the same
+    // network (which outlives 'network), or null.
+    let attention = unsafe { ptr.as_mut() }.ok_or_else(|| {
+        Error::Runtime("IAttentionBoundaryLayer::getAttention returned null".to_string())
+    })?;
+    Ok(Attention {
+        inner: unsafe { Pin::new_unchecked(attention) },
+        network,
+    })
+}
+
+impl<'network> AttentionInputLayer<'network> {
+    /// The [`Attention`] this input layer belongs to (see
+    /// [nvinfer1::IAttentionBoundaryLayer::getAttention]). Reach it from a parsed network with
+    /// [`Layer::downcast`].
+    pub fn attention(&mut self, network: &NetworkDefinition) -> Result<Attention<'network>> {
+        check_network!(network, self);
+        // SAFETY: `IAttentionInputLayer` derives from `IAttentionBoundaryLayer` by single,
+        // non-virtual inheritance: the same address.
+        let boundary = unsafe {
+            &*(&*self.inner as *const nvinfer1::IAttentionInputLayer
+                as *const nvinfer1::IAttentionBoundaryLayer)
+        };
+        boundary_attention(boundary, self.network)
+    }
+}
+
+impl<'network> AttentionOutputLayer<'network> {
+    /// The [`Attention`] this output layer belongs to (see
+    /// [nvinfer1::IAttentionBoundaryLayer::getAttention]).
+    pub fn attention(&mut self, network: &NetworkDefinition) -> Result<Attention<'network>> {
+        check_network!(network, self);
+        // SAFETY: as for the input layer.
+        let boundary = unsafe {
+            &*(&*self.inner as *const nvinfer1::IAttentionOutputLayer
+                as *const nvinfer1::IAttentionBoundaryLayer)
+        };
+        boundary_attention(boundary, self.network)
+    }
+}
 
 // --- IAttention ---
 
