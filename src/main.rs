@@ -36,7 +36,9 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::Generate(a) => cli::generate::run(a),
-        Command::Selftest(a) => cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest FAILED")) }),
+        Command::Selftest(a) => {
+            cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest did not pass (verdict above; JSON report written)")) })
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
