@@ -104,7 +104,8 @@ pub fn selftest<R: Transformer>(opts: &SelftestOptions, reference: Option<Refere
     let nan = nan_adapter(&a)?;
     let rank = |ad: &Adapter| ad.modules.values().map(|m| m.rank()).max().unwrap_or(0);
     // Room for A and B stacked on a module both target.
-    let plan = SlotPlan::new(ckpt.config(), &[&a, &b], &PlanOptions { max_rank: Some(rank(&a) + rank(&b)), targets: Vec::new() }).map_err(|e| step("slot plan", &e))?;
+    let plan = SlotPlan::new(ckpt.config(), &[&a, &b], &PlanOptions { max_rank: Some(rank(&a) + rank(&b)), targets: Vec::new() })
+        .map_err(|e| step("slot plan", &e))?;
     let sets = Sets { a: &a, b: &b, nan: &nan };
     let inputs: Vec<TinyRequest> = SHAPES.iter().map(|s| TinyRequest::at(ckpt.config(), *s)).collect();
 

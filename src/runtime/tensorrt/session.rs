@@ -363,8 +363,6 @@ pub(crate) fn check_finite(lora: &LoraSlots, weights: &SlotWeights) -> Result<()
     }
     Ok(())
 }
-    }
-}
 
 /// Room for every slot name plus extras, so names beyond the slots show up in the checks.
 fn missing_capacity(lora: &LoraSlots) -> i32 {
