@@ -167,7 +167,7 @@ mod tests {
             self.calls.push(format!("point {set}"));
             if self.fail_point.contains(set) {
                 self.pointed = None;
-                return Err(TrtError::Tensorrt { step: "setNamedWeights".into(), error: "rejected".into(), log: String::new() });
+                return Err(TrtError::Tensorrt { step: "setNamedWeights".into(), failure: "rejected".into(), log: String::new() });
             }
             self.pointed = Some(*set);
             Ok(())
