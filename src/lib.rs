@@ -6,11 +6,12 @@
 //!
 //! Data flow, one module each: [`checkpoint`] → [`lora`] (formats, slot plan) → [`onnx`]
 //! (exporter, feature `export`) → [`engine`] (TensorRT build, feature `tensorrt`) →
-//! [`runtime`] (ONNX Runtime / TensorRT sessions with hot-swap) → [`pipeline`].
+//! [`runtime`] (ONNX Runtime / TensorRT sessions with hot-swap) → [`pipeline`] → `serve` (the
+//! HTTP image service, feature `serve`).
 
 pub mod checkpoint;
-mod error;
 pub mod encoders;
+mod error;
 pub mod flux;
 pub mod lora;
 pub mod manifest;
@@ -23,6 +24,8 @@ pub mod onnx;
 pub mod engine;
 pub mod pipeline;
 pub mod runtime;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 pub use checkpoint::Checkpoint;
 pub use error::{Error, ErrorKind, Result};

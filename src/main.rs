@@ -26,6 +26,9 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Self-test a backend on this GPU (TensorRT: build, run, swap A→B→A, compare with ONNX Runtime).
     Selftest(cli::selftest::SelftestArgs),
+    /// Serve text-to-image with per-request LoRA adapters over HTTP (OpenAI-style API, Prometheus metrics).
+    #[cfg(feature = "serve")]
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +39,8 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::Generate(a) => cli::generate::run(a),
+        #[cfg(feature = "serve")]
+        Command::Serve(a) => cli::serve::run(a),
         Command::Selftest(a) => cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest FAILED")) }),
     };
     match result {

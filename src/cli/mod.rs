@@ -5,6 +5,8 @@ pub mod generate;
 pub mod inspect;
 pub mod run;
 pub mod selftest;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 use std::path::PathBuf;
 

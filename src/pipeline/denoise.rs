@@ -3,6 +3,8 @@
 //! `timestep = t_i / 1000`, the constant guidance and prompt conditioning, and the ids; its output
 //! (the flow velocity) drives one Euler step of the [`Schedule`].
 
+use std::ops::ControlFlow;
+
 use super::latents::{txt_ids, Resolution, LATENT_CHANNELS};
 use super::{PipelineError, Schedule};
 
@@ -75,14 +77,15 @@ pub trait Transformer {
 
 /// Runs every step of `schedule` from the packed initial noise `init` (`[1, S_img, 64]`, e.g. from
 /// [`super::latents::load_latents`]); `on_step(i, latents)` sees the latents after step `i` (the
-/// pipeline's `callback_on_step_end`). Returns the final packed latents.
+/// pipeline's `callback_on_step_end`) and may stop the loop there ([`ControlFlow::Break`]:
+/// [`PipelineError::Cancelled`]). Returns the final packed latents.
 pub fn denoise<T: Transformer + ?Sized>(
     transformer: &T,
     schedule: &Schedule,
     resolution: Resolution,
     conditioning: &Conditioning,
     init: Vec<f32>,
-    mut on_step: impl FnMut(usize, &[f32]),
+    mut on_step: impl FnMut(usize, &[f32]) -> ControlFlow<()>,
 ) -> Result<Vec<f32>, PipelineError> {
     let seq = resolution.image_seq_len();
     let n = seq * LATENT_CHANNELS * 4;
@@ -107,7 +110,9 @@ pub fn denoise<T: Transformer + ?Sized>(
             return Err(PipelineError::Transformer { step, source: format!("the velocity holds a non-finite value ({bad})").into() });
         }
         schedule.step(step, &mut latents, &v)?;
-        on_step(step, &latents);
+        if on_step(step, &latents).is_break() {
+            return Err(PipelineError::Cancelled { step });
+        }
     }
     Ok(latents)
 }

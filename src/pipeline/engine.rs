@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use super::generate::{GenerateRequest, Generated, Stages};
 use super::tokenize::PromptTokenizers;
 use super::{PipelineError, SchedulerConfig};
-use crate::lora::Adapter;
+use crate::lora::{Adapter, SlotWeights};
 use crate::manifest::component::{TEXT_ENCODER_2_DIR as TEXT_ENCODER_2, TEXT_ENCODER_DIR as TEXT_ENCODER, VAE_DECODER_DIR as VAE_DECODER};
 use crate::manifest::{ComponentConfig, ComponentKind, ComponentManifest};
-use crate::runtime::ort::{ComponentSession, ComponentSpec, FluxSession, SessionOptions};
+use crate::runtime::ort::{ComponentSession, ComponentSpec, FluxSession, SessionOptions, StagedAdapter};
 use crate::runtime::{AdapterLabel, RuntimeError};
 
 const TOKENIZER: &str = "tokenizer";
@@ -50,6 +50,31 @@ pub struct PipelineSwap {
     pub transformer: Duration,
     pub text_encoder: Duration,
     pub total: Duration,
+}
+
+/// An adapter set validated and laid out for the transformer's and the text encoder's slots
+/// ([`PipelineEngine::stage`]); installing it ([`PipelineEngine::install`]) does no validation.
+#[derive(Clone, Debug)]
+pub struct PipelineStaged {
+    adapters: Vec<AdapterLabel>,
+    transformer: StagedAdapter,
+    text_encoder: Option<SlotWeights>,
+    elapsed: Duration,
+}
+
+impl PipelineStaged {
+    pub fn adapters(&self) -> &[AdapterLabel] {
+        &self.adapters
+    }
+    /// Bytes held: the transformer's staged slot tensors plus the text encoder's f32 weights.
+    pub fn bytes(&self) -> u64 {
+        let te: usize = self.text_encoder.iter().flat_map(|w| w.a.iter().chain(&w.b)).map(|m| m.data.len() * 4).sum();
+        self.transformer.bytes() + te as u64
+    }
+    /// Time [`PipelineEngine::stage`] took.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
 }
 
 /// Every stage of an engine folder, loaded.
@@ -153,13 +178,13 @@ impl PipelineEngine {
         &self.clip
     }
 
-    /// Lays `adapters` into the transformer's and (where they have CLIP modules) the text
-    /// encoder's slots. Everything is validated and converted before either is installed, so a
-    /// failed swap leaves both on the previous adapters.
-    pub fn swap(&self, adapters: &[(&Adapter, f32)]) -> Result<PipelineSwap, EngineFolderError> {
+    /// Validates `adapters` against the transformer's and (where they have CLIP modules) the text
+    /// encoder's slots and lays them out for both, ready for [`PipelineEngine::install`]; changes
+    /// nothing installed.
+    pub fn stage(&self, adapters: &[(&Adapter, f32)]) -> Result<PipelineStaged, EngineFolderError> {
         let t0 = Instant::now();
         let clip_plan = self.clip_manifest.lora.as_ref().map(|l| l.plan());
-        let clip_weights = match &clip_plan {
+        let text_encoder = match &clip_plan {
             Some(plan) => Some(plan.lay_out_text_encoder(adapters)?),
             None => {
                 if let Some((a, _)) = adapters.iter().find(|(a, _)| !a.text_encoder.is_empty()) {
@@ -168,20 +193,39 @@ impl PipelineEngine {
                 None
             }
         };
-        let labels: Vec<AdapterLabel> = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
-        let staged = self.transformer.stage(adapters)?;
-        let t1 = Instant::now();
-        let text_encoder = match clip_weights {
-            Some(w) => self.clip.swap_weights(w, labels.clone())?.elapsed,
-            None => Duration::ZERO,
-        };
-        let t2 = Instant::now();
-        self.transformer.swap_staged(&staged)?;
-        Ok(PipelineSwap { adapters: labels, transformer: t1 - t0 + t2.elapsed(), text_encoder, total: t0.elapsed() })
+        let adapters_labels = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
+        let transformer = self.transformer.stage(adapters)?;
+        Ok(PipelineStaged { adapters: adapters_labels, transformer, text_encoder, elapsed: t0.elapsed() })
     }
 
-    /// Generates one image with the current adapters.
-    pub fn generate(&self, req: &GenerateRequest, on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
+    /// Makes a staged set current in both models. The text encoder is installed first; its
+    /// failure leaves both on the previous adapters.
+    pub fn install(&self, staged: &PipelineStaged) -> Result<PipelineSwap, EngineFolderError> {
+        let t0 = Instant::now();
+        let text_encoder = match &staged.text_encoder {
+            Some(w) => self.clip.swap_weights(w.clone(), staged.adapters.clone())?.elapsed,
+            None => Duration::ZERO,
+        };
+        let t1 = Instant::now();
+        self.transformer.swap_staged(&staged.transformer)?;
+        Ok(PipelineSwap { adapters: staged.adapters.clone(), transformer: t1.elapsed(), text_encoder, total: t0.elapsed() })
+    }
+
+    /// Lays `adapters` into the transformer's and (where they have CLIP modules) the text
+    /// encoder's slots: [`PipelineEngine::stage`] then [`PipelineEngine::install`]. Everything is
+    /// validated and converted before either is installed, so a failed swap leaves both on the
+    /// previous adapters.
+    pub fn swap(&self, adapters: &[(&Adapter, f32)]) -> Result<PipelineSwap, EngineFolderError> {
+        let t0 = Instant::now();
+        let staged = self.stage(adapters)?;
+        let mut swap = self.install(&staged)?;
+        swap.transformer += staged.elapsed;
+        swap.total = t0.elapsed();
+        Ok(swap)
+    }
+
+    /// Generates one image with the current adapters; `on_step(i, n)` after each step may stop it.
+    pub fn generate(&self, req: &GenerateRequest, on_step: impl FnMut(usize, usize) -> std::ops::ControlFlow<()>) -> Result<Generated, PipelineError> {
         let model = &self.transformer.manifest().model;
         let stages = Stages {
             tokenizers: &self.tokenizers,

@@ -6,6 +6,7 @@
 //! last hidden state), [`super::Transformer`], [`LatentDecoder`]. With feature `ort` the ONNX
 //! Runtime sessions implement them (`crate::runtime::ort`).
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use super::latents::{self, Resolution, LATENT_CHANNELS};
@@ -105,8 +106,9 @@ fn ids_i64(e: &Encoded) -> Vec<i64> {
 }
 
 impl Stages<'_> {
-    /// Generates one image; `on_step(i, n)` is called after each of the `n` steps.
-    pub fn generate(&self, req: &GenerateRequest, mut on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
+    /// Generates one image; `on_step(i, n)` is called after each of the `n` steps and may stop
+    /// the generation there ([`ControlFlow::Break`]: [`PipelineError::Cancelled`]).
+    pub fn generate(&self, req: &GenerateRequest, mut on_step: impl FnMut(usize, usize) -> ControlFlow<()>) -> Result<Generated, PipelineError> {
         let res = req.resolution;
         let t0 = Instant::now();
         let ids = self.tokenizers.encode(&req.prompt, req.prompt_2.as_deref())?;
@@ -141,8 +143,9 @@ impl Stages<'_> {
         let out = denoise(self.transformer, &schedule, res, &cond, init, |i, x| {
             steps.push(last.elapsed());
             step_latents.push(x.to_vec());
-            on_step(i, n);
+            let flow = on_step(i, n);
             last = Instant::now();
+            flow
         })?;
 
         let t3 = Instant::now();
