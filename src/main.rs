@@ -29,6 +29,9 @@ enum Command {
     /// Serve text-to-image with per-request LoRA adapters over HTTP (OpenAI-style API, Prometheus metrics).
     #[cfg(feature = "serve")]
     Serve(cli::serve::ServeArgs),
+    /// Load-test a `flux-trt serve` binary on loopback: adapter mix, scheduling policies side by side (JSON results).
+    #[cfg(feature = "serve")]
+    ServeLoad(cli::serve_load::ServeLoadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +44,8 @@ fn main() -> std::process::ExitCode {
         Command::Generate(a) => cli::generate::run(a),
         #[cfg(feature = "serve")]
         Command::Serve(a) => cli::serve::run(a),
+        #[cfg(feature = "serve")]
+        Command::ServeLoad(a) => cli::serve_load::run(a),
         Command::Selftest(a) => cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest FAILED")) }),
     };
     match result {

@@ -7,6 +7,8 @@ pub mod run;
 pub mod selftest;
 #[cfg(feature = "serve")]
 pub mod serve;
+#[cfg(feature = "serve")]
+pub mod serve_load;
 
 use std::path::PathBuf;
 

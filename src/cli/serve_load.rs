@@ -1,10 +1,10 @@
-//! Load generator for `flux-trt serve` (loopback only, bounded in count and time): starts the
+//! `flux-trt serve-load`: load generator for `flux-trt serve` (loopback only, bounded in count and time): starts the
 //! server once per scheduling policy, sends `--requests` image requests from `--concurrency`
 //! clients with a mix of adapter sets, samples the server's RSS, stops it with SIGTERM, and writes
 //! throughput, latency percentiles, swaps per image, errors and memory side by side as JSON.
 //!
 //! ```text
-//! cargo run --release --example serve_load -- --server target/release/flux-trt \
+//! flux-trt serve-load \
 //!     --engine engines/tiny --adapters adapters --requests 1000 --size 64x64 --steps 2 \
 //!     --out tools/bench/results/serve_load_cpu.json -- --threads 1
 //! ```
@@ -19,15 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::Args;
 use flux_trt::serve::client::request;
 use serde_json::{json, Value};
 
-#[derive(Parser, Debug)]
-struct Args {
-    /// The `flux-trt` binary to start (`serve` subcommand).
+#[derive(Args, Clone, Debug)]
+pub struct ServeLoadArgs {
+    /// The `flux-trt` binary to start (`serve` subcommand); default: this one.
     #[arg(long)]
-    server: PathBuf,
+    server: Option<PathBuf>,
     #[arg(long)]
     engine: PathBuf,
     #[arg(long)]
@@ -93,8 +93,12 @@ struct Sample {
     swapped: bool,
 }
 
-async fn run_policy(a: &Args, schedule: &str) -> anyhow::Result<Value> {
-    let mut child = Command::new(&a.server)
+async fn run_policy(a: &ServeLoadArgs, schedule: &str) -> anyhow::Result<Value> {
+    let server = match &a.server {
+        Some(s) => s.clone(),
+        None => std::env::current_exe().context("this executable")?,
+    };
+    let mut child = Command::new(&server)
         .args(["serve", "--engine"])
         .arg(&a.engine)
         .arg("--adapters")
@@ -103,7 +107,7 @@ async fn run_policy(a: &Args, schedule: &str) -> anyhow::Result<Value> {
         .args(&a.server_args)
         .stdout(Stdio::piped())
         .spawn()
-        .with_context(|| format!("start {}", a.server.display()))?;
+        .with_context(|| format!("start {}", server.display()))?;
     let pid = child.id();
     let mut line = String::new();
     BufReader::new(child.stdout.take().context("server stdout")?).read_line(&mut line)?;
@@ -224,8 +228,7 @@ fn sh(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd).args(args).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
 }
 
-fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
+pub fn run(a: ServeLoadArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut runs = Vec::new();
     for s in &a.schedules {
