@@ -7,6 +7,8 @@ use crate::engine::EngineError;
 use crate::lora::{LoraError, PlanError};
 use crate::manifest::ManifestError;
 use crate::pipeline::PipelineError;
+#[cfg(feature = "cuda")]
+use crate::runtime::cuda::CudaError;
 use crate::runtime::tensorrt::TrtError;
 use crate::runtime::RuntimeError;
 
@@ -34,6 +36,10 @@ pub enum Error {
     Tensorrt(#[from] TrtError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The native CUDA backend (feature `cuda`).
+    #[cfg(feature = "cuda")]
+    #[error(transparent)]
+    Cuda(#[from] CudaError),
 }
 
 /// What kind of failure an [`Error`] is, for callers that react differently (an HTTP status, a
@@ -61,6 +67,12 @@ impl Error {
             Error::Runtime(RuntimeError::Io { .. }) => ErrorKind::Io,
             Error::Runtime(RuntimeError::Input { .. } | RuntimeError::InputFile { .. }) => ErrorKind::InvalidInput,
             Error::Runtime(_) | Error::Engine(_) | Error::Tensorrt(_) => ErrorKind::Backend,
+            #[cfg(feature = "cuda")]
+            Error::Cuda(CudaError::Input { .. }) => ErrorKind::InvalidInput,
+            #[cfg(feature = "cuda")]
+            Error::Cuda(CudaError::Io { .. }) => ErrorKind::Io,
+            #[cfg(feature = "cuda")]
+            Error::Cuda(_) => ErrorKind::Backend,
         }
     }
 }

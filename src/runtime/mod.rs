@@ -17,6 +17,9 @@ pub mod ort;
 
 pub mod tensorrt;
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
 pub use backend::{RequestInputs, Slotted, SwapReport, Transformer};
 pub use error::RuntimeError;
 pub use inputs::{FluxInputs, HostTensor};

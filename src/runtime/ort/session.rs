@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ::ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ::ort::session::builder::GraphOptimizationLevel;
@@ -21,7 +21,8 @@ use crate::lora::{Adapter, SlotPlan, SlotWeights};
 use crate::manifest::{Manifest, ManifestError, Precision};
 use crate::runtime::inputs::{FluxInputs, HostTensor, SAMPLE};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel, Lease};
-use crate::runtime::{RuntimeError, SwapReport};
+use crate::runtime::RuntimeError;
+pub use crate::runtime::SwapReport;
 use crate::tensor::{DType, Matrix};
 
 /// Where the session computes.
