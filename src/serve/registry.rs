@@ -58,10 +58,6 @@ impl Registry {
         Ok(Registry { dir: dir.canonicalize()?, entries: RwLock::new(BTreeMap::new()) })
     }
 
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Every `*.safetensors` in the folder, sorted.
     pub(crate) fn scan(&self) -> std::io::Result<Vec<String>> {
         let mut files: Vec<String> = std::fs::read_dir(&self.dir)?
