@@ -54,11 +54,11 @@ fn session() -> SessionOptions {
     SessionOptions { library: Some(ort_library()), threads: Some(1), ..Default::default() }
 }
 
-/// An adapter folder: `attn` (transformer), `clip` (text encoder), `attn2` (a copy of attn in the
-/// kohya format) and, not registered at start, `mlp.safetensors` (modules without slots).
+/// An adapter folder: `attn` (transformer), `clip` (text encoder); tests add `mlp.safetensors`
+/// (modules without slots) and `fragile.safetensors` later.
 fn adapter_dir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    for (src, name) in [("loras/attn.peft.safetensors", "attn"), ("pipeline/loras/clip.peft.safetensors", "clip"), ("loras/attn.kohya.safetensors", "attn2")] {
+    for (src, name) in [("loras/attn.peft.safetensors", "attn"), ("pipeline/loras/clip.peft.safetensors", "clip")] {
         std::fs::copy(fixtures().join(src), d.path().join(format!("{name}.safetensors"))).unwrap();
     }
     d
@@ -171,7 +171,7 @@ fn concurrent_clients_with_different_adapters_get_their_reference_images() {
         let listed = s.get("/v1/adapters").await.json().unwrap();
         let mut names: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
         names.sort();
-        assert_eq!(names, ["attn", "attn2", "clip"]);
+        assert_eq!(names, ["attn", "clip"]);
         // Three rounds of every mix, all in flight at once.
         let mut tasks = Vec::new();
         for round in 0..3 {
@@ -299,8 +299,8 @@ fn every_bad_input_is_a_4xx_naming_the_field_and_bad_adapter_files_fail_only_the
         assert_eq!(pixels(&again), want_attn, "the previous adapter stays installed");
         assert_eq!(again.json().unwrap()["swapped"], false);
         // Delete: later requests naming it are 404.
-        assert_eq!(request(s.addr, "DELETE", "/v1/adapters/attn2", None).await.unwrap().status, 200);
-        let (st, p, _, _) = err(&s.post(gen, body(json!([{"name": "attn2"}]), 1, 2)).await);
+        assert_eq!(request(s.addr, "DELETE", "/v1/adapters/fragile", None).await.unwrap().status, 200);
+        let (st, p, _, _) = err(&s.post(gen, body(json!([{"name": "fragile"}]), 1, 2)).await);
         assert_eq!((st, p.as_str()), (404, "loras[0].name"));
         assert!(s.metric("flux_trt_requests_total").await >= 20.0);
         s.stop().await;

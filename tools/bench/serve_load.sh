@@ -12,9 +12,8 @@ W=$(mktemp -d)
     --lora tests/fixtures/loras/attn.peft.safetensors --lora tests/fixtures/pipeline/loras/clip.peft.safetensors --out "$W/tiny" >/dev/null
 mkdir -p "$W/adapters"
 cp tests/fixtures/loras/attn.peft.safetensors "$W/adapters/attn.safetensors"
-cp tests/fixtures/loras/attn.kohya.safetensors "$W/adapters/attn2.safetensors"
 cp tests/fixtures/pipeline/loras/clip.peft.safetensors "$W/adapters/clip.safetensors"
 "$BIN/flux-trt" serve-load --engine "$W/tiny" --adapters "$W/adapters" --requests "$N" --concurrency 8 \
-    --size 64x64 --steps 2 --mix base,attn,attn:0.5,attn2,clip,attn+clip \
+    --size 64x64 --steps 2 --mix base,attn,attn:0.5,clip,attn+clip \
     --out tools/bench/results/serve_load_tiny_cpu.json -- --threads 1 --max-size 64 --default-size 64
 rm -rf "$W"
