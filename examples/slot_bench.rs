@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use flux_trt::runtime::Slotted as _;
 use flux_trt::lora::plan::PlanOptions;
 use flux_trt::lora::{SlotLayout, SlotPlan, SlotTarget};
 use flux_trt::manifest::Precision;
+use flux_trt::runtime::Slotted as _;
 use flux_trt::{FluxConfig, Variant};
 use serde_json::json;
 

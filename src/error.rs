@@ -218,9 +218,7 @@ fn trt_kind(e: &TrtError) -> ErrorKind {
         TrtError::File(f) => io_kind(&f.source),
         TrtError::Tensorrt { failure, .. } => failure_kind(failure),
         TrtError::NoEngine { .. } => ErrorKind::NotFound,
-        TrtError::Variant { .. } | TrtError::Incompatible { .. } | TrtError::Fp8Gpu { .. } | TrtError::SlotPrototype { .. } => {
-            ErrorKind::Incompatible
-        }
+        TrtError::Variant { .. } | TrtError::Incompatible { .. } | TrtError::Fp8Gpu { .. } | TrtError::SlotPrototype { .. } => ErrorKind::Incompatible,
         _ => ErrorKind::Backend,
     }
 }

@@ -16,8 +16,8 @@ use cudarc::driver::{CudaContext, CudaStream, DriverError, PinnedHostSlice};
 use std::path::Path;
 
 use crate::lora::SlotWeights;
-use crate::manifest::LoraSlots;
 use crate::lora::{SlotFill, SlotLayout};
+use crate::manifest::LoraSlots;
 use crate::runtime::slots::AdapterLabel;
 use crate::runtime::RuntimeError;
 use crate::tensor::DType;
@@ -293,7 +293,6 @@ pub(crate) fn slot_tensors(lora: &LoraSlots, w: SlotWeights, what: &Path) -> Res
     }
     Ok(values)
 }
-
 
 /// What [`CudaUpload::upload`] spent.
 #[derive(Clone, Copy, Debug, Default)]

@@ -432,8 +432,7 @@ impl FluxSession {
                 session.run_binding(binding).map_err(run_err)?
             }
             None => {
-                let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-                    Vec::with_capacity(2 + bound.constants.len() + 2 * self.manifest.lora.slots.len());
+                let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(2 + bound.constants.len() + 2 * self.manifest.lora.slots.len());
                 let hidden = TensorRef::from_array_view((hidden_shape, latents)).map_err(|e| RuntimeError::ort(what(HIDDEN_STATES), e))?;
                 feeds.push((Cow::Borrowed(HIDDEN_STATES), hidden.into()));
                 let t = TensorRef::from_array_view(([b], timestep)).map_err(|e| RuntimeError::ort(what(TIMESTEP), e))?;
