@@ -147,7 +147,8 @@ fn scheduler_config_errors_name_the_file() {
     for (i, (text, needle)) in cases.iter().enumerate() {
         let p = dir.path().join(format!("c{i}.json"));
         std::fs::write(&p, text).unwrap();
-        let e = SchedulerConfig::from_file(&p).unwrap_err().to_string();
+        // The message names the file; the parser's own text (the field, the value) is its source.
+        let e = flux_trt::util::error_chain(&SchedulerConfig::from_file(&p).unwrap_err());
         assert!(e.contains(&p.display().to_string()) && e.contains(needle), "{text}: {e}");
     }
     let e = Schedule::flux(&SchedulerConfig::flux_dev(), 0, 16).unwrap_err();
@@ -498,7 +499,7 @@ fn vae_config_checks() {
         (r#"{"latent_channels": 16}"#, "scaling_factor"),
     ] {
         std::fs::write(&p, text).unwrap();
-        let e = flux_trt::pipeline::VaeConfig::from_file(&p).expect_err("error").to_string();
+        let e = flux_trt::util::error_chain(&flux_trt::pipeline::VaeConfig::from_file(&p).expect_err("error"));
         assert!(e.contains(&p.display().to_string()) && e.contains(needle), "{text}: {e}");
     }
     let real = flux_trt::pipeline::VaeConfig::from_file(&fixtures().join("flux-tiny/vae/config.json")).unwrap();
