@@ -218,6 +218,9 @@ fn onnx_runtime_errors_keep_their_code_and_text() {
     std::fs::write(dir.join("model.onnx"), b"not a protobuf at all").expect("write");
     let mut m = Manifest::load(&dir).expect("manifest");
     m.onnx.blake3 = flux_trt::util::hash_file(&dir.join("model.onnx")).expect("hash").0;
+    for r in m.files.iter_mut().filter(|r| r.path == "model.onnx") {
+        *r = flux_trt::manifest::FileRecord::hash(&dir, "model.onnx", r.role).expect("record");
+    }
     m.save(&dir).expect("save");
     let err = FluxSession::builder(&dir).with_library(ort_library()).build().expect_err("garbage model");
     let code = err.ort_code().unwrap_or_else(|| panic!("not an ONNX Runtime error: {err:?}"));

@@ -265,6 +265,7 @@ pub struct CudaUpload {
 
 /// Laid-out slot weights → host tensors of the slots' dtype (encoded by [`crate::tensor::encode_into`],
 /// the one slot encoding every backend uses), named and ordered as in `lora` (A then B per slot).
+#[cfg(feature = "pipeline")]
 pub(crate) fn slot_tensors(lora: &LoraSlots, w: SlotWeights, what: &Path) -> Result<Vec<(String, DynTensor)>, RuntimeError> {
     if w.a.len() != lora.slots.len() || w.b.len() != lora.slots.len() {
         return Err(RuntimeError::Input {
