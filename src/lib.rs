@@ -6,7 +6,8 @@
 //!
 //! Data flow, one module each: [`checkpoint`] → [`lora`] (formats, slot plan) → [`onnx`]
 //! (exporter, feature `export`) → [`engine`] (TensorRT build, feature `tensorrt`) →
-//! [`runtime`] (ONNX Runtime / TensorRT sessions with hot-swap) → [`pipeline`].
+//! [`runtime`] (ONNX Runtime / TensorRT sessions with hot-swap) → [`pipeline`] → `serve` (the
+//! HTTP image service, feature `serve`).
 //!
 //! # The runtime interface
 //!
@@ -82,6 +83,8 @@ pub mod engine;
 pub mod pipeline;
 pub mod runtime;
 pub mod selftest;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 pub use checkpoint::Checkpoint;
 pub use error::{Error, ErrorKind, Result};
