@@ -68,6 +68,7 @@ fn main() -> Result<()> {
         denoise(&session, &lease, &schedule, res, &cond, noise(seq * 64, 3), |_, _| {
             steps.push(last.elapsed());
             last = Instant::now();
+            std::ops::ControlFlow::Continue(())
         })?;
     }
     // The first step of each run includes binding the request (once per generation).

@@ -53,7 +53,10 @@
 //! let leases = engine.leases();
 //! assert_eq!(leases.transformer.adapters()[0].name, adapter.name);
 //! let req = GenerateRequest { steps: 2, seed: 7, ..GenerateRequest::new("a cat", Resolution::new(64, 64)?) };
-//! let image = engine.generate_with(&req, &leases, |step, n| println!("step {}/{n}", step + 1))?;
+//! let image = engine.generate_with(&req, &leases, |step, n| {
+//!     println!("step {}/{n}", step + 1);
+//!     std::ops::ControlFlow::Continue(())
+//! })?;
 //! assert_eq!(image.rgb8.len(), 64 * 64 * 3);
 //!
 //! // The transformer alone, through the runtime interface any backend implements.

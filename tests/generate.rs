@@ -192,7 +192,7 @@ fn swaps_racing_generations_never_mix_adapter_sets() {
     let mut refs: Vec<(Vec<String>, Vec<f32>)> = Vec::new();
     for set in &sets {
         engine.swap(set).unwrap();
-        refs.push((label(set), engine.generate(&req, |_, _| {}).unwrap().image));
+        refs.push((label(set), engine.generate(&req, |_, _| std::ops::ControlFlow::Continue(())).unwrap().image));
     }
     for i in 0..refs.len() {
         for j in 0..i {
@@ -212,11 +212,12 @@ fn swaps_racing_generations_never_mix_adapter_sets() {
                     engine.swap(&sets[to]).unwrap();
                     swapped = true;
                 }
+                std::ops::ControlFlow::Continue(())
             })
             .unwrap();
         assert!(swapped);
         assert_eq!(matching(&g.image), vec![refs[from].0.clone()], "swap {from} -> {to} mid-generation reached it");
-        let next = engine.generate(&req, |_, _| {}).unwrap();
+        let next = engine.generate(&req, |_, _| std::ops::ControlFlow::Continue(())).unwrap();
         assert_eq!(matching(&next.image), vec![refs[to].0.clone()], "the next generation does not see set {to}");
     }
 
@@ -237,7 +238,12 @@ fn swaps_racing_generations_never_mix_adapter_sets() {
             let names = |l: &[flux_trt::runtime::AdapterLabel]| l.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
             // Both halves of one swap: the transformer set names every adapter, CLIP the same list.
             assert_eq!(names(leases.clip.adapters()), names(leases.transformer.adapters()), "CLIP and transformer leases from different swaps");
-            let g = engine.generate_with(&req, &leases, |_, _| std::thread::yield_now()).unwrap();
+            let g = engine
+                .generate_with(&req, &leases, |_, _| {
+                    std::thread::yield_now();
+                    std::ops::ControlFlow::Continue(())
+                })
+                .unwrap();
             let m = matching(&g.image);
             assert_eq!(m, vec![names(leases.transformer.adapters())], "image is not its leased set's reference");
             seen.push(m[0].clone());
@@ -250,7 +256,7 @@ fn swaps_racing_generations_never_mix_adapter_sets() {
 
     // After the race: the next generation sees the last installed set.
     engine.swap(&sets[1]).unwrap();
-    assert_eq!(matching(&engine.generate(&req, |_, _| {}).unwrap().image), vec![refs[1].0.clone()]);
+    assert_eq!(matching(&engine.generate(&req, |_, _| std::ops::ControlFlow::Continue(())).unwrap().image), vec![refs[1].0.clone()]);
 }
 
 #[test]
