@@ -238,6 +238,8 @@ fn every_bad_input_is_a_4xx_naming_the_field_and_bad_adapter_files_fail_only_the
     let adapters = adapter_dir();
     let engine = PipelineEngine::open(engine_dir(), &session()).unwrap();
     let want_attn = reference(&engine, adapters.path(), &[("attn", 1.0)], 1, 2);
+    let want_clip = reference(&engine, adapters.path(), &[("clip", 1.0)], 1, 2);
+    assert_ne!(want_attn, want_clip);
     rt().block_on(async {
         let s = start(ServeConfig { max_body_bytes: 4096, ..config(adapters.path()) }).await;
         let gen = "/v1/images/generations";
@@ -310,6 +312,15 @@ fn every_bad_input_is_a_4xx_naming_the_field_and_bad_adapter_files_fail_only_the
         assert_eq!(request(s.addr, "DELETE", "/v1/adapters/fragile", None).await.unwrap().status, 200);
         let (st, p, _, _) = err(&s.post(gen, body(json!([{"name": "fragile"}]), 1, 2)).await);
         assert_eq!((st, p.as_str()), (404, "loras[0].name"));
+        // A name deleted while installed and registered again for another file: the next
+        // request installs the new file (nothing stale is reused).
+        assert_eq!(s.post("/v1/adapters", json!({"name": "alias", "file": "attn.safetensors"})).await.status, 201);
+        assert_eq!(pixels(&s.post(gen, body(json!([{"name": "alias"}]), 1, 2)).await), want_attn);
+        assert_eq!(request(s.addr, "DELETE", "/v1/adapters/alias", None).await.unwrap().status, 200);
+        assert_eq!(s.post("/v1/adapters", json!({"name": "alias", "file": "clip.safetensors"})).await.status, 201);
+        let r = s.post(gen, body(json!([{"name": "alias"}]), 1, 2)).await;
+        assert_eq!(pixels(&r), want_clip, "the re-registered name runs its new file");
+        assert_eq!(r.json().unwrap()["swapped"], true);
         assert!(s.metric("flux_trt_requests_total").await >= 20.0);
         s.stop().await;
     });

@@ -13,6 +13,7 @@ use crate::pipeline::generate::{GenerateRequest, Generated, Leases};
 use crate::pipeline::PipelineError;
 use crate::runtime::ort::{FluxSession, OrtSlots, SessionOptions, StagedAdapter};
 use crate::runtime::RuntimeError;
+use crate::ErrorKind;
 
 /// A validated, laid-out adapter set for both slotted models (transformer and CLIP).
 pub(crate) type Staged = PipelineStaged<StagedAdapter>;
@@ -35,11 +36,17 @@ pub(crate) enum StageFailure {
 
 impl From<EngineFolderError> for StageFailure {
     fn from(e: EngineFolderError) -> Self {
-        match &e {
-            EngineFolderError::Plan(_) | EngineFolderError::NoClipSlots { .. } | EngineFolderError::Runtime(RuntimeError::Plan(_)) => {
-                StageFailure::Incompatible(e.to_string())
-            }
-            _ => StageFailure::Backend(e.to_string()),
+        // Staging errors from the runtime interface come as the crate error: its kind says
+        // whether the adapter is at fault (a module without a slot, a rank above the slots').
+        let adapter_fault = match &e {
+            EngineFolderError::Plan(_) | EngineFolderError::NoClipSlots { .. } | EngineFolderError::Runtime(RuntimeError::Plan(_)) => true,
+            EngineFolderError::Backend(b) => matches!(b.kind(), ErrorKind::Incompatible | ErrorKind::InvalidInput),
+            _ => false,
+        };
+        if adapter_fault {
+            StageFailure::Incompatible(e.to_string())
+        } else {
+            StageFailure::Backend(e.to_string())
         }
     }
 }

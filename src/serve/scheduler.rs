@@ -63,7 +63,7 @@ impl std::str::FromStr for Policy {
 pub fn pick<'a>(
     queue: impl Iterator<Item = (&'a SetKey, Instant)> + Clone,
     policy: Policy,
-    installed: &SetKey,
+    installed: Option<&SetKey>,
     staged: impl Fn(&SetKey) -> bool,
     now: Instant,
     max_wait: Duration,
@@ -73,7 +73,7 @@ pub fn pick<'a>(
     if policy == Policy::Fifo || now.saturating_duration_since(oldest) >= max_wait {
         return Some(0);
     }
-    if let Some(i) = queue.clone().position(|(k, _)| k == installed) {
+    if let Some(i) = installed.and_then(|installed| queue.clone().position(|(k, _)| k == installed)) {
         return Some(i);
     }
     Some(queue.clone().position(|(k, _)| staged(k)).unwrap_or(0))
@@ -150,13 +150,15 @@ mod tests {
         let q = [(&b, t0), (&c, t0 + Duration::from_millis(1)), (&a, t0 + Duration::from_millis(2))];
         let now = t0 + Duration::from_millis(10);
         let wait = Duration::from_secs(1);
-        let pick_with = |policy, installed: &SetKey, staged: &SetKey, now| pick(q.iter().map(|(k, t)| (*k, *t)), policy, installed, |k| k == staged, now, wait);
+        let pick_with =
+            |policy, installed: &SetKey, staged: &SetKey, now| pick(q.iter().map(|(k, t)| (*k, *t)), policy, Some(installed), |k| k == staged, now, wait);
         assert_eq!(pick_with(Policy::AdapterAware, &a, &c, now), Some(2), "installed set first");
         assert_eq!(pick_with(Policy::AdapterAware, &SetKey::base(), &c, now), Some(1), "then a staged set");
         assert_eq!(pick_with(Policy::AdapterAware, &SetKey::base(), &SetKey::base(), now), Some(0), "then the oldest");
         assert_eq!(pick_with(Policy::AdapterAware, &a, &c, t0 + wait), Some(0), "the oldest after max_wait");
         assert_eq!(pick_with(Policy::Fifo, &a, &c, now), Some(0));
-        assert_eq!(pick(std::iter::empty::<(&SetKey, Instant)>(), Policy::Fifo, &a, |_| false, now, wait), None);
+        assert_eq!(pick(std::iter::empty::<(&SetKey, Instant)>(), Policy::Fifo, Some(&a), |_| false, now, wait), None);
+        assert_eq!(pick(q.iter().map(|(k, t)| (*k, *t)), Policy::AdapterAware, None, |k| k == &c, now, wait), Some(1), "unknown installed set: staged first");
     }
 
     #[test]

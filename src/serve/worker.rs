@@ -53,7 +53,9 @@ pub(crate) struct WorkerConfig {
 struct State {
     queue: VecDeque<Job>,
     closed: bool,
-    installed: SetKey,
+    /// The installed set; `None` when unknown (an adapter in it was deleted or re-registered,
+    /// so the next request installs its set whatever its key).
+    installed: Option<SetKey>,
     running: Option<SetKey>,
     /// Sets being staged now (by the stager or the worker).
     staging: HashSet<SetKey>,
@@ -199,7 +201,7 @@ impl Shared {
         let req = &job.request;
         let mut timings = TimingsMs { queue_ms: ms(started - job.enqueued), ..Default::default() };
         let installed = self.lock().installed.clone();
-        let swapped = installed != job.key;
+        let swapped = installed.as_ref() != Some(&job.key);
         if swapped {
             let (staged, stage_time) = self.staged_for(&job.key)?;
             timings.stage_ms = ms(stage_time);
@@ -207,7 +209,7 @@ impl Shared {
                 StageFailure::Incompatible(m) => ApiError::new(422, "invalid_request_error", "adapter_incompatible", m).with_param("loras"),
                 StageFailure::Backend(m) => ApiError::internal(m),
             })?;
-            self.lock().installed = job.key.clone();
+            self.lock().installed = Some(job.key.clone());
             self.metrics.swaps.inc();
             self.metrics.swap_latency.observe(d.as_secs_f64());
             timings.swap_ms = ms(d);
@@ -288,9 +290,15 @@ impl Shared {
                 loop {
                     let now = Instant::now();
                     self.reap(&mut st, now);
-                    let installed = st.installed.clone();
                     let cache = &st.cache;
-                    let i = pick(st.queue.iter().map(|j| (&j.key, j.enqueued)), self.cfg.policy, &installed, |k| cache.contains(k), now, self.cfg.max_wait);
+                    let i = pick(
+                        st.queue.iter().map(|j| (&j.key, j.enqueued)),
+                        self.cfg.policy,
+                        st.installed.as_ref(),
+                        |k| cache.contains(k),
+                        now,
+                        self.cfg.max_wait,
+                    );
                     if let Some(job) = i.and_then(|i| st.queue.remove(i)) {
                         st.running = Some(job.key.clone());
                         st.failed.remove(&job.key);
@@ -349,7 +357,7 @@ impl Shared {
                         .map(|j| &j.key)
                         .filter(|k| seen.insert((*k).clone()))
                         .take(self.cfg.lookahead)
-                        .find(|k| **k != st.installed && !st.cache.contains(k) && !st.staging.contains(*k) && !st.failed.contains(*k))
+                        .find(|k| st.installed.as_ref() != Some(*k) && !st.cache.contains(k) && !st.staging.contains(*k) && !st.failed.contains(*k))
                         .cloned();
                     if let Some(k) = next {
                         st.staging.insert(k.clone());
@@ -405,6 +413,9 @@ impl Shared {
     pub(crate) fn invalidate(&self, name: &str) {
         let mut st = self.lock();
         st.cache.remove_adapter(name);
+        if st.installed.as_ref().is_some_and(|k| k.names().any(|n| n == name)) {
+            st.installed = None;
+        }
         st.failed.clear();
         self.publish_cache(&st);
     }
@@ -433,7 +444,7 @@ impl Worker {
         let state = State {
             queue: VecDeque::new(),
             closed: false,
-            installed: SetKey::base(),
+            installed: Some(SetKey::base()),
             running: None,
             staging: HashSet::new(),
             failed: HashSet::new(),
