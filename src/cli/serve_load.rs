@@ -228,7 +228,12 @@ fn sh(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd).args(args).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
 pub fn run(a: ServeLoadArgs) -> anyhow::Result<()> {
+    let loadavg_start = loadavg();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut runs = Vec::new();
     for s in &a.schedules {
@@ -262,7 +267,8 @@ pub fn run(a: ServeLoadArgs) -> anyhow::Result<()> {
     let result = json!({
         "date": sh("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
-        "machine": {"cpu": cpu, "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(), "gpu": sh("nvidia-smi", &["-L"]), "kernel": sh("uname", &["-sr"])},
+        "machine": {"cpu": cpu, "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(), "gpu": sh("nvidia-smi", &["-L"]), "kernel": sh("uname", &["-sr"]), "loadavg_start": loadavg_start, "loadavg_end": loadavg()},
+        "build": if cfg!(debug_assertions) { "debug assertions on (dev/test profile)" } else { "release" },
         "config": {"requests": a.requests, "concurrency": a.concurrency, "size": a.size, "steps": a.steps, "server_args": a.server_args},
         "runs": runs,
     });
