@@ -72,6 +72,7 @@ fn main() -> Result<()> {
         denoise(&session, &lease, &schedule, res, &cond, noise(seq * 64, 3), |_, _| {
             steps.push(last.elapsed());
             last = Instant::now();
+            std::ops::ControlFlow::Continue(())
         })?;
     }
     // The request constants at FLUX.1 full size: per step before issue 11, per request now.
