@@ -39,7 +39,9 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => cli::demo::run(a),
         Command::Generate(a) => cli::generate::run(a),
         Command::Verify(a) => cli::verify::run(a),
-        Command::Selftest(a) => cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest FAILED")) }),
+        Command::Selftest(a) => {
+            cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest did not pass (verdict above; JSON report written)")) })
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
