@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use trtx::{Builder, NetworkDefinition, OnnxParser};
+use trtx::{Builder, DataType, LayerType, NetworkDefinition, OnnxParser};
 
 use super::report::{NetworkReport, NetworkTensor};
 use super::trt::{self, LogScope};
@@ -48,10 +48,88 @@ impl NetSpec {
 /// `ILogger::Severity::kWARNING`: the parser reports warnings and errors.
 const PARSER_VERBOSITY: i32 = 2;
 
-/// TensorRT's name for a layer type without the `k` prefix (`ATTENTION_INPUT`).
-fn type_name(t: impl std::fmt::Debug) -> String {
-    let s = format!("{t:?}");
-    s.strip_prefix('k').map(str::to_string).unwrap_or(s)
+/// TensorRT's name of a layer type without the `k` prefix (`ATTENTION_INPUT`): the keys of
+/// [`NetworkReport::layer_counts`]. An explicit table (the same enumerators in the TensorRT-RTX
+/// 1.7 and Enterprise 11.4 headers), so no count depends on a `Debug` format.
+pub(crate) fn layer_type_name(t: LayerType) -> &'static str {
+    match t {
+        LayerType::kCONVOLUTION => "CONVOLUTION",
+        LayerType::kCAST => "CAST",
+        LayerType::kACTIVATION => "ACTIVATION",
+        LayerType::kPOOLING => "POOLING",
+        LayerType::kLRN => "LRN",
+        LayerType::kSCALE => "SCALE",
+        LayerType::kSOFTMAX => "SOFTMAX",
+        LayerType::kDECONVOLUTION => "DECONVOLUTION",
+        LayerType::kCONCATENATION => "CONCATENATION",
+        LayerType::kELEMENTWISE => "ELEMENTWISE",
+        LayerType::kPLUGIN => "PLUGIN",
+        LayerType::kUNARY => "UNARY",
+        LayerType::kPADDING => "PADDING",
+        LayerType::kSHUFFLE => "SHUFFLE",
+        LayerType::kREDUCE => "REDUCE",
+        LayerType::kTOPK => "TOPK",
+        LayerType::kGATHER => "GATHER",
+        LayerType::kMATRIX_MULTIPLY => "MATRIX_MULTIPLY",
+        LayerType::kRAGGED_SOFTMAX => "RAGGED_SOFTMAX",
+        LayerType::kCONSTANT => "CONSTANT",
+        LayerType::kIDENTITY => "IDENTITY",
+        LayerType::kPLUGIN_V2 => "PLUGIN_V2",
+        LayerType::kSLICE => "SLICE",
+        LayerType::kSHAPE => "SHAPE",
+        LayerType::kPARAMETRIC_RELU => "PARAMETRIC_RELU",
+        LayerType::kRESIZE => "RESIZE",
+        LayerType::kTRIP_LIMIT => "TRIP_LIMIT",
+        LayerType::kRECURRENCE => "RECURRENCE",
+        LayerType::kITERATOR => "ITERATOR",
+        LayerType::kLOOP_OUTPUT => "LOOP_OUTPUT",
+        LayerType::kSELECT => "SELECT",
+        LayerType::kFILL => "FILL",
+        LayerType::kQUANTIZE => "QUANTIZE",
+        LayerType::kDEQUANTIZE => "DEQUANTIZE",
+        LayerType::kCONDITION => "CONDITION",
+        LayerType::kCONDITIONAL_INPUT => "CONDITIONAL_INPUT",
+        LayerType::kCONDITIONAL_OUTPUT => "CONDITIONAL_OUTPUT",
+        LayerType::kSCATTER => "SCATTER",
+        LayerType::kEINSUM => "EINSUM",
+        LayerType::kASSERTION => "ASSERTION",
+        LayerType::kONE_HOT => "ONE_HOT",
+        LayerType::kNON_ZERO => "NON_ZERO",
+        LayerType::kGRID_SAMPLE => "GRID_SAMPLE",
+        LayerType::kNMS => "NMS",
+        LayerType::kREVERSE_SEQUENCE => "REVERSE_SEQUENCE",
+        LayerType::kNORMALIZATION => "NORMALIZATION",
+        LayerType::kPLUGIN_V3 => "PLUGIN_V3",
+        LayerType::kSQUEEZE => "SQUEEZE",
+        LayerType::kUNSQUEEZE => "UNSQUEEZE",
+        LayerType::kCUMULATIVE => "CUMULATIVE",
+        LayerType::kDYNAMIC_QUANTIZE => "DYNAMIC_QUANTIZE",
+        LayerType::kATTENTION_INPUT => "ATTENTION_INPUT",
+        LayerType::kATTENTION_OUTPUT => "ATTENTION_OUTPUT",
+        LayerType::kROTARY_EMBEDDING => "ROTARY_EMBEDDING",
+        LayerType::kKVCACHE_UPDATE => "KVCACHE_UPDATE",
+        LayerType::kMOE => "MOE",
+        LayerType::kDIST_COLLECTIVE => "DIST_COLLECTIVE",
+    }
+}
+
+/// TensorRT's name of a data type without the `k` prefix (`FLOAT`, `BF16`), as in
+/// [`NetworkTensor::dtype`].
+pub(crate) fn data_type_name(t: DataType) -> &'static str {
+    match t {
+        DataType::kFLOAT => "FLOAT",
+        DataType::kHALF => "HALF",
+        DataType::kINT8 => "INT8",
+        DataType::kINT32 => "INT32",
+        DataType::kBOOL => "BOOL",
+        DataType::kUINT8 => "UINT8",
+        DataType::kFP8 => "FP8",
+        DataType::kBF16 => "BF16",
+        DataType::kINT64 => "INT64",
+        DataType::kINT4 => "INT4",
+        DataType::kFP4 => "FP4",
+        DataType::kE8M0 => "E8M0",
+    }
 }
 
 const NOT_UTF8: &str = "path is not UTF-8 (TensorRT's parser takes a C string)";
@@ -165,12 +243,12 @@ fn describe(net: &NetworkDefinition<'_>, path: &Path) -> Result<NetworkReport, E
     let tensor = |t: trtx::Tensor<'_>| -> Result<NetworkTensor, EngineError> {
         let name = t.name(net).map_err(|e| scope.error(format!("{}: tensor name", path.display()), e))?;
         let dims = t.dimensions(net).map_err(|e| scope.error(format!("{}: dimensions of `{name}`", path.display()), e))?;
-        Ok(NetworkTensor { dtype: type_name(t.data_type(net)), name, dims })
+        Ok(NetworkTensor { dtype: data_type_name(t.data_type(net)).to_string(), name, dims })
     };
     let mut r = NetworkReport { layers: net.nb_layers().max(0) as usize, ..Default::default() };
     for i in 0..net.nb_layers() {
         let t = net.layer_type(i).map_err(|e| scope.error(format!("{}: type of layer {i}", path.display()), e))?;
-        *r.layer_counts.entry(type_name(t)).or_default() += 1;
+        *r.layer_counts.entry(layer_type_name(t).to_string()).or_default() += 1;
     }
     for i in 0..net.nb_inputs() {
         r.inputs.push(tensor(net.input(i).map_err(|e| scope.error(format!("{}: input {i}", path.display()), e))?)?);

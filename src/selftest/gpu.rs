@@ -78,6 +78,9 @@ const AFTER_FAIL: usize = 4;
 const A_AGAIN: usize = 5;
 const BASE_AGAIN: usize = 6;
 
+/// One compared run: its index in the outputs, a label and the adapter set.
+type Run<'a> = (usize, &'static str, Vec<(&'a Adapter, f32)>);
+
 /// Strengths of the stacked set: both ≠ 1, one negative.
 const STACK_STRENGTHS: (f32, f32) = (0.75, -1.25);
 
@@ -343,7 +346,7 @@ fn reference_checks<R: Transformer>(
     let label = kind.label();
     let tol = kind.tolerance(opts);
     let (sa, sb) = STACK_STRENGTHS;
-    let runs: [(usize, &str, Vec<(&Adapter, f32)>); 4] =
+    let runs: [Run<'_>; 4] =
         [(BASE, "base", vec![]), (A, "A", vec![(sets.a, 1.0)]), (B, "B", vec![(sets.b, 1.0)]), (STACK, "A·0.75 + B·(−1.25)", vec![(sets.a, sa), (sets.b, sb)])];
     let Some(r) = reference else {
         report.skip(
