@@ -65,8 +65,9 @@ pub enum TrtError {
     #[error("self-test {step}: {message}")]
     Selftest { step: String, message: String },
     /// A refit failed and so did the rollback: the engine's slots may hold a mix of two
-    /// adapters. `run` refuses until a swap (a full refit of every slot) succeeds.
-    #[error("{path}: the session is unusable until a swap succeeds (its LoRA slots may hold a mix of two adapters): {cause}")]
+    /// adapters. Runs refuse until a refit of every slot from one complete set succeeds (each
+    /// run retries it with its slot set; swapping to another set is allowed).
+    #[error("{path}: the session is unusable until a full refit succeeds (its LoRA slots may hold a mix of two adapters): {cause}")]
     Poisoned { path: PathBuf, cause: String },
     /// The engine's refittable weights (`getAllWeights`) differ from the manifest's slots.
     #[error("{path}: refittable weights differ from manifest.json's LoRA slots: refittable but not slots: {not_in_manifest:?}; slots TensorRT cannot refit: {not_refittable:?}")]

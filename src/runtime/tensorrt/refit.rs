@@ -24,16 +24,20 @@ pub(crate) trait RefitBackend {
     fn synchronize(&mut self) -> Result<(), TrtError>;
 }
 
-/// Whether the engine's slot weights are a known, complete set.
+/// Which complete slot set the engine holds, if any.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct RefitState {
+    /// The slot-set version the engine holds (`None`: not refit yet, or unknown after a failed
+    /// refit that could not be rolled back).
+    version: Option<u64>,
     /// Set when a refit failed and the rollback failed too: some slots may hold the new
     /// adapter, others the old one. Holds what went wrong.
     poisoned: Option<String>,
 }
 
 impl RefitState {
-    /// `Err(TrtError::Poisoned)` while the engine's slot weights are unknown.
+    /// `Err(TrtError::Poisoned)` while the engine's slot weights are unknown. Checked before
+    /// every run.
     pub fn check(&self, path: &Path) -> Result<(), TrtError> {
         match &self.poisoned {
             Some(cause) => Err(TrtError::Poisoned { path: path.to_path_buf(), cause: cause.clone() }),
@@ -45,21 +49,37 @@ impl RefitState {
         self.poisoned.is_some()
     }
 
-    /// Refits the engine from `next`. `current` is the set the engine holds now (`None` at open,
-    /// or when poisoned: nothing to roll back to).
+    /// The slot-set version the engine holds (`None` while poisoned).
+    #[cfg(test)]
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+
+    /// Whether a run with slot-set `version` must refit first: the engine holds another set, or
+    /// an unknown mix (poisoned), so a poisoned session retries a full refit at every run.
+    pub fn needs_refit(&self, version: u64) -> bool {
+        self.version != Some(version)
+    }
+
+    /// Refits the engine from `next`, the complete slot set of `version`. `current` is the set
+    /// the engine holds now (`None` at open: nothing to roll back to).
     ///
     /// - Pointing the refitter fails: nothing was refit; the state is unchanged.
     /// - The refit (or the wait for it) fails: the stream is synchronized first (the refit's
     ///   work may still be pending), then `current` is refit back. If that succeeds the engine
     ///   holds `current` again (`TrtError::Refit { restored: true }`); otherwise the state is
-    ///   poisoned (`restored: false`) until a later install succeeds.
-    /// - Success clears a poisoned state: every slot was set from one complete set.
-    pub fn install<B: RefitBackend>(&mut self, backend: &mut B, next: &B::Set, current: Option<&B::Set>, path: &Path) -> Result<(), TrtError> {
+    ///   poisoned (`restored: false`): [`RefitState::check`] fails until a later install succeeds.
+    /// - A refit that fails while already poisoned (no set to roll back to) returns
+    ///   [`TrtError::Poisoned`] with both causes.
+    /// - Success records `version` and clears a poisoned state: every slot was set from one
+    ///   complete set.
+    pub fn install<B: RefitBackend>(&mut self, backend: &mut B, next: &B::Set, current: Option<&B::Set>, version: u64, path: &Path) -> Result<(), TrtError> {
         backend.point(next)?;
         let failure = match backend.refit() {
             Ok(()) => match backend.synchronize() {
                 Ok(()) => {
                     self.poisoned = None;
+                    self.version = Some(version);
                     return Ok(());
                 }
                 Err(e) => e.to_string(),
@@ -72,8 +92,13 @@ impl RefitState {
                 log
             }
         };
-        let restored = match (current, self.poisoned.is_some()) {
-            (Some(current), false) => {
+        if let Some(before) = self.poisoned.take() {
+            let cause = format!("refit failed again: {failure} (unusable since: {before})");
+            self.poisoned = Some(cause.clone());
+            return Err(TrtError::Poisoned { path: path.to_path_buf(), cause });
+        }
+        let restored = match current {
+            Some(current) => {
                 let back = backend
                     .point(current)
                     .map_err(|e| e.to_string())
@@ -90,12 +115,14 @@ impl RefitState {
                     }
                 }
             }
-            _ => {
-                let before = self.poisoned.take().map(|p| format!(" (already unusable: {p})")).unwrap_or_default();
-                self.poisoned = Some(format!("refit failed: {failure}{before}"));
+            None => {
+                self.poisoned = Some(format!("refit failed: {failure}"));
                 false
             }
         };
+        if !restored {
+            self.version = None;
+        }
         Err(TrtError::Refit { path: path.to_path_buf(), restored, log: failure })
     }
 }
@@ -198,28 +225,54 @@ mod tests {
         Path::new("engine.plan")
     }
 
+    /// The engine at slot-set version 0 (the open refit done).
+    fn opened(f: &mut Fake) -> RefitState {
+        let mut s = RefitState::default();
+        s.install(f, &0, None, 0, path()).unwrap();
+        f.calls.clear();
+        s
+    }
+
+    /// What a step of the session does with slot set `set` (version `set` here): refit it unless
+    /// the engine holds it, then check before running (`PlanRunner::refit_weights` /
+    /// `run_bound`, `TrtSession::step`).
+    fn step(s: &mut RefitState, f: &mut Fake, set: u32) -> Result<(), TrtError> {
+        if s.needs_refit(u64::from(set)) {
+            let current = f.engine;
+            s.install(f, &set, current.as_ref(), u64::from(set), path())?;
+        }
+        s.check(path())
+    }
+
     #[test]
     fn success_installs_and_waits() {
-        let (mut s, mut f) = (RefitState::default(), Fake::default());
-        s.install(&mut f, &1, Some(&0), path()).unwrap();
+        let mut f = Fake::default();
+        let mut s = opened(&mut f);
+        assert_eq!(s.version(), Some(0));
+        s.install(&mut f, &1, Some(&0), 1, path()).unwrap();
         assert_eq!(f.engine, Some(1));
         assert_eq!(f.calls, ["point 1", "refit 1", "sync"]);
         assert!(!f.pending && s.check(path()).is_ok());
+        assert_eq!(s.version(), Some(1));
+        assert!(!s.needs_refit(1) && s.needs_refit(0));
     }
 
     #[test]
     fn failed_point_changes_nothing() {
-        let (mut s, mut f) = (RefitState::default(), Fake { engine: Some(0), fail_point: vec![1], ..Default::default() });
-        assert!(matches!(s.install(&mut f, &1, Some(&0), path()), Err(TrtError::Tensorrt { .. })));
+        let mut f = Fake { fail_point: vec![1], ..Default::default() };
+        let mut s = opened(&mut f);
+        assert!(matches!(s.install(&mut f, &1, Some(&0), 1, path()), Err(TrtError::Tensorrt { .. })));
         assert_eq!(f.engine, Some(0));
         assert_eq!(f.calls, ["point 1"]);
         assert!(s.check(path()).is_ok());
+        assert_eq!(s.version(), Some(0));
     }
 
     #[test]
     fn failed_refit_syncs_then_restores() {
-        let (mut s, mut f) = (RefitState::default(), Fake { engine: Some(0), fail_refit: vec![1], ..Default::default() });
-        match s.install(&mut f, &1, Some(&0), path()) {
+        let mut f = Fake { fail_refit: vec![1], ..Default::default() };
+        let mut s = opened(&mut f);
+        match s.install(&mut f, &1, Some(&0), 1, path()) {
             Err(TrtError::Refit { restored: true, log, .. }) => assert_eq!(log, "refit of 1 failed"),
             other => panic!("{other:?}"),
         }
@@ -227,41 +280,81 @@ mod tests {
         assert_eq!(f.calls, ["point 1", "refit 1", "sync", "point 0", "refit 0", "sync"]);
         assert_eq!(f.engine, Some(0));
         assert!(!f.pending && s.check(path()).is_ok());
+        assert_eq!(s.version(), Some(0), "the engine holds the previous set again");
     }
 
     #[test]
     fn failed_wait_counts_as_a_failed_refit() {
-        let (mut s, mut f) = (RefitState::default(), Fake { engine: Some(0), fail_sync_after_refit: true, ..Default::default() });
-        assert!(matches!(s.install(&mut f, &1, Some(&0), path()), Err(TrtError::Refit { restored: true, .. })));
+        let mut f = Fake::default();
+        let mut s = opened(&mut f);
+        f.fail_sync_after_refit = true;
+        assert!(matches!(s.install(&mut f, &1, Some(&0), 1, path()), Err(TrtError::Refit { restored: true, .. })));
         assert_eq!(f.engine, Some(0));
+        assert_eq!(s.version(), Some(0));
     }
 
     #[test]
     fn failed_rollback_poisons_until_a_full_install() {
-        let (mut s, mut f) = (RefitState::default(), Fake { engine: Some(0), fail_refit: vec![1, 0], ..Default::default() });
-        assert!(matches!(s.install(&mut f, &1, Some(&0), path()), Err(TrtError::Refit { restored: false, .. })));
+        let mut f = Fake { fail_refit: vec![1], ..Default::default() };
+        let mut s = opened(&mut f);
+        f.fail_refit.push(0);
+        assert!(matches!(s.install(&mut f, &1, Some(&0), 1, path()), Err(TrtError::Refit { restored: false, .. })));
         assert_eq!(f.engine, None);
         assert!(!f.pending, "synchronized after the failed rollback");
+        assert_eq!(s.version(), None);
         match s.check(path()) {
             Err(TrtError::Poisoned { cause, .. }) => assert!(cause.contains("refit of 1 failed") && cause.contains("refit of 0 failed"), "{cause}"),
             other => panic!("{other:?}"),
         }
-        // Poisoned: no rollback target. Another failure keeps it poisoned without a rollback.
+        // Poisoned: no rollback target. Another failure keeps it poisoned, without a rollback,
+        // and says so with the typed error.
         f.calls.clear();
-        assert!(matches!(s.install(&mut f, &1, Some(&0), path()), Err(TrtError::Refit { restored: false, .. })));
+        match s.install(&mut f, &1, Some(&0), 1, path()) {
+            Err(TrtError::Poisoned { cause, .. }) => assert!(cause.contains("again") && cause.contains("rollback failed"), "{cause}"),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(f.calls, ["point 1", "refit 1", "sync"]);
         assert!(s.is_poisoned());
         // A successful install of a complete set clears it.
-        s.install(&mut f, &2, Some(&0), path()).unwrap();
+        s.install(&mut f, &2, Some(&0), 2, path()).unwrap();
         assert_eq!(f.engine, Some(2));
         assert!(s.check(path()).is_ok());
+        assert_eq!(s.version(), Some(2));
+    }
+
+    /// The session's view: after a failed rollback every step (whatever set it holds, the one
+    /// that failed included) retries a full refit and returns `Poisoned` until one succeeds; it
+    /// never runs on the mixed slots.
+    #[test]
+    fn poisoned_steps_refuse_until_a_full_refit_succeeds() {
+        let mut f = Fake { fail_refit: vec![1], ..Default::default() };
+        let mut s = opened(&mut f);
+        step(&mut s, &mut f, 0).unwrap();
+        assert!(f.calls.is_empty(), "the engine holds set 0: no refit");
+        f.fail_refit.push(0);
+        assert!(matches!(step(&mut s, &mut f, 1), Err(TrtError::Refit { restored: false, .. })));
+        // Set 0 (the old one) and set 1 (the failing one) both keep failing: typed, never a run.
+        for set in [0, 1, 0] {
+            f.calls.clear();
+            assert!(matches!(step(&mut s, &mut f, set), Err(TrtError::Poisoned { .. })), "set {set}");
+            assert_eq!(f.calls, [format!("point {set}"), format!("refit {set}"), "sync".into()], "a full refit was retried");
+            assert_eq!(f.engine, None);
+        }
+        // Set 1 can be refit now (e.g. a transient failure): the session is usable again.
+        f.fail_refit.clear();
+        step(&mut s, &mut f, 1).unwrap();
+        assert_eq!((f.engine, s.version()), (Some(1), Some(1)));
+        f.calls.clear();
+        step(&mut s, &mut f, 1).unwrap();
+        assert!(f.calls.is_empty(), "no refit once the engine holds the set");
     }
 
     #[test]
     fn failure_at_open_has_nothing_to_restore() {
         let (mut s, mut f) = (RefitState::default(), Fake { fail_refit: vec![0], ..Default::default() });
-        assert!(matches!(s.install(&mut f, &0, None, path()), Err(TrtError::Refit { restored: false, .. })));
+        assert!(matches!(s.install(&mut f, &0, None, 0, path()), Err(TrtError::Refit { restored: false, .. })));
         assert!(s.is_poisoned());
+        assert_eq!(s.version(), None);
     }
 
     #[test]

@@ -57,9 +57,11 @@ fn tensorrt_err(scope: &LogScope, step: impl Into<String>, e: impl Into<crate::e
 /// work of this engine is pending on another stream (TensorRT leaves that case undefined). If the
 /// refit itself fails, the stream is synchronized, the previous slot set (kept on the device) is
 /// refit back and the error says whether that succeeded; failures before the refit leave the
-/// engine untouched. If the rollback fails too, the runner is poisoned (`refit_version` is
-/// `None`): runs return [`TrtError::Poisoned`] until a refit of every slot from one complete set
-/// succeeds, which [`super::TrtSession`] does at the next step (it refits the lease's set).
+/// engine untouched. If the rollback fails too, the runner is poisoned (the engine's slot-set
+/// version is unknown): runs return [`TrtError::Poisoned`] until a refit of every slot from one
+/// complete set succeeds, which [`super::TrtSession`] retries at every step (it refits the
+/// lease's set, whichever it is; a swap to another set is allowed and is refit the same way).
+/// The logic is [`RefitState`]'s, tested on CPU behind the [`RefitBackend`] seam.
 ///
 /// # Refitter
 /// One `IRefitter` per session. At open it checks the engine's refittable weights
@@ -91,8 +93,7 @@ pub(crate) struct PlanRunner {
     output: Option<DeviceBuffer>,
     active: SlotBuffers,
     standby: SlotBuffers,
-    /// The slot-set version refit into the engine (`None`: unknown after a failed refit).
-    pub(crate) refit_version: Option<u64>,
+    /// Which slot-set version the engine holds; poisoning.
     state: RefitState,
     pub(crate) manifest: Manifest,
     pub(crate) plan_path: PathBuf,
@@ -119,11 +120,7 @@ impl Drop for PlanRunner {
 
 impl std::fmt::Debug for PlanRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlanRunner")
-            .field("plan", &self.plan_path)
-            .field("gpu", &self.gpu_name)
-            .field("refit_version", &self.refit_version)
-            .finish_non_exhaustive()
+        f.debug_struct("PlanRunner").field("plan", &self.plan_path).field("gpu", &self.gpu_name).field("refit", &self.state).finish_non_exhaustive()
     }
 }
 
@@ -217,28 +214,14 @@ impl PlanRunner {
             let mut backend = Refit { refitter: &mut refitter, gpu: &gpu, lora: &manifest.lora };
             backend.point(&active)?;
             let scope = LogScope::begin();
-            let missing = backend.refitter.missing_weights(missing_capacity(&manifest.lora)).map_err(|e| tensorrt_err(&scope, "getMissingWeights", e))?;
+            let missing = refitter_names(&manifest.lora, |n| backend.refitter.missing_weights(n)).map_err(|e| tensorrt_err(&scope, "getMissingWeights", e))?;
             if !missing.is_empty() {
                 return Err(TrtError::MissingWeights { path: plan_path, names: missing });
             }
-            state.install(&mut backend, &active, None, &plan_path)?;
+            state.install(&mut backend, &active, None, 0, &plan_path)?;
         }
         let context = create_context(&mut engine)?;
-        let s = PlanRunner {
-            context,
-            refitter,
-            _engine: engine,
-            _runtime: runtime,
-            output: None,
-            active,
-            standby,
-            refit_version: Some(0),
-            state,
-            manifest,
-            plan_path,
-            gpu_name,
-            gpu,
-        };
+        let s = PlanRunner { context, refitter, _engine: engine, _runtime: runtime, output: None, active, standby, state, manifest, plan_path, gpu_name, gpu };
         tracing::info!(plan = %s.plan_path.display(), gpu = %s.gpu_name, slots = s.manifest.lora.slots.len(), "TensorRT session open");
         Ok(s)
     }
@@ -271,6 +254,11 @@ impl PlanRunner {
     /// True after a failed refit whose rollback failed too (see [`TrtError::Poisoned`]).
     pub(crate) fn is_poisoned(&self) -> bool {
         self.state.is_poisoned()
+    }
+
+    /// Whether a run with slot-set `version` must refit first (another set, or poisoned).
+    pub(crate) fn needs_refit(&self, version: u64) -> bool {
+        self.state.needs_refit(version)
     }
 
     /// One run of `bound`'s request on `latents` and `timestep` (`[B]`) with the slots refit now;
@@ -334,21 +322,11 @@ impl PlanRunner {
             }
         }
         let mut backend = Refit { refitter: &mut self.refitter, gpu: &self.gpu, lora: &self.manifest.lora };
-        match self.state.install(&mut backend, &self.standby, Some(&self.active), &self.plan_path) {
-            Ok(()) => {
-                std::mem::swap(&mut self.active, &mut self.standby);
-                self.refit_version = Some(version);
-                Ok(())
-            }
-            Err(e) => {
-                // A refit that failed and could not be undone leaves the engine's slots unknown:
-                // the next step refits its lease's set from scratch.
-                if self.state.is_poisoned() {
-                    self.refit_version = None;
-                }
-                Err(e)
-            }
-        }
+        // On failure the state says whether the engine holds `active` again or is poisoned
+        // (then the next step refits its lease's set from scratch).
+        self.state.install(&mut backend, &self.standby, Some(&self.active), version, &self.plan_path)?;
+        std::mem::swap(&mut self.active, &mut self.standby);
+        Ok(())
     }
 }
 
@@ -364,9 +342,18 @@ pub(crate) fn check_finite(lora: &LoraSlots, weights: &SlotWeights) -> Result<()
     Ok(())
 }
 
-/// Room for every slot name plus extras, so names beyond the slots show up in the checks.
-fn missing_capacity(lora: &LoraSlots) -> i32 {
-    i32::try_from(2 * lora.slots.len() + 64).unwrap_or(i32::MAX)
+/// Every name of a refitter list (`getAllWeights`, `getMissingWeights`): trtx returns at most
+/// `capacity` names, so a full answer is asked again with twice the room.
+fn refitter_names(lora: &LoraSlots, mut list: impl FnMut(i32) -> trtx::Result<Vec<String>>) -> trtx::Result<Vec<String>> {
+    let mut capacity = 2 * lora.slots.len() + 64;
+    loop {
+        let room = i32::try_from(capacity).unwrap_or(i32::MAX);
+        let names = list(room)?;
+        if names.len() < capacity || room == i32::MAX {
+            return Ok(names);
+        }
+        capacity *= 2;
+    }
 }
 
 /// `(A count, B count)` of slot `s` in elements.
@@ -378,7 +365,7 @@ fn slot_counts(lora: &LoraSlots, s: &crate::manifest::SlotSpec) -> [usize; 2] {
 /// prototype has the manifest's element count and dtype.
 fn check_refitter(refitter: &Refitter<'static, 'static>, lora: &LoraSlots, path: &Path) -> Result<(), TrtError> {
     let scope = LogScope::begin();
-    let all = refitter.all_weights(missing_capacity(lora)).map_err(|e| tensorrt_err(&scope, "getAllWeights", e))?;
+    let all = refitter_names(lora, |n| refitter.all_weights(n)).map_err(|e| tensorrt_err(&scope, "getAllWeights", e))?;
     let names: Vec<String> = lora.slots.iter().flat_map(|s| [s.a.clone(), s.b.clone()]).collect();
     refit::check_refittable(path, &all, &names)?;
     let want = trt_dtype(lora.dtype);

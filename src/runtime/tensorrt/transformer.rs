@@ -114,7 +114,7 @@ impl TrtSession {
     pub fn refit_current(&self) -> crate::Result<bool> {
         let lease = self.active.lease();
         let mut runner = self.lock();
-        if runner.refit_version == Some(lease.version()) {
+        if !runner.needs_refit(lease.version()) {
             return Ok(false);
         }
         runner.refit_weights(&lease.tensors().weights, lease.version())?;
@@ -140,7 +140,7 @@ impl TrtSession {
             .into());
         }
         let mut runner = self.lock();
-        if runner.refit_version != Some(lease.version()) {
+        if runner.needs_refit(lease.version()) {
             let t0 = Instant::now();
             runner.refit_weights(&lease.tensors().weights, lease.version())?;
             tracing::debug!(plan = %runner.plan_path.display(), version = lease.version(), elapsed = ?t0.elapsed(), "refit the lease's slot set");
