@@ -111,6 +111,8 @@ fn selftest_uses_built_in_fixtures_and_never_passes_without_a_gpu() {
     assert!(!out.status.success(), "selftest succeeded without a GPU?\n{stdout}\n{stderr}");
     assert!(!stdout.lines().any(|l| l.starts_with("PASS")), "{stdout}");
     assert!(stderr.contains("libcuda") || stderr.contains("CUDA"), "typed CUDA error expected: {stderr}");
+    assert!(stderr.contains("nothing was checked"), "it says that nothing was verified: {stderr}");
+    assert!(!work.path().join("selftest-report.json").exists(), "no report for a self-test that did not start");
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     for (written, original) in [
         ("dev-bfl.safetensors", "models/dev-bfl.safetensors"),

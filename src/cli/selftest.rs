@@ -72,6 +72,9 @@ pub struct SelftestArgs {
     pub max_refit_ms: f64,
 }
 
+/// The context of an error that stops the self-test before its first check.
+const NOT_STARTED: &str = "self-test could not start, nothing was checked (no report written)";
+
 /// Backends the self-test covers.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -132,13 +135,14 @@ pub fn run(args: &SelftestArgs) -> Result<bool> {
         match provider {
             Some(provider) => {
                 let open = move |dir: &Path| -> flux_trt::Result<FluxSession> { Ok(FluxSession::builder(dir).with_execution_provider(provider).build()?) };
-                selftest(&opts, Some(flux_trt::selftest::Reference { name: format!("ONNX Runtime ({provider})"), open: &open }))?
+                selftest(&opts, Some(flux_trt::selftest::Reference { name: format!("ONNX Runtime ({provider})"), open: &open }))
             }
-            None => selftest::<FluxSession>(&opts, None)?,
+            None => selftest::<FluxSession>(&opts, None),
         }
     };
     #[cfg(not(feature = "ort"))]
-    let report = selftest::<flux_trt::runtime::tensorrt::TrtSession>(&opts, None)?;
+    let report = selftest::<flux_trt::runtime::tensorrt::TrtSession>(&opts, None);
+    let report = report.context(NOT_STARTED)?;
     println!("{report}");
     let json = args.json.clone().unwrap_or_else(|| match &args.work_dir {
         Some(d) => d.join("selftest-report.json"),
