@@ -226,7 +226,12 @@ impl std::fmt::Display for SelftestReport {
 /// no target; TensorRT-RTX needs this GPU's compute capability as a target, and cannot run on
 /// sm90 (or anything outside sm75–sm121).
 pub fn default_targets(major: i32, minor: i32, gpu: &str) -> Result<Vec<Target>, TrtError> {
-    if cfg!(feature = "tensorrt-enterprise") {
+    targets_for(cfg!(feature = "tensorrt-enterprise"), major, minor, gpu)
+}
+
+/// [`default_targets`] for TensorRT Enterprise (`enterprise`) or TensorRT-RTX.
+fn targets_for(enterprise: bool, major: i32, minor: i32, gpu: &str) -> Result<Vec<Target>, TrtError> {
+    if enterprise {
         return Ok(Vec::new());
     }
     format!("sm{major}{minor}").parse::<Target>().map(|t| vec![t]).map_err(|_| TrtError::Selftest {
@@ -407,17 +412,19 @@ mod tests {
 
     #[test]
     fn targets_follow_the_tensorrt_variant() {
-        if cfg!(feature = "tensorrt-enterprise") {
-            // Enterprise builds for the GPU it runs on: no target, whatever the GPU.
-            assert_eq!(default_targets(9, 0, "H200").unwrap(), Vec::<Target>::new());
-            assert_eq!(default_targets(8, 9, "RTX 4090").unwrap(), Vec::<Target>::new());
-        } else {
-            assert_eq!(default_targets(8, 9, "RTX 4090").unwrap(), vec![Target::Sm89]);
-            match default_targets(9, 0, "H200") {
-                Err(TrtError::Selftest { message, .. }) => assert!(message.contains("sm90"), "{message}"),
-                other => panic!("{other:?}"),
-            }
+        // Enterprise builds for the GPU it runs on and rejects any target (engine::build): none,
+        // whatever the GPU, sm90 included.
+        assert_eq!(targets_for(true, 9, 0, "H200").unwrap(), Vec::<Target>::new());
+        assert_eq!(targets_for(true, 8, 9, "RTX 4090").unwrap(), Vec::<Target>::new());
+        // TensorRT-RTX: this GPU's compute capability, and a typed refusal where it cannot run.
+        assert_eq!(targets_for(false, 8, 9, "RTX 4090").unwrap(), vec![Target::Sm89]);
+        assert_eq!(targets_for(false, 12, 0, "RTX 5090").unwrap(), vec![Target::Sm120]);
+        match targets_for(false, 9, 0, "H200") {
+            Err(TrtError::Selftest { message, .. }) => assert!(message.contains("sm90") && message.contains("H200"), "{message}"),
+            other => panic!("{other:?}"),
         }
+        // This build's variant.
+        assert_eq!(default_targets(9, 0, "H200").is_ok(), cfg!(feature = "tensorrt-enterprise"));
     }
 
     #[test]
