@@ -33,7 +33,7 @@ use serde::Serialize;
 
 use crate::engine::Target;
 use crate::runtime::tensorrt::{SessionOptions, TrtError};
-use crate::runtime::{HostTensor, RequestInputs, Transformer};
+use crate::runtime::{HostTensor, OwnedRequest, RequestInputs, Transformer};
 
 /// A reference backend for [`selftest`]: its name and how to open it on an engine folder.
 pub struct Reference<'a, R> {
@@ -264,11 +264,8 @@ pub const SHAPES: [Shape; 2] = [Shape { batch: 1, h: 4, w: 4, txt: 8 }, Shape { 
 #[derive(Clone, Debug)]
 pub struct TinyRequest {
     pub shape: Shape,
-    pub encoder_hidden_states: Vec<f32>,
-    pub pooled_projections: Vec<f32>,
-    pub guidance: Option<f32>,
-    pub txt_ids: Vec<[f32; 3]>,
-    pub img_ids: Vec<[f32; 3]>,
+    /// The constants bound once per shape.
+    pub constants: OwnedRequest,
     /// `hidden_states` `[B, h·w, in_channels]`.
     pub latents: Vec<f32>,
     pub timestep: f32,
@@ -296,30 +293,21 @@ impl TinyRequest {
                 .collect()
         };
         let (b, img, txt) = (shape.batch, shape.h * shape.w, shape.txt);
-        TinyRequest {
-            shape,
-            latents: rand(b * img * config.in_channels),
+        let latents = rand(b * img * config.in_channels);
+        let constants = OwnedRequest {
+            batch: b,
             encoder_hidden_states: rand(b * txt * config.context_dim),
             pooled_projections: rand(b * config.pooled_dim),
             guidance: config.variant.has_guidance().then_some(3.5),
             txt_ids: vec![[0.0; 3]; txt],
             img_ids: crate::flux::img_ids(shape.h, shape.w),
-            timestep: 0.5,
-            out_shape: vec![b, img, config.out_channels],
-        }
+        };
+        TinyRequest { shape, constants, latents, timestep: 0.5, out_shape: vec![b, img, config.out_channels] }
     }
 
+    /// The constants as [`Transformer::bind`] takes them.
     pub fn request(&self) -> RequestInputs<'_> {
-        RequestInputs {
-            batch: self.shape.batch,
-            image_seq_len: self.img_ids.len(),
-            text_len: self.txt_ids.len(),
-            encoder_hidden_states: &self.encoder_hidden_states,
-            pooled_projections: &self.pooled_projections,
-            guidance: self.guidance,
-            txt_ids: &self.txt_ids,
-            img_ids: &self.img_ids,
-        }
+        self.constants.inputs()
     }
 
     /// One step of `t` on this request (bound as `bound`) with the slot set current now.
@@ -432,9 +420,9 @@ mod tests {
         let cfg = crate::Checkpoint::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/dev-bfl.safetensors")).unwrap().config().clone();
         let x = TinyRequest::at(&cfg, SHAPES[1]);
         assert_eq!(x.latents.len(), 2 * 64 * cfg.in_channels);
-        assert_eq!(x.encoder_hidden_states.len(), 2 * 16 * cfg.context_dim);
-        assert_eq!(x.pooled_projections.len(), 2 * cfg.pooled_dim);
-        assert_eq!((x.img_ids.len(), x.txt_ids.len()), (64, 16));
+        assert_eq!(x.constants.encoder_hidden_states.len(), 2 * 16 * cfg.context_dim);
+        assert_eq!(x.constants.pooled_projections.len(), 2 * cfg.pooled_dim);
+        assert_eq!((x.constants.img_ids.len(), x.constants.txt_ids.len()), (64, 16));
         assert_eq!(x.out_shape, [2, 64, cfg.out_channels]);
         let r = x.request();
         assert_eq!((r.batch, r.image_seq_len, r.text_len), (2, 64, 16));
