@@ -49,7 +49,9 @@ fn main() -> std::process::ExitCode {
         Command::Serve(a) => cli::serve::run(a),
         #[cfg(feature = "serve")]
         Command::ServeLoad(a) => cli::serve_load::run(a),
-        Command::Selftest(a) => cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest FAILED")) }),
+        Command::Selftest(a) => {
+            cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest did not pass (verdict above; JSON report written)")) })
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
