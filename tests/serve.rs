@@ -4,9 +4,10 @@
 //! generation of the same request (same session options).
 #![cfg(all(feature = "serve", feature = "export", feature = "cli"))]
 
+use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -100,10 +101,15 @@ impl Running {
         request(self.addr, "GET", path, None).await.unwrap()
     }
     async fn metric(&self, name: &str) -> f64 {
-        let m = self.get("/metrics").await;
-        let text = String::from_utf8(m.body).unwrap();
-        parse_metrics(&text).into_iter().filter(|(n, _)| n == name).map(|(_, v)| v).sum()
+        metric(self.addr, name).await
     }
+}
+
+/// The sum of a metric's series on the server at `addr`.
+async fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let m = request(addr, "GET", "/metrics", None).await.unwrap();
+    let text = String::from_utf8(m.body).unwrap();
+    parse_metrics(&text).into_iter().filter(|(n, _)| n == name).map(|(_, v)| v).sum()
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -326,10 +332,10 @@ fn every_bad_input_is_a_4xx_naming_the_field_and_bad_adapter_files_fail_only_the
     });
 }
 
-/// Waits until `cond` holds on the metrics (10 s at most).
-async fn until(s: &Running, name: &str, cond: impl Fn(f64) -> bool) {
+/// Waits until `cond` holds on the metrics of the server at `addr` (30 s at most).
+async fn until(addr: SocketAddr, name: &str, cond: impl Fn(f64) -> bool) {
     let t0 = Instant::now();
-    while !cond(s.metric(name).await) {
+    while !cond(metric(addr, name).await) {
         assert!(t0.elapsed() < Duration::from_secs(30), "{name} never reached the expected value");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -344,16 +350,16 @@ fn full_queue_is_429_with_retry_after_timeouts_are_504_and_disconnects_cancel() 
         // A long request runs; one more fits the queue; the third is refused.
         let addr = s.addr;
         let long = tokio::spawn(async move { request(addr, "POST", gen, Some(body(json!([]), 1, 5000).to_string().into_bytes())).await });
-        until(&s, "flux_trt_num_requests_running", |v| v == 1.0).await;
+        until(s.addr, "flux_trt_num_requests_running", |v| v == 1.0).await;
         let queued = tokio::spawn(async move { request(addr, "POST", gen, Some(body(json!([{"name": "attn"}]), 1, 1).to_string().into_bytes())).await });
-        until(&s, "flux_trt_num_requests_waiting", |v| v == 1.0).await;
+        until(s.addr, "flux_trt_num_requests_waiting", |v| v == 1.0).await;
         let full = s.post(gen, body(json!([]), 1, 1)).await;
         let (st, _, code, _) = err(&full);
         assert_eq!((st, code.as_str()), (429, "queue_full"));
         assert!(full.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v >= 1), "Retry-After: {:?}", full.headers);
         // The client of the long request goes away: it stops between steps, the queued one runs.
         long.abort();
-        until(&s, "flux_trt_requests_total", |v| v >= 1.0).await;
+        until(s.addr, "flux_trt_requests_total", |v| v >= 1.0).await;
         let r = queued.await.unwrap().unwrap();
         assert_eq!(r.status, 200);
         let text = String::from_utf8(s.get("/metrics").await.body).unwrap();
@@ -383,8 +389,8 @@ fn graceful_shutdown_answers_every_request_in_flight() {
                 tokio::spawn(async move { request(addr, "POST", "/v1/images/generations", Some(body(loras, i, 20).to_string().into_bytes())).await })
             })
             .collect();
-        until(&s, "flux_trt_num_requests_running", |v| v == 1.0).await;
-        until(&s, "flux_trt_num_requests_waiting", |v| v == 3.0).await;
+        until(s.addr, "flux_trt_num_requests_running", |v| v == 1.0).await;
+        until(s.addr, "flux_trt_num_requests_waiting", |v| v == 3.0).await;
         let Running { addr, stop, done } = s;
         let _ = stop.unwrap().send(());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -397,4 +403,51 @@ fn graceful_shutdown_answers_every_request_in_flight() {
         tokio::time::timeout(Duration::from_secs(60), done).await.expect("server exits").unwrap().unwrap();
         assert!(request(addr, "GET", "/healthz", None).await.is_err(), "the listener is closed");
     });
+}
+
+/// The `flux-trt serve` binary itself: SIGTERM with one request generating and one queued makes
+/// readiness fail, answers both, and exits 0.
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let adapters = adapter_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flux-trt"))
+        .arg("serve")
+        .arg("--engine")
+        .arg(engine_dir())
+        .arg("--adapters")
+        .arg(adapters.path())
+        .arg("--ort-lib")
+        .arg(ort_library())
+        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--max-size", "64", "--default-size", "64", "--shutdown-delay-s", "0.3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start flux-trt serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr: SocketAddr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected output {line:?}")).parse().unwrap();
+    rt().block_on(async {
+        let tasks: Vec<_> = [json!([]), json!([{"name": "attn"}])]
+            .into_iter()
+            .map(|loras| tokio::spawn(async move { request(addr, "POST", "/v1/images/generations", Some(body(loras, 3, 40).to_string().into_bytes())).await }))
+            .collect();
+        until(addr, "flux_trt_num_requests_running", |v| v == 1.0).await;
+        until(addr, "flux_trt_num_requests_waiting", |v| v == 1.0).await;
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(request(addr, "GET", "/readyz", None).await.unwrap().status, 503, "readiness fails first");
+        for t in tasks {
+            let r = t.await.unwrap().unwrap();
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        }
+    });
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the server did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
 }
