@@ -155,16 +155,19 @@ impl Model {
         let n = idx.len();
         let (off, m, batch, _) = self.rows(j, r);
         let rank = self.slots.max_rank;
+        if n < 2 || batch != 1 || m == 0 || n * rank > self.cfg.hidden_size {
+            return Ok(false);
+        }
         let (in_f, out_f) = self.slot_features[idx[0]];
+        if idx.iter().any(|i| self.slot_features[*i] != (in_f, out_f)) {
+            return Ok(false);
+        }
         let e = self.e() as usize;
         let even = |o: &dyn Fn(usize) -> usize| -> Option<usize> {
             let d = o(idx[1]).checked_sub(o(idx[0]))?;
             (idx.windows(2).all(|w| o(w[1]).checked_sub(o(w[0])) == Some(d)) && d % e == 0).then_some(d / e)
         };
         let (Some(da), Some(db)) = (even(&|i| self.slots.offsets[i].0), even(&|i| self.slots.offsets[i].1)) else { return Ok(false) };
-        if n < 2 || batch != 1 || m == 0 || n * rank > self.cfg.hidden_size || idx.iter().any(|i| self.slot_features[*i] != (in_f, out_f)) {
-            return Ok(false);
-        }
         if self.skip.load(std::sync::atomic::Ordering::Relaxed) & SKIP_LORA != 0 {
             return Ok(true);
         }
