@@ -18,6 +18,11 @@
 //! else [`ChannelImpl::Epilogue`]: the GEMM runs with the activation scale only and no bias, and
 //! one NVRTC kernel multiplies every column by its scale and adds the bias in place (one extra
 //! read + write of Y). The algorithm is cuBLASLt's heuristic pick, chosen once per plan.
+//!
+//! Measured on the H200 (2026-11-29, cuBLASLt 13.1, `tests/cuda_fp8.rs`): per-tensor E4M3 GEMMs
+//! match the dequantized fp32 reference at 1.7e-3 relative L2 and take 43.1 ms for one FLUX.1
+//! step's GEMMs at 1024² (39.2 with fast accumulation); the outer-vector scale mode is rejected
+//! there (`CUBLAS_STATUS_INVALID_VALUE`), so per-channel scales take the epilogue kernel (62.1 ms).
 
 use std::ffi::c_void;
 use std::sync::Arc;
