@@ -95,7 +95,7 @@ fn blocks(n: usize, per: usize) -> u32 {
 
 /// Whether every address is a multiple of `bytes`.
 fn aligned(bytes: u64, ptrs: &[u64]) -> bool {
-    ptrs.iter().all(|p| p % bytes == 0)
+    ptrs.iter().all(|p| p.is_multiple_of(bytes))
 }
 
 /// Registers per thread row chunk of `ln_mod_v` (`LN_CHUNKS` in fused.cu).
@@ -172,7 +172,11 @@ impl Kernels {
         let mut p = params![x, y, hh, st, sx, shift.txt, scale.txt, shift.img, scale.img, ms];
         let v = 16 / self.elem;
         let nv = h / v;
-        if h % v == 0 && shift.stride as usize % v == 0 && nv <= LN_CHUNKS * 1024 && aligned(16, &[x, y, shift.txt, scale.txt, shift.img, scale.img]) {
+        if h.is_multiple_of(v)
+            && (shift.stride as usize).is_multiple_of(v)
+            && nv <= LN_CHUNKS * 1024
+            && aligned(16, &[x, y, shift.txt, scale.txt, shift.img, scale.img])
+        {
             let threads = (nv.div_ceil(LN_CHUNKS).div_ceil(32) * 32).clamp(32, 1024) as u32;
             // SAFETY: as below; every vector access is in bounds and 16-byte aligned.
             return unsafe { self.go(gpu, self.ln_mod_v, "ln_mod_v", (j.rows() as u32, 1, 1), (threads, 1, 1), &mut p) };
@@ -203,10 +207,10 @@ impl Kernels {
         let mut p = params![src, ld, qo, ko, vo, s_len, s_off, st, hs, d, norm.0, norm.1, rope.0, rope.1, qkv[0], qkv[1], qkv[2], b];
         let grid = ((j.batch * stream.1) as u32, blocks(heads, 4), 1);
         let e4 = 4 * self.elem as u64;
-        let vec = head_dim % 4 == 0
+        let vec = head_dim.is_multiple_of(4)
             && head_dim <= 128
             && ld % 4 == 0
-            && cols.iter().all(|c| c % 4 == 0)
+            && cols.iter().all(|c| c.is_multiple_of(4))
             && aligned(e4, &[src, norm.0, norm.1, qkv[0], qkv[1], qkv[2]])
             && aligned(8, &[rope.0, rope.1]);
         let (f, name) = if vec { (self.qk_norm_rope_v, "qk_norm_rope_v") } else { (self.qk_norm_rope, "qk_norm_rope") };
@@ -222,7 +226,7 @@ impl Kernels {
         let (ct, ci) = (clip.0 as i32, clip.1 as i32);
         let mut p = params![x, y, ldy, rows, hh, st, sx, gate.txt, gate.img, ms, ct, ci];
         let v = 16 / self.elem;
-        if h % v == 0 && ldy as usize % v == 0 && gate.stride as usize % v == 0 && aligned(16, &[x, y, gate.txt, gate.img]) {
+        if h.is_multiple_of(v) && (ldy as usize).is_multiple_of(v) && (gate.stride as usize).is_multiple_of(v) && aligned(16, &[x, y, gate.txt, gate.img]) {
             // SAFETY: as below, on aligned 16-byte vectors.
             return unsafe { self.go(gpu, self.gate_res_v, "gate_res_v", (blocks(j.rows() * h / v, 256), 1, 1), (256, 1, 1), &mut p) };
         }
@@ -235,7 +239,7 @@ impl Kernels {
         let (r, c, l, c0) = (rows as i64, cols as i32, ld as i64, col0 as i32);
         let mut p = params![ptr, r, c, l, c0];
         let v = 16 / self.elem;
-        if cols % v == 0 && ld % v == 0 && col0 % v == 0 && aligned(16, &[ptr]) {
+        if cols.is_multiple_of(v) && ld.is_multiple_of(v) && col0.is_multiple_of(v) && aligned(16, &[ptr]) {
             // SAFETY: as below, on aligned 16-byte vectors.
             return unsafe { self.go(gpu, self.gelu_tanh_v, "gelu_tanh_v", (blocks(rows * cols / v, 256), 1, 1), (256, 1, 1), &mut p) };
         }

@@ -165,7 +165,7 @@ impl Model {
         let e = self.e() as usize;
         let even = |o: &dyn Fn(usize) -> usize| -> Option<usize> {
             let d = o(idx[1]).checked_sub(o(idx[0]))?;
-            (idx.windows(2).all(|w| o(w[1]).checked_sub(o(w[0])) == Some(d)) && d % e == 0).then_some(d / e)
+            (idx.windows(2).all(|w| o(w[1]).checked_sub(o(w[0])) == Some(d)) && d.is_multiple_of(e)).then_some(d / e)
         };
         let (Some(da), Some(db)) = (even(&|i| self.slots.offsets[i].0), even(&|i| self.slots.offsets[i].1)) else { return Ok(false) };
         if self.skip.load(std::sync::atomic::Ordering::Relaxed) & SKIP_LORA != 0 {
