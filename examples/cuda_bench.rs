@@ -31,6 +31,9 @@ struct Args {
     warmup: usize,
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Writes the first shape's output after warm-up (f32 little-endian) for cross-run comparison.
+    #[arg(long)]
+    save_output: Option<PathBuf>,
 }
 
 fn noise(n: usize, seed: u64) -> Vec<f32> {
@@ -166,6 +169,9 @@ fn main() -> anyhow::Result<()> {
             }
         }
         let finite = out.iter().all(|v| v.is_finite());
+        if let (Some(p), true) = (&args.save_output, results.is_empty()) {
+            std::fs::write(p, out.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+        }
         let mut wall = Vec::new();
         let mut gpu = Vec::new();
         for i in 0..args.steps {
@@ -287,6 +293,8 @@ fn main() -> anyhow::Result<()> {
         "slots": s.manifest().lora.slots.len(), "max_rank": s.manifest().lora.max_rank,
         "results": results, "swaps": swaps, "lora_probe": probe,
         "graphs": std::env::var("FLUX_TRT_CUDA_GRAPHS").unwrap_or_else(|_| "1".into()),
+        "gemm_autotune": std::env::var("FLUX_TRT_GEMM_TUNE").unwrap_or_else(|_| "1".into()),
+        "gemm_tuning": s.gemm_tuning(),
     });
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_vec_pretty(&report)?)?;

@@ -6,34 +6,17 @@
 //! - time per call at FLUX.1 1024² (B=1, H=24, S=4608, D=128, bf16).
 #![cfg(feature = "cuda")]
 
+mod cuda_support;
+
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaSlice, CudaStream};
 use flux_trt::runtime::cuda::attention::{launch_kernel, load_kernel};
 use flux_trt::runtime::cuda::{cudnn, Attention, AttentionImpl, AttentionShape};
 use flux_trt::tensor::DType;
 use half::{bf16, f16};
 
-fn setup() -> (Arc<CudaContext>, Arc<CudaStream>) {
-    let ctx = CudaContext::new(0).expect("CUDA device 0");
-    // Raw pointers are handed to cuDNN and captured into graphs: no implicit event tracking.
-    unsafe { ctx.disable_event_tracking() };
-    let stream = ctx.new_stream().expect("stream");
-    (ctx, stream)
-}
-
-/// Deterministic values in [-2, 2).
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
-}
+use cuda_support::{ptr, random, setup};
 
 fn to_bits(v: &[f32], dtype: DType) -> Vec<u16> {
     match dtype {
@@ -89,11 +72,6 @@ fn errors(got: &[f32], want: &[f32]) -> (f64, f64) {
     (max_abs, (num / den.max(1e-30)).sqrt())
 }
 
-fn ptr<T>(buf: &CudaSlice<T>, stream: &CudaStream) -> u64 {
-    let (p, _sync) = buf.device_ptr(stream);
-    p
-}
-
 struct Inputs {
     host: [Vec<f32>; 3],
     dev: [CudaSlice<u16>; 3],
@@ -102,7 +80,7 @@ struct Inputs {
 /// q, k, v rounded to `dtype` (the host copies hold the rounded values).
 fn inputs(stream: &Arc<CudaStream>, s: &AttentionShape, seed: u64) -> Inputs {
     let mk = |i: u64| {
-        let bits = to_bits(&random(s.elements(), seed * 3 + i), s.dtype);
+        let bits = to_bits(&random(s.elements(), seed * 3 + i, 2.0), s.dtype);
         let host = from_bits(&bits, s.dtype);
         (host, stream.clone_htod(&bits).expect("upload"))
     };
@@ -138,7 +116,7 @@ fn fp32_kernel_and_references_match_cpu() {
     for (b, h, n, d) in [(1, 2, 24, 32), (2, 3, 77, 64), (1, 2, 40, 256)] {
         // fp32 path (Attention::new selects the kernel for F32).
         let s = AttentionShape { batch: b, heads: h, seq: n, head_dim: d, dtype: DType::F32 };
-        let host: Vec<Vec<f32>> = (0..3).map(|i| random(s.elements(), 11 + i)).collect();
+        let host: Vec<Vec<f32>> = (0..3).map(|i| random(s.elements(), 11 + i, 2.0)).collect();
         let want = cpu_attention(&s, &host[0], &host[1], &host[2]);
         let att = Attention::new(&stream, s).expect("fp32 plan");
         assert_eq!(att.implementation(), AttentionImpl::KernelF32);
@@ -267,8 +245,8 @@ fn time_per_call_flux_1024() {
         // q, k, v: random values (zeros would be a degenerate softmax); o: zeros.
         let bytes = |seed: u64| -> Vec<u8> {
             match dtype {
-                DType::F32 => random(s.elements(), seed).iter().flat_map(|x| x.to_le_bytes()).collect(),
-                _ => to_bits(&random(s.elements(), seed), dtype).iter().flat_map(|x| x.to_le_bytes()).collect(),
+                DType::F32 => random(s.elements(), seed, 2.0).iter().flat_map(|x| x.to_le_bytes()).collect(),
+                _ => to_bits(&random(s.elements(), seed, 2.0), dtype).iter().flat_map(|x| x.to_le_bytes()).collect(),
             }
         };
         let mut bufs: Vec<CudaSlice<u8>> = (0..3).map(|i| stream.clone_htod(&bytes(3 + i)).unwrap()).collect();

@@ -5,55 +5,44 @@
 //! - time per call for the six FLUX.1 GEMM shapes at 1024² (M = 4608), per step.
 #![cfg(feature = "cuda")]
 
+mod cuda_support;
+
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaSlice, CudaStream};
 use flux_trt::runtime::cuda::fp8::AMAX_BLOCKS;
 use flux_trt::runtime::cuda::{ChannelImpl, Fp8Gemm, Fp8Kernels, Fp8Shape, LtHandle, WeightScaling};
 use half::bf16;
 
-fn setup() -> (Arc<CudaContext>, Arc<CudaStream>) {
-    let ctx = CudaContext::new(0).expect("CUDA device 0");
-    unsafe { ctx.disable_event_tracking() };
-    let stream = ctx.new_stream().expect("stream");
-    (ctx, stream)
-}
+use cuda_support::{ptr, random, setup};
 
-/// Deterministic values in [-1, 1).
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn ptr<T>(buf: &CudaSlice<T>, stream: &CudaStream) -> u64 {
-    let (p, _sync) = buf.device_ptr(stream);
-    p
-}
-
-/// E4M3 byte of `v` (round to nearest even, saturated at ±448): the CPU reference of the kernel.
+/// E4M3 byte of `v` (round to nearest even, saturated at ±448, sign kept): the CPU reference of
+/// the kernel. Binary search over the 127 non-negative finite codes (their values increase with
+/// the code).
 fn e4m3(v: f32) -> u8 {
-    let mut best = 0u8;
-    let mut best_err = f32::INFINITY;
-    for b in 0..=255u8 {
-        let x = e4m3_value(b);
-        if x.is_nan() {
-            continue;
-        }
-        let err = (x - v.clamp(-448.0, 448.0)).abs();
-        // ties to the even mantissa
-        if err < best_err || (err == best_err && b & 1 == 0) {
-            best = b;
-            best_err = err;
+    let a = v.abs().min(448.0);
+    let (mut lo, mut hi) = (0u8, 0x7e);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if e4m3_value(mid) <= a {
+            lo = mid;
+        } else {
+            hi = mid - 1;
         }
     }
-    best
+    let mut b = lo;
+    if b < 0x7e {
+        let (d0, d1) = (a - e4m3_value(b), e4m3_value(b + 1) - a);
+        // ties to the even mantissa
+        if d1 < d0 || (d1 == d0 && (b + 1) & 1 == 0) {
+            b += 1;
+        }
+    }
+    if v.is_sign_negative() {
+        b | 0x80
+    } else {
+        b
+    }
 }
 
 fn e4m3_value(b: u8) -> f32 {
@@ -78,7 +67,7 @@ fn quantize_kernels_match_the_cpu_rounding() {
     let (_ctx, stream) = setup();
     let k = Fp8Kernels::load(&stream).expect("fp8 kernels");
     let n = 1 << 16;
-    let mut xs: Vec<f32> = random(n, 7).iter().map(|v| v * 3.0).collect();
+    let mut xs: Vec<f32> = random(n, 7, 1.0).iter().map(|v| v * 3.0).collect();
     xs[5] = 1000.0; // saturates with the static scale
     let bits: Vec<u16> = xs.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
     let x = stream.clone_htod(&bits).unwrap();
@@ -122,21 +111,21 @@ struct Operands {
 /// Random bf16 activations quantized on the GPU (dynamic scale), random E4M3 weights with
 /// channel scales spread over 16× (per tensor: their max), random bias.
 fn operands(stream: &Arc<CudaStream>, k: &Fp8Kernels, s: &Fp8Shape, ws: usize) -> Operands {
-    let xb: Vec<u16> = random(s.m * s.k, 1).iter().map(|v| bf16::from_f32(v * 4.0).to_bits()).collect();
+    let xb: Vec<u16> = random(s.m * s.k, 1, 1.0).iter().map(|v| bf16::from_f32(v * 4.0).to_bits()).collect();
     let x_bf16 = stream.clone_htod(&xb).unwrap();
     let x = stream.alloc_zeros::<u8>(s.m * s.k).unwrap();
     let x_scale = stream.alloc_zeros::<f32>(1).unwrap();
     let partial = stream.alloc_zeros::<f32>(AMAX_BLOCKS).unwrap();
     unsafe { k.quantize_dynamic(ptr(&x_bf16, stream), ptr(&x, stream), ptr(&x_scale, stream), ptr(&partial, stream), s.m * s.k).unwrap() };
     // weight bytes: finite E4M3 values of magnitude ≤ 448 (exponent field < 15)
-    let wb: Vec<u8> = random(s.n * s.k, 2).iter().map(|v| e4m3(v * 448.0)).collect();
+    let wb: Vec<u8> = random(s.n * s.k, 2, 1.0).iter().map(|v| e4m3(v * 448.0)).collect();
     let w = stream.clone_htod(&wb).unwrap();
     let scales: Vec<f32> = match s.weight {
         WeightScaling::PerChannel => (0..s.n).map(|i| (1.0 + 15.0 * ((i * 7919) % s.n) as f32 / s.n as f32) / 448.0 / 64.0).collect(),
         WeightScaling::PerTensor => vec![1.0 / 448.0 / 16.0],
     };
     let w_scale = stream.clone_htod(&scales).unwrap();
-    let bias_h: Vec<u16> = random(s.n, 3).iter().map(|v| bf16::from_f32(*v).to_bits()).collect();
+    let bias_h: Vec<u16> = random(s.n, 3, 1.0).iter().map(|v| bf16::from_f32(*v).to_bits()).collect();
     let bias = stream.clone_htod(&bias_h).unwrap();
     let y = stream.alloc_zeros::<u16>(s.m * s.n).unwrap();
     let ws = stream.alloc_zeros::<u8>(ws.max(1)).unwrap();

@@ -3,22 +3,24 @@
 # here and carried in .dev/cuda/ (git-ignored).
 #
 # Here:   cargo test --features cuda,export --test cuda --no-run      (prints the test executable)
-#         mkdir -p /work/main/.dev/cuda && cp <that executable> /work/main/.dev/cuda/cuda-test
+#         mkdir -p /work/main/.dev/NAME && cp <that executable> /work/main/.dev/NAME/cuda-test
+#         (built in the checkout /work/wt/NAME: pass BUILT_IN=that path there if it is another one)
 #         cargo build --release --features cuda --example cuda_bench --bin make-random-flux --bin build-engine
-#         cp $CARGO_TARGET_DIR/release/{make-random-flux,build-engine,examples/cuda_bench} /work/main/.dev/cuda/
-#         strip /work/main/.dev/cuda/*
-# There:  bash .dev/cuda/cuda.sh test        (carry .dev/cuda; GPU tests vs the diffusers goldens)
-#         bash .dev/cuda/cuda.sh bench       (full-size random FLUX.1-dev, bf16, rank-64 attention slots)
-#         bash .dev/cuda/cuda-full.sh        (that bench + the seed recipe anchor in one call; also carry .device/part1)
+#         cp $CARGO_TARGET_DIR/release/{make-random-flux,build-engine,examples/cuda_bench} tools/device/cuda*.sh /work/main/.dev/NAME/
+#         strip /work/main/.dev/NAME/*   (the binaries)
+# There:  bash .dev/NAME/cuda.sh test        (carry .dev/NAME; GPU tests vs the diffusers goldens)
+#         bash .dev/NAME/cuda.sh bench       (full-size random FLUX.1-dev, bf16, rank-64 attention slots)
+#         bash .dev/NAME/cuda-full.sh bench|seed  (tests + bench + ablations, then the seed recipe anchor)
 #
 # CUDA 13 libraries: the image has them as pip `nvidia-*` packages (libcublasLt.so.13,
 # libnvrtc.so.13, libcudnn.so.9). cudarc's loader asks for the unversioned names and the CUDA 12
 # ones, so this script links `libcublasLt.so`, `libnvrtc.so`, `libcudnn.so` to them in a folder put
 # first on LD_LIBRARY_PATH. Do the same for any deployment on CUDA 13.
 set -uo pipefail
-cd "$(dirname "$0")/../.." 2>/dev/null || true
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$HERE/../.." 2>/dev/null || true
 ROOT=$(pwd)
-BIN=${BIN:-$ROOT/.dev/cuda}
+BIN=${BIN:-$HERE}
 OUT=${OUT:-/tmp/cuda-out}
 W=${WORK:-/tmp/cudawork}
 mkdir -p "$OUT" "$W"
@@ -37,10 +39,11 @@ export RUST_LOG=${RUST_LOG:-info}
 info() { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; date -u +%FT%TZ; ls -l "$LINKS"; }
 
 case "${1:-test}" in
+env) return 0 2>/dev/null || exit 0 ;;  # `source cuda.sh env`: only the library setup above
 test)
   info > "$OUT/machine.txt"
   # the test executable looks for tests/fixtures under the checkout it was built in (CARGO_MANIFEST_DIR)
-  src=${BUILT_IN:-/work/wt/cuda}
+  src=${BUILT_IN:-/work/wt/cudaperf}
   [ -e "$src/tests/fixtures" ] || { mkdir -p "$(dirname "$src")"; ln -sfn "$ROOT" "$src"; }
   "$BIN/cuda-test" --include-ignored --test-threads 1 --nocapture ${TEST_FILTER:-} 2>&1 | tee "$OUT/test.log" | grep -E "^test |rel L2|panicked|error|FAILED|passed|failed" | head -80
   exit "${PIPESTATUS[0]}"

@@ -546,10 +546,7 @@ fn describe_engine(cfg: &Descriptor) -> Result<String, CudaError> {
 pub(crate) const KERNEL_WARPS: usize = 4;
 pub(crate) const KERNEL_TILE: usize = 32;
 
-/// CUDA C++ source of the attention kernels (no headers: compiles with bare NVRTC for sm_80+).
-pub const KERNEL_SOURCE: &str = include_str!("kernels/attention.cu");
-
-/// Kernel names in [`KERNEL_SOURCE`].
+/// Kernel names in `kernels/attention.cu` (compiled through [`super::nvrtc`]'s disk cache).
 pub const KERNEL_NAMES: [&str; 3] = ["attention_f32", "attention_ref_bf16", "attention_ref_f16"];
 
 /// Dynamic shared memory of the kernels for head dim `d` (bytes).
@@ -566,19 +563,10 @@ pub(crate) fn kernel_launch(shape: &AttentionShape) -> LaunchConfig {
     }
 }
 
-/// Compiles [`KERNEL_SOURCE`] to PTX for `arch` (e.g. `compute_90`).
-pub fn compile_kernels(arch: &str) -> Result<cudarc::nvrtc::Ptx, CudaError> {
-    let opts = cudarc::nvrtc::CompileOptions { options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()], ..Default::default() };
-    cudarc::nvrtc::compile_ptx_with_opts(KERNEL_SOURCE, opts).map_err(|e| CudaError::Nvrtc { kernel: "attention".into(), log: format!("{e:?}") })
-}
-
 /// Loads one of [`KERNEL_NAMES`] for the stream's device (compiled for its compute capability),
 /// with enough dynamic shared memory allowed for head dim `head_dim`.
 pub fn load_kernel(stream: &Arc<CudaStream>, name: &str, head_dim: usize) -> Result<CudaFunction, CudaError> {
-    let ctx = stream.context();
-    let (major, minor) = ctx.compute_capability().map_err(|e| CudaError::driver("cuDeviceGetAttribute(compute capability)", e))?;
-    let ptx = compile_kernels(&format!("compute_{major}{minor}"))?;
-    let module = ctx.load_module(ptx).map_err(|e| CudaError::driver("cuModuleLoadData (attention kernels)", e))?;
+    let module = super::nvrtc::load_module(stream, super::nvrtc::source("attention.cu"))?;
     let func = module.load_function(name).map_err(|e| CudaError::driver(format!("cuModuleGetFunction({name})"), e))?;
     let smem = kernel_smem_bytes(head_dim);
     if smem > 48 * 1024 {
@@ -745,11 +733,10 @@ mod tests {
     #[test]
     fn kernels_compile_for_sm80_sm89_sm90() {
         assert!(nvrtc_available(), "libnvrtc not found: `source tools/env.sh` (installs pip nvidia-cuda-nvrtc and links libnvrtc.so)");
-        for arch in ["compute_80", "compute_89", "compute_90"] {
-            let ptx = compile_kernels(arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
-            let text = ptx.to_src();
+        for cc in [80, 89, 90] {
+            let cubin = super::super::nvrtc::compile(super::super::nvrtc::source("attention.cu"), cc).unwrap_or_else(|e| panic!("sm_{cc}: {e}"));
             for name in KERNEL_NAMES {
-                assert!(text.contains(&format!(".entry {name}")), "{arch}: {name} in PTX");
+                assert!(super::super::nvrtc::defines(&cubin, name), "sm_{cc}: {name} in the cubin");
             }
         }
     }

@@ -67,10 +67,17 @@ pub struct Kernels {
     _module: Module,
     /// Benchmarks only: launch nothing (timing runs that leave the fused kernels out).
     pub skip: std::sync::atomic::AtomicBool,
+    /// Bytes per element of the storage dtype.
+    elem: usize,
     ln_mod: sys::CUfunction,
     qk_norm_rope: sys::CUfunction,
     gate_res: sys::CUfunction,
     gelu_tanh: sys::CUfunction,
+    /// 16-byte vectorized variants, used when every operand is aligned to a vector.
+    ln_mod_v: sys::CUfunction,
+    qk_norm_rope_v: sys::CUfunction,
+    gate_res_v: sys::CUfunction,
+    gelu_tanh_v: sys::CUfunction,
     time_embed: sys::CUfunction,
     add_silu: sys::CUfunction,
     silu: sys::CUfunction,
@@ -85,6 +92,14 @@ unsafe impl Sync for Kernels {}
 fn blocks(n: usize, per: usize) -> u32 {
     n.div_ceil(per).max(1) as u32
 }
+
+/// Whether every address is a multiple of `bytes`.
+fn aligned(bytes: u64, ptrs: &[u64]) -> bool {
+    ptrs.iter().all(|p| p.is_multiple_of(bytes))
+}
+
+/// Registers per thread row chunk of `ln_mod_v` (`LN_CHUNKS` in fused.cu).
+const LN_CHUNKS: usize = 4;
 
 /// Per-stream modulation parameters for a kernel over joint rows: the text and image rows' vectors
 /// (the same pointer twice for single blocks), and the per-sample stride (elements).
@@ -132,6 +147,11 @@ impl Kernels {
         let s = suffix(dtype);
         let f = |n: &str| module.function(&format!("{n}_{s}"));
         Ok(Kernels {
+            elem: dtype.size(),
+            ln_mod_v: f("ln_mod_v")?,
+            qk_norm_rope_v: f("qk_norm_rope_v")?,
+            gate_res_v: f("gate_res_v")?,
+            gelu_tanh_v: f("gelu_tanh_v")?,
             ln_mod: f("ln_mod")?,
             qk_norm_rope: f("qk_norm_rope")?,
             gate_res: f("gate_res")?,
@@ -150,6 +170,17 @@ impl Kernels {
     pub fn ln_mod(&self, gpu: &Gpu, x: u64, y: u64, h: usize, j: Joint, shift: Streams, scale: Streams) -> Result<(), CudaError> {
         let (hh, st, sx, ms) = (h as i32, j.s_tot as i32, j.s_txt as i32, shift.stride);
         let mut p = params![x, y, hh, st, sx, shift.txt, scale.txt, shift.img, scale.img, ms];
+        let v = 16 / self.elem;
+        let nv = h / v;
+        if h.is_multiple_of(v)
+            && (shift.stride as usize).is_multiple_of(v)
+            && nv <= LN_CHUNKS * 1024
+            && aligned(16, &[x, y, shift.txt, scale.txt, shift.img, scale.img])
+        {
+            let threads = (nv.div_ceil(LN_CHUNKS).div_ceil(32) * 32).clamp(32, 1024) as u32;
+            // SAFETY: as below; every vector access is in bounds and 16-byte aligned.
+            return unsafe { self.go(gpu, self.ln_mod_v, "ln_mod_v", (j.rows() as u32, 1, 1), (threads, 1, 1), &mut p) };
+        }
         // SAFETY: x, y hold rows·h elements; the modulation vectors hold batch·stride.
         unsafe { self.go(gpu, self.ln_mod, "ln_mod", (j.rows() as u32, 1, 1), (256, 1, 1), &mut p) }
     }
@@ -175,8 +206,17 @@ impl Kernels {
         let (st, hs, d, b) = (j.s_tot as i32, heads as i32, head_dim as i32, j.batch as i32);
         let mut p = params![src, ld, qo, ko, vo, s_len, s_off, st, hs, d, norm.0, norm.1, rope.0, rope.1, qkv[0], qkv[1], qkv[2], b];
         let grid = ((j.batch * stream.1) as u32, blocks(heads, 4), 1);
-        // SAFETY: src rows cover the joint rows; Q/K/V hold rows·heads·D; tables hold s_tot·D/2.
-        unsafe { self.go(gpu, self.qk_norm_rope, "qk_norm_rope", grid, (32, 4, 1), &mut p) }
+        let e4 = 4 * self.elem as u64;
+        let vec = head_dim.is_multiple_of(4)
+            && head_dim <= 128
+            && ld % 4 == 0
+            && cols.iter().all(|c| c.is_multiple_of(4))
+            && aligned(e4, &[src, norm.0, norm.1, qkv[0], qkv[1], qkv[2]])
+            && aligned(8, &[rope.0, rope.1]);
+        let (f, name) = if vec { (self.qk_norm_rope_v, "qk_norm_rope_v") } else { (self.qk_norm_rope, "qk_norm_rope") };
+        // SAFETY: src rows cover the joint rows; Q/K/V hold rows·heads·D; tables hold s_tot·D/2;
+        // the vector variant's accesses are aligned (checked above).
+        unsafe { self.go(gpu, f, name, grid, (32, 4, 1), &mut p) }
     }
 
     /// `x += gate · y` over every joint row (y with row stride `ldy`), clipping per stream.
@@ -185,6 +225,11 @@ impl Kernels {
         let (ldy, rows, hh, st, sx, ms) = (ldy as i64, j.rows() as i64, h as i32, j.s_tot as i32, j.s_txt as i32, gate.stride);
         let (ct, ci) = (clip.0 as i32, clip.1 as i32);
         let mut p = params![x, y, ldy, rows, hh, st, sx, gate.txt, gate.img, ms, ct, ci];
+        let v = 16 / self.elem;
+        if h.is_multiple_of(v) && (ldy as usize).is_multiple_of(v) && (gate.stride as usize).is_multiple_of(v) && aligned(16, &[x, y, gate.txt, gate.img]) {
+            // SAFETY: as below, on aligned 16-byte vectors.
+            return unsafe { self.go(gpu, self.gate_res_v, "gate_res_v", (blocks(j.rows() * h / v, 256), 1, 1), (256, 1, 1), &mut p) };
+        }
         // SAFETY: x holds rows·h, y rows·ldy elements.
         unsafe { self.go(gpu, self.gate_res, "gate_res", (blocks(j.rows() * h, 256), 1, 1), (256, 1, 1), &mut p) }
     }
@@ -193,6 +238,11 @@ impl Kernels {
     pub fn gelu_tanh(&self, gpu: &Gpu, ptr: u64, rows: usize, cols: usize, ld: usize, col0: usize) -> Result<(), CudaError> {
         let (r, c, l, c0) = (rows as i64, cols as i32, ld as i64, col0 as i32);
         let mut p = params![ptr, r, c, l, c0];
+        let v = 16 / self.elem;
+        if cols.is_multiple_of(v) && ld.is_multiple_of(v) && col0.is_multiple_of(v) && aligned(16, &[ptr]) {
+            // SAFETY: as below, on aligned 16-byte vectors.
+            return unsafe { self.go(gpu, self.gelu_tanh_v, "gelu_tanh_v", (blocks(rows * cols / v, 256), 1, 1), (256, 1, 1), &mut p) };
+        }
         // SAFETY: the matrix holds rows·ld elements.
         unsafe { self.go(gpu, self.gelu_tanh, "gelu_tanh", (blocks(rows * cols, 256), 1, 1), (256, 1, 1), &mut p) }
     }

@@ -145,6 +145,42 @@ impl Model {
         Ok(true)
     }
 
+    /// The LoRA of several same-shaped members of a fused group (q, k, v) as two strided-batched
+    /// GEMMs (`T[i] = x·A[i]ᵀ` into the arena's `tmp`, then `y[:, cols i] += T[i]·B[i]ᵀ`) instead of
+    /// two per member. Returns false (nothing done) when the group does not fit that form: a member
+    /// without a slot, different shapes, slot offsets not evenly spaced, batch > 1 on a stream's rows.
+    #[allow(clippy::too_many_arguments)]
+    fn lora_group(&self, gpu: &Gpu, a: &Arena, base: u64, j: Joint, r: Rows, members: &[&str], x: Mat, y: Mat) -> Result<bool, CudaError> {
+        let Some(idx) = members.iter().map(|m| self.slot_of.get(*m).copied()).collect::<Option<Vec<usize>>>() else { return Ok(false) };
+        let n = idx.len();
+        let (off, m, batch, _) = self.rows(j, r);
+        let rank = self.slots.max_rank;
+        if n < 2 || batch != 1 || m == 0 || n * rank > self.cfg.hidden_size {
+            return Ok(false);
+        }
+        let (in_f, out_f) = self.slot_features[idx[0]];
+        if idx.iter().any(|i| self.slot_features[*i] != (in_f, out_f)) {
+            return Ok(false);
+        }
+        let e = self.e() as usize;
+        let even = |o: &dyn Fn(usize) -> usize| -> Option<usize> {
+            let d = o(idx[1]).checked_sub(o(idx[0]))?;
+            (idx.windows(2).all(|w| o(w[1]).checked_sub(o(w[0])) == Some(d)) && d.is_multiple_of(e)).then_some(d / e)
+        };
+        let (Some(da), Some(db)) = (even(&|i| self.slots.offsets[i].0), even(&|i| self.slots.offsets[i].1)) else { return Ok(false) };
+        if self.skip.load(std::sync::atomic::Ordering::Relaxed) & SKIP_LORA != 0 {
+            return Ok(true);
+        }
+        let e = e as u64;
+        let t = base + a.tmp as u64;
+        let xp = x.base + ((off * x.ld + x.col) as u64) * e;
+        let (ap, bp) = (self.slot_base + self.slots.offsets[idx[0]].0 as u64, self.slot_base + self.slots.offsets[idx[0]].1 as u64);
+        self.lt.run(gpu, &Gemm::new(m, rank, in_f, xp, ap, t).strides(x.ld, in_f, rank).batched(n, 0, m * rank).weight_stride(da))?;
+        let yp = y.base + ((off * y.ld + y.col) as u64) * e;
+        self.lt.run(gpu, &Gemm::new(m, out_f, rank, t, bp, yp).strides(rank, rank, y.ld).batched(n, m * rank, out_f).weight_stride(db).accumulate())?;
+        Ok(true)
+    }
+
     /// A Linear module (not fused): `y = x·Wᵀ + b (+ LoRA)`, GELU fused when asked and possible;
     /// returns whether GELU still has to be applied.
     #[allow(clippy::too_many_arguments)]
@@ -165,10 +201,21 @@ impl Model {
     /// A fused group `<group>.weight` (q|k|v[|mlp]) into `y`, the members' LoRA on their column ranges.
     #[allow(clippy::too_many_arguments)]
     fn fused(&self, gpu: &Gpu, a: &Arena, base: u64, j: Joint, r: Rows, group: &str, members: &[&str], x: Mat, y: Mat) -> Result<(), CudaError> {
+        let wb = (self.w(&format!("{group}.weight"))?, self.w(&format!("{group}.bias"))?);
+        self.fused_rows(gpu, a, base, j, r, wb, members, x, y)
+    }
+
+    /// The first rows of a fused group's weight `(w, bias)` (the members' outputs, in order) into
+    /// `y`, the members' LoRA on their column ranges.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_rows(&self, gpu: &Gpu, a: &Arena, base: u64, j: Joint, r: Rows, (w, bias): (u64, u64), members: &[&str], x: Mat, y: Mat) -> Result<(), CudaError> {
         let mods: Vec<_> = members.iter().filter_map(|m| self.cfg.linear_module(m)).collect();
         let out: usize = mods.iter().map(|m| m.out_features).sum();
         let k = self.cfg.hidden_size;
-        self.gemm(gpu, j, r, x, (self.w(&format!("{group}.weight"))?, k), out, k, y, Some((self.w(&format!("{group}.bias"))?, false)), false)?;
+        self.gemm(gpu, j, r, x, (w, k), out, k, y, Some((bias, false)), false)?;
+        if self.lora_group(gpu, a, base, j, r, members, x, y)? {
+            return Ok(());
+        }
         let mut col = y.col;
         for m in &mods {
             self.lora(gpu, a, base, j, r, &m.name, &[(x, k)], Mat { col, ..y })?;
@@ -303,8 +350,17 @@ impl Model {
             let at = format!("{pre}.attn");
             let members = [format!("{at}.to_q"), format!("{at}.to_k"), format!("{at}.to_v"), format!("{pre}.proj_mlp")];
             let mref: Vec<&str> = members.iter().map(String::as_str).collect();
-            self.fused(gpu, a, base, j, Rows::All, &format!("{pre}.linear1"), &mref, normed, proj)?;
-            k.gelu_tanh(gpu, proj.base, j.rows(), m, w1, 3 * h)?;
+            if self.slot_of.contains_key(&members[3]) {
+                // a LoRA'd MLP: one GEMM, the deltas, then GELU
+                self.fused(gpu, a, base, j, Rows::All, &format!("{pre}.linear1"), &mref, normed, proj)?;
+                k.gelu_tanh(gpu, proj.base, j.rows(), m, w1, 3 * h)?;
+            } else {
+                // q|k|v rows of linear1, then its MLP rows with GELU-tanh + bias in the epilogue
+                let (w, bias) = (self.w(&format!("{pre}.linear1.weight"))?, self.w(&format!("{pre}.linear1.bias"))?);
+                self.fused_rows(gpu, a, base, j, Rows::All, (w, bias), &mref[..3], normed, proj)?;
+                let mlp = Mat { col: 3 * h, ..proj };
+                self.gemm(gpu, j, Rows::All, normed, (w + (3 * h * h) as u64 * e, h), m, h, mlp, Some((bias + (3 * h) as u64 * e, true)), false)?;
+            }
             let nq = |n: &str| self.w(&format!("{at}.{n}.weight"));
             k.qk_norm_rope(gpu, proj.base, w1, [0, h, 2 * h], (0, j.s_tot), Joint { s_txt: 0, ..j }, heads, d, (nq("norm_q")?, nq("norm_k")?), rope, qkv)?;
             // SAFETY: as above.
@@ -316,8 +372,9 @@ impl Model {
             let w2 = self.w(&format!("{name}.weight"))?;
             let b2 = self.w(&format!("{name}.bias"))?;
             let mlp = Mat { col: 3 * h, ..proj };
-            self.gemm(gpu, j, Rows::All, o, (w2, h + m), h, h, tmp, Some((b2, false)), false)?;
-            self.gemm(gpu, j, Rows::All, mlp, (w2 + h as u64 * e, h + m), h, m, tmp, None, true)?;
+            // the long segment first: it is autotuned (accumulating GEMMs keep the heuristic's pick)
+            self.gemm(gpu, j, Rows::All, mlp, (w2 + h as u64 * e, h + m), h, m, tmp, Some((b2, false)), false)?;
+            self.gemm(gpu, j, Rows::All, o, (w2, h + m), h, h, tmp, None, true)?;
             self.lora(gpu, a, base, j, Rows::All, &name, &[(o, h), (mlp, m)], tmp)?;
             k.gate_res(gpu, p(a.hidden), p(a.tmp), h, h, j, st(2), (f16, f16))?;
         }

@@ -14,10 +14,16 @@ use super::CudaError;
 pub struct Source {
     pub name: &'static str,
     pub code: &'static str,
+    /// Oldest compute capability it compiles for (`major · 10 + minor`; E4M3 needs 89).
+    pub min_cc: u32,
 }
 
 /// Every kernel source of the backend.
-pub const SOURCES: &[Source] = &[Source { name: "fused.cu", code: include_str!("kernels/fused.cu") }];
+pub const SOURCES: &[Source] = &[
+    Source { name: "fused.cu", code: include_str!("kernels/fused.cu"), min_cc: 80 },
+    Source { name: "attention.cu", code: include_str!("kernels/attention.cu"), min_cc: 80 },
+    Source { name: "fp8.cu", code: include_str!("kernels/fp8.cu"), min_cc: 89 },
+];
 
 pub fn source(name: &str) -> Source {
     *SOURCES.iter().find(|s| s.name == name).expect("kernel source is compiled in")
@@ -80,6 +86,20 @@ fn cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .map(|d| d.join("flux-trt/kernels"))
+}
+
+/// Whether a cubin defines the kernel `name` (its symbol table holds the name).
+pub fn defines(cubin: &[u8], name: &str) -> bool {
+    cubin.windows(name.len() + 1).any(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0)
+}
+
+/// Compiles (or takes from the disk cache) `src` for the stream's device and loads it as a module
+/// of cudarc's safe API.
+pub fn load_module(stream: &std::sync::Arc<cudarc::driver::CudaStream>, src: Source) -> Result<std::sync::Arc<cudarc::driver::CudaModule>, CudaError> {
+    let ctx = stream.context();
+    let (major, minor) = ctx.compute_capability().map_err(|e| CudaError::driver("cuDeviceGetAttribute(compute capability)", e))?;
+    let (cubin, _) = compile_cached(src, (major * 10 + minor) as u32)?;
+    ctx.load_module(cudarc::nvrtc::Ptx::from_binary(cubin)).map_err(|e| CudaError::driver(format!("cuModuleLoadData ({})", src.name), e))
 }
 
 /// [`compile`] through the disk cache (`$FLUX_TRT_KERNEL_CACHE`, else `~/.cache/flux-trt/kernels`).

@@ -329,6 +329,11 @@ impl CudaSession {
         Ok(e0.elapsed_ms(&e1).map_err(|e| CudaError::driver("cuEventElapsedTime", e))?)
     }
 
+    /// What cuBLASLt autotuning measured so far, per GEMM shape (benchmarks report it).
+    pub fn gemm_tuning(&self) -> Vec<super::gemm::TuneRecord> {
+        self.model.lt.tuning()
+    }
+
     /// Device memory in use by the whole process on this GPU (total − free), bytes.
     pub fn device_memory_used(&self) -> crate::Result<usize> {
         let (free, total) = self.gpu.mem_info()?;

@@ -180,6 +180,150 @@ __device__ void to_f32_rows(const T* src, float* dst, int batch, int s_tot, int 
     dst[i] = tof(src[((long)b * s_tot + s_off + s) * C + c]);
 }
 
+
+// ---- 16-byte vectorized variants (the host picks them when every row, stride, column offset
+// and pointer is aligned to a 16-byte vector of T; the scalar kernels above cover the rest).
+
+template <class T> struct alignas(16) Vec { T v[16 / sizeof(T)]; };
+template <class T> struct alignas(8) Vec4 { T v[4]; };
+
+// ln_mod with the row held in registers: blockDim.x threads, each up to LN_CHUNKS vectors of the row
+// (H / (16 / sizeof(T)) ≤ LN_CHUNKS · blockDim.x); one read of x, one write of y.
+#define LN_CHUNKS 4
+template <class T>
+__device__ void ln_mod_v(const T* x, T* y, int H, int s_tot, int s_txt, const T* sh_t, const T* sc_t, const T* sh_i, const T* sc_i, int mod_stride) {
+    constexpr int V = 16 / sizeof(T);
+    long row = blockIdx.x;
+    int b = (int)(row / s_tot), s = (int)(row % s_tot);
+    const Vec<T>* sh = (const Vec<T>*)((s < s_txt ? sh_t : sh_i) + (long)b * mod_stride);
+    const Vec<T>* sc = (const Vec<T>*)((s < s_txt ? sc_t : sc_i) + (long)b * mod_stride);
+    const Vec<T>* xr = (const Vec<T>*)(x + row * H);
+    Vec<T>* yr = (Vec<T>*)(y + row * H);
+    int nv = H / V;
+    float r[LN_CHUNKS][V];
+    float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < LN_CHUNKS; ++k) {
+        int c = threadIdx.x + k * blockDim.x;
+        if (c < nv) {
+            Vec<T> a = xr[c];
+#pragma unroll
+            for (int e = 0; e < V; ++e) { r[k][e] = tof(a.v[e]); sum += r[k][e]; }
+        }
+    }
+    float mean = block_sum(sum) / H;
+    float sq = 0.f;
+#pragma unroll
+    for (int k = 0; k < LN_CHUNKS; ++k) {
+        int c = threadIdx.x + k * blockDim.x;
+        if (c < nv) {
+#pragma unroll
+            for (int e = 0; e < V; ++e) { float d = r[k][e] - mean; sq += d * d; }
+        }
+    }
+    float rstd = rsqrtf(block_sum(sq) / H + 1e-6f);
+#pragma unroll
+    for (int k = 0; k < LN_CHUNKS; ++k) {
+        int c = threadIdx.x + k * blockDim.x;
+        if (c < nv) {
+            Vec<T> a = sc[c], h = sh[c], o;
+#pragma unroll
+            for (int e = 0; e < V; ++e) o.v[e] = fromf<T>((r[k][e] - mean) * rstd * (1.f + tof(a.v[e])) + tof(h.v[e]));
+            yr[c] = o;
+        }
+    }
+}
+
+// qk_norm_rope with 4 consecutive elements (2 RoPE pairs) per lane: D % 4 == 0, D ≤ 128, rows,
+// column offsets and pointers aligned to 4 elements.
+template <class T>
+__device__ void qk_norm_rope_v(const T* src, long ld, int qoff, int koff, int voff, int s_len, int s_off, int s_tot, int heads, int D, const T* wq,
+                               const T* wk, const float* cos_t, const float* sin_t, T* Q, T* K, T* V, int batch) {
+    long t = blockIdx.x;
+    int h = blockIdx.y * blockDim.y + threadIdx.y;
+    if (h >= heads || t >= (long)batch * s_len) return;
+    int b = (int)(t / s_len), s = s_off + (int)(t % s_len);
+    long row = (long)b * s_tot + s;
+    const T* r = src + row * ld;
+    long dst = (row * heads + h) * D;
+    int half = D / 2;
+    int c = 4 * threadIdx.x;
+    bool on = c < D;
+    float2 co = make_float2(0.f, 0.f), si = co;
+    if (on) {
+        co = *(const float2*)(cos_t + (long)s * half + c / 2);
+        si = *(const float2*)(sin_t + (long)s * half + c / 2);
+    }
+#pragma unroll
+    for (int which = 0; which < 2; ++which) {
+        float a[4] = {0.f, 0.f, 0.f, 0.f};
+        if (on) {
+            Vec4<T> xv = *(const Vec4<T>*)(r + (which == 0 ? qoff : koff) + h * D + c);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) a[e] = tof(xv.v[e]);
+        }
+        float sq = a[0] * a[0] + a[1] * a[1] + a[2] * a[2] + a[3] * a[3];
+        float inv = rsqrtf(warp_sum(sq) / D + 1e-6f);
+        if (on) {
+            Vec4<T> wv = *(const Vec4<T>*)((which == 0 ? wq : wk) + c), o;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) a[e] *= inv * tof(wv.v[e]);
+            o.v[0] = fromf<T>(a[0] * co.x - a[1] * si.x);
+            o.v[1] = fromf<T>(a[1] * co.x + a[0] * si.x);
+            o.v[2] = fromf<T>(a[2] * co.y - a[3] * si.y);
+            o.v[3] = fromf<T>(a[3] * co.y + a[2] * si.y);
+            *(Vec4<T>*)((which == 0 ? Q : K) + dst + c) = o;
+        }
+    }
+    if (on) *(Vec4<T>*)(V + dst + c) = *(const Vec4<T>*)(r + voff + h * D + c);
+}
+
+// gate_res on 16-byte vectors (H and ldy multiples of the vector).
+template <class T>
+__device__ void gate_res_v(T* x, const T* y, long ldy, long rows, int H, int s_tot, int s_txt, const T* g_t, const T* g_i, int mod_stride, int clip_txt,
+                           int clip_img) {
+    constexpr int V = 16 / sizeof(T);
+    int hv = H / V;
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * hv) return;
+    long row = i / hv;
+    int c = (int)(i % hv) * V;
+    int b = (int)(row / s_tot), s = (int)(row % s_tot);
+    bool txt = s < s_txt;
+    bool clip = txt ? clip_txt : clip_img;
+    Vec<T> g = *(const Vec<T>*)((txt ? g_t : g_i) + (long)b * mod_stride + c);
+    Vec<T> yv = *(const Vec<T>*)(y + row * ldy + c);
+    Vec<T>* xp = (Vec<T>*)(x + row * H + c);
+    Vec<T> xv = *xp;
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+        float v = tof(xv.v[e]) + tof(g.v[e]) * tof(yv.v[e]);
+        if (clip) v = fminf(fmaxf(v, -65504.f), 65504.f);
+        xv.v[e] = fromf<T>(v);
+    }
+    *xp = xv;
+}
+
+// In-place GELU-tanh on 16-byte vectors (cols, ld and col0 multiples of the vector).
+template <class T>
+__device__ void gelu_tanh_v(T* p, long rows, int cols, long ld, int col0) {
+    constexpr int V = 16 / sizeof(T);
+    int cv = cols / V;
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * cv) return;
+    long r = i / cv;
+    int c = (int)(i % cv) * V;
+    Vec<T>* e = (Vec<T>*)(p + r * ld + col0 + c);
+    Vec<T> a = *e;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+        float x = tof(a.v[k]);
+        float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+        a.v[k] = fromf<T>(0.5f * x * (1.f + tanhf(u)));
+    }
+    *e = a;
+}
+
 #define FOR_TYPES(M) M(f32, float) M(bf16, bf16) M(f16, f16)
 
 #define K_LN_MOD(S, T)                                                                                                                            \
@@ -228,3 +372,28 @@ FOR_TYPES(K_FROM)
         to_f32_rows<T>(src, dst, batch, s_tot, s_off, s_len, C);                                                        \
     }
 FOR_TYPES(K_TO)
+
+#define K_LN_MOD_V(S, T)                                                                                                                            \
+    extern "C" __global__ void ln_mod_v_##S(const T* x, T* y, int H, int s_tot, int s_txt, const T* sh_t, const T* sc_t, const T* sh_i, const T* sc_i, \
+                                            int mod_stride) {                                                                                     \
+        ln_mod_v<T>(x, y, H, s_tot, s_txt, sh_t, sc_t, sh_i, sc_i, mod_stride);                                                                   \
+    }
+FOR_TYPES(K_LN_MOD_V)
+
+#define K_QK_V(S, T)                                                                                                                                  \
+    extern "C" __global__ void qk_norm_rope_v_##S(const T* src, long ld, int qoff, int koff, int voff, int s_len, int s_off, int s_tot, int heads, int D, \
+                                                  const T* wq, const T* wk, const float* c, const float* s, T* Q, T* K, T* V, int batch) {          \
+        qk_norm_rope_v<T>(src, ld, qoff, koff, voff, s_len, s_off, s_tot, heads, D, wq, wk, c, s, Q, K, V, batch);                                   \
+    }
+FOR_TYPES(K_QK_V)
+
+#define K_GATE_V(S, T)                                                                                                                          \
+    extern "C" __global__ void gate_res_v_##S(T* x, const T* y, long ldy, long rows, int H, int s_tot, int s_txt, const T* g_t, const T* g_i,   \
+                                              int mod_stride, int clip_txt, int clip_img) {                                                   \
+        gate_res_v<T>(x, y, ldy, rows, H, s_tot, s_txt, g_t, g_i, mod_stride, clip_txt, clip_img);                                            \
+    }
+FOR_TYPES(K_GATE_V)
+
+#define K_GELU_V(S, T) \
+    extern "C" __global__ void gelu_tanh_v_##S(T* p, long rows, int cols, long ld, int col0) { gelu_tanh_v<T>(p, rows, cols, ld, col0); }
+FOR_TYPES(K_GELU_V)
