@@ -1,12 +1,12 @@
-//! `selftest --backend tensorrt`: on a GPU that can run TensorRT plans, export the tiny model
-//! with slots for two adapters, build its plan for this GPU, run it, swap base → A → B → A →
-//! base, and check: A → B → A and back to base are bit-exact; each adapter changes the output;
-//! and, given a reference backend (any runtime [`Transformer`], e.g. ONNX Runtime, opened on the
-//! same engine folder), TensorRT matches it. Both run through the runtime interface: one request
-//! bound once, a lease per call.
+//! `selftest --backend tensorrt|cuda`: on this machine's GPU, export the tiny model with slots
+//! for two adapters, open it on the backend (TensorRT: build its plan first), swap base → A → B →
+//! A → base, and check: A → B → A and back to base are bit-exact; each adapter changes the
+//! output; and, given a reference backend (any runtime [`Transformer`], e.g. ONNX Runtime, opened
+//! on an fp32 export of the same model and adapters), the backend matches it. Everything runs
+//! through the runtime interface: one request bound once, a lease per call.
 //!
-//! Sits above the runtime (it exports and builds); needs features `tensorrt` and `export`,
-//! otherwise [`selftest`] returns `NotCompiled`.
+//! Sits above the runtime (it exports and builds); needs `export` and the backend's feature
+//! (`tensorrt` or `cuda`), otherwise the entry point returns an error saying so.
 
 use std::path::{Path, PathBuf};
 
@@ -30,16 +30,45 @@ pub struct SelftestOptions {
     pub tolerance: f32,
 }
 
+/// Options of [`selftest_cuda`] (the native CUDA backend).
+#[derive(Clone, Debug)]
+pub struct CudaSelftestOptions {
+    /// Tiny FLUX checkpoint (the repository's `tests/fixtures/models/dev-bfl.safetensors`).
+    pub model: PathBuf,
+    pub adapter_a: PathBuf,
+    pub adapter_b: PathBuf,
+    /// Where the exports go.
+    pub work_dir: PathBuf,
+    pub device: usize,
+    /// The tested engine's precision (bf16: cuDNN fused attention + bf16 GEMMs; fp32: the fp32 path).
+    pub precision: crate::manifest::Precision,
+    /// Largest accepted relative L2 distance (‖Δ‖/‖reference‖) to the reference backend.
+    pub tolerance: f32,
+}
+
+impl CudaSelftestOptions {
+    /// The default bound for `precision`: 1e-2 for bf16 / fp16, 1e-4 for fp32 (the bounds the
+    /// backend meets against the diffusers goldens).
+    pub fn default_tolerance(precision: crate::manifest::Precision) -> f32 {
+        match precision {
+            crate::manifest::Precision::Fp32 => 1e-4,
+            _ => 1e-2,
+        }
+    }
+}
+
 /// One line per check, e.g. `PASS  A→B→A restores A exactly: max|Δ| = 0`.
 #[derive(Clone, Debug, Default)]
 pub struct SelftestReport {
+    /// `tensorrt` or `cuda`.
+    pub backend: String,
     pub gpu: String,
     pub lines: Vec<String>,
     pub passed: bool,
 }
 
 impl SelftestReport {
-    #[cfg_attr(not(all(feature = "tensorrt", feature = "export")), allow(dead_code))]
+    #[cfg_attr(not(all(feature = "export", any(feature = "tensorrt", feature = "cuda"))), allow(dead_code))]
     fn check(&mut self, ok: bool, what: String) {
         self.lines.push(format!("{}  {what}", if ok { "PASS" } else { "FAIL" }));
         self.passed &= ok;
@@ -48,7 +77,7 @@ impl SelftestReport {
 
 impl std::fmt::Display for SelftestReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "selftest backend=tensorrt gpu={}", self.gpu)?;
+        writeln!(f, "selftest backend={} gpu={}", self.backend, self.gpu)?;
         for l in &self.lines {
             writeln!(f, "{l}")?;
         }
@@ -126,16 +155,14 @@ pub fn selftest<R: Transformer>(_opts: &SelftestOptions, _reference: Option<Refe
 pub fn selftest<R: Transformer>(opts: &SelftestOptions, reference: Option<Reference<'_, R>>) -> crate::Result<SelftestReport> {
     use crate::engine::{self, BuildOptions, ProfileRecipe};
     use crate::lora::plan::PlanOptions;
-    use crate::lora::Adapter;
     use crate::manifest::Precision;
     use crate::onnx::{export, ExportOptions};
     use crate::runtime::tensorrt::cuda::Gpu;
     use crate::runtime::tensorrt::TrtSession;
-    use crate::runtime::{HostTensor, Slotted};
     use crate::{Checkpoint, SlotPlan};
 
     let gpu = Gpu::open(opts.session.device)?;
-    let mut report = SelftestReport { gpu: gpu.describe(), passed: true, ..Default::default() };
+    let mut report = SelftestReport { backend: "tensorrt".into(), gpu: gpu.describe(), passed: true, ..Default::default() };
     let targets = match &opts.targets {
         Some(t) => t.clone(),
         None => {
@@ -161,24 +188,60 @@ pub fn selftest<R: Transformer>(opts: &SelftestOptions, reference: Option<Refere
     report.lines.push(format!("      built {} for {targets:?}: {} bytes in {:.1} s", built.plan_path.display(), built.plan_bytes, built.build_seconds));
 
     let session = TrtSession::open(&opts.work_dir, &opts.session)?;
-    let tiny = TinyRequest::new(ckpt.config());
-    let shape = vec![1, tiny.img_ids.len(), ckpt.config().out_channels];
+    let shape_err = || TrtError::Selftest { step: "output".into(), message: "shape".into() }.into();
+    let reference = reference.map(|r| (r, opts.work_dir.clone()));
+    swap_and_compare(&mut report, &session, "TensorRT", ckpt.config(), &a, &b, reference, Metric::MaxRelative(opts.tolerance), &shape_err)?;
+    Ok(report)
+}
+
+/// How the backend's output is compared with the reference's.
+#[cfg(all(feature = "export", any(feature = "tensorrt", feature = "cuda")))]
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "tensorrt"), allow(dead_code))]
+enum Metric {
+    /// max|Δ| / max|reference| ≤ bound.
+    MaxRelative(f32),
+    /// ‖Δ‖₂ / ‖reference‖₂ ≤ bound.
+    RelL2(f32),
+}
+
+/// The shared part of both self-tests: base → A → B → A → base on `session` (one request bound
+/// once, a lease per call), the exactness and effect checks, and the comparison of base, A and B
+/// with the reference backend opened on the given folder.
+#[cfg(all(feature = "export", any(feature = "tensorrt", feature = "cuda")))]
+fn swap_and_compare<T: Transformer, R: Transformer>(
+    report: &mut SelftestReport,
+    session: &T,
+    name: &str,
+    config: &crate::FluxConfig,
+    a: &crate::lora::Adapter,
+    b: &crate::lora::Adapter,
+    reference: Option<(Reference<'_, R>, PathBuf)>,
+    metric: Metric,
+    shape_err: &dyn Fn() -> crate::Error,
+) -> crate::Result<()> {
+    use crate::lora::Adapter;
+    use crate::runtime::HostTensor;
+
+    let tiny = TinyRequest::new(config);
+    let shape = vec![1, tiny.img_ids.len(), config.out_channels];
     // One call through the runtime interface with the backend's current slot set.
-    fn call<T: Transformer>(t: &T, bound: &mut T::Bound, tiny: &TinyRequest, shape: &[usize]) -> crate::Result<HostTensor> {
+    fn call<T: Transformer>(t: &T, bound: &mut T::Bound, tiny: &TinyRequest, shape: &[usize], err: &dyn Fn() -> crate::Error) -> crate::Result<HostTensor> {
         let mut out = vec![0f32; shape.iter().product()];
         t.step(&t.lease(), bound, &tiny.latents, tiny.timestep, &mut out)?;
-        HostTensor::new(shape.to_vec(), out).ok_or_else(|| TrtError::Selftest { step: "output".into(), message: "shape".into() }.into())
+        HostTensor::new(shape.to_vec(), out).ok_or_else(err)
     }
     let mut bound = session.bind(&tiny.request())?;
     let sets: [(&str, Vec<(&Adapter, f32)>); 5] =
-        [("base", vec![]), ("A", vec![(&a, 1.0)]), ("B", vec![(&b, 1.0)]), ("A again", vec![(&a, 1.0)]), ("base again", vec![])];
+        [("base", vec![]), ("A", vec![(a, 1.0)]), ("B", vec![(b, 1.0)]), ("A again", vec![(a, 1.0)]), ("base again", vec![])];
     let mut outs = Vec::new();
+    let mut version = 0;
     for (label, set) in &sets {
         if *label != "base" {
-            session.swap(set)?;
+            version = session.swap(set)?.version;
         }
-        let out = call(&session, &mut bound, &tiny, &shape)?;
-        report.lines.push(format!("      {label}: version {}, max|sample| = {:.4e}", session.version(), out.max_abs()));
+        let out = call(session, &mut bound, &tiny, &shape, shape_err)?;
+        report.lines.push(format!("      {label}: version {version}, max|sample| = {:.4e}", out.max_abs()));
         outs.push(out);
     }
     let diff = |x: &HostTensor, y: &HostTensor| x.max_abs_diff(y).unwrap_or(f32::INFINITY);
@@ -188,26 +251,81 @@ pub fn selftest<R: Transformer>(opts: &SelftestOptions, reference: Option<Refere
     report.check(diff(&outs[1], &outs[0]) > 1e-3 * scale, format!("adapter A changes the output: max|Δ| = {:.3e}", diff(&outs[1], &outs[0])));
     report.check(diff(&outs[2], &outs[1]) > 1e-3 * scale, format!("adapter B differs from A: max|Δ| = {:.3e}", diff(&outs[2], &outs[1])));
 
-    match reference {
-        Some(r) => {
-            let name = &r.name;
-            let run_reference = |set: &[(&Adapter, f32)]| -> crate::Result<HostTensor> {
-                let backend = (r.open)(&opts.work_dir)?;
-                backend.swap(set)?;
-                let mut bound = backend.bind(&tiny.request())?;
-                call(&backend, &mut bound, &tiny, &shape)
-            };
-            for (i, (label, set)) in sets.iter().enumerate().take(3) {
-                match run_reference(set) {
-                    Ok(want) => {
-                        let rel = diff(&outs[i], &want) / want.max_abs().max(f32::MIN_POSITIVE);
-                        report.check(rel <= opts.tolerance, format!("{label}: TensorRT vs {name}: max|Δ|/max|ref| = {rel:.3e} (≤ {:.1e})", opts.tolerance));
-                    }
-                    Err(e) => report.check(false, format!("{label}: {name} failed: {e}")),
-                }
+    let Some((r, dir)) = reference else {
+        report.lines.push("SKIP  no reference backend given (build with the `ort` feature for the ONNX Runtime comparison)".into());
+        return Ok(());
+    };
+    let rname = &r.name;
+    let run_reference = |set: &[(&Adapter, f32)]| -> crate::Result<HostTensor> {
+        let backend = (r.open)(&dir)?;
+        backend.swap(set)?;
+        let mut bound = backend.bind(&tiny.request())?;
+        call(&backend, &mut bound, &tiny, &shape, shape_err)
+    };
+    for (i, (label, set)) in sets.iter().enumerate().take(3) {
+        match run_reference(set) {
+            Ok(want) => {
+                let (value, bound, what) = match metric {
+                    Metric::MaxRelative(t) => (diff(&outs[i], &want) / want.max_abs().max(f32::MIN_POSITIVE), t, "max|Δ|/max|ref|"),
+                    Metric::RelL2(t) => (rel_l2(outs[i].data(), want.data()), t, "‖Δ‖/‖ref‖"),
+                };
+                report.check(value <= bound, format!("{label}: {name} vs {rname}: {what} = {value:.3e} (≤ {bound:.1e})"));
             }
+            Err(e) => report.check(false, format!("{label}: {rname} failed: {e}")),
         }
-        None => report.lines.push("SKIP  no reference backend given (build with the `ort` feature for the ONNX Runtime comparison)".into()),
     }
+    Ok(())
+}
+
+/// ‖x − y‖₂ / ‖y‖₂ (f64 sums).
+#[cfg(all(feature = "export", any(feature = "tensorrt", feature = "cuda")))]
+fn rel_l2(x: &[f32], y: &[f32]) -> f32 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (a, b) in x.iter().zip(y) {
+        num += ((*a - *b) as f64).powi(2);
+        den += (*b as f64).powi(2);
+    }
+    (num / den.max(f64::MIN_POSITIVE)).sqrt() as f32
+}
+
+/// The self-test of the native CUDA backend (see the module docs): the tiny model exported at
+/// `opts.precision` with slots for both adapters, opened with [`crate::runtime::cuda::CudaSession`];
+/// the reference (if any) is opened on an fp32 export of the same model and adapters.
+/// `Err` when a step cannot run at all (no GPU, a missing library, ...); `Ok` with
+/// `passed == false` when a check fails.
+#[cfg(all(feature = "cuda", feature = "export"))]
+pub fn selftest_cuda<R: Transformer>(opts: &CudaSelftestOptions, reference: Option<Reference<'_, R>>) -> crate::Result<SelftestReport> {
+    use crate::lora::plan::PlanOptions;
+    use crate::manifest::Precision;
+    use crate::onnx::{export, ExportOptions};
+    use crate::runtime::cuda::{CudaError, CudaOptions, CudaSession};
+    use crate::{Checkpoint, SlotPlan};
+
+    let ckpt = Checkpoint::open(&opts.model)?;
+    let (a, b) = (crate::lora::load(&opts.adapter_a)?, crate::lora::load(&opts.adapter_b)?);
+    let plan = SlotPlan::new(ckpt.config(), &[&a, &b], &PlanOptions::default())?;
+    let folder = |p: Precision| opts.work_dir.join(format!("{p:?}").to_lowercase());
+    let mut exports = vec![opts.precision];
+    if reference.is_some() && opts.precision != Precision::Fp32 {
+        exports.push(Precision::Fp32);
+    }
+    for p in &exports {
+        let export_opts = ExportOptions { hash_sources: false, ..ExportOptions::new(*p) };
+        export(&ckpt, &plan, &export_opts, &folder(*p), &mut |_, _| {})?;
+    }
+    let t0 = std::time::Instant::now();
+    let session = CudaSession::open(&folder(opts.precision), CudaOptions { device: opts.device, ..Default::default() })?;
+    let mut report = SelftestReport { backend: "cuda".into(), gpu: session.gpu().name(), passed: true, ..Default::default() };
+    report.lines.push(format!(
+        "      opened {} ({:?}, {} slots) in {:.2} s",
+        folder(opts.precision).display(),
+        opts.precision,
+        session.manifest().lora.slots.len(),
+        t0.elapsed().as_secs_f64()
+    ));
+    let shape_err = || CudaError::Input { tensor: "sample".into(), message: "output shape".into() }.into();
+    let reference = reference.map(|r| (r, folder(Precision::Fp32)));
+    let name = format!("native CUDA {:?}", opts.precision);
+    swap_and_compare(&mut report, &session, &name, ckpt.config(), &a, &b, reference, Metric::RelL2(opts.tolerance), &shape_err)?;
     Ok(report)
 }
