@@ -7,11 +7,13 @@
 //! 2. A→B→A (pre-staged sets, graph replays) bit-exact, and base again = the first, eager, base run;
 //! 3. out of device memory while staging: the memory is filled, staging B fails with a typed
 //!    `OutOfMemory` error, A stays installed and computes the same output;
-//! 4. `--swaps` swaps interleaved with runs at a small resolution (every other swap stages from the
-//!    loaded adapter, i.e. allocates and uploads; the others install pre-staged sets), each output
-//!    bit-compared with the single-thread reference of its set; device memory before and after;
-//! 5. 4 threads, each with its own request and adapter set, swapping and stepping concurrently:
-//!    every output equals the single-thread reference of (its request, its lease's set).
+//! 4. 4 threads at a small resolution, each with its own request and adapter set, swapping and
+//!    stepping concurrently: every output equals the single-thread reference of (its request, its
+//!    lease's set);
+//! 5. `--swaps` swaps interleaved with runs at the small resolution (every `--stage-every`th swap
+//!    stages from the loaded adapter, i.e. lays out, allocates and uploads; the others install
+//!    pre-staged sets), each output bit-compared with the single-thread reference of its set;
+//!    device memory before and after.
 //!
 //! `cuda_check --engine DIR --adapters a.safetensors,b.safetensors --inputs in.safetensors
 //!  [--reference ref.safetensors] --json out.json [--swaps 1000] [--accuracy-only]`
@@ -34,7 +36,7 @@ struct Args {
     #[arg(long)]
     engine: PathBuf,
     /// A and B.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_delimiter = ',', required = true)]
     adapters: Vec<PathBuf>,
     /// `diffusers_ref.py make-inputs` file (hidden_states, encoder_hidden_states, pooled_projections,
     /// timestep, guidance, img_ids, txt_ids).
@@ -54,6 +56,10 @@ struct Args {
     small_txt: usize,
     #[arg(long, default_value_t = 4)]
     threads: usize,
+    /// Every Nth swap stages its set from the loaded adapter (host lay-out, allocation, upload);
+    /// the others install a pre-staged set.
+    #[arg(long, default_value_t = 10)]
+    stage_every: usize,
     #[arg(long, default_value_t = 25)]
     thread_steps: usize,
     /// Accuracy and A→B→A only.
@@ -162,6 +168,7 @@ fn used(s: &CudaSession) -> anyhow::Result<usize> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     let args = Args::parse();
+    anyhow::ensure!(args.adapters.len() == 2, "--adapters A,B: two files");
     let mut report = serde_json::Map::new();
     let mut failures: Vec<String> = Vec::new();
     let save = |report: &serde_json::Map<String, Value>, failures: &[String]| -> anyhow::Result<()> {
@@ -300,7 +307,7 @@ fn main() -> anyhow::Result<()> {
     drop(bound);
     save(&report, &failures)?;
 
-    // ---- 4: swaps interleaved with runs, small shape ----
+    // ---- small shape: requests and their single-thread references ----
     let (w, h) = args.small.split_once('x').ok_or_else(|| anyhow::anyhow!("--small WxH"))?;
     let (w, h): (usize, usize) = (w.parse()?, h.parse()?);
     let requests: Vec<Request> = (0..args.threads.max(1)).map(|t| Request::synthetic(&cfg, w, h, args.small_txt, t as u64 + 1)).collect();
@@ -319,69 +326,7 @@ fn main() -> anyhow::Result<()> {
     if !distinct {
         failures.push("small shape: an adapter set gives the base output".into());
     }
-    let mut bound = s.bind(&requests[0].inputs())?;
-    // warm-up: one stage-from-adapter swap and a run, then measure memory
-    s.swap(&sets[2].1)?;
-    step(&s, &mut bound, &requests[0])?;
-    let mem0 = used(&s)?;
-    let mut mem_max = mem0;
-    let (mut mismatches, mut staged_swaps) = (0usize, 0usize);
-    let (mut t_swap, mut t_install, mut t_step) = (Vec::new(), Vec::new(), Vec::new());
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let t = Instant::now();
-    for i in 0..args.swaps {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let k = (rng % staged.len() as u64) as usize;
-        let t1 = Instant::now();
-        if i % 2 == 0 {
-            s.swap(&sets[k].1)?;
-            t_swap.push(t1.elapsed().as_secs_f64() * 1e3);
-            staged_swaps += 1;
-        } else {
-            s.install(&staged[k])?;
-            t_install.push(t1.elapsed().as_secs_f64() * 1e6);
-        }
-        let t2 = Instant::now();
-        let out = step(&s, &mut bound, &requests[0])?;
-        t_step.push(t2.elapsed().as_secs_f64() * 1e3);
-        if !bit_eq(&out, &refs[0][k]) {
-            mismatches += 1;
-            if mismatches <= 3 {
-                eprintln!("swap {i}: set {} mismatch, max|Δ| {:.3e}", sets[k].0, max_abs_diff(&out, &refs[0][k]));
-            }
-        }
-        if i % 100 == 99 {
-            mem_max = mem_max.max(used(&s)?);
-        }
-    }
-    let mem1 = used(&s)?;
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
-    report.insert(
-        "swaps".into(),
-        json!({
-            "shape": format!("{w}x{h} px, {} text tokens", args.small_txt), "swaps": args.swaps, "staged_from_adapter": staged_swaps,
-            "installed_prestaged": args.swaps - staged_swaps, "mismatches": mismatches, "seconds": t.elapsed().as_secs_f64(),
-            "device_memory_used_before": mem0, "device_memory_used_after": mem1, "device_memory_used_max_sampled": mem_max,
-            "growth_bytes": mem1 as i64 - mem0 as i64,
-            "swap_stage_install_ms_median": med(&mut t_swap), "install_prestaged_us_median": med(&mut t_install), "step_ms_median": med(&mut t_step),
-        }),
-    );
-    eprintln!("{} swaps: {mismatches} mismatches, memory {mem0} → {mem1} (max {mem_max}) in {:.1} s", args.swaps, t.elapsed().as_secs_f64());
-    if mismatches > 0 {
-        failures.push(format!("{mismatches} of {} swaps gave another output than the set's reference", args.swaps));
-    }
-    if mem1 > mem0 || mem_max > mem0 + (64 << 20) {
-        failures.push(format!("device memory grew: {mem0} → {mem1} (max sampled {mem_max})"));
-    }
-    drop(bound);
-    save(&report, &failures)?;
-
-    // ---- 5: threads, each its own request and adapter set ----
+    // ---- 4: threads, each its own request and adapter set ----
     let label_index = |l: &flux_trt::runtime::slots::Lease<_>| -> Option<usize> {
         let got: Vec<(String, f32)> = l.adapters().iter().map(|x| (x.name.clone(), x.strength)).collect();
         sets.iter().position(|(_, set)| set.iter().map(|(ad, st)| (ad.name.clone(), *st)).collect::<Vec<_>>() == got)
@@ -432,6 +377,70 @@ fn main() -> anyhow::Result<()> {
     if bad > 0 {
         failures.push(format!("threads: {bad} outputs differ from their single-thread reference"));
     }
+    save(&report, &failures)?;
+    // ---- 5: swaps interleaved with runs ----
+    let mut bound = s.bind(&requests[0].inputs())?;
+    // warm-up: one stage-from-adapter swap and a run, then measure memory
+    s.swap(&sets[2].1)?;
+    step(&s, &mut bound, &requests[0])?;
+    let mem0 = used(&s)?;
+    let mut mem_max = mem0;
+    let (mut mismatches, mut staged_swaps) = (0usize, 0usize);
+    let (mut t_swap, mut t_install, mut t_step) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let t = Instant::now();
+    for i in 0..args.swaps {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let k = (rng % staged.len() as u64) as usize;
+        let t1 = Instant::now();
+        if i % args.stage_every.max(1) == 0 {
+            s.swap(&sets[k].1)?;
+            t_swap.push(t1.elapsed().as_secs_f64() * 1e3);
+            staged_swaps += 1;
+        } else {
+            s.install(&staged[k])?;
+            t_install.push(t1.elapsed().as_secs_f64() * 1e6);
+        }
+        let t2 = Instant::now();
+        let out = step(&s, &mut bound, &requests[0])?;
+        t_step.push(t2.elapsed().as_secs_f64() * 1e3);
+        if !bit_eq(&out, &refs[0][k]) {
+            mismatches += 1;
+            if mismatches <= 3 {
+                eprintln!("swap {i}: set {} mismatch, max|Δ| {:.3e}", sets[k].0, max_abs_diff(&out, &refs[0][k]));
+            }
+        }
+        if i % 100 == 99 {
+            mem_max = mem_max.max(used(&s)?);
+        }
+    }
+    let mem1 = used(&s)?;
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    report.insert(
+        "swaps".into(),
+        json!({
+            "shape": format!("{w}x{h} px, {} text tokens", args.small_txt), "swaps": args.swaps, "staged_from_adapter": staged_swaps,
+            "installed_prestaged": args.swaps - staged_swaps, "mismatches": mismatches, "seconds": t.elapsed().as_secs_f64(),
+            "device_memory_used_before": mem0, "device_memory_used_after": mem1, "device_memory_used_max_sampled": mem_max,
+            "growth_bytes": mem1 as i64 - mem0 as i64,
+            "swap_stage_install_ms_median": med(&mut t_swap), "install_prestaged_us_median": med(&mut t_install), "step_ms_median": med(&mut t_step),
+        }),
+    );
+    eprintln!("{} swaps: {mismatches} mismatches, memory {mem0} → {mem1} (max {mem_max}) in {:.1} s", args.swaps, t.elapsed().as_secs_f64());
+    if mismatches > 0 {
+        failures.push(format!("{mismatches} of {} swaps gave another output than the set's reference", args.swaps));
+    }
+    if mem1 > mem0 || mem_max > mem0 + (64 << 20) {
+        failures.push(format!("device memory grew: {mem0} → {mem1} (max sampled {mem_max})"));
+    }
+    drop(bound);
+    save(&report, &failures)?;
+
     report.insert("device_memory_used_end".into(), json!(used(&s)?));
     save(&report, &failures)?;
     println!("{}", if failures.is_empty() { "PASS" } else { "FAIL" });

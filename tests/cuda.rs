@@ -167,6 +167,26 @@ fn cli_without_a_gpu_says_so() {
     }
 }
 
+/// The staged slot image written straight from the adapters equals the reference path (f32
+/// lay-out, then conversion) byte for byte, for every precision, stacked adapters and strengths.
+#[test]
+fn slot_image_equals_the_lay_out_then_encode_path() {
+    use flux_trt::runtime::cuda::plan::SlotLayout;
+    for p in [Precision::Bf16, Precision::Fp16, Precision::Fp32] {
+        let (_t, dir) = engine("dev", p);
+        let m = Manifest::load(&dir).unwrap();
+        let plan = m.lora.plan();
+        let layout = SlotLayout::new(&m.lora);
+        let load = |f: &str| flux_trt::lora::load(&fixtures().join("loras").join(f)).unwrap();
+        let (a, b) = (load("attn.peft.safetensors"), load("mlp.peft.safetensors"));
+        for set in [vec![], vec![(&a, 1.0)], vec![(&b, -0.7)], vec![(&a, 0.5), (&b, 2.0)]] {
+            let image = layout.image(&plan, &set).unwrap_or_else(|e| panic!("{e}"));
+            let want = layout.encode(&plan.lay_out(&set).unwrap());
+            assert_eq!(bytemuck::cast_slice::<u32, u8>(&image), &want[..], "{p:?}, {} adapters", set.len());
+        }
+    }
+}
+
 #[test]
 fn kernels_compile_for_sm80_sm89_sm90() {
     use flux_trt::runtime::cuda::nvrtc;

@@ -363,10 +363,10 @@ impl Slotted for CudaSession {
     type Staged = StagedSlots;
 
     fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<StagedSlots> {
-        let weights = self.plan.lay_out(adapters)?;
-        let host = self.model.slots.encode(&weights);
+        let host = self.model.slots.image(&self.plan, adapters)?;
+        let host: &[u8] = bytemuck::cast_slice(&host);
         let buf = self.gpu.alloc(host.len(), "a staged LoRA set")?;
-        self.gpu.htod(&host, buf.ptr(), "LoRA slot set")?;
+        self.gpu.htod(host, buf.ptr(), "LoRA slot set")?;
         self.gpu.sync("LoRA slot upload")?;
         let labels = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
         Ok(StagedSlots { labels, slots: Arc::new(DeviceSlots { session: self.id, buf }) })
