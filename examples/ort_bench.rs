@@ -29,7 +29,7 @@ use clap::Parser;
 use flux_trt::manifest::Manifest;
 use flux_trt::runtime::inputs::save_safetensors;
 use flux_trt::runtime::ort::{CpuFallback, ExecutionProvider, FluxSession, StagedAdapter};
-use flux_trt::runtime::{FluxInputs, HostTensor, Lease, RequestInputs, Slotted, Transformer};
+use flux_trt::runtime::{FluxInputs, HostTensor, Lease, OwnedRequest, Slotted, Transformer};
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
@@ -129,38 +129,24 @@ impl Rng {
     }
 }
 
-/// One request's data, owned: bound once per request through the runtime interface.
+/// One request: its constants (bound once per request through the runtime interface) and the
+/// step's latents and timestep.
 struct Request {
+    constants: OwnedRequest,
     latents: Vec<f32>,
     timestep: f32,
-    encoder_hidden_states: Vec<f32>,
-    pooled_projections: Vec<f32>,
-    guidance: Option<f32>,
-    txt_ids: Vec<[f32; 3]>,
-    img_ids: Vec<[f32; 3]>,
 }
 
 impl Request {
-    fn inputs(&self) -> RequestInputs<'_> {
-        RequestInputs {
-            batch: 1,
-            image_seq_len: self.img_ids.len(),
-            text_len: self.txt_ids.len(),
-            encoder_hidden_states: &self.encoder_hidden_states,
-            pooled_projections: &self.pooled_projections,
-            guidance: self.guidance,
-            txt_ids: &self.txt_ids,
-            img_ids: &self.img_ids,
-        }
-    }
     fn shapes(&self, cfg: &flux_trt::FluxConfig) -> Value {
+        let c = &self.constants;
         json!({
-            "hidden_states": [1, self.img_ids.len(), cfg.in_channels],
-            "encoder_hidden_states": [1, self.txt_ids.len(), cfg.context_dim],
-            "pooled_projections": [1, self.pooled_projections.len()],
-            "guidance": self.guidance.map(|_| [1]),
-            "txt_ids": [self.txt_ids.len(), 3],
-            "img_ids": [self.img_ids.len(), 3],
+            "hidden_states": [1, c.img_ids.len(), cfg.in_channels],
+            "encoder_hidden_states": [1, c.txt_ids.len(), cfg.context_dim],
+            "pooled_projections": [1, c.pooled_projections.len()],
+            "guidance": c.guidance.map(|_| [1]),
+            "txt_ids": [c.txt_ids.len(), 3],
+            "img_ids": [c.img_ids.len(), 3],
         })
     }
 }
@@ -172,15 +158,16 @@ fn random_request(m: &Manifest, a: &Args) -> Result<Request> {
     }
     let (h, w) = (a.height / 16, a.width / 16);
     let mut rng = Rng(a.seed);
-    Ok(Request {
-        latents: rng.normals(h * w * cfg.in_channels, 1.0),
+    let latents = rng.normals(h * w * cfg.in_channels, 1.0);
+    let constants = OwnedRequest {
+        batch: 1,
         encoder_hidden_states: rng.normals(a.txt_len * cfg.context_dim, 0.25),
         pooled_projections: rng.normals(cfg.pooled_dim, 0.25),
         guidance: m.inputs.iter().any(|i| i.name == "guidance").then_some(3.5),
-        timestep: 0.5,
         txt_ids: vec![[0.0f32; 3]; a.txt_len],
         img_ids: flux_trt::flux::img_ids(h, w),
-    })
+    };
+    Ok(Request { constants, latents, timestep: 0.5 })
 }
 
 /// A request from an inputs file (as for `flux-trt run`, with `txt_ids` / `img_ids`, batch 1).
@@ -200,20 +187,20 @@ fn file_request(path: &std::path::Path, m: &Manifest) -> Result<Request> {
     if x.batch() != 1 {
         bail!("{}: batch {} (the benchmark runs batch 1)", path.display(), x.batch());
     }
-    Ok(Request {
-        latents: x.hidden_states.data().to_vec(),
-        timestep: x.timestep.data()[0],
+    let constants = OwnedRequest {
+        batch: 1,
         encoder_hidden_states: x.encoder_hidden_states.data().to_vec(),
         pooled_projections: x.pooled_projections.data().to_vec(),
         guidance: x.guidance.as_ref().map(|g| g.data()[0]),
         txt_ids: ids("txt_ids")?,
         img_ids: ids("img_ids")?,
-    })
+    };
+    Ok(Request { constants, latents: x.hidden_states.data().to_vec(), timestep: x.timestep.data()[0] })
 }
 
 /// One transformer call on a bound request.
 fn call<T: Transformer>(s: &T, lease: &Lease<T::Slots>, bound: &mut T::Bound, req: &Request) -> Result<HostTensor> {
-    let shape = vec![1, req.img_ids.len(), s.manifest().model.out_channels];
+    let shape = vec![1, req.constants.img_ids.len(), s.manifest().model.out_channels];
     let mut out = vec![0f32; shape.iter().product()];
     s.step(lease, bound, &req.latents, req.timestep, &mut out)?;
     HostTensor::new(shape, out).context("output shape")
@@ -326,7 +313,7 @@ impl Drop for PeakSampler {
 
 /// Transformer calls of one bound request with `lease` (the per-step cost of a generation).
 fn timed_runs<T: Transformer>(s: &T, lease: &Lease<T::Slots>, req: &Request, warmup: usize, steps: usize) -> Result<(Vec<Duration>, HostTensor)> {
-    let mut bound = s.bind(&req.inputs())?;
+    let mut bound = s.bind(&req.constants.inputs())?;
     let mut last = None;
     for _ in 0..warmup {
         last = Some(call(s, lease, &mut bound, req)?);
@@ -443,7 +430,7 @@ fn main() -> Result<()> {
     let slot_bytes_before = s.slot_bytes_in_use();
     let (mut mismatches, mut stress_runs, mut stress_host_swaps, mut stress_swap_times) = (0usize, 0usize, 0usize, Vec::new());
     let t_stress = Instant::now();
-    let mut stress_bound = s.bind(&inputs.inputs())?;
+    let mut stress_bound = s.bind(&inputs.constants.inputs())?;
     if !loaded.is_empty() {
         for i in 0..a.stress_swaps {
             let k = i % loaded.len();
@@ -481,7 +468,7 @@ fn main() -> Result<()> {
                 std::thread::spawn(move || -> Result<(usize, usize)> {
                     let k = i % leases.len();
                     let mut equal = 0;
-                    let mut bound = s.bind(&inputs.inputs())?;
+                    let mut bound = s.bind(&inputs.constants.inputs())?;
                     for _ in 0..runs {
                         if call(&*s, &leases[k], &mut bound, &inputs)?.bit_eq(&refs[k]) {
                             equal += 1;

@@ -218,7 +218,12 @@ fn trt_kind(e: &TrtError) -> ErrorKind {
         TrtError::File(f) => io_kind(&f.source),
         TrtError::Tensorrt { failure, .. } => failure_kind(failure),
         TrtError::NoEngine { .. } => ErrorKind::NotFound,
-        TrtError::Variant { .. } | TrtError::Incompatible { .. } | TrtError::Fp8Gpu { .. } | TrtError::SlotPrototype { .. } => ErrorKind::Incompatible,
+        TrtError::Variant { .. } | TrtError::Incompatible { .. } | TrtError::Fp8Gpu { .. } | TrtError::SlotPrototype { .. } | TrtError::RefitSet { .. } => {
+            ErrorKind::Incompatible
+        }
+        // A slot value the adapters produced: bad input, nothing changed.
+        TrtError::NonFinite { .. } => ErrorKind::InvalidInput,
+        // Poisoned (failed rollback), OutputShape (TensorRT reported no buffer size), Refit, ...
         _ => ErrorKind::Backend,
     }
 }

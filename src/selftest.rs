@@ -1,106 +1,293 @@
-//! `selftest --backend tensorrt|cuda`: on this machine's GPU, export the tiny model with slots
-//! for two adapters, open it on the backend (TensorRT: build its plan first), swap base → A → B →
-//! A → base, and check: A → B → A and back to base are bit-exact; each adapter changes the
-//! output; and, given a reference backend (any runtime [`Transformer`], e.g. ONNX Runtime, opened
-//! on an fp32 export of the same model and adapters), the backend matches it. Everything runs
-//! through the runtime interface: one request bound once, a lease per call.
+//! `selftest --backend tensorrt`: on a GPU that can run TensorRT plans, prove the contract a user
+//! relies on with the tiny fixture model and two adapters (A, B), and write a JSON report.
 //!
-//! Sits above the runtime (it exports and builds); needs `export` and the backend's feature
-//! (`tensorrt` or `cuda`), otherwise the entry point returns an error saying so.
+//! For each engine — **bf16**, **fp16**, **FP8** (Q/DQ GEMMs, fp32 elsewhere, so ONNX Runtime's
+//! CPU provider can be the reference; only on sm89+, "n/a" below) and a **stripped** bf16 plan
+//! (`kSTRIP_PLAN`: the slot weights are not in the plan and are refit from the engine folder's
+//! slot set at open) — it exports the model, builds the plan for this GPU, opens it, and runs two
+//! shapes (batch 1 at 4×4 packed tokens + 8 text tokens; batch 2 at 8×8 + 16) through the swaps
+//! base → A → B → A·0.75 + B·(−1.25) → (a NaN adapter, which must fail) → A → base, checking:
+//!
+//! - a repeated run is bit-exact (kernels fixed before the first comparison);
+//! - A changes the output and B differs from A (the slots reach the graph);
+//! - the failing swap returns an error, keeps the version and leaves outputs bit-exact;
+//! - A → B → A restores A, and the swap back restores the base model, bit-exactly;
+//! - the stripped plan is smaller than the full one and matches its outputs;
+//! - the median of 20 swaps (A/B alternating, each a full refit) is within a bound;
+//! - every set and shape matches a [`Reference`] backend (any runtime [`Transformer`], e.g. ONNX
+//!   Runtime) opened on the same engine folder.
+//!
+//! TensorRT and the reference both run through the runtime interface: each shape's request bound
+//! once, a lease per step. Sits above the runtime (it exports and builds).
+//!
+//! Every check records what it compared, the bound and the measured value. The verdict is
+//! PASS only when every check ran and passed: a skipped check (no reference backend, or one that
+//! cannot run a graph) makes it INCOMPLETE, listing what was not verified.
+//!
+//! The GPU work needs features `tensorrt` and `export`; otherwise [`selftest`] returns
+//! `NotCompiled`. `selftest_cuda` (features `cuda`, `export`) runs the same kind of checks on the
+//! native CUDA backend. The report and the target choice are plain Rust (tested on CPU).
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::engine::Target;
 use crate::runtime::tensorrt::{SessionOptions, TrtError};
-use crate::runtime::{RequestInputs, Transformer};
+use crate::runtime::{HostTensor, OwnedRequest, RequestInputs, Transformer};
+
+/// A reference backend for [`selftest`]: its name and how to open it on an engine folder.
+pub struct Reference<'a, R> {
+    pub name: String,
+    pub open: &'a dyn Fn(&Path) -> crate::Result<R>,
+}
+
+/// Bounds on max|Δ| / max|reference| against the reference backend, per engine precision.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Tolerances {
+    pub bf16: f32,
+    pub fp16: f32,
+    pub fp8: f32,
+}
+
+impl Default for Tolerances {
+    fn default() -> Self {
+        Tolerances { bf16: 3e-2, fp16: 1e-2, fp8: 8e-2 }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct SelftestOptions {
-    /// Tiny FLUX checkpoint (the repository's `tests/fixtures/models/dev-bfl.safetensors`).
+    /// Tiny FLUX checkpoint (the CLI writes the embedded `tests/fixtures/models/dev-bfl.safetensors`).
     pub model: PathBuf,
-    /// Two adapters for that model (`tests/fixtures/loras/attn.peft.safetensors`, `mlp.peft...`).
+    /// Two adapters for that model (the CLI's defaults: the embedded `attn.peft` and `mlp.peft`).
     pub adapter_a: PathBuf,
     pub adapter_b: PathBuf,
-    /// Where the export and the plan go.
+    /// Where the exports and plans go (one folder per engine).
     pub work_dir: PathBuf,
     pub session: SessionOptions,
-    /// Plan targets; `None`: this GPU's compute capability.
+    /// Plan targets; `None`: see [`default_targets`].
     pub targets: Option<Vec<Target>>,
-    /// Largest accepted max|Δ| / max|reference| against the reference backend.
-    pub tolerance: f32,
+    pub tolerance: Tolerances,
+    /// Largest accepted median swap (full refit) latency, milliseconds.
+    pub max_refit_ms: f64,
 }
 
-/// Options of [`selftest_cuda`] (the native CUDA backend).
-#[derive(Clone, Debug)]
-pub struct CudaSelftestOptions {
-    /// Tiny FLUX checkpoint (the repository's `tests/fixtures/models/dev-bfl.safetensors`).
-    pub model: PathBuf,
-    pub adapter_a: PathBuf,
-    pub adapter_b: PathBuf,
-    /// Where the exports go.
-    pub work_dir: PathBuf,
-    pub device: usize,
-    /// The tested engine's precision (bf16: cuDNN fused attention + bf16 GEMMs; fp32: the fp32 path).
-    pub precision: crate::manifest::Precision,
-    /// Largest accepted relative L2 distance (‖Δ‖/‖reference‖) to the reference backend.
-    pub tolerance: f32,
+/// Outcome of one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Could not be checked here (no reference backend, a graph the reference cannot run):
+    /// the verdict cannot be PASS.
+    Skip,
+    /// Does not apply to this GPU (FP8 below sm89); does not block PASS.
+    NotApplicable,
 }
 
-impl CudaSelftestOptions {
-    /// The default bound for `precision`: 1e-2 for bf16 / fp16, 1e-4 for fp32 (the bounds the
-    /// backend meets against the diffusers goldens).
-    pub fn default_tolerance(precision: crate::manifest::Precision) -> f32 {
-        match precision {
-            crate::manifest::Precision::Fp32 => 1e-4,
-            _ => 1e-2,
+impl Status {
+    fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+            Status::NotApplicable => "N/A ",
         }
     }
 }
 
-/// One line per check, e.g. `PASS  A→B→A restores A exactly: max|Δ| = 0`.
-#[derive(Clone, Debug, Default)]
+/// One check: what was compared, against which bound, and what was measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Check {
+    /// The engine (`bf16`, `fp16`, `fp8`, `bf16-stripped`) or `-`.
+    pub engine: String,
+    pub name: String,
+    pub compared: String,
+    pub bound: String,
+    pub measured: String,
+    pub status: Status,
+}
+
+/// Overall result: PASS only when every check ran and passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Nothing failed, but something was not checked (or nothing was checked at all).
+    Incomplete,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct SelftestReport {
-    /// `tensorrt` or `cuda`.
-    pub backend: String,
+    /// The backend tested (`""` = `tensorrt`, `cuda`).
+    pub backend: &'static str,
     pub gpu: String,
-    pub lines: Vec<String>,
-    pub passed: bool,
+    /// TensorRT variant and library version.
+    pub tensorrt: String,
+    /// Build sizes and times, latencies: context for the checks.
+    pub notes: Vec<String>,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    verdict: Verdict,
+    backend: &'a str,
+    gpu: &'a str,
+    tensorrt: &'a str,
+    not_checked: Vec<String>,
+    notes: &'a [String],
+    checks: &'a [Check],
 }
 
 impl SelftestReport {
-    #[cfg_attr(not(all(feature = "export", any(feature = "tensorrt", feature = "cuda"))), allow(dead_code))]
-    fn check(&mut self, ok: bool, what: String) {
-        self.lines.push(format!("{}  {what}", if ok { "PASS" } else { "FAIL" }));
-        self.passed &= ok;
+    /// Records a check that ran; `ok` decides PASS or FAIL.
+    pub fn check(&mut self, engine: &str, name: &str, compared: impl Into<String>, bound: impl Into<String>, measured: impl Into<String>, ok: bool) {
+        let status = if ok { Status::Pass } else { Status::Fail };
+        self.push(engine, name, compared.into(), bound.into(), measured.into(), status);
+    }
+
+    /// Records a check that could not run, and why (blocks PASS).
+    pub fn skip(&mut self, engine: &str, name: &str, compared: impl Into<String>, why: impl Into<String>) {
+        self.push(engine, name, compared.into(), "-".into(), format!("not checked: {}", why.into()), Status::Skip);
+    }
+
+    /// Records a check that does not apply here, and why.
+    pub fn not_applicable(&mut self, engine: &str, name: &str, why: impl Into<String>) {
+        self.push(engine, name, "-".into(), "-".into(), why.into(), Status::NotApplicable);
+    }
+
+    /// Records a step that failed before its checks could run (build, open, a run).
+    pub fn failed_step(&mut self, engine: &str, step: &str, error: impl std::fmt::Display) {
+        self.push(engine, step, "-".into(), "succeeds".into(), format!("error: {error}"), Status::Fail);
+    }
+
+    fn push(&mut self, engine: &str, name: &str, compared: String, bound: String, measured: String, status: Status) {
+        self.checks.push(Check { engine: engine.into(), name: name.into(), compared, bound, measured, status });
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        if self.checks.iter().any(|c| c.status == Status::Fail) {
+            Verdict::Fail
+        } else if self.checks.iter().any(|c| c.status == Status::Skip) || !self.checks.iter().any(|c| c.status == Status::Pass) {
+            Verdict::Incomplete
+        } else {
+            Verdict::Pass
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.verdict() == Verdict::Pass
+    }
+
+    /// `[engine] name` of every skipped check.
+    pub fn not_checked(&self) -> Vec<String> {
+        self.checks.iter().filter(|c| c.status == Status::Skip).map(|c| format!("[{}] {}: {}", c.engine, c.name, c.measured)).collect()
+    }
+
+    /// The report as JSON: verdict, GPU, TensorRT, what was not checked, notes, every check.
+    pub fn to_json(&self) -> String {
+        let r = JsonReport {
+            verdict: self.verdict(),
+            backend: if self.backend.is_empty() { "tensorrt" } else { self.backend },
+            gpu: &self.gpu,
+            tensorrt: &self.tensorrt,
+            not_checked: self.not_checked(),
+            notes: &self.notes,
+            checks: &self.checks,
+        };
+        serde_json::to_string_pretty(&r).unwrap_or_else(|e| format!("{{\"error\": \"report serialization: {e}\"}}"))
     }
 }
 
 impl std::fmt::Display for SelftestReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "selftest backend={} gpu={}", self.backend, self.gpu)?;
-        for l in &self.lines {
-            writeln!(f, "{l}")?;
+        let backend = if self.backend.is_empty() { "tensorrt" } else { self.backend };
+        writeln!(f, "selftest backend={backend} gpu={} tensorrt={}", self.gpu, self.tensorrt)?;
+        for n in &self.notes {
+            writeln!(f, "      {n}")?;
         }
-        write!(f, "{}", if self.passed { "PASS" } else { "FAIL" })
+        for c in &self.checks {
+            writeln!(f, "{}  [{}] {}: compared {}; bound {}; measured {}", c.status.label(), c.engine, c.name, c.compared, c.bound, c.measured)?;
+        }
+        let failed = self.checks.iter().filter(|c| c.status == Status::Fail).count();
+        match self.verdict() {
+            Verdict::Pass => write!(f, "PASS ({} checks)", self.checks.len()),
+            Verdict::Fail => write!(f, "FAIL ({failed} of {} checks failed)", self.checks.len()),
+            Verdict::Incomplete => {
+                let missing = self.not_checked();
+                if missing.is_empty() {
+                    write!(f, "INCOMPLETE: no check ran")
+                } else {
+                    write!(f, "INCOMPLETE (not a pass): {} checks not verified: {}", missing.len(), missing.join("; "))
+                }
+            }
+        }
     }
 }
 
-/// Deterministic request for `config` at batch 1, a 4×4 packed image grid and 8 text tokens.
+/// Plan targets when none are given: TensorRT Enterprise builds for the GPU it runs on and takes
+/// no target; TensorRT-RTX needs this GPU's compute capability as a target, and cannot run on
+/// sm90 (or anything outside sm75–sm121).
+pub fn default_targets(major: i32, minor: i32, gpu: &str) -> Result<Vec<Target>, TrtError> {
+    targets_for(cfg!(feature = "tensorrt-enterprise"), major, minor, gpu)
+}
+
+/// [`default_targets`] for TensorRT Enterprise (`enterprise`) or TensorRT-RTX.
+fn targets_for(enterprise: bool, major: i32, minor: i32, gpu: &str) -> Result<Vec<Target>, TrtError> {
+    if enterprise {
+        return Ok(Vec::new());
+    }
+    format!("sm{major}{minor}").parse::<Target>().map(|t| vec![t]).map_err(|_| TrtError::Selftest {
+        step: "target".into(),
+        message: format!("{gpu}: TensorRT-RTX plans cannot run on sm{major}{minor}; run the self-test on an sm75–sm121 GPU other than sm90"),
+    })
+}
+
+/// One input shape of the self-test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub batch: usize,
+    /// Packed image grid (tokens = h × w).
+    pub h: usize,
+    pub w: usize,
+    pub txt: usize,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "batch {} × ({}×{} image + {} text tokens)", self.batch, self.h, self.w, self.txt)
+    }
+}
+
+/// The two shapes: the tiny profile's smallest, and a second resolution at batch 2 (its largest).
+pub const SHAPES: [Shape; 2] = [Shape { batch: 1, h: 4, w: 4, txt: 8 }, Shape { batch: 2, h: 8, w: 8, txt: 16 }];
+
+/// A deterministic request for `config` at one [`Shape`]: the bound constants and the latents
+/// and timestep of one step.
 #[derive(Clone, Debug)]
 pub struct TinyRequest {
-    pub encoder_hidden_states: Vec<f32>,
-    pub pooled_projections: Vec<f32>,
-    pub guidance: Option<f32>,
-    pub txt_ids: Vec<[f32; 3]>,
-    pub img_ids: Vec<[f32; 3]>,
-    /// `hidden_states` `[1, 16, in_channels]`.
+    pub shape: Shape,
+    /// The constants bound once per shape.
+    pub constants: OwnedRequest,
+    /// `hidden_states` `[B, h·w, in_channels]`.
     pub latents: Vec<f32>,
     pub timestep: f32,
+    /// `[B, h·w, out_channels]`: the shape of `sample`.
+    pub out_shape: Vec<usize>,
 }
 
 impl TinyRequest {
+    /// The request at the first of [`SHAPES`] (batch 1, a 4×4 packed image grid, 8 text tokens).
     pub fn new(config: &crate::FluxConfig) -> Self {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
+        Self::at(config, SHAPES[0])
+    }
+
+    /// The request at `shape`.
+    pub fn at(config: &crate::FluxConfig, shape: Shape) -> Self {
+        let mut state = 0x2545_f491_4f6c_dd1du64 ^ (shape.batch as u64) << 32 ^ (shape.h * shape.w) as u64;
         let mut rand = |n: usize| -> Vec<f32> {
             (0..n)
                 .map(|_| {
@@ -111,37 +298,44 @@ impl TinyRequest {
                 })
                 .collect()
         };
-        let (img, txt) = (16, 8);
-        let latents = rand(img * config.in_channels);
-        TinyRequest {
-            encoder_hidden_states: rand(txt * config.context_dim),
-            pooled_projections: rand(config.pooled_dim),
+        let (b, img, txt) = (shape.batch, shape.h * shape.w, shape.txt);
+        let latents = rand(b * img * config.in_channels);
+        let constants = OwnedRequest {
+            batch: b,
+            encoder_hidden_states: rand(b * txt * config.context_dim),
+            pooled_projections: rand(b * config.pooled_dim),
             guidance: config.variant.has_guidance().then_some(3.5),
             txt_ids: vec![[0.0; 3]; txt],
-            img_ids: crate::flux::img_ids(4, 4),
-            latents,
-            timestep: 0.5,
-        }
+            img_ids: crate::flux::img_ids(shape.h, shape.w),
+        };
+        TinyRequest { shape, constants, latents, timestep: 0.5, out_shape: vec![b, img, config.out_channels] }
     }
 
+    /// The constants as [`Transformer::bind`] takes them.
     pub fn request(&self) -> RequestInputs<'_> {
-        RequestInputs {
-            batch: 1,
-            image_seq_len: self.img_ids.len(),
-            text_len: self.txt_ids.len(),
-            encoder_hidden_states: &self.encoder_hidden_states,
-            pooled_projections: &self.pooled_projections,
-            guidance: self.guidance,
-            txt_ids: &self.txt_ids,
-            img_ids: &self.img_ids,
-        }
+        self.constants.inputs()
+    }
+
+    /// One step of `t` on this request (bound as `bound`) with the slot set current now.
+    pub fn step<T: Transformer>(&self, t: &T, bound: &mut T::Bound) -> crate::Result<HostTensor> {
+        let mut out = vec![0f32; self.out_shape.iter().product()];
+        t.step(&t.lease(), bound, &self.latents, self.timestep, &mut out)?;
+        HostTensor::new(self.out_shape.clone(), out)
+            .ok_or_else(|| TrtError::Selftest { step: "output".into(), message: format!("sample is not {:?}", self.out_shape) }.into())
     }
 }
 
-/// A reference backend for [`selftest`]: its name and how to open it on the engine folder.
-pub struct Reference<'a, R> {
-    pub name: String,
-    pub open: &'a dyn Fn(&Path) -> crate::Result<R>,
+/// max|Δ| / max|reference| (∞ when the shapes differ).
+pub fn relative_error(got: &HostTensor, want: &HostTensor) -> f32 {
+    got.max_abs_diff(want).map_or(f32::INFINITY, |d| d / want.max_abs().max(f32::MIN_POSITIVE))
+}
+
+/// Median of `v` (mean of the middle two for an even count); `None` when empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    (n > 0).then(|| if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 })
 }
 
 #[cfg(not(all(feature = "tensorrt", feature = "export")))]
@@ -149,183 +343,106 @@ pub fn selftest<R: Transformer>(_opts: &SelftestOptions, _reference: Option<Refe
     Err(TrtError::NotCompiled.into())
 }
 
-/// Runs the self-test (see the module docs). `Err` when a step cannot run at all (no GPU,
-/// build failure, ...); `Ok` with `passed == false` when a check fails.
 #[cfg(all(feature = "tensorrt", feature = "export"))]
-pub fn selftest<R: Transformer>(opts: &SelftestOptions, reference: Option<Reference<'_, R>>) -> crate::Result<SelftestReport> {
-    use crate::engine::{self, BuildOptions, ProfileRecipe};
-    use crate::lora::plan::PlanOptions;
-    use crate::manifest::Precision;
-    use crate::onnx::{export, ExportOptions};
-    use crate::runtime::tensorrt::cuda::Gpu;
-    use crate::runtime::tensorrt::TrtSession;
-    use crate::{Checkpoint, SlotPlan};
+pub use gpu::selftest;
 
-    let gpu = Gpu::open(opts.session.device)?;
-    let mut report = SelftestReport { backend: "tensorrt".into(), gpu: gpu.describe(), passed: true, ..Default::default() };
-    let targets = match &opts.targets {
-        Some(t) => t.clone(),
-        None => {
-            let (ma, mi) = gpu.compute_capability()?;
-            let sm: Target = format!("sm{ma}{mi}").parse().map_err(|_| TrtError::Selftest {
-                step: "target".into(),
-                message: format!("{}: TensorRT-RTX plans cannot run on sm{ma}{mi}; run the self-test on an sm75–sm121 GPU other than sm90", report.gpu),
-            })?;
-            vec![sm]
-        }
-    };
-    drop(gpu);
+#[cfg(all(feature = "tensorrt", feature = "export"))]
+mod gpu;
 
-    let step = |step: &str, e: &dyn std::fmt::Display| TrtError::Selftest { step: step.into(), message: e.to_string() };
-    let ckpt = Checkpoint::open(&opts.model).map_err(|e| step("model", &e))?;
-    let load = |p: &Path| crate::lora::load(p).map_err(|e| step("adapter", &e));
-    let (a, b) = (load(&opts.adapter_a)?, load(&opts.adapter_b)?);
-    let plan = SlotPlan::new(ckpt.config(), &[&a, &b], &PlanOptions::default()).map_err(|e| step("slot plan", &e))?;
-    let export_opts = ExportOptions { hash_sources: false, ..ExportOptions::new(Precision::Fp32) };
-    export(&ckpt, &plan, &export_opts, &opts.work_dir, &mut |_, _| {}).map_err(|e| step("export", &e))?;
-    let build_opts = BuildOptions { library: opts.session.library.clone(), ..BuildOptions::new(targets.clone(), ProfileRecipe::tiny()) };
-    let built = engine::build(&opts.work_dir, &build_opts)?;
-    report.lines.push(format!("      built {} for {targets:?}: {} bytes in {:.1} s", built.plan_path.display(), built.plan_bytes, built.build_seconds));
-
-    let session = TrtSession::open(&opts.work_dir, &opts.session)?;
-    let shape_err = || TrtError::Selftest { step: "output".into(), message: "shape".into() }.into();
-    let reference = reference.map(|r| (r, opts.work_dir.clone()));
-    swap_and_compare(&mut report, &session, "TensorRT", ckpt.config(), &a, &b, reference, Metric::MaxRelative(opts.tolerance), &shape_err)?;
-    Ok(report)
-}
-
-/// How the backend's output is compared with the reference's.
-#[cfg(all(feature = "export", any(feature = "tensorrt", feature = "cuda")))]
-#[derive(Clone, Copy, Debug)]
-#[cfg_attr(not(feature = "tensorrt"), allow(dead_code))]
-enum Metric {
-    /// max|Δ| / max|reference| ≤ bound.
-    MaxRelative(f32),
-    /// ‖Δ‖₂ / ‖reference‖₂ ≤ bound.
-    RelL2(f32),
-}
-
-/// The shared part of both self-tests: base → A → B → A → base on `session` (one request bound
-/// once, a lease per call), the exactness and effect checks, and the comparison of base, A and B
-/// with the reference backend opened on the given folder.
-#[cfg(all(feature = "export", any(feature = "tensorrt", feature = "cuda")))]
-fn swap_and_compare<T: Transformer, R: Transformer>(
-    report: &mut SelftestReport,
-    session: &T,
-    name: &str,
-    config: &crate::FluxConfig,
-    a: &crate::lora::Adapter,
-    b: &crate::lora::Adapter,
-    reference: Option<(Reference<'_, R>, PathBuf)>,
-    metric: Metric,
-    shape_err: &dyn Fn() -> crate::Error,
-) -> crate::Result<()> {
-    use crate::lora::Adapter;
-    use crate::runtime::HostTensor;
-
-    let tiny = TinyRequest::new(config);
-    let shape = vec![1, tiny.img_ids.len(), config.out_channels];
-    // One call through the runtime interface with the backend's current slot set.
-    fn call<T: Transformer>(t: &T, bound: &mut T::Bound, tiny: &TinyRequest, shape: &[usize], err: &dyn Fn() -> crate::Error) -> crate::Result<HostTensor> {
-        let mut out = vec![0f32; shape.iter().product()];
-        t.step(&t.lease(), bound, &tiny.latents, tiny.timestep, &mut out)?;
-        HostTensor::new(shape.to_vec(), out).ok_or_else(err)
-    }
-    let mut bound = session.bind(&tiny.request())?;
-    let sets: [(&str, Vec<(&Adapter, f32)>); 5] =
-        [("base", vec![]), ("A", vec![(a, 1.0)]), ("B", vec![(b, 1.0)]), ("A again", vec![(a, 1.0)]), ("base again", vec![])];
-    let mut outs = Vec::new();
-    let mut version = 0;
-    for (label, set) in &sets {
-        if *label != "base" {
-            version = session.swap(set)?.version;
-        }
-        let out = call(session, &mut bound, &tiny, &shape, shape_err)?;
-        report.lines.push(format!("      {label}: version {version}, max|sample| = {:.4e}", out.max_abs()));
-        outs.push(out);
-    }
-    let diff = |x: &HostTensor, y: &HostTensor| x.max_abs_diff(y).unwrap_or(f32::INFINITY);
-    report.check(outs[3].bit_eq(&outs[1]), format!("A→B→A restores A exactly: max|Δ| = {:.3e}", diff(&outs[3], &outs[1])));
-    report.check(outs[4].bit_eq(&outs[0]), format!("swap back to base restores base exactly: max|Δ| = {:.3e}", diff(&outs[4], &outs[0])));
-    let scale = outs[0].max_abs().max(f32::MIN_POSITIVE);
-    report.check(diff(&outs[1], &outs[0]) > 1e-3 * scale, format!("adapter A changes the output: max|Δ| = {:.3e}", diff(&outs[1], &outs[0])));
-    report.check(diff(&outs[2], &outs[1]) > 1e-3 * scale, format!("adapter B differs from A: max|Δ| = {:.3e}", diff(&outs[2], &outs[1])));
-
-    let Some((r, dir)) = reference else {
-        report.lines.push("SKIP  no reference backend given (build with the `ort` feature for the ONNX Runtime comparison)".into());
-        return Ok(());
-    };
-    let rname = &r.name;
-    let run_reference = |set: &[(&Adapter, f32)]| -> crate::Result<HostTensor> {
-        let backend = (r.open)(&dir)?;
-        backend.swap(set)?;
-        let mut bound = backend.bind(&tiny.request())?;
-        call(&backend, &mut bound, &tiny, &shape, shape_err)
-    };
-    for (i, (label, set)) in sets.iter().enumerate().take(3) {
-        match run_reference(set) {
-            Ok(want) => {
-                let (value, bound, what) = match metric {
-                    Metric::MaxRelative(t) => (diff(&outs[i], &want) / want.max_abs().max(f32::MIN_POSITIVE), t, "max|Δ|/max|ref|"),
-                    Metric::RelL2(t) => (rel_l2(outs[i].data(), want.data()), t, "‖Δ‖/‖ref‖"),
-                };
-                report.check(value <= bound, format!("{label}: {name} vs {rname}: {what} = {value:.3e} (≤ {bound:.1e})"));
-            }
-            Err(e) => report.check(false, format!("{label}: {rname} failed: {e}")),
-        }
-    }
-    Ok(())
-}
-
-/// ‖x − y‖₂ / ‖y‖₂ (f64 sums).
-#[cfg(all(feature = "export", any(feature = "tensorrt", feature = "cuda")))]
-fn rel_l2(x: &[f32], y: &[f32]) -> f32 {
-    let (mut num, mut den) = (0f64, 0f64);
-    for (a, b) in x.iter().zip(y) {
-        num += ((*a - *b) as f64).powi(2);
-        den += (*b as f64).powi(2);
-    }
-    (num / den.max(f64::MIN_POSITIVE)).sqrt() as f32
-}
-
-/// The self-test of the native CUDA backend (see the module docs): the tiny model exported at
-/// `opts.precision` with slots for both adapters, opened with [`crate::runtime::cuda::CudaSession`];
-/// the reference (if any) is opened on an fp32 export of the same model and adapters.
-/// `Err` when a step cannot run at all (no GPU, a missing library, ...); `Ok` with
-/// `passed == false` when a check fails.
 #[cfg(all(feature = "cuda", feature = "export"))]
-pub fn selftest_cuda<R: Transformer>(opts: &CudaSelftestOptions, reference: Option<Reference<'_, R>>) -> crate::Result<SelftestReport> {
-    use crate::lora::plan::PlanOptions;
-    use crate::manifest::Precision;
-    use crate::onnx::{export, ExportOptions};
-    use crate::runtime::cuda::{CudaError, CudaOptions, CudaSession};
-    use crate::{Checkpoint, SlotPlan};
+mod cuda;
+#[cfg(all(feature = "cuda", feature = "export"))]
+pub use cuda::{selftest_cuda, CudaSelftestOptions};
 
-    let ckpt = Checkpoint::open(&opts.model)?;
-    let (a, b) = (crate::lora::load(&opts.adapter_a)?, crate::lora::load(&opts.adapter_b)?);
-    let plan = SlotPlan::new(ckpt.config(), &[&a, &b], &PlanOptions::default())?;
-    let folder = |p: Precision| opts.work_dir.join(format!("{p:?}").to_lowercase());
-    let mut exports = vec![opts.precision];
-    if reference.is_some() && opts.precision != Precision::Fp32 {
-        exports.push(Precision::Fp32);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> SelftestReport {
+        let mut r = SelftestReport { gpu: "NVIDIA RTX 4090 (sm89)".into(), tensorrt: "tensorrt-rtx 1.7.1.116".into(), ..Default::default() };
+        r.check("bf16", "A→B→A restores A", "run(A) before and after B", "max|Δ| = 0", "max|Δ| = 0", true);
+        r
     }
-    for p in &exports {
-        let export_opts = ExportOptions { hash_sources: false, ..ExportOptions::new(*p) };
-        export(&ckpt, &plan, &export_opts, &folder(*p), &mut |_, _| {})?;
+
+    #[test]
+    fn pass_only_when_everything_ran_and_passed() {
+        let r = report();
+        assert_eq!(r.verdict(), Verdict::Pass);
+        let text = r.to_string();
+        assert!(text.lines().last().unwrap().starts_with("PASS"), "{text}");
+        assert!(text.contains("PASS  [bf16] A→B→A restores A: compared run(A) before and after B; bound max|Δ| = 0; measured max|Δ| = 0"), "{text}");
+
+        // Not applicable (FP8 below sm89) does not block a pass.
+        let mut r = report();
+        r.not_applicable("fp8", "FP8 engine", "sm86 has no FP8 tensor cores");
+        assert!(r.passed());
+
+        // A skipped reference comparison: never PASS, and it says what was not checked.
+        let mut r = report();
+        r.skip("bf16", "TensorRT vs reference", "TensorRT and ONNX Runtime outputs", "no reference backend given");
+        assert_eq!(r.verdict(), Verdict::Incomplete);
+        let text = r.to_string();
+        let last = text.lines().last().unwrap();
+        assert!(last.starts_with("INCOMPLETE (not a pass)") && last.contains("no reference backend given"), "{text}");
+        assert!(!text.lines().any(|l| l == "PASS" || l.starts_with("PASS (")), "{text}");
+
+        // A failure wins over a skip; nothing at all is not a pass.
+        r.check("fp16", "A changes the output", "run(A) vs run(base)", "> 1e-3", "0", false);
+        assert_eq!(r.verdict(), Verdict::Fail);
+        assert!(r.to_string().lines().last().unwrap().starts_with("FAIL (1 of 3"));
+        assert_eq!(SelftestReport::default().verdict(), Verdict::Incomplete);
     }
-    let t0 = std::time::Instant::now();
-    let session = CudaSession::open(&folder(opts.precision), CudaOptions { device: opts.device, ..Default::default() })?;
-    let mut report = SelftestReport { backend: "cuda".into(), gpu: session.gpu().name(), passed: true, ..Default::default() };
-    report.lines.push(format!(
-        "      opened {} ({:?}, {} slots) in {:.2} s",
-        folder(opts.precision).display(),
-        opts.precision,
-        session.manifest().lora.slots.len(),
-        t0.elapsed().as_secs_f64()
-    ));
-    let shape_err = || CudaError::Input { tensor: "sample".into(), message: "output shape".into() }.into();
-    let reference = reference.map(|r| (r, folder(Precision::Fp32)));
-    let name = format!("native CUDA {:?}", opts.precision);
-    swap_and_compare(&mut report, &session, &name, ckpt.config(), &a, &b, reference, Metric::RelL2(opts.tolerance), &shape_err)?;
-    Ok(report)
+
+    #[test]
+    fn json_report_has_the_verdict_and_every_check() {
+        let mut r = report();
+        r.skip("fp8", "TensorRT vs ONNX Runtime", "outputs of every set", "the reference could not load the graph");
+        r.notes.push("built bf16 in 1.0 s".into());
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["verdict"], "incomplete");
+        assert_eq!(v["gpu"], "NVIDIA RTX 4090 (sm89)");
+        assert_eq!(v["checks"].as_array().unwrap().len(), 2);
+        assert_eq!(v["checks"][0]["status"], "pass");
+        assert_eq!(v["checks"][0]["bound"], "max|Δ| = 0");
+        assert_eq!(v["checks"][1]["status"], "skip");
+        assert_eq!(v["not_checked"].as_array().unwrap().len(), 1);
+        assert_eq!(v["notes"][0], "built bf16 in 1.0 s");
+    }
+
+    #[test]
+    fn targets_follow_the_tensorrt_variant() {
+        // Enterprise builds for the GPU it runs on and rejects any target (engine::build): none,
+        // whatever the GPU, sm90 included.
+        assert_eq!(targets_for(true, 9, 0, "H200").unwrap(), Vec::<Target>::new());
+        assert_eq!(targets_for(true, 8, 9, "RTX 4090").unwrap(), Vec::<Target>::new());
+        // TensorRT-RTX: this GPU's compute capability, and a typed refusal where it cannot run.
+        assert_eq!(targets_for(false, 8, 9, "RTX 4090").unwrap(), vec![Target::Sm89]);
+        assert_eq!(targets_for(false, 12, 0, "RTX 5090").unwrap(), vec![Target::Sm120]);
+        match targets_for(false, 9, 0, "H200") {
+            Err(TrtError::Selftest { message, .. }) => assert!(message.contains("sm90") && message.contains("H200"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        // This build's variant.
+        assert_eq!(default_targets(9, 0, "H200").is_ok(), cfg!(feature = "tensorrt-enterprise"));
+    }
+
+    #[test]
+    fn shapes_inputs_and_statistics() {
+        let cfg = crate::Checkpoint::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/dev-bfl.safetensors")).unwrap().config().clone();
+        let x = TinyRequest::at(&cfg, SHAPES[1]);
+        assert_eq!(x.latents.len(), 2 * 64 * cfg.in_channels);
+        assert_eq!(x.constants.encoder_hidden_states.len(), 2 * 16 * cfg.context_dim);
+        assert_eq!(x.constants.pooled_projections.len(), 2 * cfg.pooled_dim);
+        assert_eq!((x.constants.img_ids.len(), x.constants.txt_ids.len()), (64, 16));
+        assert_eq!(x.out_shape, [2, 64, cfg.out_channels]);
+        let r = x.request();
+        assert_eq!((r.batch, r.image_seq_len, r.text_len), (2, 64, 16));
+        assert_eq!(TinyRequest::new(&cfg).shape, SHAPES[0]);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        let a = HostTensor::new(vec![2], vec![1.0, -2.0]).unwrap();
+        let b = HostTensor::new(vec![2], vec![1.0, -2.5]).unwrap();
+        assert_eq!(relative_error(&a, &b), 0.5 / 2.5);
+    }
 }

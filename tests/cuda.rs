@@ -7,7 +7,6 @@
 //! replay vs eager, swaps while other threads run.
 
 #[path = "ort_support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
@@ -220,7 +219,7 @@ fn golden(model: &str) -> Golden {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let f = |n: &str| -> Vec<f32> { st.tensor(n).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect() };
     let ids = |n: &str| -> Vec<[f32; 3]> { f(n).chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect() };
-    let has = |n: &str| st.names().iter().any(|k| *k == n);
+    let has = |n: &str| st.names().contains(&n);
     let outs = st.names().into_iter().filter(|n| n.starts_with("out.")).map(|n| (n.to_string(), f(n))).collect();
     let txt_ids = ids("txt_ids");
     let img_ids = ids("img_ids");

@@ -91,3 +91,35 @@ fn open_checks_manifest_plan_and_driver() {
         other => panic!("expected a CUDA or TensorRT error, got {other:?}"),
     }
 }
+
+/// `flux-trt selftest --backend tensorrt` from an unrelated working directory: the built-in
+/// fixtures are written into the work folder (no path depends on the current directory), and
+/// on this GPU-less machine it stops with the typed CUDA error and a non-zero exit, never PASS.
+#[test]
+fn selftest_uses_built_in_fixtures_and_never_passes_without_a_gpu() {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let work = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flux-trt"))
+        .current_dir(cwd.path())
+        .args(["selftest", "--backend", "tensorrt", "--work-dir"])
+        .arg(work.path())
+        .arg("--trt-lib-dir")
+        .arg(options().library.dir.expect("library folder"))
+        .output()
+        .expect("run flux-trt selftest");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "selftest succeeded without a GPU?\n{stdout}\n{stderr}");
+    assert!(!stdout.lines().any(|l| l.starts_with("PASS")), "{stdout}");
+    assert!(stderr.contains("libcuda") || stderr.contains("CUDA"), "typed CUDA error expected: {stderr}");
+    assert!(stderr.contains("nothing was checked"), "it says that nothing was verified: {stderr}");
+    assert!(!work.path().join("selftest-report.json").exists(), "no report for a self-test that did not start");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for (written, original) in [
+        ("dev-bfl.safetensors", "models/dev-bfl.safetensors"),
+        ("attn.peft.safetensors", "loras/attn.peft.safetensors"),
+        ("mlp.peft.safetensors", "loras/mlp.peft.safetensors"),
+    ] {
+        let got = std::fs::read(work.path().join("fixtures").join(written)).unwrap_or_else(|e| panic!("{written}: {e}"));
+        assert_eq!(got, std::fs::read(fixtures.join(original)).unwrap(), "{written}");
+    }
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use trtx::{Builder, NetworkDefinition, OnnxParser};
+use trtx::{Builder, DataType, LayerType, NetworkDefinition, OnnxParser};
 
 use super::report::{NetworkReport, NetworkTensor};
 use super::trt::{self, LogScope};
@@ -48,10 +48,88 @@ impl NetSpec {
 /// `ILogger::Severity::kWARNING`: the parser reports warnings and errors.
 const PARSER_VERBOSITY: i32 = 2;
 
-/// TensorRT's name for a layer type without the `k` prefix (`ATTENTION_INPUT`).
-fn type_name(t: impl std::fmt::Debug) -> String {
-    let s = format!("{t:?}");
-    s.strip_prefix('k').map(str::to_string).unwrap_or(s)
+/// TensorRT's name of a layer type without the `k` prefix (`ATTENTION_INPUT`): the keys of
+/// [`NetworkReport::layer_counts`]. An explicit table (the same enumerators in the TensorRT-RTX
+/// 1.7 and Enterprise 11.4 headers), so no count depends on a `Debug` format.
+pub(crate) fn layer_type_name(t: LayerType) -> &'static str {
+    match t {
+        LayerType::kCONVOLUTION => "CONVOLUTION",
+        LayerType::kCAST => "CAST",
+        LayerType::kACTIVATION => "ACTIVATION",
+        LayerType::kPOOLING => "POOLING",
+        LayerType::kLRN => "LRN",
+        LayerType::kSCALE => "SCALE",
+        LayerType::kSOFTMAX => "SOFTMAX",
+        LayerType::kDECONVOLUTION => "DECONVOLUTION",
+        LayerType::kCONCATENATION => "CONCATENATION",
+        LayerType::kELEMENTWISE => "ELEMENTWISE",
+        LayerType::kPLUGIN => "PLUGIN",
+        LayerType::kUNARY => "UNARY",
+        LayerType::kPADDING => "PADDING",
+        LayerType::kSHUFFLE => "SHUFFLE",
+        LayerType::kREDUCE => "REDUCE",
+        LayerType::kTOPK => "TOPK",
+        LayerType::kGATHER => "GATHER",
+        LayerType::kMATRIX_MULTIPLY => "MATRIX_MULTIPLY",
+        LayerType::kRAGGED_SOFTMAX => "RAGGED_SOFTMAX",
+        LayerType::kCONSTANT => "CONSTANT",
+        LayerType::kIDENTITY => "IDENTITY",
+        LayerType::kPLUGIN_V2 => "PLUGIN_V2",
+        LayerType::kSLICE => "SLICE",
+        LayerType::kSHAPE => "SHAPE",
+        LayerType::kPARAMETRIC_RELU => "PARAMETRIC_RELU",
+        LayerType::kRESIZE => "RESIZE",
+        LayerType::kTRIP_LIMIT => "TRIP_LIMIT",
+        LayerType::kRECURRENCE => "RECURRENCE",
+        LayerType::kITERATOR => "ITERATOR",
+        LayerType::kLOOP_OUTPUT => "LOOP_OUTPUT",
+        LayerType::kSELECT => "SELECT",
+        LayerType::kFILL => "FILL",
+        LayerType::kQUANTIZE => "QUANTIZE",
+        LayerType::kDEQUANTIZE => "DEQUANTIZE",
+        LayerType::kCONDITION => "CONDITION",
+        LayerType::kCONDITIONAL_INPUT => "CONDITIONAL_INPUT",
+        LayerType::kCONDITIONAL_OUTPUT => "CONDITIONAL_OUTPUT",
+        LayerType::kSCATTER => "SCATTER",
+        LayerType::kEINSUM => "EINSUM",
+        LayerType::kASSERTION => "ASSERTION",
+        LayerType::kONE_HOT => "ONE_HOT",
+        LayerType::kNON_ZERO => "NON_ZERO",
+        LayerType::kGRID_SAMPLE => "GRID_SAMPLE",
+        LayerType::kNMS => "NMS",
+        LayerType::kREVERSE_SEQUENCE => "REVERSE_SEQUENCE",
+        LayerType::kNORMALIZATION => "NORMALIZATION",
+        LayerType::kPLUGIN_V3 => "PLUGIN_V3",
+        LayerType::kSQUEEZE => "SQUEEZE",
+        LayerType::kUNSQUEEZE => "UNSQUEEZE",
+        LayerType::kCUMULATIVE => "CUMULATIVE",
+        LayerType::kDYNAMIC_QUANTIZE => "DYNAMIC_QUANTIZE",
+        LayerType::kATTENTION_INPUT => "ATTENTION_INPUT",
+        LayerType::kATTENTION_OUTPUT => "ATTENTION_OUTPUT",
+        LayerType::kROTARY_EMBEDDING => "ROTARY_EMBEDDING",
+        LayerType::kKVCACHE_UPDATE => "KVCACHE_UPDATE",
+        LayerType::kMOE => "MOE",
+        LayerType::kDIST_COLLECTIVE => "DIST_COLLECTIVE",
+    }
+}
+
+/// TensorRT's name of a data type without the `k` prefix (`FLOAT`, `BF16`), as in
+/// [`NetworkTensor::dtype`].
+pub(crate) fn data_type_name(t: DataType) -> &'static str {
+    match t {
+        DataType::kFLOAT => "FLOAT",
+        DataType::kHALF => "HALF",
+        DataType::kINT8 => "INT8",
+        DataType::kINT32 => "INT32",
+        DataType::kBOOL => "BOOL",
+        DataType::kUINT8 => "UINT8",
+        DataType::kFP8 => "FP8",
+        DataType::kBF16 => "BF16",
+        DataType::kINT64 => "INT64",
+        DataType::kINT4 => "INT4",
+        DataType::kFP4 => "FP4",
+        DataType::kE8M0 => "E8M0",
+    }
 }
 
 const NOT_UTF8: &str = "path is not UTF-8 (TensorRT's parser takes a C string)";
@@ -60,14 +138,38 @@ fn read_err(path: &Path, kind: std::io::ErrorKind, message: &str) -> EngineError
     crate::util::FileError::new(crate::util::FileOp::Read, path, std::io::Error::new(kind, message)).into()
 }
 
-/// Path of the model file, as UTF-8 (the parser takes a C string).
-pub(super) fn model_path(dir: &Path, manifest: &NetSpec) -> Result<(PathBuf, String), EngineError> {
+/// Path of `dir`'s model file (checked to exist).
+fn model_path(dir: &Path, manifest: &NetSpec) -> Result<PathBuf, EngineError> {
     let path = dir.join(&manifest.file);
     if !path.is_file() {
         return Err(read_err(&path, std::io::ErrorKind::NotFound, "ONNX model file not found"));
     }
-    let s = path.to_str().map(str::to_string).ok_or_else(|| read_err(&path, std::io::ErrorKind::InvalidInput, NOT_UTF8))?;
-    Ok((path, s))
+    Ok(path)
+}
+
+/// Parses the ONNX model file `path` (external data resolved next to it) with TensorRT's parser
+/// and hands the builder, the network and its description to `then`. The one parser setup of
+/// the crate: [`parse_and_mark`] and [`parse_file`] both go through it.
+pub(super) fn parse<R>(
+    path: &Path,
+    lib: &TrtLibrary,
+    then: impl FnOnce(&mut Builder<'static>, &mut NetworkDefinition<'_>, NetworkReport) -> Result<R, EngineError>,
+) -> Result<R, EngineError> {
+    if !path.is_file() {
+        return Err(read_err(path, std::io::ErrorKind::NotFound, "ONNX model file not found"));
+    }
+    let path_str = path.to_str().ok_or_else(|| read_err(path, std::io::ErrorKind::InvalidInput, NOT_UTF8))?;
+    trt::load(lib)?;
+    let logger = trt::logger()?;
+    let scope = LogScope::begin();
+    let mut builder = Builder::new(logger).map_err(|e| scope.error("builder creation", e))?;
+    let network = builder.create_network(0).map_err(|e| scope.error("network creation", e))?;
+    let mut parser = OnnxParser::new(network, logger).map_err(|e| scope.error("ONNX parser creation", e))?;
+    let scope = LogScope::begin();
+    parser.parse_from_file(path_str, PARSER_VERBOSITY).map_err(|_| EngineError::Parse { path: path.to_path_buf(), log: scope.text() })?;
+    let net = parser.network_mut();
+    let report = describe(net, path)?;
+    then(&mut builder, net, report)
 }
 
 /// Parses the model of `dir` (external data resolved next to the model file), checks its
@@ -80,54 +182,34 @@ pub(super) fn parse_and_mark<R>(
     decomposable_attention: bool,
     then: impl FnOnce(&mut Builder<'static>, &mut NetworkDefinition<'_>, NetworkReport) -> Result<R, EngineError>,
 ) -> Result<R, EngineError> {
-    let (path, path_str) = model_path(dir, manifest)?;
-    trt::load(lib)?;
-    let logger = trt::logger()?;
-    let scope = LogScope::begin();
-    let mut builder = Builder::new(logger).map_err(|e| scope.error("builder creation", e))?;
-    let network = builder.create_network(0).map_err(|e| scope.error("network creation", e))?;
-    let mut parser = OnnxParser::new(network, logger).map_err(|e| scope.error("ONNX parser creation", e))?;
-    let scope = LogScope::begin();
-    parser.parse_from_file(&path_str, PARSER_VERBOSITY).map_err(|_| EngineError::Parse { path: path.clone(), log: scope.text() })?;
-    let net = parser.network_mut();
-    let mut report = describe(net, &path)?;
-    check_io(&path, manifest, &report)?;
-    for name in &manifest.slots {
-        let scope = LogScope::begin();
-        net.mark_weights_refittable(name).map_err(|_| EngineError::MarkRefittable { path: path.clone(), name: name.clone(), log: scope.text() })?;
-        let marked = net.are_weights_marked_refittable(name).map_err(|e| scope.error(format!("areWeightsMarkedRefittable(`{name}`)"), e))?;
-        if !marked {
-            return Err(EngineError::MarkRefittable {
-                path: path.clone(),
-                name: name.clone(),
-                log: format!("accepted, but not reported as marked; {}", scope.text()),
-            });
+    let path = model_path(dir, manifest)?;
+    parse(&path, lib, |builder, net, mut report| {
+        check_io(&path, manifest, &report)?;
+        for name in &manifest.slots {
+            let scope = LogScope::begin();
+            net.mark_weights_refittable(name).map_err(|_| EngineError::MarkRefittable { path: path.clone(), name: name.clone(), log: scope.text() })?;
+            let marked = net.are_weights_marked_refittable(name).map_err(|e| scope.error(format!("areWeightsMarkedRefittable(`{name}`)"), e))?;
+            if !marked {
+                return Err(EngineError::MarkRefittable {
+                    path: path.clone(),
+                    name: name.clone(),
+                    log: format!("accepted, but not reported as marked; {}", scope.text()),
+                });
+            }
+            report.refittable.push(name.clone());
         }
-        report.refittable.push(name.clone());
-    }
-    check_precision(&path, manifest, &report)?;
-    if decomposable_attention {
-        report.decomposable_attention = set_attention_decomposable(net, &path)?;
-    }
-    then(&mut builder, net, report)
+        check_precision(&path, manifest, &report)?;
+        if decomposable_attention {
+            report.decomposable_attention = set_attention_decomposable(net, &path)?;
+        }
+        then(builder, net, report)
+    })
 }
 
-/// Parses the model file `path` (external data resolved next to it) and describes the network,
-/// without a manifest (pipeline components: text encoders, the VAE).
+/// Parses the model file `path` and describes the network, without a manifest (pipeline
+/// components: text encoders, the VAE).
 pub(super) fn parse_file(path: &Path, lib: &TrtLibrary) -> Result<NetworkReport, EngineError> {
-    let path_str = path.to_str().map(str::to_string).ok_or_else(|| read_err(path, std::io::ErrorKind::InvalidInput, NOT_UTF8))?;
-    if !path.is_file() {
-        return Err(read_err(path, std::io::ErrorKind::NotFound, "ONNX model file not found"));
-    }
-    trt::load(lib)?;
-    let logger = trt::logger()?;
-    let scope = LogScope::begin();
-    let mut builder = Builder::new(logger).map_err(|e| scope.error("builder creation", e))?;
-    let network = builder.create_network(0).map_err(|e| scope.error("network creation", e))?;
-    let mut parser = OnnxParser::new(network, logger).map_err(|e| scope.error("ONNX parser creation", e))?;
-    let scope = LogScope::begin();
-    parser.parse_from_file(&path_str, PARSER_VERBOSITY).map_err(|_| EngineError::Parse { path: path.to_path_buf(), log: scope.text() })?;
-    describe(parser.network_mut(), path)
+    parse(path, lib, |_, _, report| Ok(report))
 }
 
 /// `IAttention::setDecomposable(true)` on every attention of the network; returns how many
@@ -137,42 +219,19 @@ pub(super) fn parse_file(path: &Path, lib: &TrtLibrary) -> Result<NetworkReport,
 /// (fp32 graphs, the tiny test models' head_dim 32) fails the build with Myelin's "Attention
 /// operation was not supported by a dedicated kernel" unless the attention may decompose.
 /// Decomposable attention still uses the fused kernel where one exists. The ONNX parser offers
-/// no switch for it, and trtx 0.9.1 exposes no `IAttention` for parsed layers, so the
-/// `IAttentionInputLayer` is reached through its address (printed by trtx's `Debug` for
-/// layers; the test suite checks the result through `getDecomposable`).
-fn set_attention_decomposable(net: &NetworkDefinition<'_>, path: &Path) -> Result<usize, EngineError> {
-    use trtx::trtx_sys::nvinfer1::IAttentionBoundaryLayer;
+/// no switch for it; each `IAttention` is reached from its `IAttentionInputLayer` through the
+/// typed downcast and accessor of the patched `trtx` (`vendor/trtx`).
+fn set_attention_decomposable(net: &mut NetworkDefinition<'_>, path: &Path) -> Result<usize, EngineError> {
+    use trtx::trtx_sys::nvinfer1::IAttentionInputLayer;
     let scope = LogScope::begin();
     let mut n = 0;
     for i in 0..net.nb_layers() {
         let layer = net.layer(i).map_err(|e| scope.error(format!("{}: layer {i}", path.display()), e))?;
-        if type_name(layer.layer_type_dynamic()) != "ATTENTION_INPUT" {
-            continue;
-        }
-        let dbg = format!("{layer:?}");
-        let addr = dbg
-            .split("inner: \"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .and_then(|hex| usize::from_str_radix(hex, 16).ok())
-            .filter(|a| *a != 0)
-            .ok_or_else(|| scope.error(format!("{}: address of attention layer {i}", path.display()), format!("unexpected trtx layer format `{dbg}`")))?;
-        // SAFETY: `addr` is the live `ILayer*` of layer `i` of `net`, whose type is
-        // ATTENTION_INPUT, i.e. an `IAttentionInputLayer : IAttentionBoundaryLayer : ILayer`
-        // (single inheritance: same address). The network outlives this call.
-        let decomposable = unsafe {
-            let boundary = &*(addr as *const IAttentionBoundaryLayer);
-            let attention = boundary.getAttention();
-            match attention.as_mut() {
-                Some(a) => {
-                    let mut a = std::pin::Pin::new_unchecked(a);
-                    a.as_mut().setDecomposable(true) && a.getDecomposable()
-                }
-                None => false,
-            }
-        };
-        if !decomposable {
-            return Err(scope.error(format!("{}: IAttention::setDecomposable on layer {i}", path.display()), "returned false"));
+        let Ok(mut input) = layer.downcast::<IAttentionInputLayer>() else { continue };
+        let mut attention = input.attention(net).map_err(|e| scope.error(format!("{}: IAttention of layer {i}", path.display()), e))?;
+        attention.set_decomposable(net, true).map_err(|e| scope.error(format!("{}: IAttention::setDecomposable on layer {i}", path.display()), e))?;
+        if !attention.decomposable(net) {
+            return Err(scope.error(format!("{}: IAttention::getDecomposable on layer {i}", path.display()), "false after setDecomposable(true)"));
         }
         n += 1;
     }
@@ -184,12 +243,12 @@ fn describe(net: &NetworkDefinition<'_>, path: &Path) -> Result<NetworkReport, E
     let tensor = |t: trtx::Tensor<'_>| -> Result<NetworkTensor, EngineError> {
         let name = t.name(net).map_err(|e| scope.error(format!("{}: tensor name", path.display()), e))?;
         let dims = t.dimensions(net).map_err(|e| scope.error(format!("{}: dimensions of `{name}`", path.display()), e))?;
-        Ok(NetworkTensor { dtype: type_name(t.data_type(net)), name, dims })
+        Ok(NetworkTensor { dtype: data_type_name(t.data_type(net)).to_string(), name, dims })
     };
     let mut r = NetworkReport { layers: net.nb_layers().max(0) as usize, ..Default::default() };
     for i in 0..net.nb_layers() {
         let t = net.layer_type(i).map_err(|e| scope.error(format!("{}: type of layer {i}", path.display()), e))?;
-        *r.layer_counts.entry(type_name(t)).or_default() += 1;
+        *r.layer_counts.entry(layer_type_name(t).to_string()).or_default() += 1;
     }
     for i in 0..net.nb_inputs() {
         r.inputs.push(tensor(net.input(i).map_err(|e| scope.error(format!("{}: input {i}", path.display()), e))?)?);
@@ -253,4 +312,77 @@ fn check_precision(path: &Path, manifest: &NetSpec, r: &NetworkReport) -> Result
         });
     }
     Ok(())
+}
+
+/// The patched `trtx` accessor on a real parsed network (needs the TensorRT-RTX libraries:
+/// `TRT_RTX_LIB_DIR`, else Python's `tensorrt_rtx_libs`; no GPU).
+#[cfg(all(test, feature = "export"))]
+mod tests {
+    use trtx::trtx_sys::nvinfer1::{IAttentionInputLayer, IAttentionOutputLayer, IMatrixMultiplyLayer};
+    use trtx::LayerType;
+
+    use super::*;
+
+    fn library() -> TrtLibrary {
+        let lib = TrtLibrary::from_env();
+        if lib.dir.is_some() {
+            return lib;
+        }
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import tensorrt_rtx_libs,os;print(os.path.dirname(tensorrt_rtx_libs.__file__))"])
+            .output()
+            .expect("TRT_RTX_LIB_DIR is unset and python3 could not be run");
+        assert!(out.status.success(), "TRT_RTX_LIB_DIR is unset and python3 has no tensorrt_rtx_libs");
+        TrtLibrary::in_dir(String::from_utf8_lossy(&out.stdout).trim())
+    }
+
+    #[test]
+    fn downcast_reaches_each_attention_and_nothing_else() {
+        let ckpt = crate::Checkpoint::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/dev-bfl.safetensors")).unwrap();
+        let blocks = ckpt.config().num_double_blocks + ckpt.config().num_single_blocks;
+        let plan = crate::SlotPlan::new(ckpt.config(), &[], &crate::lora::plan::PlanOptions { max_rank: Some(2), targets: vec!["attn".into()] }).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::onnx::ExportOptions { hash_sources: false, ..crate::onnx::ExportOptions::new(Precision::Fp32) };
+        let report = crate::onnx::export(&ckpt, &plan, &opts, dir.path(), &mut |_, _| {}).unwrap();
+        let model = dir.path().join(&report.manifest.onnx.file);
+        parse(&model, &library(), |_, net, _| {
+            let (mut inputs, mut outputs, mut others) = (0, 0, 0);
+            for i in 0..net.nb_layers() {
+                let layer = net.layer(i).unwrap();
+                let ty = layer.layer_type_dynamic();
+                match layer.downcast::<IAttentionInputLayer>() {
+                    Ok(mut input) => {
+                        assert_eq!(ty, LayerType::kATTENTION_INPUT);
+                        // The accessor reaches the IAttention: what is set through it reads back.
+                        let mut attention = input.attention(net).unwrap();
+                        attention.set_decomposable(net, false).unwrap();
+                        assert!(!attention.decomposable(net));
+                        attention.set_decomposable(net, true).unwrap();
+                        assert!(attention.decomposable(net));
+                        inputs += 1;
+                    }
+                    // A refused downcast hands the same layer back.
+                    Err(layer) => {
+                        assert_eq!(layer.layer_type_dynamic(), ty);
+                        assert_ne!(ty, LayerType::kATTENTION_INPUT);
+                        match layer.downcast::<IAttentionOutputLayer>() {
+                            Ok(mut output) => {
+                                // Set to true through its input layer above.
+                                assert!(output.attention(net).unwrap().decomposable(net));
+                                outputs += 1;
+                            }
+                            Err(layer) => {
+                                assert_eq!(layer.downcast::<IMatrixMultiplyLayer>().is_ok(), ty == LayerType::kMATRIX_MULTIPLY);
+                                others += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!((inputs, outputs), (blocks, blocks));
+            assert!(others > 0);
+            Ok(())
+        })
+        .unwrap();
+    }
 }

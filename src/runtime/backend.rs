@@ -72,6 +72,37 @@ pub struct RequestInputs<'a> {
     pub img_ids: &'a [[f32; 3]],
 }
 
+/// A request's constants owned, for callers that keep a request alive across calls (self-tests,
+/// benchmarks); [`OwnedRequest::inputs`] borrows it as the [`RequestInputs`] that
+/// [`Transformer::bind`] takes. Position ids are per sample, so `image_seq_len = img_ids.len()`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OwnedRequest {
+    pub batch: usize,
+    /// T5 states `[B, S_txt, joint_attention_dim]`.
+    pub encoder_hidden_states: Vec<f32>,
+    /// CLIP pooled `[B, pooled_projection_dim]`.
+    pub pooled_projections: Vec<f32>,
+    pub guidance: Option<f32>,
+    pub txt_ids: Vec<[f32; 3]>,
+    pub img_ids: Vec<[f32; 3]>,
+}
+
+impl OwnedRequest {
+    /// The request as [`Transformer::bind`] takes it.
+    pub fn inputs(&self) -> RequestInputs<'_> {
+        RequestInputs {
+            batch: self.batch,
+            image_seq_len: self.img_ids.len(),
+            text_len: self.txt_ids.len(),
+            encoder_hidden_states: &self.encoder_hidden_states,
+            pooled_projections: &self.pooled_projections,
+            guidance: self.guidance,
+            txt_ids: &self.txt_ids,
+            img_ids: &self.img_ids,
+        }
+    }
+}
+
 /// A FLUX transformer backend.
 pub trait Transformer: Slotted {
     /// Request state bound once (device buffers where the backend has a device).

@@ -24,7 +24,7 @@ pub mod tensorrt;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
-pub use backend::{RequestInputs, Slotted, SwapReport, Transformer};
+pub use backend::{OwnedRequest, RequestInputs, Slotted, SwapReport, Transformer};
 pub use error::RuntimeError;
 pub use inputs::{FluxInputs, HostTensor};
 pub use slots::{ActiveSlots, AdapterLabel, Lease, SlotSet};

@@ -100,6 +100,17 @@ pub struct DeviceBuffer {
     len: usize,
 }
 
+impl Drop for DeviceBuffer {
+    /// cudarc frees without making the buffer's context current; bind it first so a buffer
+    /// dropped on another thread (a request's [`super::TrtBound`], a session) is freed in its own
+    /// context.
+    fn drop(&mut self) {
+        if let Err(e) = self.buf.context().bind_to_thread() {
+            tracing::warn!(error = %e, bytes = self.len, "CUDA context bind before freeing a device buffer");
+        }
+    }
+}
+
 impl DeviceBuffer {
     pub fn len(&self) -> usize {
         self.len

@@ -64,6 +64,20 @@ pub enum TrtError {
     /// A self-test step outside TensorRT (loading the model or adapters, export) failed.
     #[error("self-test {step}: {message}")]
     Selftest { step: String, message: String },
+    /// A refit failed and so did the rollback: the engine's slots may hold a mix of two
+    /// adapters. Runs refuse until a refit of every slot from one complete set succeeds (each
+    /// run retries it with its slot set; swapping to another set is allowed).
+    #[error("{path}: the session is unusable until a full refit succeeds (its LoRA slots may hold a mix of two adapters): {cause}")]
+    Poisoned { path: PathBuf, cause: String },
+    /// The engine's refittable weights (`getAllWeights`) differ from the manifest's slots.
+    #[error("{path}: refittable weights differ from manifest.json's LoRA slots: refittable but not slots: {not_in_manifest:?}; slots TensorRT cannot refit: {not_refittable:?}")]
+    RefitSet { path: PathBuf, not_in_manifest: Vec<String>, not_refittable: Vec<String> },
+    /// The execution context reports an output dimension that is negative or unresolved.
+    #[error("{path}: output `{name}` has dims {dims:?} (nbDims {nb_dims}) after the inputs were set: not a buffer size")]
+    OutputShape { path: PathBuf, name: String, nb_dims: i32, dims: Vec<i64> },
+    /// A slot value is NaN or infinite in the slots' dtype (nothing changed).
+    #[error("slot `{slot}`: value {value} at index {index} is not finite as {dtype:?} (check the adapters and strengths); nothing was changed")]
+    NonFinite { slot: String, index: usize, value: f32, dtype: crate::tensor::DType },
     /// `refitCudaEngineAsync` failed; `restored` says whether the previous slots were refit back.
     #[error("{path}: refit failed (previous adapter restored: {restored}): {log}")]
     Refit { path: PathBuf, restored: bool, log: String },

@@ -18,6 +18,8 @@ mod error;
 #[cfg(feature = "tensorrt")]
 pub mod cuda;
 #[cfg(feature = "tensorrt")]
+mod refit;
+#[cfg(feature = "tensorrt")]
 mod session;
 #[cfg(not(feature = "tensorrt"))]
 mod stub;

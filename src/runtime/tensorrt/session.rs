@@ -10,6 +10,7 @@ use trtx::{CudaEngine, DataType, ExecutionContext, Refitter, Runtime, TensorLoca
 use super::cuda::{DeviceBuffer, Gpu};
 #[cfg(not(feature = "tensorrt-enterprise"))]
 use super::error::Incompatibility;
+use super::refit::{self, RefitBackend, RefitState};
 use super::{SessionOptions, TrtError};
 use crate::engine::trt::{self, LogScope};
 use crate::lora::SlotWeights;
@@ -46,26 +47,54 @@ fn tensorrt_err(scope: &LogScope, step: impl Into<String>, e: impl Into<crate::e
 ///
 /// # Refit ordering
 /// [`PlanRunner::refit_weights`] gets slot weights already validated and laid out (by
-/// [`crate::runtime::Slotted::stage`]), uploads the new A/B values for **every** slot (zeros
+/// [`crate::runtime::Slotted::stage`]; values not finite in the slots' dtype are refused there and
+/// again here, before anything changes), uploads the new A/B values for **every** slot (zeros
 /// where the adapters do not reach, so A → B → A returns exactly to A) into the standby buffer
-/// set, points the refitter at them (`setNamedWeights(.., kDEVICE)`), checks `getMissingWeights`
-/// is empty and enqueues `refitCudaEngineAsync` on the session's stream, then waits for it. Runs
-/// are enqueued on the same stream, so a run enqueued before the refit finishes with the previous
-/// weights and every run after it uses the new ones; the runner owns the engine's only execution
-/// context, so no work of this engine is pending on another stream (TensorRT leaves that case
-/// undefined). If the refit itself fails, the previous slot set (kept on the device) is refit
-/// back and the error says whether that succeeded; failures before the refit leave the engine
-/// untouched.
+/// set, points the refitter at them (`setNamedWeights(.., kDEVICE)`) and enqueues
+/// `refitCudaEngineAsync` on the session's stream, then waits for it. Runs are enqueued on the
+/// same stream, so a run enqueued before the refit finishes with the previous weights and every
+/// run after it uses the new ones; the runner owns the engine's only execution context, so no
+/// work of this engine is pending on another stream (TensorRT leaves that case undefined). If the
+/// refit itself fails, the stream is synchronized, the previous slot set (kept on the device) is
+/// refit back and the error says whether that succeeded; failures before the refit leave the
+/// engine untouched. If the rollback fails too, the runner is poisoned (the engine's slot-set
+/// version is unknown): runs return [`TrtError::Poisoned`] until a refit of every slot from one
+/// complete set succeeds, which [`super::TrtSession`] retries at every step (it refits the
+/// lease's set, whichever it is; a swap to another set is allowed and is refit the same way).
+/// The logic is [`RefitState`]'s, tested on CPU behind the [`RefitBackend`] seam.
+///
+/// # Refitter
+/// One `IRefitter` per session. At open it checks the engine's refittable weights
+/// (`getAllWeights`) against the manifest's slots in both directions and every slot's prototype
+/// (count and type), once. A refit points it at the chosen buffer set (`setNamedWeights(..,
+/// kDEVICE)`: a pointer per name, no copy) and refits; no refitter or name buffer is created
+/// per refit.
+///
+/// # Kernels
+/// TensorRT-RTX compiles shape-specialised kernels at run time; by default (`kLAZY`) early runs
+/// use fallback kernels while specialised ones compile in the background, so two runs of the
+/// same inputs could differ. The execution context is created through a runtime config with
+/// `kEAGER`: the first run of a shape compiles its kernels and waits, so every run uses the
+/// same kernels and bit-exact comparisons hold. TensorRT Enterprise has no run-time kernel
+/// compilation.
+///
+/// # Drop
+/// Dropping makes the session's CUDA context current on the dropping thread and waits for its
+/// stream before the TensorRT objects and device buffers are freed (any thread, any device).
 pub(crate) struct PlanRunner {
-    // Field order is drop order: TensorRT objects before the buffers and the CUDA context.
+    // Field order is drop order (after `Drop::drop` bound the context and waited for the
+    // stream): TensorRT objects (the refitter before the engine it refits) before the buffers
+    // and the CUDA context.
     context: ExecutionContext<'static>,
-    engine: CudaEngine<'static>,
+    refitter: Refitter<'static, 'static>,
+    /// Kept alive for the context and the refitter, which refer to it.
+    _engine: CudaEngine<'static>,
     _runtime: Runtime<'static>,
     output: Option<DeviceBuffer>,
     active: SlotBuffers,
     standby: SlotBuffers,
-    /// The slot-set version refit into the engine (`None`: unknown after a failed refit).
-    pub(crate) refit_version: Option<u64>,
+    /// Which slot-set version the engine holds; poisoning.
+    state: RefitState,
     pub(crate) manifest: Manifest,
     pub(crate) plan_path: PathBuf,
     pub(crate) gpu_name: String,
@@ -75,16 +104,23 @@ pub(crate) struct PlanRunner {
 // SAFETY: TensorRT engines and execution contexts may be used from any thread as long as calls
 // on one context do not overlap; every method that touches them takes `&mut self` (the public
 // session keeps the runner behind a mutex) and binds the CUDA context to the calling thread
-// first. The trtx `ExecutionContext` holds no shared `Rc` here (created without a runtime config).
+// first. The trtx `ExecutionContext` holds the only `Rc` of its runtime config (the runner drops
+// its own right after creating the context), so no reference count is shared across threads.
 unsafe impl Send for PlanRunner {}
+
+impl Drop for PlanRunner {
+    fn drop(&mut self) {
+        // TensorRT frees its objects through the current CUDA context, and device buffers must
+        // not be freed while queued work still reads them.
+        if let Err(e) = self.gpu.bind().and_then(|()| self.gpu.synchronize()) {
+            tracing::warn!(plan = %self.plan_path.display(), error = %e, "TensorRT session drop: CUDA context bind / stream synchronize failed");
+        }
+    }
+}
 
 impl std::fmt::Debug for PlanRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlanRunner")
-            .field("plan", &self.plan_path)
-            .field("gpu", &self.gpu_name)
-            .field("refit_version", &self.refit_version)
-            .finish_non_exhaustive()
+        f.debug_struct("PlanRunner").field("plan", &self.plan_path).field("gpu", &self.gpu_name).field("refit", &self.state).finish_non_exhaustive()
     }
 }
 
@@ -162,17 +198,30 @@ impl PlanRunner {
         let mut engine = runtime.deserialize_cuda_engine(&plan).map_err(|_| TrtError::Deserialize { path: plan_path.clone(), log: scope.text() })?;
         drop(plan);
         check_bindings(&engine, &manifest, &plan_path)?;
+        let scope = LogScope::begin();
+        // SAFETY: the refitter refers to the C++ engine, which lives on the heap behind
+        // `engine`'s pointer and is not moved by moving `engine`; the session drops the refitter
+        // before the engine (field order), and never hands either out.
+        let engine_ref: &'static CudaEngine<'static> = unsafe { &*(&engine as *const CudaEngine<'static>) };
+        let mut refitter = Refitter::new(engine_ref, logger).map_err(|e| tensorrt_err(&scope, "refitter creation", e))?;
+        check_refitter(&refitter, &manifest.lora, &plan_path)?;
         // Every slot refit to zeros (the base model) before the execution context exists:
         // stripped plans carry no slot weights until then.
         let active = SlotBuffers::zeros(&gpu, &manifest.lora)?;
         let standby = SlotBuffers::zeros(&gpu, &manifest.lora)?;
-        refit(&engine, &gpu, &manifest.lora, &active, &plan_path).map_err(|f| match f {
-            RefitFailure::Before(e) => e,
-            RefitFailure::During(log) => TrtError::Refit { path: plan_path.clone(), restored: false, log },
-        })?;
-        let scope = LogScope::begin();
-        let context = engine.create_execution_context().map_err(|e| tensorrt_err(&scope, "execution context creation", e))?;
-        let s = PlanRunner { context, engine, _runtime: runtime, output: None, active, standby, refit_version: Some(0), manifest, plan_path, gpu_name, gpu };
+        let mut state = RefitState::default();
+        {
+            let mut backend = Refit { refitter: &mut refitter, gpu: &gpu, lora: &manifest.lora };
+            backend.point(&active)?;
+            let scope = LogScope::begin();
+            let missing = refitter_names(&manifest.lora, |n| backend.refitter.missing_weights(n)).map_err(|e| tensorrt_err(&scope, "getMissingWeights", e))?;
+            if !missing.is_empty() {
+                return Err(TrtError::MissingWeights { path: plan_path, names: missing });
+            }
+            state.install(&mut backend, &active, None, 0, &plan_path)?;
+        }
+        let context = create_context(&mut engine)?;
+        let s = PlanRunner { context, refitter, _engine: engine, _runtime: runtime, output: None, active, standby, state, manifest, plan_path, gpu_name, gpu };
         tracing::info!(plan = %s.plan_path.display(), gpu = %s.gpu_name, slots = s.manifest.lora.slots.len(), "TensorRT session open");
         Ok(s)
     }
@@ -202,9 +251,20 @@ impl PlanRunner {
         })
     }
 
+    /// True after a failed refit whose rollback failed too (see [`TrtError::Poisoned`]).
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.state.is_poisoned()
+    }
+
+    /// Whether a run with slot-set `version` must refit first (another set, or poisoned).
+    pub(crate) fn needs_refit(&self, version: u64) -> bool {
+        self.state.needs_refit(version)
+    }
+
     /// One run of `bound`'s request on `latents` and `timestep` (`[B]`) with the slots refit now;
     /// writes `sample` into `out`.
     pub(crate) fn run_bound(&mut self, bound: &mut TrtBound, latents: &[f32], timestep: &[f32], out: &mut [f32]) -> Result<(), TrtError> {
+        self.state.check(&self.plan_path)?;
         self.gpu.bind()?;
         let hidden_dims = [bound.batch as i64, bound.image_seq_len as i64, self.manifest.model.in_channels as i64];
         self.gpu.upload(bytemuck::cast_slice(latents), &mut bound.hidden, HIDDEN_STATES)?;
@@ -223,7 +283,7 @@ impl PlanRunner {
         let out_name = self.manifest.outputs[0].name.clone();
         let scope = LogScope::begin();
         let d = self.context.tensor_shape(&out_name).map_err(|e| tensorrt_err(&scope, format!("getTensorShape(`{out_name}`)"), e))?;
-        let shape: Vec<usize> = d.d[..d.nbDims.max(0) as usize].iter().map(|v| (*v).max(0) as usize).collect();
+        let (shape, bytes) = refit::output_shape(&self.plan_path, &out_name, d.nbDims, &d.d)?;
         let want = [bound.batch, bound.image_seq_len, self.manifest.model.out_channels];
         if shape != want || out.len() != want.iter().product::<usize>() {
             return Err(TrtError::Bindings {
@@ -231,7 +291,6 @@ impl PlanRunner {
                 message: format!("output `{out_name}` has shape {shape:?}, expected {want:?} ({} values given for it)", out.len()),
             });
         }
-        let bytes = out.len() * 4;
         let buf = match self.output.take() {
             Some(b) if b.len() >= bytes => b,
             _ => self.gpu.zeros(bytes, &out_name)?,
@@ -248,10 +307,12 @@ impl PlanRunner {
     }
 
     /// Uploads laid-out slot weights (every slot) into the standby set and refits; `version` is
-    /// the slot set's version, recorded on success.
+    /// the slot set's version, recorded on success. See the type docs for ordering, rollback and
+    /// poisoning; on a poisoned runner a successful refit is the way back.
     pub(crate) fn refit_weights(&mut self, weights: &SlotWeights, version: u64) -> Result<(), TrtError> {
-        self.gpu.bind()?;
+        check_finite(&self.manifest.lora, weights)?;
         let dtype = self.manifest.lora.dtype;
+        self.gpu.bind()?;
         let mut bytes = Vec::new();
         for (i, slot) in self.manifest.lora.slots.iter().enumerate() {
             for (m, buf, name) in [(&weights.a[i], &mut self.standby.a[i], &slot.a), (&weights.b[i], &mut self.standby.b[i], &slot.b)] {
@@ -260,81 +321,124 @@ impl PlanRunner {
                 self.gpu.upload(&bytes, buf, name)?;
             }
         }
-        match self.refit_standby() {
-            Ok(()) => {
-                self.refit_version = Some(version);
-                Ok(())
-            }
-            Err(e) => {
-                // A refit that failed and could not be undone leaves the engine's slots unknown:
-                // the next run refits its lease's set from scratch.
-                if matches!(e, TrtError::Refit { restored: false, .. }) {
-                    self.refit_version = None;
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Refits the engine from the standby set and makes it active; on a failed refit, refits
-    /// the active set back.
-    fn refit_standby(&mut self) -> Result<(), TrtError> {
-        match refit(&self.engine, &self.gpu, &self.manifest.lora, &self.standby, &self.plan_path) {
-            Ok(()) => {
-                std::mem::swap(&mut self.active, &mut self.standby);
-                Ok(())
-            }
-            Err(RefitFailure::Before(e)) => Err(e),
-            Err(RefitFailure::During(log)) => {
-                let restored = refit(&self.engine, &self.gpu, &self.manifest.lora, &self.active, &self.plan_path).is_ok();
-                Err(TrtError::Refit { path: self.plan_path.clone(), restored, log })
-            }
-        }
+        let mut backend = Refit { refitter: &mut self.refitter, gpu: &self.gpu, lora: &self.manifest.lora };
+        // On failure the state says whether the engine holds `active` again or is poisoned
+        // (then the next step refits its lease's set from scratch).
+        self.state.install(&mut backend, &self.standby, Some(&self.active), version, &self.plan_path)?;
+        std::mem::swap(&mut self.active, &mut self.standby);
+        Ok(())
     }
 }
 
-enum RefitFailure {
-    /// Nothing was refit.
-    Before(TrtError),
-    /// `refitCudaEngineAsync` failed (TensorRT's log).
-    During(String),
+/// Refuses slot values that are NaN or infinite in the slots' dtype (nothing changes).
+pub(crate) fn check_finite(lora: &LoraSlots, weights: &SlotWeights) -> Result<(), TrtError> {
+    for (i, slot) in lora.slots.iter().enumerate() {
+        for (m, name) in [(&weights.a[i], &slot.a), (&weights.b[i], &slot.b)] {
+            if let Some((index, value)) = refit::first_non_finite(lora.dtype, &m.data) {
+                return Err(TrtError::NonFinite { slot: name.clone(), index, value, dtype: lora.dtype });
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Sets every slot's A/B from `slots` (device memory) and refits on the session stream.
-fn refit(engine: &CudaEngine<'static>, gpu: &Gpu, lora: &LoraSlots, slots: &SlotBuffers, path: &Path) -> Result<(), RefitFailure> {
-    let before = RefitFailure::Before;
-    let logger = trt::logger().map_err(|e| before(e.into()))?;
+/// Every name of a refitter list (`getAllWeights`, `getMissingWeights`): trtx returns at most
+/// `capacity` names, so a full answer is asked again with twice the room.
+fn refitter_names(lora: &LoraSlots, mut list: impl FnMut(i32) -> trtx::Result<Vec<String>>) -> trtx::Result<Vec<String>> {
+    let mut capacity = 2 * lora.slots.len() + 64;
+    loop {
+        let room = i32::try_from(capacity).unwrap_or(i32::MAX);
+        let names = list(room)?;
+        if names.len() < capacity || room == i32::MAX {
+            return Ok(names);
+        }
+        capacity *= 2;
+    }
+}
+
+/// `(A count, B count)` of slot `s` in elements.
+fn slot_counts(lora: &LoraSlots, s: &crate::manifest::SlotSpec) -> [usize; 2] {
+    [lora.max_rank * s.in_features, s.out_features * lora.max_rank]
+}
+
+/// Once per session: the engine's refittable set is exactly the slots, and each slot's
+/// prototype has the manifest's element count and dtype.
+fn check_refitter(refitter: &Refitter<'static, 'static>, lora: &LoraSlots, path: &Path) -> Result<(), TrtError> {
     let scope = LogScope::begin();
-    let mut refitter = Refitter::new(engine, logger).map_err(|e| before(tensorrt_err(&scope, "refitter creation", e)))?;
+    let all = refitter_names(lora, |n| refitter.all_weights(n)).map_err(|e| tensorrt_err(&scope, "getAllWeights", e))?;
+    let names: Vec<String> = lora.slots.iter().flat_map(|s| [s.a.clone(), s.b.clone()]).collect();
+    refit::check_refittable(path, &all, &names)?;
     let want = trt_dtype(lora.dtype);
-    for (i, s) in lora.slots.iter().enumerate() {
-        for (name, buf, count) in [(&s.a, &slots.a[i], lora.max_rank * s.in_features), (&s.b, &slots.b[i], s.out_features * lora.max_rank)] {
+    for s in &lora.slots {
+        for (name, count) in [&s.a, &s.b].into_iter().zip(slot_counts(lora, s)) {
             let proto = refitter.weights_prototype(name);
             let ptype: DataType = proto.type_.clone().into();
             if proto.count != count as i64 || ptype != want {
-                return Err(before(TrtError::SlotPrototype {
+                return Err(TrtError::SlotPrototype {
                     path: path.to_path_buf(),
                     name: name.clone(),
                     message: format!("engine expects {} × {ptype:?}, manifest slot is {count} × {want:?}", proto.count),
-                }));
+                });
             }
-            let w = nvinfer1::Weights { type_: want.into(), values: gpu.address(buf) as *const c_void, count: proto.count };
-            let scope = LogScope::begin();
-            // SAFETY: `buf` is device memory of `count` elements of the prototype's type; it is
-            // not written again before the refit below completed (synchronized).
-            unsafe { refitter.set_named_weights_with_location(name, w, TensorLocation::kDEVICE.into()) }
-                .map_err(|e| before(tensorrt_err(&scope, format!("setNamedWeights(`{name}`, kDEVICE)"), e)))?;
         }
     }
-    let missing = refitter.missing_weights(1 << 16).map_err(|e| before(tensorrt_err(&scope, "getMissingWeights", e)))?;
-    if !missing.is_empty() {
-        return Err(before(TrtError::MissingWeights { path: path.to_path_buf(), names: missing }));
-    }
+    Ok(())
+}
+
+/// The execution context; on TensorRT-RTX through a runtime config whose dynamic-shape kernel
+/// specialisation is eager (see the type docs).
+fn create_context(engine: &mut CudaEngine<'static>) -> Result<ExecutionContext<'static>, TrtError> {
     let scope = LogScope::begin();
-    // SAFETY: the stream is the session's live stream; the engine has no work pending on any
-    // other stream (the session owns its only execution context).
-    unsafe { refitter.refit_cuda_engine_async(gpu.raw_stream()) }.map_err(|e| RefitFailure::During(format!("{e}; TensorRT said: {}", scope.text())))?;
-    gpu.synchronize().map_err(|e| RefitFailure::During(e.to_string()))
+    #[cfg(not(feature = "tensorrt-enterprise"))]
+    {
+        let mut config = engine.create_runtime_config().map_err(|e| tensorrt_err(&scope, "runtime config creation", e))?;
+        config.set_dynamic_shapes_kernel_specialization_strategy(trtx::DynamicShapesKernelSpecializationStrategy::kEAGER);
+        if config.dynamic_shapes_kernel_specialization_strategy() != trtx::DynamicShapesKernelSpecializationStrategy::kEAGER {
+            return Err(tensorrt_err(&scope, "setDynamicShapesKernelSpecializationStrategy(kEAGER)", "not applied"));
+        }
+        engine.create_execution_context_with_config(std::rc::Rc::new(config)).map_err(|e| tensorrt_err(&scope, "execution context creation", e))
+    }
+    #[cfg(feature = "tensorrt-enterprise")]
+    engine.create_execution_context().map_err(|e| tensorrt_err(&scope, "execution context creation", e))
+}
+
+/// [`RefitBackend`] over the session's refitter and stream.
+struct Refit<'a> {
+    refitter: &'a mut Refitter<'static, 'static>,
+    gpu: &'a Gpu,
+    lora: &'a LoraSlots,
+}
+
+impl RefitBackend for Refit<'_> {
+    type Set = SlotBuffers;
+
+    fn point(&mut self, set: &SlotBuffers) -> Result<(), TrtError> {
+        let dtype = trt_dtype(self.lora.dtype);
+        for (i, s) in self.lora.slots.iter().enumerate() {
+            let [ca, cb] = slot_counts(self.lora, s);
+            for (name, buf, count) in [(&s.a, &set.a[i], ca), (&s.b, &set.b[i], cb)] {
+                let w = nvinfer1::Weights { type_: dtype.into(), values: self.gpu.address(buf) as *const c_void, count: count as i64 };
+                let scope = LogScope::begin();
+                // SAFETY: `buf` is device memory of `count` elements of the prototype's type
+                // (checked at open); the session does not write it before the refit completed
+                // (every refit is synchronized) and keeps it alive as long as the refitter.
+                unsafe { self.refitter.set_named_weights_with_location(name, w, TensorLocation::kDEVICE.into()) }
+                    .map_err(|e| tensorrt_err(&scope, format!("setNamedWeights(`{name}`, kDEVICE)"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn refit(&mut self) -> Result<(), String> {
+        let scope = LogScope::begin();
+        // SAFETY: the stream is the session's live stream; the engine has no work pending on any
+        // other stream (the session owns its only execution context).
+        unsafe { self.refitter.refit_cuda_engine_async(self.gpu.raw_stream()) }.map_err(|e| format!("{e}; TensorRT said: {}", scope.text()))
+    }
+
+    fn synchronize(&mut self) -> Result<(), TrtError> {
+        self.gpu.synchronize()
+    }
 }
 
 /// The engine's I/O tensors are the manifest's inputs and outputs, all f32.

@@ -38,6 +38,9 @@ impl TrtSession {
     pub fn gpu(&self) -> &str {
         ""
     }
+    pub fn is_poisoned(&self) -> bool {
+        false
+    }
     pub fn run(&self, _inputs: &FluxInputs) -> crate::Result<HostTensor> {
         Err(TrtError::NotCompiled.into())
     }

@@ -103,6 +103,24 @@ impl TrtSession {
             .ok_or_else(|| RuntimeError::Input { tensor: "sample".into(), message: "element count does not match its shape".into() }.into())
     }
 
+    /// True after a failed refit whose rollback failed too (see [`TrtError::Poisoned`]); the next
+    /// step refits its lease's slot set, which clears it on success.
+    pub fn is_poisoned(&self) -> bool {
+        self.lock().is_poisoned()
+    }
+
+    /// Refits the engine to the current slot set now instead of at the next step (e.g. to time
+    /// a swap including its refit); returns whether a refit was needed.
+    pub fn refit_current(&self) -> crate::Result<bool> {
+        let lease = self.active.lease();
+        let mut runner = self.lock();
+        if !runner.needs_refit(lease.version()) {
+            return Ok(false);
+        }
+        runner.refit_weights(&lease.tensors().weights, lease.version())?;
+        Ok(true)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, PlanRunner> {
         self.runner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -122,7 +140,7 @@ impl TrtSession {
             .into());
         }
         let mut runner = self.lock();
-        if runner.refit_version != Some(lease.version()) {
+        if runner.needs_refit(lease.version()) {
             let t0 = Instant::now();
             runner.refit_weights(&lease.tensors().weights, lease.version())?;
             tracing::debug!(plan = %runner.plan_path.display(), version = lease.version(), elapsed = ?t0.elapsed(), "refit the lease's slot set");
@@ -138,6 +156,7 @@ impl Slotted for TrtSession {
     /// Validates and lays out `adapters` (every slot; zeros where they do not reach). No GPU work.
     fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<TrtStaged> {
         let weights = self.plan.lay_out(adapters).map_err(TrtError::from)?;
+        super::session::check_finite(&self.manifest.lora, &weights)?;
         Ok(TrtStaged {
             adapters: adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect(),
             slots: TrtSlots { session_id: self.session_id, weights: Arc::new(weights) },
