@@ -26,7 +26,7 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Check every engine file against the sizes and BLAKE3 hashes its manifests record.
     Verify(cli::verify::VerifyArgs),
-    /// Self-test a backend on this GPU (TensorRT: build, run, swap A→B→A, compare with ONNX Runtime).
+    /// Self-test a backend on this GPU (TensorRT or the native CUDA backend: run, swap A→B→A, compare with ONNX Runtime).
     Selftest(cli::selftest::SelftestArgs),
     /// Serve text-to-image with per-request LoRA adapters over HTTP (OpenAI-style API, Prometheus metrics).
     #[cfg(feature = "serve")]

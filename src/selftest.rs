@@ -25,7 +25,8 @@
 //! cannot run a graph) makes it INCOMPLETE, listing what was not verified.
 //!
 //! The GPU work needs features `tensorrt` and `export`; otherwise [`selftest`] returns
-//! `NotCompiled`. The report and the target choice are plain Rust (tested on CPU).
+//! `NotCompiled`. `selftest_cuda` (features `cuda`, `export`) runs the same kind of checks on the
+//! native CUDA backend. The report and the target choice are plain Rust (tested on CPU).
 
 use std::path::{Path, PathBuf};
 
@@ -120,6 +121,8 @@ pub enum Verdict {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SelftestReport {
+    /// The backend tested (`""` = `tensorrt`, `cuda`).
+    pub backend: &'static str,
     pub gpu: String,
     /// TensorRT variant and library version.
     pub tensorrt: String,
@@ -131,6 +134,7 @@ pub struct SelftestReport {
 #[derive(Serialize)]
 struct JsonReport<'a> {
     verdict: Verdict,
+    backend: &'a str,
     gpu: &'a str,
     tensorrt: &'a str,
     not_checked: Vec<String>,
@@ -187,6 +191,7 @@ impl SelftestReport {
     pub fn to_json(&self) -> String {
         let r = JsonReport {
             verdict: self.verdict(),
+            backend: if self.backend.is_empty() { "tensorrt" } else { self.backend },
             gpu: &self.gpu,
             tensorrt: &self.tensorrt,
             not_checked: self.not_checked(),
@@ -199,7 +204,8 @@ impl SelftestReport {
 
 impl std::fmt::Display for SelftestReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "selftest backend=tensorrt gpu={} tensorrt={}", self.gpu, self.tensorrt)?;
+        let backend = if self.backend.is_empty() { "tensorrt" } else { self.backend };
+        writeln!(f, "selftest backend={backend} gpu={} tensorrt={}", self.gpu, self.tensorrt)?;
         for n in &self.notes {
             writeln!(f, "      {n}")?;
         }
@@ -342,6 +348,11 @@ pub use gpu::selftest;
 
 #[cfg(all(feature = "tensorrt", feature = "export"))]
 mod gpu;
+
+#[cfg(all(feature = "cuda", feature = "export"))]
+mod cuda;
+#[cfg(all(feature = "cuda", feature = "export"))]
+pub use cuda::{selftest_cuda, CudaSelftestOptions};
 
 #[cfg(test)]
 mod tests {

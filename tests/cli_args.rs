@@ -27,7 +27,7 @@ fn bad_choices_are_refused_with_the_valid_values() {
     refused(&out, &["invalid value 'never'", "[possible values: shape-only, forbid, allow]"]);
     let out = run(flux, &["selftest", "--backend", "onnxruntime"]);
     assert_eq!(out.status.code(), Some(2));
-    refused(&out, &["invalid value 'onnxruntime'", "[possible values: tensorrt]"]);
+    refused(&out, &["invalid value 'onnxruntime'", "[possible values: tensorrt, cuda]"]);
     let out = run(flux, &["selftest", "--trt-targets", "sm89,sm42"]);
     assert_eq!(out.status.code(), Some(2));
     refused(&out, &["sm42", "sm89"]);

@@ -78,6 +78,114 @@ fn weight_map_names_a_truncated_data_file() {
     assert!(err.to_string().contains("model.onnx.data") && err.to_string().contains("initializer `"), "{err}");
 }
 
+/// True where the NVIDIA driver library can be loaded (a GPU machine); the no-GPU tests below
+/// assert the typed errors where it cannot (CI).
+fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen libcuda.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+#[test]
+fn open_without_a_gpu_is_a_typed_error() {
+    if driver_present() {
+        eprintln!("skipped: this machine has an NVIDIA driver");
+        return;
+    }
+    let (_t, dir) = engine("dev", Precision::Bf16);
+    let err = CudaSession::open(&dir, CudaOptions::default()).unwrap_err();
+    assert!(matches!(&err, flux_trt::Error::Cuda(CudaError::NoGpu { .. })), "{err:?}");
+    assert_eq!(err.kind(), flux_trt::ErrorKind::Backend);
+    let msg = err.to_string();
+    assert!(msg.starts_with("no CUDA GPU") && msg.contains("libcuda.so"), "{msg}");
+}
+
+/// The engine files are checked against the manifest's sizes and hashes before the GPU is
+/// looked for, as in the other openers: a changed byte (same size) is found by the hash, a
+/// truncated file by its size even with `--verify never`.
+#[test]
+fn open_checks_the_engine_files_before_the_gpu() {
+    use flux_trt::manifest::{IntegrityError, ManifestError, VerifyPolicy};
+    let (_t, dir) = engine("schnell", Precision::Bf16);
+    let m = Manifest::load(&dir).unwrap();
+    let data = dir.join(&m.onnx.data_file);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x55;
+    std::fs::write(&data, &bytes).unwrap();
+    let open = |verify| CudaSession::open(&dir, CudaOptions { verify, ..CudaOptions::default() }).unwrap_err();
+    for policy in [VerifyPolicy::Always, VerifyPolicy::First] {
+        let err = open(policy);
+        assert!(matches!(&err, flux_trt::Error::Manifest(ManifestError::Integrity(IntegrityError::Hash { path, .. })) if *path == data), "{policy}: {err:?}");
+        assert!(err.to_string().contains("model.onnx.data"), "{err}");
+    }
+    if !driver_present() {
+        // `never` skips the hash: the next check is the GPU's
+        assert!(matches!(open(VerifyPolicy::Never), flux_trt::Error::Cuda(CudaError::NoGpu { .. })));
+    }
+    std::fs::OpenOptions::new().write(true).open(&data).unwrap().set_len(bytes.len() as u64 - 1).unwrap();
+    let err = open(VerifyPolicy::Never);
+    assert!(matches!(&err, flux_trt::Error::Manifest(ManifestError::Integrity(IntegrityError::Size { .. }))), "{err:?}");
+}
+
+/// `flux-trt run|selftest|generate --backend cuda` without a GPU: exit status 1 and one clear
+/// line, no panic.
+#[test]
+fn cli_without_a_gpu_says_so() {
+    if driver_present() {
+        eprintln!("skipped: this machine has an NVIDIA driver");
+        return;
+    }
+    let flux = env!("CARGO_BIN_EXE_flux-trt");
+    let (_t, dir) = engine("dev", Precision::Bf16);
+    let inputs = fixtures().join("golden/outputs/dev.safetensors");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.safetensors");
+    let model = fixtures().join("models/dev-bfl.safetensors");
+    let os = |v: &[&dyn AsRef<std::ffi::OsStr>]| -> Vec<std::ffi::OsString> { v.iter().map(|a| a.as_ref().to_os_string()).collect() };
+    let runs = [
+        os(&[&"run", &"--backend", &"cuda", &"--engine", &dir, &"--inputs", &inputs, &"--out", &out]),
+        os(&[&"selftest", &"--backend", &"cuda", &"--model", &model]),
+        os(&[&"generate", &"--backend", &"cuda", &"--engine", &dir, &"--prompt", &"x"]),
+    ];
+    for args in runs {
+        let o = std::process::Command::new(flux)
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("ORT_DYLIB_PATH", support::ort_library())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        if args[0] == "generate" {
+            // the tiny transformer folder is not a whole pipeline: that is said before any GPU work
+            assert!(err.contains("not a complete text-to-image engine"), "{args:?}: {err}");
+        } else {
+            assert!(err.contains("no CUDA GPU") && err.contains("libcuda.so"), "{args:?}: {err}");
+        }
+    }
+}
+
+/// The staged slot image written straight from the adapters equals the reference path (f32
+/// lay-out, then conversion) byte for byte, for every precision, stacked adapters and strengths.
+#[test]
+fn slot_image_equals_the_lay_out_then_encode_path() {
+    use flux_trt::runtime::cuda::plan::SlotLayout;
+    for p in [Precision::Bf16, Precision::Fp16, Precision::Fp32] {
+        let (_t, dir) = engine("dev", p);
+        let m = Manifest::load(&dir).unwrap();
+        let plan = m.lora.plan();
+        let layout = SlotLayout::new(&m.lora);
+        let load = |f: &str| flux_trt::lora::load(&fixtures().join("loras").join(f)).unwrap();
+        let (a, b) = (load("attn.peft.safetensors"), load("mlp.peft.safetensors"));
+        for set in [vec![], vec![(&a, 1.0)], vec![(&b, -0.7)], vec![(&a, 0.5), (&b, 2.0)]] {
+            let image = layout.image(&plan, &set).unwrap_or_else(|e| panic!("{e}"));
+            let want = layout.encode(&plan.lay_out(&set).unwrap());
+            assert_eq!(bytemuck::cast_slice::<u32, u8>(&image), &want[..], "{p:?}, {} adapters", set.len());
+        }
+    }
+}
+
 #[test]
 fn kernels_compile_for_sm80_sm89_sm90() {
     use flux_trt::runtime::cuda::nvrtc;

@@ -58,6 +58,12 @@ pub struct GenerateArgs {
     /// Let CUDA use TF32 for fp32 GEMMs (faster, ~1e-3 relative error).
     #[arg(long)]
     pub tf32: bool,
+    /// Transformer backend: `ort` (ONNX Runtime, CPU or --cuda) or `cuda` (the native CUDA
+    /// backend, needs a build with the `cuda` feature; GPU from --cuda, default 0). The text
+    /// encoders and the VAE decoder always run on ONNX Runtime: on the CPU, or on its CUDA
+    /// provider with --cuda.
+    #[arg(long, default_value = "ort", value_parser = ["ort", "cuda"])]
+    pub backend: String,
     #[command(flatten)]
     pub ort: OrtArgs,
     #[command(flatten)]
@@ -171,7 +177,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             // The estimate needs only the transformer's manifest (a small JSON file).
             let e = match flux_trt::Manifest::load(&args.engine) {
                 Ok(m) => {
-                    let attention = if args.ort.cuda.is_some() { AttentionMemory::Fused } else { AttentionMemory::Materialized };
+                    let fused = args.ort.cuda.is_some() || args.backend == "cuda";
+                    let attention = if fused { AttentionMemory::Fused } else { AttentionMemory::Materialized };
                     limits::with_estimate(e, limits::estimate_for(&m.model, res, 512, m.precision.float_dtype().size(), attention))
                 }
                 Err(_) => e,
@@ -180,10 +187,49 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
     }
     let t_open = Instant::now();
+    if args.backend == "cuda" {
+        return generate_cuda(&args, &opts, limits, &lines, single);
+    }
     let mut engine = PipelineEngine::open(&args.engine, &opts)?;
     engine.set_limits(limits);
     eprintln!("engine {} loaded on {} in {:.2?}", args.engine.display(), opts.provider, t_open.elapsed());
     generate_lines(&engine, &args, &lines, single, &opts.provider.to_string())
+}
+
+/// `generate --backend cuda`: the transformer on the native CUDA backend, the text encoders and
+/// the VAE decoder on ONNX Runtime with `opts`.
+#[cfg(all(feature = "ort", feature = "pipeline", feature = "cuda"))]
+fn generate_cuda(
+    args: &GenerateArgs,
+    opts: &flux_trt::runtime::ort::SessionOptions,
+    limits: flux_trt::pipeline::Limits,
+    lines: &[Line],
+    single: bool,
+) -> anyhow::Result<()> {
+    use flux_trt::pipeline::engine::PipelineEngine;
+    use flux_trt::pipeline::limits::AttentionMemory;
+    use flux_trt::runtime::cuda::CudaSession;
+
+    // the folder's parts before the GPU work (the transformer's upload takes seconds at full size)
+    flux_trt::pipeline::engine::check_engine_folder(&args.engine)?;
+    let t_open = std::time::Instant::now();
+    let transformer = CudaSession::open(&args.engine, super::cuda_options(&args.ort)?)?;
+    let gpu = transformer.gpu().name();
+    let mut engine = PipelineEngine::with_transformer(&args.engine, transformer, opts)?;
+    engine.set_limits(limits);
+    engine.set_attention_memory(AttentionMemory::Fused);
+    eprintln!(
+        "engine {} loaded in {:.2?}: transformer on {gpu} (native CUDA), text encoders and VAE on ONNX Runtime {}",
+        args.engine.display(),
+        t_open.elapsed(),
+        opts.provider
+    );
+    generate_lines(&engine, args, lines, single, "cuda")
+}
+
+#[cfg(all(feature = "ort", feature = "pipeline", not(feature = "cuda")))]
+fn generate_cuda(_: &GenerateArgs, _: &flux_trt::runtime::ort::SessionOptions, _: flux_trt::pipeline::Limits, _: &[Line], _: bool) -> anyhow::Result<()> {
+    bail!("this flux-trt was built without the `cuda` feature (native CUDA backend): cargo build --release --features cuda")
 }
 
 /// Generates every line on `engine` (any transformer backend), swapping adapters between lines.

@@ -77,6 +77,15 @@ impl OrtArgs {
     }
 }
 
+/// The native CUDA backend's options from the shared flags: the device is `--cuda N` (default 0),
+/// `--verify` as for ONNX Runtime.
+#[cfg(feature = "cuda")]
+pub fn cuda_options(ort: &OrtArgs) -> anyhow::Result<flux_trt::runtime::cuda::CudaOptions> {
+    let device = ort.cuda.unwrap_or(0);
+    anyhow::ensure!(device >= 0, "--cuda {device}: a device ordinal is 0 or more");
+    Ok(flux_trt::runtime::cuda::CudaOptions { device: device as usize, verify: ort.verify, ..Default::default() })
+}
+
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",

@@ -70,14 +70,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 fn run_cuda(args: &RunArgs) -> anyhow::Result<()> {
     use std::time::Instant;
 
-    use flux_trt::runtime::cuda::{CudaOptions, CudaSession};
+    use flux_trt::runtime::cuda::CudaSession;
     use flux_trt::runtime::inputs::{save_safetensors, SAMPLE};
     use flux_trt::runtime::{FluxInputs, HostTensor, RequestInputs, Slotted, Transformer};
 
     let loras = args.loras.iter().map(|s| flux_trt::lora::parse_spec(s)).collect::<Result<Vec<_>, _>>()?;
     let adapters = loras.iter().map(|(p, s)| flux_trt::lora::load(p).map(|a| (a, *s))).collect::<Result<Vec<_>, _>>()?;
     let t = Instant::now();
-    let opts = CudaOptions { device: args.ort.cuda.unwrap_or(0).max(0) as usize, ..CudaOptions::default() };
+    let opts = super::cuda_options(&args.ort)?;
     let session = CudaSession::open(&args.engine, opts)?;
     eprintln!("session: {} on {} (native CUDA) in {:.2?}", args.engine.display(), session.gpu().name(), t.elapsed());
     let cfg = session.manifest().model.clone();

@@ -27,7 +27,8 @@ const ADAPTER_B: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/te
 
 #[derive(Args, Debug, Clone)]
 pub struct SelftestArgs {
-    /// Backend to test (only `tensorrt` here; ONNX Runtime is its reference).
+    /// Backend to test: `tensorrt` (builds plans for this GPU) or `cuda` (the native CUDA
+    /// backend); ONNX Runtime is the reference of both.
     #[arg(long, value_enum, default_value_t = Backend::Tensorrt)]
     pub backend: Backend,
     /// Tiny FLUX checkpoint (default: the built-in dev-bfl fixture).
@@ -79,6 +80,8 @@ const NOT_STARTED: &str = "self-test could not start, nothing was checked (no re
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Tensorrt,
+    /// The native CUDA backend (build with `--features cuda`): bf16 and fp32 engines.
+    Cuda,
 }
 
 /// The reference backend the TensorRT outputs are compared against.
@@ -104,7 +107,9 @@ fn fixture(given: &Option<PathBuf>, dir: &Path, name: &str, bytes: &[u8]) -> Res
 
 /// Runs the self-test, prints its report and writes the JSON; `Ok(true)` on PASS.
 pub fn run(args: &SelftestArgs) -> Result<bool> {
-    let Backend::Tensorrt = args.backend;
+    if args.backend == Backend::Cuda {
+        return run_cuda(args);
+    }
     let tmp = tempfile::tempdir()?;
     let work_dir = args.work_dir.clone().unwrap_or_else(|| tmp.path().join("selftest"));
     let fixtures = work_dir.join("fixtures");
@@ -162,4 +167,56 @@ fn dedup(targets: &[Target]) -> Vec<Target> {
         }
     }
     out
+}
+
+/// `selftest --backend cuda`: the native CUDA backend's checks ([`flux_trt::selftest::selftest_cuda`]),
+/// the reference being ONNX Runtime on the fp32 export (`--reference`), the report printed and
+/// written as JSON like TensorRT's.
+#[cfg(all(feature = "cuda", feature = "export"))]
+fn run_cuda(args: &SelftestArgs) -> Result<bool> {
+    use flux_trt::selftest::{selftest_cuda, CudaSelftestOptions};
+
+    let tmp = tempfile::tempdir()?;
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| tmp.path().join("selftest"));
+    let fixtures = work_dir.join("fixtures");
+    std::fs::create_dir_all(&fixtures).with_context(|| format!("creating {}", fixtures.display()))?;
+    let opts = CudaSelftestOptions {
+        model: fixture(&args.model, &fixtures, "dev-bfl.safetensors", MODEL)?,
+        adapter_a: fixture(&args.adapter_a, &fixtures, "attn.peft.safetensors", ADAPTER_A)?,
+        adapter_b: fixture(&args.adapter_b, &fixtures, "mlp.peft.safetensors", ADAPTER_B)?,
+        work_dir: work_dir.clone(),
+        device: args.device,
+    };
+    #[cfg(feature = "ort")]
+    let report = {
+        use flux_trt::runtime::ort::{ExecutionProvider, FluxSession};
+        let provider = match args.reference {
+            ReferenceKind::Cpu => Some(ExecutionProvider::Cpu),
+            ReferenceKind::Cuda => Some(ExecutionProvider::Cuda { device: args.device as i32 }),
+            ReferenceKind::None => None,
+        };
+        match provider {
+            Some(provider) => {
+                let open = move |dir: &Path| -> flux_trt::Result<FluxSession> { Ok(FluxSession::builder(dir).with_execution_provider(provider).build()?) };
+                selftest_cuda(&opts, Some(flux_trt::selftest::Reference { name: format!("ONNX Runtime ({provider})"), open: &open }))
+            }
+            None => selftest_cuda::<FluxSession>(&opts, None),
+        }
+    };
+    #[cfg(not(feature = "ort"))]
+    let report = selftest_cuda::<flux_trt::runtime::cuda::CudaSession>(&opts, None);
+    let report = report.context(NOT_STARTED)?;
+    println!("{report}");
+    let json = args.json.clone().unwrap_or_else(|| match &args.work_dir {
+        Some(d) => d.join("selftest-report.json"),
+        None => PathBuf::from("selftest-report.json"),
+    });
+    flux_trt::util::write_atomic(&json, report.to_json().as_bytes()).with_context(|| format!("writing {}", json.display()))?;
+    eprintln!("JSON report: {}", json.display());
+    Ok(report.passed())
+}
+
+#[cfg(not(all(feature = "cuda", feature = "export")))]
+fn run_cuda(_: &SelftestArgs) -> Result<bool> {
+    anyhow::bail!("this flux-trt was built without the `cuda` and `export` features (native CUDA backend): cargo build --release --features cuda")
 }

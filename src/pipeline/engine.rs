@@ -183,6 +183,12 @@ fn check_parts(dir: &Path) -> Result<(), EngineFolderError> {
     Ok(())
 }
 
+/// Checks that `dir` has every part of a text-to-image engine folder (all missing ones listed
+/// at once), e.g. before opening a transformer backend for [`PipelineEngine::with_transformer`].
+pub fn check_engine_folder(dir: &Path) -> Result<(), EngineFolderError> {
+    check_parts(dir)
+}
+
 impl PipelineEngine<FluxSession> {
     /// Opens every part of `dir` on ONNX Runtime with `opts` (transformer and components alike);
     /// lists all missing parts at once.
@@ -245,6 +251,12 @@ impl<T: Transformer> PipelineEngine<T> {
     }
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
+    }
+    /// How the transformer's attention holds its scores, for the activation estimate (set from
+    /// the components' provider by default; a transformer backend with fused attention on a
+    /// CPU-provider folder sets [`AttentionMemory::Fused`]).
+    pub fn set_attention_memory(&mut self, attention: AttentionMemory) {
+        self.attention = attention;
     }
 
     /// Estimated transformer activation memory of one step at `res` on this engine's provider.

@@ -21,6 +21,35 @@ pub fn require_library(name: &str, present: bool, soname: &str) -> Result<(), Cu
     })
 }
 
+/// The oldest driver API this backend calls (CUDA 12.0; cudarc is built against the 12.8 API but
+/// uses nothing newer than 12.0 here).
+pub const MIN_DRIVER_VERSION: i32 = 12000;
+
+/// The driver's CUDA version (`major*1000 + minor*10`, e.g. 13000 for CUDA 13.0).
+pub fn driver_version() -> Result<i32, CudaError> {
+    let mut v = 0;
+    // SAFETY: one out-parameter; callable before cuInit.
+    unsafe { sys::cuDriverGetVersion(&mut v) }.result().map_err(|e| CudaError::driver("cuDriverGetVersion", e))?;
+    Ok(v)
+}
+
+/// A typed error naming the driver library when `version` is older than [`MIN_DRIVER_VERSION`].
+pub fn driver_version_ok(version: i32) -> Result<(), CudaError> {
+    if version >= MIN_DRIVER_VERSION {
+        return Ok(());
+    }
+    Err(CudaError::Library {
+        name: "NVIDIA driver (libcuda.so.1)".into(),
+        message: format!(
+            "supports CUDA {}.{}, the native CUDA backend needs CUDA {}.{} or newer (driver 525 or newer)",
+            version / 1000,
+            version % 1000 / 10,
+            MIN_DRIVER_VERSION / 1000,
+            MIN_DRIVER_VERSION % 1000 / 10
+        ),
+    })
+}
+
 /// One GPU: its primary context and the session's stream.
 #[derive(Debug, Clone)]
 pub struct Gpu {
@@ -36,6 +65,9 @@ impl Gpu {
         if !unsafe { sys::is_culib_present() } {
             return Err(CudaError::NoGpu { message: "libcuda.so (the NVIDIA driver) is not installed or not on the library path".into() });
         }
+        // cuInit fails with a status (not a panic) when there is no device or the driver is broken.
+        result::init().map_err(|e| CudaError::NoGpu { message: format!("cuInit: {e}") })?;
+        driver_version_ok(driver_version()?)?;
         let n = CudaContext::device_count().map_err(|e| CudaError::NoGpu { message: format!("cuDeviceGetCount: {e}") })?;
         if ordinal as i32 >= n {
             return Err(CudaError::NoGpu { message: format!("device {ordinal} requested, the driver sees {n}") });
@@ -153,5 +185,28 @@ impl Drop for DeviceBuffer {
             // synchronizes its stream before dropping buffers its work uses.
             let _ = unsafe { result::free_sync(self.ptr) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_driver_is_named_with_both_versions() {
+        assert!(driver_version_ok(13000).is_ok());
+        assert!(driver_version_ok(12000).is_ok());
+        let e = driver_version_ok(11080).unwrap_err();
+        assert!(matches!(&e, CudaError::Library { name, .. } if name.contains("libcuda")), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("CUDA 11.8") && msg.contains("CUDA 12.0"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_library_is_named_with_the_link_to_make() {
+        assert!(require_library("cublasLt", true, "libcublasLt.so.13").is_ok());
+        let e = require_library("cublasLt", false, "libcublasLt.so.13").unwrap_err();
+        assert!(matches!(&e, CudaError::Library { name, .. } if name == "cublasLt"), "{e}");
+        assert!(e.to_string().contains("libcublasLt.so -> libcublasLt.so.13"), "{e}");
     }
 }

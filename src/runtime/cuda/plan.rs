@@ -173,6 +173,33 @@ impl SlotLayout {
         SlotLayout { max_rank: r, dtype: slots.dtype, offsets, bytes: at.max(ALIGN) }
     }
 
+    /// The host image of `adapters` laid into `plan`'s slots (the manifest's plan), in the slots'
+    /// dtype, written straight from the adapters' tensors in parallel ([`SlotFill::write`]): the
+    /// same bytes as [`SlotLayout::encode`] of [`SlotPlan::lay_out`] without the f32 copy.
+    /// `self.bytes` bytes, held as `u32` words (the writer needs the dtype's alignment).
+    ///
+    /// [`SlotFill::write`]: crate::lora::plan::SlotFill::write
+    /// [`SlotPlan::lay_out`]: crate::lora::SlotPlan::lay_out
+    pub fn image(&self, plan: &crate::lora::SlotPlan, adapters: &[(&crate::lora::Adapter, f32)]) -> Result<Vec<u32>, crate::lora::PlanError> {
+        let fill = plan.fill(crate::lora::plan::SlotTarget::Transformer, adapters)?;
+        let dense = crate::lora::plan::SlotLayout::new(plan, self.dtype);
+        let starts: Vec<usize> = dense.tensors().map(|(r, _)| r.start).collect();
+        let packed = starts.chunks_exact(2).map(|c| (c[0], c[1])).eq(self.offsets.iter().copied());
+        let mut words = vec![0u32; self.bytes.max(dense.bytes()).div_ceil(4)];
+        fill.write(&dense, 0..dense.num_slots(), &mut bytemuck::cast_slice_mut(&mut words)[..dense.bytes()]);
+        if packed {
+            // no padding between tensors (each a multiple of 256 bytes, as at full size)
+            words.truncate(self.bytes / 4);
+            return Ok(words);
+        }
+        let mut out = vec![0u32; self.bytes / 4];
+        let (src, dst): (&[u8], &mut [u8]) = (bytemuck::cast_slice(&words), bytemuck::cast_slice_mut(&mut out));
+        for ((range, _), at) in dense.tensors().zip(self.offsets.iter().flat_map(|(a, b)| [*a, *b])) {
+            dst[at..at + range.len()].copy_from_slice(&src[range]);
+        }
+        Ok(out)
+    }
+
     /// The host image of a slot set (`a[i]`, `b[i]` as laid out by the slot plan) in the slots' dtype.
     pub fn encode(&self, w: &crate::lora::plan::SlotWeights) -> Vec<u8> {
         let mut out = vec![0u8; self.bytes];

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::{sys, CudaGraph};
 
-use super::attention::{Attention, AttentionShape};
+use super::attention::{Attention, AttentionShape, MAX_HEAD_DIM};
 use super::device::{DeviceBuffer, Gpu};
 use super::gemm::Lt;
 use super::kernels::Kernels;
@@ -27,7 +27,7 @@ use super::weights::{DeviceWeights, WeightMap};
 use super::CudaError;
 use crate::flux::TIME_EMBED_DIM;
 use crate::lora::{Adapter, SlotPlan};
-use crate::manifest::Manifest;
+use crate::manifest::{integrity, Manifest, ManifestError, VerifyPolicy};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel, Lease};
 use crate::runtime::{RequestInputs, Slotted, SwapReport, Transformer};
 
@@ -94,11 +94,14 @@ pub struct CudaOptions {
     pub device: usize,
     /// Capture and replay CUDA graphs (default on; `FLUX_TRT_CUDA_GRAPHS=0` turns them off).
     pub graphs: bool,
+    /// When opening hashes the engine files (sizes are always checked), as for the other
+    /// backends ([`crate::manifest::integrity`]).
+    pub verify: VerifyPolicy,
 }
 
 impl Default for CudaOptions {
     fn default() -> Self {
-        CudaOptions { device: 0, graphs: std::env::var("FLUX_TRT_CUDA_GRAPHS").map(|v| v != "0").unwrap_or(true) }
+        CudaOptions { device: 0, graphs: std::env::var("FLUX_TRT_CUDA_GRAPHS").map(|v| v != "0").unwrap_or(true), verify: VerifyPolicy::default() }
     }
 }
 
@@ -140,12 +143,31 @@ fn bytes_of(v: &[f32]) -> &[u8] {
     bytemuck::cast_slice(v)
 }
 
+/// The attention head dimensions this backend runs (a typed error naming the limit otherwise),
+/// checked when a session opens rather than at its first step.
+pub fn check_head_dim(head_dim: usize) -> Result<(), CudaError> {
+    if head_dim == 0 || head_dim > MAX_HEAD_DIM || !head_dim.is_multiple_of(8) {
+        return Err(CudaError::UnsupportedHeadDim {
+            head_dim,
+            message: format!("the model's attention heads are {head_dim} wide; fused attention needs a multiple of 8 up to {MAX_HEAD_DIM}"),
+        });
+    }
+    Ok(())
+}
+
 impl CudaSession {
     /// Opens an engine folder (`manifest.json`, `model.onnx`, `model.onnx.data`) on GPU `opts.device`.
+    ///
+    /// Everything that needs no GPU is checked first, so a bad folder gets its own error on any
+    /// machine: the manifest, the engine files against the sizes and hashes it records
+    /// (`opts.verify`), the weight table against the model config. Then the driver, the GPU and
+    /// the libraries (each missing or too old one named).
     pub fn open(dir: &Path, opts: CudaOptions) -> crate::Result<Self> {
         let t0 = Instant::now();
         let manifest = Manifest::load(dir)?;
+        integrity::check_onnx(dir, &manifest.files, &manifest.onnx.file, &manifest.onnx.blake3, opts.verify).map_err(ManifestError::from)?;
         let map = WeightMap::open(dir, &manifest)?;
+        check_head_dim(manifest.model.head_dim)?;
         let gpu = Gpu::open(opts.device)?;
         super::nvrtc::require()?;
         let dtype = map.dtype;
@@ -346,10 +368,10 @@ impl Slotted for CudaSession {
     type Staged = StagedSlots;
 
     fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<StagedSlots> {
-        let weights = self.plan.lay_out(adapters)?;
-        let host = self.model.slots.encode(&weights);
+        let host = self.model.slots.image(&self.plan, adapters)?;
+        let host: &[u8] = bytemuck::cast_slice(&host);
         let buf = self.gpu.alloc(host.len(), "a staged LoRA set")?;
-        self.gpu.htod(&host, buf.ptr(), "LoRA slot set")?;
+        self.gpu.htod(host, buf.ptr(), "LoRA slot set")?;
         self.gpu.sync("LoRA slot upload")?;
         let labels = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
         Ok(StagedSlots { labels, slots: Arc::new(DeviceSlots { session: self.id, buf }) })
@@ -420,5 +442,22 @@ impl Transformer for CudaSession {
 
     fn step(&self, lease: &Lease<Arc<DeviceSlots>>, bound: &mut Bound, latents: &[f32], timestep: f32, out: &mut [f32]) -> crate::Result<()> {
         Ok(self.run_step(lease, bound, latents, timestep, out, false)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_dims_outside_the_attention_limits_are_refused_at_open() {
+        for d in [8, 16, 64, 128, 256] {
+            assert!(check_head_dim(d).is_ok(), "{d}");
+        }
+        for d in [0, 12, 264, 512] {
+            let e = check_head_dim(d).unwrap_err();
+            assert!(matches!(e, CudaError::UnsupportedHeadDim { head_dim, .. } if head_dim == d));
+            assert!(e.to_string().contains("256"), "{e}");
+        }
     }
 }
