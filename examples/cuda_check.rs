@@ -73,7 +73,10 @@ struct Args {
 }
 
 /// f32 tensors of a safetensors file.
-fn read_f32(path: &PathBuf) -> anyhow::Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+/// f32 tensors of a safetensors file by name: shape and values.
+type F32Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+fn read_f32(path: &PathBuf) -> anyhow::Result<F32Tensors> {
     let bytes = std::fs::read(path)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)?;
     let mut out = BTreeMap::new();
