@@ -5,6 +5,10 @@
 //! the step time is dominated by the per-step host work around the transformer call (input
 //! copies, RoPE tables, validation, feeds) — the figure issue 11 asks to make O(1).
 //!
+//! It also times, at FLUX.1's full shapes (1024², 512 text tokens), the request constants'
+//! host work (`FluxInputs::for_request`: RoPE tables, copies of the encoder states, checks) that
+//! the loop did on every step before issue 11 and now does once per request in `bind`.
+//!
 //! ```text
 //! FLUX_TRT_SKIP_INSTALL=1 source tools/env.sh
 //! cargo run --example step_overhead -- --width 512 --height 512 --steps 20 --txt-len 512
@@ -68,14 +72,39 @@ fn main() -> Result<()> {
         denoise(&session, &lease, &schedule, res, &cond, noise(seq * 64, 3), |_, _| {
             steps.push(last.elapsed());
             last = Instant::now();
+            std::ops::ControlFlow::Continue(())
         })?;
     }
+    // The request constants at FLUX.1 full size: per step before issue 11, per request now.
+    let full = flux_trt::FluxConfig::flux1(flux_trt::flux::Variant::Dev);
+    let (txt, img) = (512, flux_trt::flux::img_ids(64, 64));
+    let enc = noise(txt * full.context_dim, 4);
+    let pooled = noise(full.pooled_dim, 5);
+    let txt_ids = vec![[0f32; 3]; txt];
+    let req = flux_trt::runtime::RequestInputs {
+        batch: 1,
+        image_seq_len: img.len(),
+        text_len: txt,
+        encoder_hidden_states: &enc,
+        pooled_projections: &pooled,
+        guidance: Some(3.5),
+        txt_ids: &txt_ids,
+        img_ids: &img,
+    };
+    let mut constants = Vec::new();
+    for _ in 0..10 {
+        let t0 = Instant::now();
+        std::hint::black_box(flux_trt::runtime::FluxInputs::for_request(&full, &req)?);
+        constants.push(t0.elapsed());
+    }
+    constants.sort();
     // The first step of each run includes binding the request (once per generation).
     let mut sorted = steps.clone();
     sorted.sort();
     let report = serde_json::json!({
         "width": a.width, "height": a.height, "image_seq_len": seq, "txt_len": a.txt_len, "steps": a.steps, "runs": a.runs, "ort_threads": a.threads,
         "step_ms": {"median": ms(sorted[sorted.len() / 2]), "min": ms(sorted[0]), "max": ms(sorted[sorted.len() - 1])},
+        "full_size_request_constants_ms": {"median": ms(constants[constants.len() / 2]), "min": ms(constants[0])},
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

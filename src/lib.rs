@@ -6,7 +6,8 @@
 //!
 //! Data flow, one module each: [`checkpoint`] → [`lora`] (formats, slot plan) → [`onnx`]
 //! (exporter, feature `export`) → [`engine`] (TensorRT build, feature `tensorrt`) →
-//! [`runtime`] (ONNX Runtime / TensorRT sessions with hot-swap) → [`pipeline`].
+//! [`runtime`] (ONNX Runtime / TensorRT sessions with hot-swap) → [`pipeline`] → `serve` (the
+//! HTTP image service, feature `serve`).
 //!
 //! # The runtime interface
 //!
@@ -52,7 +53,10 @@
 //! let leases = engine.leases();
 //! assert_eq!(leases.transformer.adapters()[0].name, adapter.name);
 //! let req = GenerateRequest { steps: 2, seed: 7, ..GenerateRequest::new("a cat", Resolution::new(64, 64)?) };
-//! let image = engine.generate_with(&req, &leases, |step, n| println!("step {}/{n}", step + 1))?;
+//! let image = engine.generate_with(&req, &leases, |step, n| {
+//!     println!("step {}/{n}", step + 1);
+//!     std::ops::ControlFlow::Continue(())
+//! })?;
 //! assert_eq!(image.rgb8.len(), 64 * 64 * 3);
 //!
 //! // The transformer alone, through the runtime interface any backend implements.
@@ -82,6 +86,8 @@ pub mod engine;
 pub mod pipeline;
 pub mod runtime;
 pub mod selftest;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 pub use checkpoint::Checkpoint;
 pub use error::{Error, ErrorKind, Result};

@@ -28,6 +28,12 @@ enum Command {
     Verify(cli::verify::VerifyArgs),
     /// Self-test a backend on this GPU (TensorRT: build, run, swap A→B→A, compare with ONNX Runtime).
     Selftest(cli::selftest::SelftestArgs),
+    /// Serve text-to-image with per-request LoRA adapters over HTTP (OpenAI-style API, Prometheus metrics).
+    #[cfg(feature = "serve")]
+    Serve(cli::serve::ServeArgs),
+    /// Load-test a `flux-trt serve` binary on loopback: adapter mix, scheduling policies side by side (JSON results).
+    #[cfg(feature = "serve")]
+    ServeLoad(cli::serve_load::ServeLoadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +45,10 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => cli::demo::run(a),
         Command::Generate(a) => cli::generate::run(a),
         Command::Verify(a) => cli::verify::run(a),
+        #[cfg(feature = "serve")]
+        Command::Serve(a) => cli::serve::run(a),
+        #[cfg(feature = "serve")]
+        Command::ServeLoad(a) => cli::serve_load::run(a),
         Command::Selftest(a) => {
             cli::selftest::run(&a).and_then(|ok| if ok { Ok(()) } else { Err(anyhow::anyhow!("selftest did not pass (verdict above; JSON report written)")) })
         }

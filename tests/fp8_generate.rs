@@ -111,11 +111,11 @@ fn fp8_pipeline_generates_on_the_cpu_close_to_the_fp32_goldens() {
 
     // The same through the library, base and with the transformer LoRA, against the goldens.
     let engine = PipelineEngine::open(&engine_dir, &cpu()).unwrap_or_else(|e| panic!("{e}"));
-    let base = engine.generate(&request(), |_, _| {}).unwrap();
+    let base = engine.generate(&request(), |_, _| std::ops::ControlFlow::Continue(())).unwrap();
     assert_eq!(base.rgb8, cli, "CLI and library give the same pixels");
     let lora = flux_trt::lora::load(&fixtures().join(TRANSFORMER_LORA)).unwrap();
     engine.swap(&[(&lora, 1.0)]).unwrap();
-    let with_lora = engine.generate(&request(), |_, _| {}).unwrap();
+    let with_lora = engine.generate(&request(), |_, _| std::ops::ControlFlow::Continue(())).unwrap();
 
     let golden_base = golden_rgb8("generation.safetensors");
     let golden_lora = golden_rgb8("generation_lora.safetensors");

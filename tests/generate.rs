@@ -105,7 +105,7 @@ fn request(latents: Option<Vec<f32>>) -> GenerateRequest {
 /// Every step's latents, the image and its pixels vs one golden generation.
 fn check_against(engine: &PipelineEngine, golden_file: &str, latents: Option<Vec<f32>>) -> Vec<u8> {
     let g = goldens(golden_file);
-    let out = engine.generate(&request(latents), |_, _| {}).unwrap_or_else(|e| panic!("{golden_file}: {e}"));
+    let out = engine.generate(&request(latents), |_, _| std::ops::ControlFlow::Continue(())).unwrap_or_else(|e| panic!("{golden_file}: {e}"));
     assert_eq!(out.step_latents.len(), 3);
     for (i, x) in out.step_latents.iter().enumerate() {
         let want = &g[&format!("latents.{i}")];
@@ -139,7 +139,7 @@ fn text_to_image_matches_flux_pipeline_with_and_without_adapters() {
 
     // Back to the base model: bit-identical pixels to the first run (untargeted slots zeroed).
     engine.swap(&[]).unwrap();
-    let again = engine.generate(&request(None), |_, _| {}).unwrap();
+    let again = engine.generate(&request(None), |_, _| std::ops::ControlFlow::Continue(())).unwrap();
     assert_eq!(again.rgb8, base, "base → adapters → base is not exact");
 }
 
@@ -157,7 +157,7 @@ fn failed_swap_keeps_the_previous_adapters() {
     let engine = open_engine(engine_dir());
     let clip = flux_trt::lora::load(&fixtures().join(CLIP_LORA_PEFT)).unwrap();
     engine.swap(&[(&clip, 1.0)]).unwrap();
-    let before = engine.generate(&request(None), |_, _| {}).unwrap();
+    let before = engine.generate(&request(None), |_, _| std::ops::ControlFlow::Continue(())).unwrap();
     // mlp.peft targets transformer modules that have no slot in this engine.
     let outside = flux_trt::lora::load(&fixtures().join("loras/mlp.peft.safetensors")).unwrap();
     let err = engine.swap(&[(&clip, 1.0), (&outside, 1.0)]).expect_err("outside the slots");
@@ -166,7 +166,7 @@ fn failed_swap_keeps_the_previous_adapters() {
     assert!(err.to_string().contains("strength"), "{err}");
     assert_eq!(engine.transformer().adapters()[0].name, clip.name);
     assert_eq!(engine.text_encoder().adapters()[0].name, clip.name);
-    let after = engine.generate(&request(None), |_, _| {}).unwrap();
+    let after = engine.generate(&request(None), |_, _| std::ops::ControlFlow::Continue(())).unwrap();
     assert_eq!(after.rgb8, before.rgb8);
 }
 
@@ -192,7 +192,7 @@ fn swaps_racing_generations_never_mix_adapter_sets() {
     let mut refs: Vec<(Vec<String>, Vec<f32>)> = Vec::new();
     for set in &sets {
         engine.swap(set).unwrap();
-        refs.push((label(set), engine.generate(&req, |_, _| {}).unwrap().image));
+        refs.push((label(set), engine.generate(&req, |_, _| std::ops::ControlFlow::Continue(())).unwrap().image));
     }
     for i in 0..refs.len() {
         for j in 0..i {
@@ -212,11 +212,12 @@ fn swaps_racing_generations_never_mix_adapter_sets() {
                     engine.swap(&sets[to]).unwrap();
                     swapped = true;
                 }
+                std::ops::ControlFlow::Continue(())
             })
             .unwrap();
         assert!(swapped);
         assert_eq!(matching(&g.image), vec![refs[from].0.clone()], "swap {from} -> {to} mid-generation reached it");
-        let next = engine.generate(&req, |_, _| {}).unwrap();
+        let next = engine.generate(&req, |_, _| std::ops::ControlFlow::Continue(())).unwrap();
         assert_eq!(matching(&next.image), vec![refs[to].0.clone()], "the next generation does not see set {to}");
     }
 
@@ -237,7 +238,12 @@ fn swaps_racing_generations_never_mix_adapter_sets() {
             let names = |l: &[flux_trt::runtime::AdapterLabel]| l.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
             // Both halves of one swap: the transformer set names every adapter, CLIP the same list.
             assert_eq!(names(leases.clip.adapters()), names(leases.transformer.adapters()), "CLIP and transformer leases from different swaps");
-            let g = engine.generate_with(&req, &leases, |_, _| std::thread::yield_now()).unwrap();
+            let g = engine
+                .generate_with(&req, &leases, |_, _| {
+                    std::thread::yield_now();
+                    std::ops::ControlFlow::Continue(())
+                })
+                .unwrap();
             let m = matching(&g.image);
             assert_eq!(m, vec![names(leases.transformer.adapters())], "image is not its leased set's reference");
             seen.push(m[0].clone());
@@ -250,7 +256,7 @@ fn swaps_racing_generations_never_mix_adapter_sets() {
 
     // After the race: the next generation sees the last installed set.
     engine.swap(&sets[1]).unwrap();
-    assert_eq!(matching(&engine.generate(&req, |_, _| {}).unwrap().image), vec![refs[1].0.clone()]);
+    assert_eq!(matching(&engine.generate(&req, |_, _| std::ops::ControlFlow::Continue(())).unwrap().image), vec![refs[1].0.clone()]);
 }
 
 #[test]
@@ -263,7 +269,7 @@ fn bad_inputs_are_clear_errors() {
     let long = format!("{PROMPT} {}", "and a very long tail of words ".repeat(30));
     let mut req = request(None);
     req.prompt = long;
-    let out = engine.generate(&req, |_, _| {}).unwrap();
+    let out = engine.generate(&req, |_, _| std::ops::ControlFlow::Continue(())).unwrap();
     assert!(out.truncated.iter().any(|(enc, removed)| *enc == "clip" && !removed.is_empty()), "{:?}", out.truncated);
 
     // A folder missing parts names all of them.

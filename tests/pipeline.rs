@@ -544,7 +544,11 @@ mod ort_loop {
         let cond = Conditioning::new(prompt.clone(), pshape[1], pshape[2], t["pooled_prompt_embeds"].1.clone(), Some(g.guidance_scale)).unwrap();
         let init = latents::load_latents(&fixtures().join(&g.noise), res).unwrap();
         let mut seen = Vec::new();
-        let out = denoise(&session, &session.lease(), &schedule, res, &cond, init, |i, x| seen.push((i, x.to_vec()))).unwrap();
+        let out = denoise(&session, &session.lease(), &schedule, res, &cond, init, |i, x| {
+            seen.push((i, x.to_vec()));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(seen.len(), g.num_inference_steps);
         for (i, x) in &seen {
             let want = &t[&format!("latents.{i}")].1;

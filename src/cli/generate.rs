@@ -250,7 +250,10 @@ fn generate_lines<T: flux_trt::runtime::Transformer>(
         let bar = ProgressBar::new(req.steps as u64);
         bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()));
         bar.set_message(format!("image {}/{}", i + 1, lines.len()));
-        let g = engine.generate(&req, |_, _| bar.inc(1))?;
+        let g = engine.generate(&req, |_, _| {
+            bar.inc(1);
+            std::ops::ControlFlow::Continue(())
+        })?;
         bar.finish_and_clear();
         for (enc, removed) in &g.truncated {
             eprintln!("warning: prompt {}: the {enc} tokenizer truncated: \"{removed}\"", i + 1);

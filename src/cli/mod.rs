@@ -5,6 +5,10 @@ pub mod generate;
 pub mod inspect;
 pub mod run;
 pub mod selftest;
+#[cfg(feature = "serve")]
+pub mod serve;
+#[cfg(feature = "serve")]
+pub mod serve_load;
 pub mod verify;
 
 use std::path::PathBuf;

@@ -3,6 +3,8 @@
 //! `timestep = t_i / 1000`, the constant guidance and prompt conditioning, and the ids; its output
 //! (the flow velocity) drives one Euler step of the [`Schedule`].
 
+use std::ops::ControlFlow;
+
 use super::latents::{txt_ids, Resolution, LATENT_CHANNELS};
 use super::{PipelineError, Schedule};
 use crate::runtime::{Lease, RequestInputs, Transformer};
@@ -56,7 +58,8 @@ impl Conditioning {
 /// `lease` for every step (a swap meanwhile does not reach this loop). The prompt conditioning,
 /// guidance and ids are bound once ([`Transformer::bind`]); each step passes only the latents and
 /// the timestep. `on_step(i, latents)` sees the latents after step `i` (the pipeline's
-/// `callback_on_step_end`). Returns the final packed latents.
+/// `callback_on_step_end`) and may stop the loop there ([`ControlFlow::Break`]:
+/// [`PipelineError::Cancelled`]). Returns the final packed latents.
 pub fn denoise<T: Transformer + ?Sized>(
     transformer: &T,
     lease: &Lease<T::Slots>,
@@ -64,7 +67,7 @@ pub fn denoise<T: Transformer + ?Sized>(
     resolution: Resolution,
     conditioning: &Conditioning,
     init: Vec<f32>,
-    mut on_step: impl FnMut(usize, &[f32]),
+    mut on_step: impl FnMut(usize, &[f32]) -> ControlFlow<()>,
 ) -> Result<Vec<f32>, PipelineError> {
     let seq = resolution.image_seq_len();
     let n = seq * LATENT_CHANNELS * 4;
@@ -94,7 +97,9 @@ pub fn denoise<T: Transformer + ?Sized>(
             return Err(PipelineError::Transformer { step, source: format!("the velocity holds a non-finite value ({bad})").into() });
         }
         schedule.step(step, &mut latents, &velocity)?;
-        on_step(step, &latents);
+        if on_step(step, &latents).is_break() {
+            return Err(PipelineError::Cancelled { step });
+        }
     }
     Ok(latents)
 }

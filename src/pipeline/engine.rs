@@ -13,6 +13,7 @@
 //! stage and step with the leases it took, so its image is exactly one adapter set's, whatever
 //! is swapped meanwhile, and the next generation sees the new set.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use super::{PipelineError, SchedulerConfig};
 use crate::lora::Adapter;
 use crate::manifest::component::{TEXT_ENCODER_2_DIR as TEXT_ENCODER_2, TEXT_ENCODER_DIR as TEXT_ENCODER, VAE_DECODER_DIR as VAE_DECODER};
 use crate::manifest::{ComponentConfig, ComponentKind, ComponentManifest};
-use crate::runtime::ort::{ComponentSession, ComponentSpec, FluxSession, SessionOptions};
+use crate::runtime::ort::{ComponentSession, ComponentSpec, ComponentStaged, FluxSession, SessionOptions, StagedAdapter};
 use crate::runtime::{AdapterLabel, RuntimeError, Slotted, Transformer};
 
 const TOKENIZER: &str = "tokenizer";
@@ -65,6 +66,43 @@ pub struct PipelineSwap {
     pub transformer: Duration,
     pub text_encoder: Duration,
     pub total: Duration,
+}
+
+/// An adapter set validated and laid out for the transformer's (`S`: the backend's
+/// [`Slotted::Staged`]) and the text encoder's slots ([`PipelineEngine::stage`]); installing it
+/// ([`PipelineEngine::install`]) does no validation.
+#[derive(Clone, Debug)]
+pub struct PipelineStaged<S = StagedAdapter> {
+    adapters: Vec<AdapterLabel>,
+    transformer: S,
+    text_encoder: ComponentStaged,
+    text_encoder_bytes: u64,
+    elapsed: Duration,
+}
+
+impl<S> PipelineStaged<S> {
+    pub fn adapters(&self) -> &[AdapterLabel] {
+        &self.adapters
+    }
+    /// The transformer's staged set.
+    pub fn transformer(&self) -> &S {
+        &self.transformer
+    }
+    /// Bytes of the text encoder's staged slot tensors.
+    pub fn text_encoder_bytes(&self) -> u64 {
+        self.text_encoder_bytes
+    }
+    /// Time [`PipelineEngine::stage`] took.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+}
+
+impl PipelineStaged<StagedAdapter> {
+    /// Bytes held: the transformer's staged slot tensors plus the text encoder's.
+    pub fn bytes(&self) -> u64 {
+        self.transformer.bytes() + self.text_encoder_bytes
+    }
 }
 
 /// Every stage of an engine folder, loaded; the transformer is any runtime [`Transformer`].
@@ -217,31 +255,54 @@ impl<T: Transformer> PipelineEngine<T> {
         limits::estimate_for(&m.model, res, txt, m.precision.float_dtype().size(), self.attention)
     }
 
+    /// Validates `adapters` against the transformer's and (where they have CLIP modules) the text
+    /// encoder's slots and lays them out for both, ready for [`PipelineEngine::install`]; changes
+    /// nothing installed.
+    pub fn stage(&self, adapters: &[(&Adapter, f32)]) -> Result<PipelineStaged<T::Staged>, EngineFolderError> {
+        let t0 = Instant::now();
+        let text_encoder_bytes = match &self.clip_manifest.lora {
+            Some(l) => l.slots.iter().map(|s| (l.max_rank * (s.in_features + s.out_features) * l.dtype.size()) as u64).sum(),
+            None => {
+                if let Some((a, _)) = adapters.iter().find(|(a, _)| !a.text_encoder.is_empty()) {
+                    return Err(EngineFolderError::NoClipSlots { engine: self.dir.clone(), adapter: a.name.clone() });
+                }
+                0
+            }
+        };
+        let text_encoder = self.clip.stage(adapters)?;
+        let t1 = Instant::now();
+        let transformer = self.transformer.stage(adapters)?;
+        let labels = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
+        tracing::debug!(engine = %self.dir.display(), clip_stage = ?(t1 - t0), transformer_stage = ?t1.elapsed(), "pipeline stage");
+        Ok(PipelineStaged { adapters: labels, transformer, text_encoder, text_encoder_bytes, elapsed: t0.elapsed() })
+    }
+
+    /// Makes a staged set current in both models, under the lock [`PipelineEngine::leases`]
+    /// takes, so no generation sees one half. The transformer is installed first: CLIP's install
+    /// cannot fail, so both or neither change.
+    pub fn install(&self, staged: &PipelineStaged<T::Staged>) -> Result<PipelineSwap, EngineFolderError> {
+        let t0 = Instant::now();
+        let (transformer, text_encoder) = {
+            let _both = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let t = self.transformer.install(&staged.transformer)?.elapsed;
+            let c = self.clip.install(&staged.text_encoder)?.elapsed;
+            (t, c)
+        };
+        Ok(PipelineSwap { adapters: staged.adapters.clone(), transformer, text_encoder, total: t0.elapsed() })
+    }
+
     /// Lays `adapters` into the transformer's and (where they have CLIP modules) the text
-    /// encoder's slots. Both are staged (validated, laid out, converted) before either is
-    /// installed, so a failed swap leaves both on the previous adapters; both are installed
-    /// under the lock [`PipelineEngine::leases`] takes, so no generation sees one half.
+    /// encoder's slots: [`PipelineEngine::stage`] then [`PipelineEngine::install`]. Both are
+    /// staged (validated, laid out, converted) before either is installed, so a failed swap
+    /// leaves both on the previous adapters; both are installed under the lock
+    /// [`PipelineEngine::leases`] takes.
     pub fn swap(&self, adapters: &[(&Adapter, f32)]) -> Result<PipelineSwap, EngineFolderError> {
         let t0 = Instant::now();
-        if self.clip_manifest.lora.is_none() {
-            if let Some((a, _)) = adapters.iter().find(|(a, _)| !a.text_encoder.is_empty()) {
-                return Err(EngineFolderError::NoClipSlots { engine: self.dir.clone(), adapter: a.name.clone() });
-            }
-        }
-        let clip = self.clip.stage(adapters)?;
-        let t1 = Instant::now();
-        let staged = self.transformer.stage(adapters)?;
-        let t2 = Instant::now();
-        {
-            let _both = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
-            // The transformer first: CLIP's install cannot fail, so both or neither change.
-            self.transformer.install(&staged)?;
-            self.clip.install(&clip)?;
-        }
-        let labels: Vec<AdapterLabel> = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
-        let total = t0.elapsed();
-        tracing::debug!(engine = %self.dir.display(), clip_stage = ?(t1 - t0), transformer_stage = ?(t2 - t1), ?total, "pipeline swap");
-        Ok(PipelineSwap { adapters: labels, transformer: total - (t1 - t0), text_encoder: t1 - t0, total })
+        let staged = self.stage(adapters)?;
+        let mut swap = self.install(&staged)?;
+        swap.transformer += staged.elapsed;
+        swap.total = t0.elapsed();
+        Ok(swap)
     }
 
     /// The CLIP and transformer slot sets installed by the same swap, for one generation.
@@ -251,14 +312,20 @@ impl<T: Transformer> PipelineEngine<T> {
     }
 
     /// Generates one image with the current adapters (one set of [`PipelineEngine::leases`] for
-    /// every stage and step).
-    pub fn generate(&self, req: &GenerateRequest, on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
+    /// every stage and step); `on_step(i, n)` after each step may stop it
+    /// ([`ControlFlow::Break`]: [`PipelineError::Cancelled`]).
+    pub fn generate(&self, req: &GenerateRequest, on_step: impl FnMut(usize, usize) -> ControlFlow<()>) -> Result<Generated, PipelineError> {
         self.generate_with(req, &self.leases(), on_step)
     }
 
     /// Generates one image with the slot sets of `leases`. Requests above [`Self::limits`] are
     /// refused before any work, with the activation estimate.
-    pub fn generate_with(&self, req: &GenerateRequest, leases: &Leases<T::Slots>, on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
+    pub fn generate_with(
+        &self,
+        req: &GenerateRequest,
+        leases: &Leases<T::Slots>,
+        on_step: impl FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<Generated, PipelineError> {
         let res = req.resolution;
         self.limits.check(res.width, res.height, 1).map_err(|e| limits::with_estimate(e, self.activation_estimate(res)))?;
         let model = &self.transformer.manifest().model;

@@ -44,6 +44,9 @@ pub enum PipelineError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The caller's step callback stopped the generation (a cancelled or timed-out request).
+    #[error("cancelled after step {step}")]
+    Cancelled { step: usize },
     #[error("{what}: expected {expected} values, got {found}")]
     Length { what: String, expected: usize, found: usize },
 }

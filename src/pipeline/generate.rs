@@ -6,6 +6,7 @@
 //! text encoders and the VAE decoder are ONNX Runtime [`ComponentSession`]s. A generation runs
 //! with the CLIP lease and the transformer lease it is given, for all of its steps.
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use super::latents::{self, Resolution, LATENT_CHANNELS};
@@ -109,8 +110,14 @@ fn ids_i64(e: &Encoded) -> Vec<i64> {
 
 impl<T: Transformer + ?Sized> Stages<'_, T> {
     /// Generates one image with the slot sets of `leases` for every stage and step;
-    /// `on_step(i, n)` is called after each of the `n` steps.
-    pub fn generate(&self, req: &GenerateRequest, leases: &Leases<T::Slots>, mut on_step: impl FnMut(usize, usize)) -> Result<Generated, PipelineError> {
+    /// `on_step(i, n)` is called after each of the `n` steps and may stop the generation there
+    /// ([`ControlFlow::Break`]: [`PipelineError::Cancelled`]).
+    pub fn generate(
+        &self,
+        req: &GenerateRequest,
+        leases: &Leases<T::Slots>,
+        mut on_step: impl FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<Generated, PipelineError> {
         let res = req.resolution;
         let t0 = Instant::now();
         let ids = self.tokenizers.encode(&req.prompt, req.prompt_2.as_deref())?;
@@ -147,8 +154,9 @@ impl<T: Transformer + ?Sized> Stages<'_, T> {
             if req.keep_step_latents {
                 step_latents.push(x.to_vec());
             }
-            on_step(i, n);
+            let flow = on_step(i, n);
             last = Instant::now();
+            flow
         })?;
 
         let t3 = Instant::now();

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ::ort::session::{Session, SessionInputValue};
-use ::ort::value::{DynTensor, TensorRef};
+use ::ort::value::TensorRef;
 
+use super::device::{slot_values, SlotValues};
 use super::options::SessionOptions;
-use crate::lora::Adapter;
+use crate::lora::{Adapter, SlotLayout, SlotPlan, SlotTarget};
 use crate::manifest::{LoraSlots, ManifestError};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel, Lease};
 use crate::runtime::{RuntimeError, Slotted, SwapReport};
@@ -36,10 +37,11 @@ pub struct ComponentSpec {
     pub lora: Option<LoraSlots>,
 }
 
-/// A component's slot tensors of one set, in slot order (A then B per slot); empty for a
-/// component without slots. Shared between a staged set and its installed leases.
+/// A component's slot tensors of one set, in slot order (A then B per slot), laid out once in the
+/// slots' dtype; `None` for a component without slots. Shared between a staged set and its
+/// installed leases.
 #[derive(Clone, Debug)]
-pub struct ComponentSlots(Arc<Vec<(String, DynTensor)>>);
+pub struct ComponentSlots(Option<Arc<SlotValues>>);
 
 /// A validated, laid-out slot set for [`Slotted::install`] on a [`ComponentSession`].
 #[derive(Clone, Debug)]
@@ -59,7 +61,31 @@ impl ComponentStaged {
 pub struct ComponentSession {
     spec: ComponentSpec,
     session: Mutex<Session>,
+    /// The slots' plan, layout and initializer names, built once at open.
+    slots: Option<ComponentLayout>,
     active: ActiveSlots<ComponentSlots>,
+}
+
+#[derive(Debug)]
+struct ComponentLayout {
+    plan: SlotPlan,
+    layout: SlotLayout,
+    names: Vec<String>,
+}
+
+impl ComponentLayout {
+    fn new(lora: &LoraSlots) -> Self {
+        let plan = lora.plan();
+        let layout = SlotLayout::new(&plan, lora.dtype);
+        let names = lora.slots.iter().flat_map(|s| [s.a.clone(), s.b.clone()]).collect();
+        ComponentLayout { plan, layout, names }
+    }
+
+    /// `adapters`' text-encoder modules laid out in host memory in the slots' dtype.
+    fn values(&self, adapters: &[(&Adapter, f32)], what: &str) -> Result<ComponentSlots, RuntimeError> {
+        let fill = self.plan.fill(SlotTarget::ClipText, adapters)?;
+        Ok(ComponentSlots(Some(Arc::new(slot_values(&fill, &self.layout, &self.names, None, None, what)?))))
+    }
 }
 
 /// Data fed to the component's input.
@@ -90,12 +116,13 @@ impl ComponentSession {
         if !session.outputs().iter().any(|o| o.name() == spec.output) {
             return Err(mismatch(format!("{} has no output `{}`", model_path.display(), spec.output)));
         }
-        let base = match &spec.lora {
-            Some(l) => super::device::slot_tensors(l, l.plan().zeros(), &model_path)?,
-            None => Vec::new(),
+        let slots = spec.lora.as_ref().map(ComponentLayout::new);
+        let base = match &slots {
+            Some(l) => l.values(&[], &model_path.display().to_string())?,
+            None => ComponentSlots(None),
         };
         tracing::info!(component = %spec.dir.display(), slots = spec.lora.as_ref().map_or(0, |l| l.slots.len()), provider = %opts.provider, "ONNX Runtime component session ready");
-        Ok(ComponentSession { spec, session: Mutex::new(session), active: ActiveSlots::new(ComponentSlots(Arc::new(base))) })
+        Ok(ComponentSession { spec, session: Mutex::new(session), slots, active: ActiveSlots::new(base) })
     }
 
     pub fn spec(&self) -> &ComponentSpec {
@@ -121,15 +148,15 @@ impl ComponentSession {
     /// values (f32, all finite).
     pub fn run_with(&self, lease: &Lease<ComponentSlots>, input: ComponentInput<'_>, shape: &[usize]) -> Result<(Vec<usize>, Vec<f32>), RuntimeError> {
         let what = || format!("{}: input `{}`", self.spec.dir.display(), self.spec.input);
-        let slots = &lease.tensors().0;
-        let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(1 + slots.len());
+        let slots = lease.tensors().0.as_deref();
+        let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(1 + self.slots.as_ref().map_or(0, |l| l.names.len()));
         let v: SessionInputValue<'_> = match input {
             ComponentInput::Ids(d) => TensorRef::from_array_view((shape.to_vec(), d)).map_err(|e| RuntimeError::ort(what(), e))?.into(),
             ComponentInput::F32(d) => TensorRef::from_array_view((shape.to_vec(), d)).map_err(|e| RuntimeError::ort(what(), e))?.into(),
         };
         feeds.push((Cow::Borrowed(self.spec.input.as_str()), v));
-        for (name, v) in slots.iter() {
-            feeds.push((Cow::Borrowed(name.as_str()), v.into()));
+        for (name, v) in slots.into_iter().flat_map(|s| s.iter()) {
+            feeds.push((Cow::Borrowed(name), v.into()));
         }
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let outputs = session.run(feeds).map_err(|e| RuntimeError::ort(format!("{}: run", self.spec.dir.display()), e))?;
@@ -152,11 +179,8 @@ impl Slotted for ComponentSession {
     /// slots accepts only adapters that have no text-encoder modules (an empty set).
     fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<ComponentStaged> {
         let labels = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
-        let tensors = match &self.spec.lora {
-            Some(l) => {
-                let weights = l.plan().lay_out_text_encoder(adapters).map_err(RuntimeError::from)?;
-                super::device::slot_tensors(l, weights, &self.spec.dir.join(&self.spec.model_file))?
-            }
+        let slots = match &self.slots {
+            Some(l) => l.values(adapters, &self.spec.dir.join(&self.spec.model_file).display().to_string())?,
             None => {
                 if let Some((a, _)) = adapters.iter().find(|(a, _)| !a.text_encoder.is_empty()) {
                     return Err(RuntimeError::Input {
@@ -165,10 +189,10 @@ impl Slotted for ComponentSession {
                     }
                     .into());
                 }
-                Vec::new()
+                ComponentSlots(None)
             }
         };
-        Ok(ComponentStaged { adapters: labels, slots: ComponentSlots(Arc::new(tensors)) })
+        Ok(ComponentStaged { adapters: labels, slots })
     }
 
     /// Makes `staged` current (no copy); runs holding an older lease keep theirs.

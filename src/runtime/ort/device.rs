@@ -13,11 +13,7 @@ use ::ort::session::Session;
 use ::ort::value::{DynTensor, DynValue, DynValueRefMut, Shape, TensorElementType, TensorRefMut};
 use cudarc::driver::{CudaContext, CudaStream, DriverError, PinnedHostSlice};
 
-use std::path::Path;
-
-use crate::lora::SlotWeights;
 use crate::lora::{SlotFill, SlotLayout};
-use crate::manifest::LoraSlots;
 use crate::runtime::slots::AdapterLabel;
 use crate::runtime::RuntimeError;
 use crate::tensor::DType;
@@ -261,38 +257,6 @@ pub struct CudaUpload {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     pinned: Mutex<Vec<PinnedHostSlice<u8>>>,
-}
-
-/// Laid-out slot weights → host tensors of the slots' dtype (encoded by [`crate::tensor::encode_into`],
-/// the one slot encoding every backend uses), named and ordered as in `lora` (A then B per slot).
-#[cfg(feature = "pipeline")]
-pub(crate) fn slot_tensors(lora: &LoraSlots, w: SlotWeights, what: &Path) -> Result<Vec<(String, DynTensor)>, RuntimeError> {
-    if w.a.len() != lora.slots.len() || w.b.len() != lora.slots.len() {
-        return Err(RuntimeError::Input {
-            tensor: "lora slots".into(),
-            message: format!("{} / {} slot tensors for {} slots", w.a.len(), w.b.len(), lora.slots.len()),
-        });
-    }
-    let host = Allocator::default();
-    let ty = super::check::element_type(lora.dtype);
-    let mut bytes = Vec::new();
-    let mut values = Vec::with_capacity(2 * lora.slots.len());
-    for ((s, a), b) in lora.slots.iter().zip(w.a).zip(w.b) {
-        for (name, m) in [(&s.a, a), (&s.b, b)] {
-            let err = |e| RuntimeError::ort(format!("{}: slot tensor `{name}`", what.display()), e);
-            bytes.clear();
-            crate::tensor::encode_into(lora.dtype, &m.data, &mut bytes);
-            if bytes.len() != m.rows * m.cols * lora.dtype.size() {
-                return Err(RuntimeError::Input { tensor: name.clone(), message: format!("{} values for a {}×{} slot", m.data.len(), m.rows, m.cols) });
-            }
-            let mut t = DynTensor::new(&host, ty, vec![m.rows, m.cols]).map_err(err)?;
-            // SAFETY: a host tensor of `rows × cols` elements of `lora.dtype`, i.e. exactly
-            // `bytes.len()` bytes, freshly allocated and not shared yet.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), t.data_ptr_mut().cast::<u8>(), bytes.len()) };
-            values.push((name.clone(), t));
-        }
-    }
-    Ok(values)
 }
 
 /// What [`CudaUpload::upload`] spent.
