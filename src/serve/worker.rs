@@ -266,7 +266,7 @@ impl Shared {
             timings.denoise_ms += ms(t.denoise());
             timings.decode_ms += ms(t.decode);
             if i == 0 {
-                truncated = out.truncated.iter().map(|(e, r)| Truncation { encoder: *e, removed: r.clone() }).collect();
+                truncated = out.truncated.iter().map(|(e, r)| Truncation { encoder: e, removed: r.clone() }).collect();
             }
             let png = encode_png(&out.rgb8, out.width, out.height)?;
             data.push(ImageData { b64_json: base64::engine::general_purpose::STANDARD.encode(png), seed });
