@@ -266,6 +266,10 @@ mod tests {
             ),
             (TrtError::Engine(EngineError::File(FileError::new(FileOp::Read, p(), io(std::io::ErrorKind::NotFound)))).into(), ErrorKind::NotFound),
             (TrtError::NoEngine { path: p() }.into(), ErrorKind::NotFound),
+            (TrtError::RefitSet { path: p(), not_in_manifest: vec!["base.w".into()], not_refittable: Vec::new() }.into(), ErrorKind::Incompatible),
+            (TrtError::NonFinite { slot: "lora.a.A".into(), index: 0, value: f32::NAN, dtype: crate::tensor::DType::BF16 }.into(), ErrorKind::InvalidInput),
+            (TrtError::Poisoned { path: p(), cause: "rollback failed".into() }.into(), ErrorKind::Backend),
+            (TrtError::OutputShape { path: p(), name: "sample".into(), nb_dims: 3, dims: vec![1, -1, 64] }.into(), ErrorKind::Backend),
             (
                 PipelineError::Stage { stage: "vae", source: Box::new(RuntimeError::SlotBudget { engine: p(), needed: 2, used: 1, limit: 2 }) }.into(),
                 ErrorKind::OutOfMemory,
