@@ -131,13 +131,8 @@ pub fn run(args: &SelftestArgs) -> Result<bool> {
     };
     #[cfg(feature = "ort")]
     let report = {
-        use flux_trt::runtime::ort::{ExecutionProvider, FluxSession};
-        let provider = match args.reference {
-            ReferenceKind::Cpu => Some(ExecutionProvider::Cpu),
-            ReferenceKind::Cuda => Some(ExecutionProvider::Cuda { device: args.device as i32 }),
-            ReferenceKind::None => None,
-        };
-        match provider {
+        use flux_trt::runtime::ort::FluxSession;
+        match reference_provider(args) {
             Some(provider) => {
                 let open = move |dir: &Path| -> flux_trt::Result<FluxSession> { Ok(FluxSession::builder(dir).with_execution_provider(provider).build()?) };
                 selftest(&opts, Some(flux_trt::selftest::Reference { name: format!("ONNX Runtime ({provider})"), open: &open }))
@@ -147,6 +142,23 @@ pub fn run(args: &SelftestArgs) -> Result<bool> {
     };
     #[cfg(not(feature = "ort"))]
     let report = selftest::<flux_trt::runtime::tensorrt::TrtSession>(&opts, None);
+    finish(args, report)
+}
+
+/// The ONNX Runtime provider of `--reference` (`None`: no reference).
+#[cfg(feature = "ort")]
+fn reference_provider(args: &SelftestArgs) -> Option<flux_trt::runtime::ort::ExecutionProvider> {
+    use flux_trt::runtime::ort::ExecutionProvider;
+    match args.reference {
+        ReferenceKind::Cpu => Some(ExecutionProvider::Cpu),
+        ReferenceKind::Cuda => Some(ExecutionProvider::Cuda { device: args.device as i32 }),
+        ReferenceKind::None => None,
+    }
+}
+
+/// Prints the report and writes it as JSON (`--json`, else `selftest-report.json` in
+/// `--work-dir` or here); `Ok(true)` on PASS.
+fn finish(args: &SelftestArgs, report: flux_trt::Result<flux_trt::selftest::SelftestReport>) -> Result<bool> {
     let report = report.context(NOT_STARTED)?;
     println!("{report}");
     let json = args.json.clone().unwrap_or_else(|| match &args.work_dir {
@@ -189,13 +201,8 @@ fn run_cuda(args: &SelftestArgs) -> Result<bool> {
     };
     #[cfg(feature = "ort")]
     let report = {
-        use flux_trt::runtime::ort::{ExecutionProvider, FluxSession};
-        let provider = match args.reference {
-            ReferenceKind::Cpu => Some(ExecutionProvider::Cpu),
-            ReferenceKind::Cuda => Some(ExecutionProvider::Cuda { device: args.device as i32 }),
-            ReferenceKind::None => None,
-        };
-        match provider {
+        use flux_trt::runtime::ort::FluxSession;
+        match reference_provider(args) {
             Some(provider) => {
                 let open = move |dir: &Path| -> flux_trt::Result<FluxSession> { Ok(FluxSession::builder(dir).with_execution_provider(provider).build()?) };
                 selftest_cuda(&opts, Some(flux_trt::selftest::Reference { name: format!("ONNX Runtime ({provider})"), open: &open }))
@@ -205,15 +212,7 @@ fn run_cuda(args: &SelftestArgs) -> Result<bool> {
     };
     #[cfg(not(feature = "ort"))]
     let report = selftest_cuda::<flux_trt::runtime::cuda::CudaSession>(&opts, None);
-    let report = report.context(NOT_STARTED)?;
-    println!("{report}");
-    let json = args.json.clone().unwrap_or_else(|| match &args.work_dir {
-        Some(d) => d.join("selftest-report.json"),
-        None => PathBuf::from("selftest-report.json"),
-    });
-    flux_trt::util::write_atomic(&json, report.to_json().as_bytes()).with_context(|| format!("writing {}", json.display()))?;
-    eprintln!("JSON report: {}", json.display());
-    Ok(report.passed())
+    finish(args, report)
 }
 
 #[cfg(not(all(feature = "cuda", feature = "export")))]

@@ -32,17 +32,7 @@ t0=$(date +%s)
 el() { echo "[$(( $(date +%s) - t0 )) s]"; }
 B=$W/bin
 mkdir -p "$B" && tar -xJf "$HERE/bin.tar.xz" -C "$B" || { echo "cannot unpack binaries"; exit 1; }
-# CUDA 13 pip libraries under the unversioned names cudarc's loader asks for (see cuda.sh)
-NV=$(python3 -c 'import glob,os,sys; print(":".join(sorted({d for p in sys.path for d in glob.glob(os.path.join(p, "nvidia", "*", "lib"))})))' 2>/dev/null)
-LINKS=/tmp/flux-trt-cuda-libs
-mkdir -p "$LINKS"
-for lib in cublasLt nvrtc cudnn cublas; do
-  for d in ${NV//:/ } /usr/local/cuda/lib64; do
-    f=$(ls "$d"/lib$lib.so.[0-9]* 2>/dev/null | sort -V | tail -1)
-    if [ -n "$f" ]; then ln -sf "$f" "$LINKS/lib$lib.so"; break; fi
-  done
-done
-export LD_LIBRARY_PATH="$LINKS:$NV:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+source "$ROOT/tools/device/cuda-libs.sh"
 export ORT_DYLIB_PATH=$B/libonnxruntime.so.1.31.1
 export FLUX_TRT_KERNEL_CACHE=/tmp/flux-trt-kernels
 export RUST_LOG=${RUST_LOG:-warn}

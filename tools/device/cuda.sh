@@ -14,7 +14,7 @@
 #
 # CUDA 13 libraries: the image has them as pip `nvidia-*` packages (libcublasLt.so.13,
 # libnvrtc.so.13, libcudnn.so.9). cudarc's loader asks for the unversioned names and the CUDA 12
-# ones, so this script links `libcublasLt.so`, `libnvrtc.so`, `libcudnn.so` to them in a folder put
+# ones, so `tools/device/cuda-libs.sh` (sourced below) links `libcublasLt.so`, `libnvrtc.so`, `libcudnn.so` to them in a folder put
 # first on LD_LIBRARY_PATH. Do the same for any deployment on CUDA 13.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,16 +24,7 @@ BIN=${BIN:-$HERE}
 OUT=${OUT:-/tmp/cuda-out}
 W=${WORK:-/tmp/cudawork}
 mkdir -p "$OUT" "$W"
-NV=$(python3 -c 'import glob,os,sys; print(":".join(sorted({d for p in sys.path for d in glob.glob(os.path.join(p, "nvidia", "*", "lib"))})))' 2>/dev/null)
-LINKS=/tmp/flux-trt-cuda-libs
-mkdir -p "$LINKS"
-for lib in cublasLt nvrtc cudnn cublas; do
-  for d in ${NV//:/ } /usr/local/cuda/lib64; do
-    f=$(ls "$d"/lib$lib.so.[0-9]* 2>/dev/null | sort -V | tail -1)
-    if [ -n "$f" ]; then ln -sf "$f" "$LINKS/lib$lib.so"; break; fi
-  done
-done
-export LD_LIBRARY_PATH="$LINKS:$NV:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+source "$ROOT/tools/device/cuda-libs.sh"
 export FLUX_TRT_KERNEL_CACHE=${FLUX_TRT_KERNEL_CACHE:-/tmp/flux-trt-kernels}
 export RUST_LOG=${RUST_LOG:-info}
 info() { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; date -u +%FT%TZ; ls -l "$LINKS"; }
