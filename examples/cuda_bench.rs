@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use flux_trt::runtime::cuda::{CudaOptions, CudaSession};
-use flux_trt::runtime::{RequestInputs, Slotted, Transformer};
+use flux_trt::runtime::{OwnedRequest, Slotted, Transformer};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -46,6 +46,18 @@ fn noise(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// A batch-`batch` request of noise constants for a `gh`×`gw` latent grid and `txt_len` tokens.
+fn request(cfg: &flux_trt::flux::FluxConfig, batch: usize, gh: usize, gw: usize, txt_len: usize) -> OwnedRequest {
+    OwnedRequest {
+        batch,
+        encoder_hidden_states: noise(batch * txt_len * cfg.context_dim, 1),
+        pooled_projections: noise(batch * cfg.pooled_dim, 2),
+        guidance: cfg.variant.has_guidance().then_some(3.5),
+        txt_ids: vec![[0f32; 3]; txt_len],
+        img_ids: flux_trt::flux::img_ids(gh, gw),
+    }
+}
+
 fn rel_l2(x: &[f32], y: &[f32]) -> f64 {
     let (mut num, mut den) = (0f64, 0f64);
     for (a, b) in x.iter().zip(y) {
@@ -60,21 +72,7 @@ fn lora_probe(s: &CudaSession, adapters: &[flux_trt::lora::Adapter], args: &Args
     let (w, h) = (dims[0], dims[1]);
     let (gh, gw) = (h / 16, w / 16);
     let s_img = gh * gw;
-    let enc = noise(args.txt_len * cfg.context_dim, 1);
-    let pooled = noise(cfg.pooled_dim, 2);
-    let txt_ids = vec![[0f32; 3]; args.txt_len];
-    let img_ids = flux_trt::flux::img_ids(gh, gw);
-    let req = RequestInputs {
-        batch: 1,
-        image_seq_len: s_img,
-        text_len: args.txt_len,
-        encoder_hidden_states: &enc,
-        pooled_projections: &pooled,
-        guidance: cfg.variant.has_guidance().then_some(3.5),
-        txt_ids: &txt_ids,
-        img_ids: &img_ids,
-    };
-    let mut bound = s.bind(&req)?;
+    let mut bound = s.bind(&request(cfg, 1, gh, gw, args.txt_len).inputs())?;
     let lat = noise(s_img * cfg.in_channels, 3);
     let sets = [
         ("base", s.stage(&[])?),
@@ -140,21 +138,7 @@ fn main() -> anyhow::Result<()> {
         let (w, h, b) = (dims[0], dims[1], dims.get(2).copied().unwrap_or(1));
         let (gh, gw) = (h / 16, w / 16);
         let s_img = gh * gw;
-        let enc = noise(b * args.txt_len * cfg.context_dim, 1);
-        let pooled = noise(b * cfg.pooled_dim, 2);
-        let txt_ids = vec![[0f32; 3]; args.txt_len];
-        let img_ids = flux_trt::flux::img_ids(gh, gw);
-        let req = RequestInputs {
-            batch: b,
-            image_seq_len: s_img,
-            text_len: args.txt_len,
-            encoder_hidden_states: &enc,
-            pooled_projections: &pooled,
-            guidance: cfg.variant.has_guidance().then_some(3.5),
-            txt_ids: &txt_ids,
-            img_ids: &img_ids,
-        };
-        let mut bound = s.bind(&req)?;
+        let mut bound = s.bind(&request(&cfg, b, gh, gw, args.txt_len).inputs())?;
         let lat = noise(b * s_img * cfg.in_channels, 3);
         let mut out = vec![0f32; b * s_img * cfg.out_channels];
         let lease = s.lease();
@@ -230,21 +214,7 @@ fn main() -> anyhow::Result<()> {
         let (gh, gw) = (dims[1] / 16, dims[0] / 16);
         let b = dims.get(2).copied().unwrap_or(1);
         let s_img = gh * gw;
-        let enc = noise(b * args.txt_len * cfg.context_dim, 1);
-        let pooled = noise(b * cfg.pooled_dim, 2);
-        let txt_ids = vec![[0f32; 3]; args.txt_len];
-        let img_ids = flux_trt::flux::img_ids(gh, gw);
-        let req = RequestInputs {
-            batch: b,
-            image_seq_len: s_img,
-            text_len: args.txt_len,
-            encoder_hidden_states: &enc,
-            pooled_projections: &pooled,
-            guidance: cfg.variant.has_guidance().then_some(3.5),
-            txt_ids: &txt_ids,
-            img_ids: &img_ids,
-        };
-        let mut bound = s.bind(&req)?;
+        let mut bound = s.bind(&request(&cfg, b, gh, gw, args.txt_len).inputs())?;
         let lat = noise(b * s_img * cfg.in_channels, 3);
         let mut out = vec![0f32; b * s_img * cfg.out_channels];
         let mut install_us = Vec::new();
