@@ -62,8 +62,8 @@ pub struct GenerateArgs {
     /// backend, needs a build with the `cuda` feature; GPU from --cuda, default 0). The text
     /// encoders and the VAE decoder always run on ONNX Runtime: on the CPU, or on its CUDA
     /// provider with --cuda.
-    #[arg(long, default_value = "ort", value_parser = ["ort", "cuda"])]
-    pub backend: String,
+    #[arg(long, value_enum, default_value_t = super::TransformerBackend::Ort)]
+    pub backend: super::TransformerBackend,
     #[command(flatten)]
     pub ort: OrtArgs,
     #[command(flatten)]
@@ -152,23 +152,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     use flux_trt::pipeline::engine::PipelineEngine;
     use flux_trt::pipeline::latents::Resolution;
     use flux_trt::pipeline::limits::{self, AttentionMemory};
-    use flux_trt::runtime::ort::{ExecutionProvider, SessionOptions};
 
     let (lines, single) = match (&args.prompt, &args.prompts) {
         (Some(p), None) => (vec![Line { prompt: p.clone(), prompt_2: args.prompt_2.clone(), out: Some(args.out.clone()), ..Default::default() }], true),
         (None, Some(f)) => (read_lines(f)?, false),
         _ => bail!("give --prompt TEXT or --prompts FILE.jsonl"),
     };
-    let opts = SessionOptions {
-        library: args.ort.ort_lib.clone(),
-        provider: args.ort.cuda.map_or(ExecutionProvider::Cpu, |device| ExecutionProvider::Cuda { device }),
-        threads: args.ort.threads,
-        optimization: None,
-        tf32: args.tf32,
-        cpu_fallback: args.ort.cpu_fallback,
-        profile: None,
-        verify: args.ort.verify,
-    };
+    let opts = args.ort.options(args.tf32);
     // Every line's size against the limits before anything is loaded.
     let limits = args.limits.limits();
     for (i, line) in lines.iter().enumerate() {
@@ -177,7 +167,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             // The estimate needs only the transformer's manifest (a small JSON file).
             let e = match flux_trt::Manifest::load(&args.engine) {
                 Ok(m) => {
-                    let fused = args.ort.cuda.is_some() || args.backend == "cuda";
+                    let fused = args.ort.cuda.is_some() || args.backend == super::TransformerBackend::Cuda;
                     let attention = if fused { AttentionMemory::Fused } else { AttentionMemory::Materialized };
                     limits::with_estimate(e, limits::estimate_for(&m.model, res, 512, m.precision.float_dtype().size(), attention))
                 }
@@ -187,7 +177,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
     }
     let t_open = Instant::now();
-    if args.backend == "cuda" {
+    if args.backend == super::TransformerBackend::Cuda {
         return generate_cuda(&args, &opts, limits, &lines, single);
     }
     let mut engine = PipelineEngine::open(&args.engine, &opts)?;
@@ -207,17 +197,11 @@ fn generate_cuda(
     single: bool,
 ) -> anyhow::Result<()> {
     use flux_trt::pipeline::engine::PipelineEngine;
-    use flux_trt::pipeline::limits::AttentionMemory;
-    use flux_trt::runtime::cuda::CudaSession;
 
-    // the folder's parts before the GPU work (the transformer's upload takes seconds at full size)
-    flux_trt::pipeline::engine::check_engine_folder(&args.engine)?;
     let t_open = std::time::Instant::now();
-    let transformer = CudaSession::open(&args.engine, super::cuda_options(&args.ort)?)?;
-    let gpu = transformer.gpu().name();
-    let mut engine = PipelineEngine::with_transformer(&args.engine, transformer, opts)?;
+    let mut engine = PipelineEngine::open_cuda(&args.engine, super::cuda_options(&args.ort)?, opts)?;
     engine.set_limits(limits);
-    engine.set_attention_memory(AttentionMemory::Fused);
+    let gpu = engine.transformer().gpu().name();
     eprintln!(
         "engine {} loaded in {:.2?}: transformer on {gpu} (native CUDA), text encoders and VAE on ONNX Runtime {}",
         args.engine.display(),

@@ -15,6 +15,16 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// The runtime of the transformer (`--backend`); text encoders and the VAE decoder always run
+/// on ONNX Runtime (on the CPU, or on its CUDA provider with `--cuda`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransformerBackend {
+    /// ONNX Runtime: on the CPU, or on its CUDA provider with --cuda DEVICE.
+    Ort,
+    /// The native CUDA backend (a build with the `cuda` feature); GPU from --cuda (default 0).
+    Cuda,
+}
+
 /// Options shared by commands that open an ONNX Runtime session.
 #[derive(Args, Clone, Debug)]
 pub struct OrtArgs {
@@ -61,6 +71,20 @@ impl LimitArgs {
 
 #[cfg(feature = "ort")]
 impl OrtArgs {
+    /// ONNX Runtime session options from the flags (`tf32`: TF32 for fp32 GEMMs on CUDA).
+    pub fn options(&self, tf32: bool) -> flux_trt::runtime::ort::SessionOptions {
+        use flux_trt::runtime::ort::{ExecutionProvider, SessionOptions};
+        SessionOptions {
+            library: self.ort_lib.clone(),
+            provider: self.cuda.map_or(ExecutionProvider::Cpu, |device| ExecutionProvider::Cuda { device }),
+            threads: self.threads,
+            tf32,
+            cpu_fallback: self.cpu_fallback,
+            verify: self.verify,
+            ..Default::default()
+        }
+    }
+
     pub fn session(&self, engine: &std::path::Path) -> Result<flux_trt::runtime::ort::FluxSession, flux_trt::runtime::RuntimeError> {
         use flux_trt::runtime::ort::{ExecutionProvider, FluxSession};
         let mut b = FluxSession::builder(engine).with_verify(self.verify);

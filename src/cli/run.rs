@@ -23,8 +23,8 @@ pub struct RunArgs {
     pub out: PathBuf,
     /// Backend: `ort` (ONNX Runtime, CPU or --cuda) or `cuda` (the native CUDA backend, needs a
     /// build with the `cuda` feature; device from --cuda, default 0).
-    #[arg(long, default_value = "ort", value_parser = ["ort", "cuda"])]
-    pub backend: String,
+    #[arg(long, value_enum, default_value_t = super::TransformerBackend::Ort)]
+    pub backend: super::TransformerBackend,
     #[command(flatten)]
     pub ort: OrtArgs,
     #[command(flatten)]
@@ -35,7 +35,7 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     use std::time::Instant;
 
-    if args.backend == "cuda" {
+    if args.backend == super::TransformerBackend::Cuda {
         return run_cuda(&args);
     }
     use flux_trt::runtime::inputs::{save_safetensors, SAMPLE};

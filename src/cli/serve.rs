@@ -6,18 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
-use flux_trt::runtime::ort::{ExecutionProvider, SessionOptions};
-use flux_trt::serve::{Limits, Policy, ServeConfig, Server};
+use clap::Args;
+use flux_trt::serve::{Backend as ServeBackend, Limits, Policy, ServeConfig, Server};
 
-/// The backend the engine runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    /// ONNX Runtime on the CPU (runs everywhere).
-    OrtCpu,
-    /// ONNX Runtime's CUDA provider on `--cuda DEVICE` (default 0); an error where CUDA is missing.
-    OrtCuda,
-}
+use super::{OrtArgs, TransformerBackend};
 
 #[derive(Args, Clone, Debug)]
 pub struct ServeArgs {
@@ -30,24 +22,20 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the bound address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    #[arg(long, value_enum, default_value_t = Backend::OrtCpu)]
-    pub backend: Backend,
-    /// CUDA device for --backend ort-cuda.
-    #[arg(long, default_value_t = 0)]
-    pub cuda: i32,
-    /// libonnxruntime to load (default: $ORT_DYLIB_PATH; never downloaded).
-    #[arg(long, value_name = "FILE")]
-    pub ort_lib: Option<PathBuf>,
-    /// Intra-op threads per session (default: ONNX Runtime's choice).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    /// Transformer backend: `ort` (ONNX Runtime: the CPU, or its CUDA provider with --cuda) or
+    /// `cuda` (native CUDA backend; GPU from --cuda, default 0). The text encoders and the VAE
+    /// decoder run on ONNX Runtime (the CPU, or its CUDA provider with --cuda).
+    #[arg(long, value_enum, default_value_t = TransformerBackend::Ort)]
+    pub backend: TransformerBackend,
+    #[command(flatten)]
+    pub ort: OrtArgs,
     /// TF32 for fp32 GEMMs on CUDA.
     #[arg(long)]
     pub tf32: bool,
     /// Which queued request runs next: adapter-aware (prefer the installed / staged adapter set,
     /// bounded by --max-wait-ms) or fifo.
-    #[arg(long, default_value = "adapter-aware", value_parser = ["adapter-aware", "fifo"])]
-    pub schedule: String,
+    #[arg(long, value_enum, default_value_t = Policy::AdapterAware)]
+    pub schedule: Policy,
     /// Queued requests before 429.
     #[arg(long, default_value_t = 64)]
     pub queue: usize,
@@ -89,20 +77,19 @@ fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
-    let policy: Policy = a.schedule.parse().map_err(anyhow::Error::msg)?;
-    let session = SessionOptions {
-        library: a.ort_lib.clone(),
-        provider: match a.backend {
-            Backend::OrtCpu => ExecutionProvider::Cpu,
-            Backend::OrtCuda => ExecutionProvider::Cuda { device: a.cuda },
-        },
-        threads: a.threads,
-        tf32: a.tf32,
-        ..Default::default()
+    let backend = match a.backend {
+        TransformerBackend::Ort => ServeBackend::Ort,
+        #[cfg(feature = "cuda")]
+        TransformerBackend::Cuda => ServeBackend::Cuda(super::cuda_options(&a.ort)?),
+        #[cfg(not(feature = "cuda"))]
+        TransformerBackend::Cuda => {
+            anyhow::bail!("this flux-trt was built without the `cuda` feature (native CUDA backend): cargo build --release --features cuda")
+        }
     };
     let config = ServeConfig {
-        session,
-        policy,
+        session: a.ort.options(a.tf32),
+        backend,
+        policy: a.schedule,
         queue_capacity: a.queue,
         max_wait: Duration::from_millis(a.max_wait_ms),
         request_timeout: secs(a.timeout_s, "--timeout-s")?,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use flux_trt::serve::client::request;
+use flux_trt::serve::Policy;
 use serde_json::{json, Value};
 
 #[derive(Args, Clone, Debug)]
@@ -33,8 +34,8 @@ pub struct ServeLoadArgs {
     #[arg(long)]
     adapters: PathBuf,
     /// Policies to compare, each on a fresh server.
-    #[arg(long, value_delimiter = ',', default_value = "adapter-aware,fifo")]
-    schedules: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Policy::AdapterAware, Policy::Fifo])]
+    schedules: Vec<Policy>,
     #[arg(long, default_value_t = 1000)]
     requests: usize,
     #[arg(long, default_value_t = 8)]
@@ -52,7 +53,7 @@ pub struct ServeLoadArgs {
     mix: Vec<String>,
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Extra `flux-trt serve` arguments (e.g. `--backend ort-cuda --threads 4`).
+    /// Extra `flux-trt serve` arguments (e.g. `--backend cuda --cuda 0`).
     #[arg(last = true)]
     server_args: Vec<String>,
 }
@@ -83,6 +84,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize]
 }
 
+/// The GPU memory gauge `flux-trt serve` exports on GPU backends.
+const DEVICE_MEMORY: &str = "flux_trt_device_memory_used_bytes";
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines().filter(|l| l.split(['{', ' ']).next() == Some(name)).filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok()).sum()
 }
@@ -93,7 +97,7 @@ struct Sample {
     swapped: bool,
 }
 
-async fn run_policy(a: &ServeLoadArgs, schedule: &str) -> anyhow::Result<Value> {
+async fn run_policy(a: &ServeLoadArgs, policy: Policy) -> anyhow::Result<Value> {
     let server = match &a.server {
         Some(s) => s.clone(),
         None => std::env::current_exe().context("this executable")?,
@@ -103,7 +107,7 @@ async fn run_policy(a: &ServeLoadArgs, schedule: &str) -> anyhow::Result<Value> 
         .arg(&a.engine)
         .arg("--adapters")
         .arg(&a.adapters)
-        .args(["--listen", "127.0.0.1:0", "--schedule", schedule, "--queue", &(a.concurrency * 2).max(16).to_string()])
+        .args(["--listen", "127.0.0.1:0", "--schedule", policy.name(), "--queue", &(a.concurrency * 2).max(16).to_string()])
         .args(&a.server_args)
         .stdout(Stdio::piped())
         .spawn()
@@ -131,13 +135,24 @@ async fn run_policy(a: &ServeLoadArgs, schedule: &str) -> anyhow::Result<Value> 
     let before = String::from_utf8(request(addr, "GET", "/metrics", None).await?.body)?;
     let stop = Arc::new(AtomicBool::new(false));
     let rss = Arc::new(Mutex::new(Vec::<u64>::new()));
+    // GPU memory from the server's own gauge (GPU backends export it), once a second.
+    let gpu_mib = |text: &str| text.contains(DEVICE_MEMORY).then(|| metric(text, DEVICE_MEMORY) / (1 << 20) as f64);
+    let gpu_warm = gpu_mib(&before);
+    let gpu = Arc::new(Mutex::new(Vec::<f64>::new()));
     let sampler = {
-        let (stop, rss) = (Arc::clone(&stop), Arc::clone(&rss));
+        let (stop, rss, gpu) = (Arc::clone(&stop), Arc::clone(&rss), Arc::clone(&gpu));
         tokio::spawn(async move {
+            let mut tick = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 if let Some(k) = rss_kib(pid) {
                     rss.lock().unwrap().push(k);
                 }
+                if gpu_warm.is_some() && tick % 4 == 0 {
+                    if let Some(m) = request(addr, "GET", "/metrics", None).await.ok().and_then(|r| String::from_utf8(r.body).ok()).and_then(|t| gpu_mib(&t)) {
+                        gpu.lock().unwrap().push(m);
+                    }
+                }
+                tick += 1;
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         })
@@ -204,7 +219,7 @@ async fn run_policy(a: &ServeLoadArgs, schedule: &str) -> anyhow::Result<Value> 
     let rss = rss.lock().unwrap();
     let mib = |k: Option<u64>| k.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0);
     Ok(json!({
-        "schedule": schedule,
+        "schedule": policy.name(),
         "requests": samples.len(),
         "ok": ok.len(),
         "errors": errors,
@@ -218,6 +233,10 @@ async fn run_policy(a: &ServeLoadArgs, schedule: &str) -> anyhow::Result<Value> 
         "staged_cache_misses": delta("flux_trt_staged_cache_misses_total"),
         "mean_step_ms": 1e3 * delta("flux_trt_step_latency_seconds_sum") / delta("flux_trt_step_latency_seconds_count").max(1.0),
         "rss_mib": {"after_warmup": mib(rss_warm), "max": mib(rss.iter().copied().max()), "min": mib(rss.iter().copied().min()), "end": mib(rss_end), "samples": rss.len()},
+        "gpu_memory_mib": gpu_warm.map(|warm| {
+            let g = gpu.lock().unwrap();
+            json!({"after_warmup": warm, "max": g.iter().copied().fold(warm, f64::max), "min": g.iter().copied().fold(warm, f64::min), "end": gpu_mib(&after), "samples": g.len()})
+        }),
         "mix": mix,
         "sigterm_exit_code": status.code(),
         "shutdown_s": shutdown_s,
@@ -237,18 +256,20 @@ pub fn run(a: ServeLoadArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut runs = Vec::new();
     for s in &a.schedules {
-        eprintln!("[serve_load] {s}: {} requests, concurrency {}", a.requests, a.concurrency);
-        let r = rt.block_on(run_policy(&a, s))?;
-        eprintln!("[serve_load] {s}: {}", serde_json::to_string(&r)?);
+        eprintln!("[serve_load] {}: {} requests, concurrency {}", s.name(), a.requests, a.concurrency);
+        let r = rt.block_on(run_policy(&a, *s))?;
+        eprintln!("[serve_load] {}: {}", s.name(), serde_json::to_string(&r)?);
         runs.push(r);
     }
-    println!("| schedule | images/s | p50 ms | p95 ms | p99 ms | swaps/image | errors | RSS MiB (warm → max → end) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| schedule | images/s | p50 ms | p95 ms | p99 ms | swaps/image | errors | RSS MiB (warm → max → end) | GPU MiB (warm → max → end) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &runs {
         let l = &r["latency_ms"];
         let m = &r["rss_mib"];
+        let g = &r["gpu_memory_mib"];
+        let gpu = if g.is_null() { "n/a".to_string() } else { format!("{} → {} → {}", g["after_warmup"], g["max"], g["end"]) };
         println!(
-            "| {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.3} | {} | {} → {} → {} |",
+            "| {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.3} | {} | {} → {} → {} | {gpu} |",
             r["schedule"].as_str().unwrap_or(""),
             r["images_per_s"].as_f64().unwrap_or(0.0),
             l["p50"].as_f64().unwrap_or(0.0),

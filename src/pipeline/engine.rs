@@ -199,6 +199,20 @@ impl PipelineEngine<FluxSession> {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl PipelineEngine<crate::runtime::cuda::CudaSession> {
+    /// Opens `dir` with the transformer on the native CUDA backend (`cuda`) and the text encoders
+    /// and VAE decoder on ONNX Runtime (`opts`). The folder's parts are checked before the GPU
+    /// work (the transformer's upload takes seconds at full size).
+    pub fn open_cuda(dir: &Path, cuda: crate::runtime::cuda::CudaOptions, opts: &SessionOptions) -> Result<Self, EngineFolderError> {
+        check_parts(dir)?;
+        let transformer = crate::runtime::cuda::CudaSession::open(dir, cuda)?;
+        let mut engine = Self::with_transformer(dir, transformer, opts)?;
+        engine.attention = AttentionMemory::Fused;
+        Ok(engine)
+    }
+}
+
 impl<T: Transformer> PipelineEngine<T> {
     /// Opens `dir`'s text encoders, VAE decoder, tokenizers and scheduler on ONNX Runtime with
     /// `opts`, around `transformer` (any backend, opened on the same folder).

@@ -38,6 +38,8 @@ pub(crate) struct Metrics {
     pub(crate) cache_bytes: Gauge,
     pub(crate) cache_sets: Gauge,
     pub(crate) lora_info: Family<LoraInfoLabels, Gauge>,
+    /// GPU memory in use (native CUDA backend; not exported on ONNX Runtime).
+    pub(crate) device_memory: Gauge,
 }
 
 fn seconds(start: f64, factor: f64, n: u16) -> Histogram {
@@ -63,6 +65,7 @@ impl Metrics {
             cache_bytes: Gauge::default(),
             cache_sets: Gauge::default(),
             lora_info: Family::default(),
+            device_memory: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("num_requests_waiting", "Requests in the queue", m.waiting.clone());
@@ -81,6 +84,11 @@ impl Metrics {
         registry.register("staged_cache_sets", "Staged adapter sets held", m.cache_sets.clone());
         registry.register("lora_requests_info", "Running and waiting adapter sets (as vllm:lora_requests_info)", m.lora_info.clone());
         Metrics { registry, ..m }
+    }
+
+    /// Exports the GPU memory gauge (only engines on a GPU backend have one).
+    pub(crate) fn register_device_memory(&mut self) {
+        self.registry.register("device_memory_used_bytes", "GPU memory in use on the transformer's device (total - free)", self.device_memory.clone());
     }
 
     pub(crate) fn count(&self, status: u16) {

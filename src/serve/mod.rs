@@ -56,6 +56,19 @@ impl Default for Limits {
     }
 }
 
+/// The runtime of the engine's transformer; the text encoders and the VAE decoder run on ONNX
+/// Runtime with [`ServeConfig::session`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// ONNX Runtime with [`ServeConfig::session`] (CPU or its CUDA provider).
+    #[default]
+    Ort,
+    /// The native CUDA backend.
+    #[cfg(feature = "cuda")]
+    Cuda(crate::runtime::cuda::CudaOptions),
+}
+
 /// Everything `flux-trt serve` is started with.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -63,7 +76,9 @@ pub struct ServeConfig {
     pub engine: PathBuf,
     /// Adapter folder: every `*.safetensors` is registered under its file stem.
     pub adapters: PathBuf,
+    /// ONNX Runtime options of the text encoders and VAE decoder (and of the transformer with [`Backend::Ort`]).
     pub session: SessionOptions,
+    pub backend: Backend,
     pub policy: Policy,
     /// Requests queued (not counting the one running) before 429.
     pub queue_capacity: usize,
@@ -86,6 +101,7 @@ impl ServeConfig {
             engine,
             adapters,
             session: SessionOptions::default(),
+            backend: Backend::Ort,
             policy: Policy::AdapterAware,
             queue_capacity: 64,
             max_wait: Duration::from_secs(2),
@@ -139,7 +155,7 @@ impl Server {
     pub async fn bind(config: ServeConfig, addr: SocketAddr) -> Result<Server, ServeError> {
         let c = config.clone();
         let (engine, registry) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
-            let engine = engine::Engine::open(&c.engine, &c.session)?;
+            let engine = engine::Engine::open(&c.engine, &c.session, &c.backend)?;
             let io = |source| ServeError::Io { path: c.adapters.clone(), source };
             let registry = registry::Registry::new(&c.adapters).map_err(io)?;
             for file in registry.scan().map_err(io)? {
@@ -153,7 +169,12 @@ impl Server {
         })
         .await
         .map_err(|e| ServeError::Startup(format!("startup task failed: {e}")))??;
-        let metrics = Arc::new(metrics::Metrics::new());
+        let mut metrics = metrics::Metrics::new();
+        if let Some(b) = engine.device_memory_used() {
+            metrics.register_device_memory();
+            metrics.device_memory.set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
+        let metrics = Arc::new(metrics);
         let cfg = worker::WorkerConfig {
             policy: config.policy,
             queue_capacity: config.queue_capacity,

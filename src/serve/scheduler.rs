@@ -43,18 +43,20 @@ impl fmt::Display for SetKey {
 
 /// The scheduling policy (`--schedule`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Policy {
+    /// Prefer the installed, then a staged adapter set; the oldest request waits at most `max_wait`.
     AdapterAware,
+    /// Oldest first, always.
     Fifo,
 }
 
-impl std::str::FromStr for Policy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "adapter-aware" => Ok(Policy::AdapterAware),
-            "fifo" => Ok(Policy::Fifo),
-            _ => Err(format!("unknown schedule {s:?} (adapter-aware, fifo)")),
+impl Policy {
+    /// The name `--schedule` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::AdapterAware => "adapter-aware",
+            Policy::Fifo => "fifo",
         }
     }
 }

@@ -271,6 +271,9 @@ impl Shared {
             let png = encode_png(&out.rgb8, out.width, out.height)?;
             data.push(ImageData { b64_json: base64::engine::general_purpose::STANDARD.encode(png), seed });
         }
+        if let Some(b) = self.engine.device_memory_used() {
+            self.metrics.device_memory.set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
         timings.total_ms = ms(job.enqueued.elapsed());
         let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Ok(ImageResponse {

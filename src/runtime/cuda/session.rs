@@ -47,6 +47,13 @@ pub struct StagedSlots {
     slots: Arc<DeviceSlots>,
 }
 
+impl StagedSlots {
+    /// Device bytes the staged set holds.
+    pub fn bytes(&self) -> u64 {
+        self.slots.buf.bytes() as u64
+    }
+}
+
 /// A request's constants on the device.
 #[derive(Debug)]
 pub struct Bound {
