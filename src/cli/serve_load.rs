@@ -147,7 +147,7 @@ async fn run_policy(a: &ServeLoadArgs, policy: Policy) -> anyhow::Result<Value> 
                 if let Some(k) = rss_kib(pid) {
                     rss.lock().unwrap().push(k);
                 }
-                if gpu_warm.is_some() && tick % 4 == 0 {
+                if gpu_warm.is_some() && tick.is_multiple_of(4) {
                     if let Some(m) = request(addr, "GET", "/metrics", None).await.ok().and_then(|r| String::from_utf8(r.body).ok()).and_then(|t| gpu_mib(&t)) {
                         gpu.lock().unwrap().push(m);
                     }

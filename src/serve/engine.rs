@@ -47,6 +47,8 @@ pub(crate) enum EngineLeases {
 }
 
 /// One text-to-image engine folder, shared by the worker, the stager and the HTTP handlers.
+// One per service, behind an `Arc`: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Engine {
     Ort(PipelineEngine<FluxSession>),
     #[cfg(feature = "cuda")]
