@@ -127,7 +127,7 @@ fn open_checks_the_engine_files_before_the_gpu() {
     assert!(matches!(&err, flux_trt::Error::Manifest(ManifestError::Integrity(IntegrityError::Size { .. }))), "{err:?}");
 }
 
-/// `flux-trt run|selftest|generate --backend cuda` without a GPU: exit status 1 and one clear
+/// `flux-trt run|selftest|generate|serve --backend cuda` without a GPU: exit status 1 and one clear
 /// line, no panic.
 #[test]
 fn cli_without_a_gpu_says_so() {
@@ -146,6 +146,7 @@ fn cli_without_a_gpu_says_so() {
         os(&[&"run", &"--backend", &"cuda", &"--engine", &dir, &"--inputs", &inputs, &"--out", &out]),
         os(&[&"selftest", &"--backend", &"cuda", &"--model", &model]),
         os(&[&"generate", &"--backend", &"cuda", &"--engine", &dir, &"--prompt", &"x"]),
+        os(&[&"serve", &"--backend", &"cuda", &"--engine", &dir, &"--adapters", &tmp.path(), &"--listen", &"127.0.0.1:0"]),
     ];
     for args in runs {
         let o = std::process::Command::new(flux)
@@ -157,7 +158,7 @@ fn cli_without_a_gpu_says_so() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
-        if args[0] == "generate" {
+        if args[0] == "generate" || args[0] == "serve" {
             // the tiny transformer folder is not a whole pipeline: that is said before any GPU work
             assert!(err.contains("not a complete text-to-image engine"), "{args:?}: {err}");
         } else {
