@@ -12,6 +12,16 @@
 #         bash .dev/NAME/cuda.sh bench       (full-size random FLUX.1-dev, bf16, rank-64 attention slots)
 #         bash .dev/NAME/cuda-full.sh bench|seed  (tests + bench + ablations, then the seed recipe anchor)
 #
+# Whole image (tokenizers, CLIP-L, T5-XXL, transformer, VAE): a random FluxPipeline folder in the real
+# shapes replaces "$W/model" (its transformer/ is the same model: same seed, same writer). The 64 GB
+# disk cannot hold the 23.8 GB transformer + its engine + 9.5 GB of T5 + its export at once, so keep T5
+# to a few of its 24 blocks (full width; 26.0 GB of weights with 4 blocks, README):
+#   "$BIN/make-random-flux" --pipeline --out "$W/pipe" --t5-layers 4 --tokenizers "$ROOT/tests/fixtures/pipeline/flux-tiny"
+#   "$BIN/build-engine" --pipeline "$W/pipe" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision bf16 --out "$W/engine-pipe" --no-hash
+#   "$BIN/flux-trt" generate --engine "$W/engine-pipe" --backend cuda --cuda 0 --prompt "a cat" --steps 28 --width 1024 --height 1024 --out "$OUT/cat.png"
+# (--cuda 0 puts the text encoders and the VAE on ONNX Runtime's CUDA provider: its CPU one has no bf16
+# kernels. Not run on the GPU yet.)
+#
 # CUDA 13 libraries: the image has them as pip `nvidia-*` packages (libcublasLt.so.13,
 # libnvrtc.so.13, libcudnn.so.9). cudarc's loader asks for the unversioned names and the CUDA 12
 # ones, so `tools/device/cuda-libs.sh` (sourced below) links `libcublasLt.so`, `libnvrtc.so`, `libcudnn.so` to them in a folder put

@@ -11,6 +11,12 @@
 //! std `--lora-std`, no metadata, so alpha = r and scale 1): `attn` targets the double blocks'
 //! to_q, to_k, to_v, to_out.0, add_q_proj, add_k_proj, add_v_proj, to_add_out and the single
 //! blocks' to_q, to_k, to_v; `all` every Linear layer of the model (diffusers names).
+//!
+//! With `--pipeline` it writes a whole diffusers FluxPipeline folder instead: this transformer
+//! plus CLIP-L, T5-XXL and the VAE in their real shapes, tokenizers and scheduler copied
+//! (see `pipeline.rs`).
+
+mod pipeline;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -38,9 +44,12 @@ enum LoraSet {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "make-random-flux", about = "Write a random FLUX.1-shaped checkpoint (default: full FLUX.1-dev size)")]
+#[command(
+    name = "make-random-flux",
+    about = "Write a random FLUX.1-shaped checkpoint, LoRA or whole diffusers FluxPipeline folder (default: full FLUX.1-dev size)"
+)]
 struct Args {
-    /// Output: a .safetensors file (bfl) or a folder (diffusers).
+    /// Output: a .safetensors file (bfl, --lora) or a folder (diffusers, --pipeline).
     #[arg(long)]
     out: PathBuf,
     #[arg(long, value_enum, default_value = "bfl")]
@@ -58,10 +67,12 @@ struct Args {
     /// Input channels (64 dev/schnell, 128 control, 384 fill).
     #[arg(long, default_value_t = 64)]
     in_channels: usize,
-    #[arg(long, default_value_t = 4096)]
-    context: usize,
-    #[arg(long, default_value_t = 768)]
-    pooled: usize,
+    /// Text-embedding width (T5's d_model; default 4096, with --pipeline T5's).
+    #[arg(long)]
+    context: Option<usize>,
+    /// Pooled-embedding width (CLIP's hidden size; default 768, with --pipeline CLIP's).
+    #[arg(long)]
+    pooled: Option<usize>,
     /// No guidance embedder (schnell).
     #[arg(long)]
     schnell: bool,
@@ -76,6 +87,32 @@ struct Args {
     /// Standard deviation of the LoRA factors (normal).
     #[arg(long, default_value_t = 0.01)]
     lora_std: f32,
+    /// Write a whole diffusers FluxPipeline folder `--out`: transformer/ (diffusers layout, the
+    /// shape flags above), text_encoder/ (CLIP-L), text_encoder_2/ (T5-XXL), vae/ (FLUX.1's
+    /// AutoencoderKL), and tokenizer/, tokenizer_2/, scheduler/, model_index.json copied from
+    /// --tokenizers. Written as OUT.partial, renamed to OUT at the end; OUT must not exist.
+    #[arg(long, conflicts_with_all = ["lora", "layout", "schnell"])]
+    pipeline: bool,
+    /// T5 encoder blocks to write (T5-XXL has 24, about 386 MB each in bf16; fewer keep its width).
+    #[arg(long, requires = "pipeline")]
+    t5_layers: Option<usize>,
+    /// CLIP, T5 and the VAE in the shapes of the committed tiny pipeline
+    /// (tests/fixtures/pipeline/flux-tiny) instead of FLUX.1's (tests).
+    #[arg(long, requires = "pipeline")]
+    tiny_components: bool,
+    /// Folder to copy tokenizer/, tokenizer_2/, scheduler/ and model_index.json from
+    /// (default: this crate's tests/fixtures/pipeline/flux-tiny, whose vocabularies fit the models).
+    #[arg(long, requires = "pipeline")]
+    tokenizers: Option<PathBuf>,
+}
+
+impl Args {
+    fn context(&self) -> usize {
+        self.context.unwrap_or(4096)
+    }
+    fn pooled(&self) -> usize {
+        self.pooled.unwrap_or(768)
+    }
 }
 
 /// How a tensor's values are drawn.
@@ -100,10 +137,10 @@ fn bfl_specs(a: &Args) -> Vec<Spec> {
         v.push((format!("{n}.bias"), vec![o], Init::Weight));
     };
     lin(&mut v, "img_in", a.in_channels, h);
-    lin(&mut v, "txt_in", a.context, h);
+    lin(&mut v, "txt_in", a.context(), h);
     lin(&mut v, "time_in.in_layer", 256, h);
     lin(&mut v, "time_in.out_layer", h, h);
-    lin(&mut v, "vector_in.in_layer", a.pooled, h);
+    lin(&mut v, "vector_in.in_layer", a.pooled(), h);
     lin(&mut v, "vector_in.out_layer", h, h);
     if !a.schnell {
         lin(&mut v, "guidance_in.in_layer", 256, h);
@@ -142,14 +179,14 @@ fn diffusers_specs(a: &Args) -> Vec<Spec> {
         v.push((format!("{n}.bias"), vec![o], Init::Weight));
     };
     lin(&mut v, "x_embedder", a.in_channels, h);
-    lin(&mut v, "context_embedder", a.context, h);
+    lin(&mut v, "context_embedder", a.context(), h);
     lin(&mut v, "time_text_embed.timestep_embedder.linear_1", 256, h);
     lin(&mut v, "time_text_embed.timestep_embedder.linear_2", h, h);
     if !a.schnell {
         lin(&mut v, "time_text_embed.guidance_embedder.linear_1", 256, h);
         lin(&mut v, "time_text_embed.guidance_embedder.linear_2", h, h);
     }
-    lin(&mut v, "time_text_embed.text_embedder.linear_1", a.pooled, h);
+    lin(&mut v, "time_text_embed.text_embedder.linear_1", a.pooled(), h);
     lin(&mut v, "time_text_embed.text_embedder.linear_2", h, h);
     for i in 0..a.double {
         let p = format!("transformer_blocks.{i}");
@@ -310,12 +347,70 @@ fn write_safetensors(path: &Path, specs: &[Spec], dt: Dt, seed: u64) -> Result<u
     Ok((8 + hbytes.len() + off) as u64)
 }
 
+/// The diffusers-layout transformer folder `dir`: `diffusion_pytorch_model.safetensors` and
+/// `config.json`. Returns the weight file's bytes.
+fn write_diffusers(a: &Args, dir: &Path) -> Result<u64> {
+    let hd = a.hidden / a.heads;
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    let n = write_safetensors(&dir.join("diffusion_pytorch_model.safetensors"), &diffusers_specs(a), a.dtype, a.seed)?;
+    let cfg = serde_json::json!({
+        "_class_name": "FluxTransformer2DModel",
+        "attention_head_dim": hd,
+        "axes_dims_rope": [hd / 8, 7 * hd / 16, 7 * hd / 16],
+        "guidance_embeds": !a.schnell,
+        "in_channels": a.in_channels,
+        "joint_attention_dim": a.context(),
+        "num_attention_heads": a.heads,
+        "num_layers": a.double,
+        "num_single_layers": a.single,
+        "out_channels": null,
+        "patch_size": 1,
+        "pooled_projection_dim": a.pooled(),
+    });
+    pipeline::write_json(&dir.join("config.json"), &cfg)?;
+    Ok(n)
+}
+
+/// `--pipeline`: the component shapes, the transformer's text widths checked against (or taken
+/// from) them, then the folder.
+fn write_pipeline(a: &mut Args) -> Result<()> {
+    let mut comps = if a.tiny_components { pipeline::Components::tiny() } else { pipeline::Components::flux1() };
+    if let Some(n) = a.t5_layers {
+        if n == 0 {
+            bail!("--t5-layers must be at least 1");
+        }
+        comps.t5.layers = n;
+    }
+    for (flag, given, width, what) in
+        [("--context", &mut a.context, comps.t5.d_model, "T5's d_model"), ("--pooled", &mut a.pooled, comps.clip.hidden, "CLIP's hidden size")]
+    {
+        match *given {
+            Some(g) if g != width => bail!("{flag} {g} must equal {what} {width} (the transformer reads its output)"),
+            _ => *given = Some(width),
+        }
+    }
+    if a.in_channels != 4 * comps.vae.latent {
+        bail!("--in-channels {} must be 4 × the VAE's {} latent channels for a FluxPipeline", a.in_channels, comps.vae.latent);
+    }
+    let tokenizers = a.tokenizers.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline/flux-tiny"));
+    let spec = pipeline::PipelineSpec { components: &comps, tokenizers: &tokenizers, dtype: a.dtype, seed: a.seed };
+    let a = &*a;
+    let sizes = pipeline::write_pipeline(&a.out, &spec, |dir| write_diffusers(a, dir))?;
+    for (file, bytes) in &sizes {
+        eprintln!("{:>15} bytes  {file}", bytes);
+    }
+    eprintln!("wrote {} ({} bytes of weights)", a.out.display(), sizes.iter().map(|(_, b)| b).sum::<u64>());
+    Ok(())
+}
+
 fn main() -> Result<()> {
-    let a = Args::parse();
+    let mut a = Args::parse();
     if a.hidden % a.heads != 0 || (a.hidden / a.heads) % 16 != 0 {
         bail!("--hidden {} / --heads {} must give a head_dim that is a multiple of 16", a.hidden, a.heads);
     }
-    let hd = a.hidden / a.heads;
+    if a.pipeline {
+        return write_pipeline(&mut a);
+    }
     if let Some(set) = a.lora {
         if a.rank == 0 || !(a.lora_std.is_finite() && a.lora_std > 0.0) {
             bail!("--rank must be > 0 and --lora-std a positive number");
@@ -327,27 +422,7 @@ fn main() -> Result<()> {
     }
     let bytes = match a.layout {
         Layout::Bfl => write_safetensors(&a.out, &bfl_specs(&a), a.dtype, a.seed)?,
-        Layout::Diffusers => {
-            std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create folder", a.out.display()))?;
-            let n = write_safetensors(&a.out.join("diffusion_pytorch_model.safetensors"), &diffusers_specs(&a), a.dtype, a.seed)?;
-            let cfg = serde_json::json!({
-                "_class_name": "FluxTransformer2DModel",
-                "attention_head_dim": hd,
-                "axes_dims_rope": [hd / 8, 7 * hd / 16, 7 * hd / 16],
-                "guidance_embeds": !a.schnell,
-                "in_channels": a.in_channels,
-                "joint_attention_dim": a.context,
-                "num_attention_heads": a.heads,
-                "num_layers": a.double,
-                "num_single_layers": a.single,
-                "out_channels": null,
-                "patch_size": 1,
-                "pooled_projection_dim": a.pooled,
-            });
-            let p = a.out.join("config.json");
-            std::fs::write(&p, serde_json::to_vec_pretty(&cfg)?).with_context(|| format!("{}: cannot write", p.display()))?;
-            n
-        }
+        Layout::Diffusers => write_diffusers(&a, &a.out)?,
     };
     eprintln!("wrote {} ({bytes} bytes)", a.out.display());
     Ok(())
