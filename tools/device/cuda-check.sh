@@ -14,7 +14,10 @@
 # 1. tiny (repository fixtures): `flux-trt selftest --backend cuda` (bf16 and fp32 engines, ONNX Runtime
 #    CPU reference on the fp32 export); `flux-trt run --backend cuda` vs the diffusers golden; `flux-trt generate --backend cuda`
 #    (text encoders + VAE on ONNX Runtime CPU) vs FluxPipeline's golden images.
-# 2. full size: random FLUX.1-dev-shaped model (make-random-flux, bf16), rank-64 attention adapters A, B;
+# 2. full size (SKIP_FULL=1 leaves it out; SKIP_BF16=1 / SKIP_FP16=1 one of its halves, so it can be split over two
+#    calls on one warm machine: /tmp survives between them): a random FluxPipeline folder (make-random-flux --pipeline,
+#    T5 with $T5_LAYERS (2) of its 24 layers; tools/device/serve-load.sh full reuses it) whose transformer/ is the
+#    random FLUX.1-dev-shaped model (bf16), rank-64 attention adapters A, B;
 #    diffusers fp32 yardstick (diffusers_ref.py run --fp32, 1024², 512 text tokens) while the bf16 engine
 #    is exported; cuda_check on bf16 (accuracy, A→B→A, OOM while staging, 1000 swaps, 4 threads), then
 #    the fp16 engine (accuracy and A→B→A only; the disk holds one engine beside the checkpoint).
@@ -78,16 +81,24 @@ fi
 
 # ---------------- 2. full size ----------------
 if [ -z "${SKIP_FULL:-}" ]; then
-  "$B/make-random-flux" --out "$W/model" --layout diffusers --dtype bf16 > "$W/make.log" 2>&1 || { note "make-random-flux failed"; tail -5 "$W/make.log" >> "$OUT/summary.txt"; exit 1; }
-  "$B/make-random-flux" --out "$W/a64.safetensors" --lora attn --rank 64 --seed 2 >> "$W/make.log" 2>&1
-  "$B/make-random-flux" --out "$W/b64.safetensors" --lora attn --rank 64 --seed 3 >> "$W/make.log" 2>&1
-  note "random model + adapters: $(tail -1 "$W/make.log")"
-  python3 "$HERE/diffusers_ref.py" make-inputs --out "$W/in.safetensors" --width 1024 --height 1024 --txt 512
+  # a whole random pipeline folder (tools/device/serve-load.sh full reuses it); its transformer/ is the
+  # model checked here (the same weights as `--layout diffusers` with the same seed)
+  if [ ! -d "$W/pipe" ]; then
+    "$B/make-random-flux" --pipeline --out "$W/pipe" --t5-layers "${T5_LAYERS:-2}" --tokenizers "$FX/pipeline/flux-tiny" > "$W/make.log" 2>&1 \
+      || { note "make-random-flux failed"; tail -5 "$W/make.log" >> "$OUT/summary.txt"; exit 1; }
+    "$B/make-random-flux" --out "$W/a64.safetensors" --lora attn --rank 64 --seed 2 >> "$W/make.log" 2>&1
+    "$B/make-random-flux" --out "$W/b64.safetensors" --lora attn --rank 64 --seed 3 >> "$W/make.log" 2>&1
+    note "random pipeline + adapters: $(tail -1 "$W/make.log")"
+  fi
+  [ -f "$W/in.safetensors" ] || python3 "$HERE/diffusers_ref.py" make-inputs --out "$W/in.safetensors" --width 1024 --height 1024 --txt 512
   wait $ASM; cat "$W/assemble.log" >> "$OUT/summary.txt"
+fi
+M=$W/pipe/transformer
+if [ -z "${SKIP_FULL:-}" ] && [ -z "${SKIP_BF16:-}" ]; then
   # the engine export (CPU, disk) and the diffusers yardstick (GPU) at the same time
-  "$B/build-engine" --model "$W/model" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision bf16 --out "$W/engine-bf16" --no-hash > "$W/export-bf16.log" 2>&1 &
+  "$B/build-engine" --model "$M" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision bf16 --out "$W/engine-bf16" --no-hash > "$W/export-bf16.log" 2>&1 &
   EXP=$!
-  ( source /opt/dev/env.sh && PYTHONUNBUFFERED=1 python3 "$HERE/diffusers_ref.py" run --model "$W/model" --inputs "$W/in.safetensors" --lora "$W/a64.safetensors" \
+  ( source /opt/dev/env.sh && PYTHONUNBUFFERED=1 python3 "$HERE/diffusers_ref.py" run --model "$M" --inputs "$W/in.safetensors" --lora "$W/a64.safetensors" \
       --out "$W/ref.safetensors" --json "$OUT/diffusers-ref.json" --steps 1 --warmup 0 --fp32 ) > "$W/ref.log" 2>&1
   note "diffusers fp32 yardstick: rc=$? $(grep RESULT "$W/ref.log" | cut -c1-300)"; grep -E "Error|error" "$W/ref.log" | tail -3 >> "$OUT/summary.txt"
   wait $EXP; note "export bf16: rc=$? $(tail -1 "$W/export-bf16.log" | cut -c1-200)"
@@ -95,7 +106,9 @@ if [ -z "${SKIP_FULL:-}" ]; then
     --reference "$W/ref.safetensors" --json "$OUT/cuda-check-bf16.json" --swaps ${SWAPS:-1000} > "$W/check-bf16.log" 2>&1
   r=$?; note "cuda_check bf16: rc=$r"; grep -vE "INFO" "$W/check-bf16.log" | tail -15 >> "$OUT/summary.txt"; [ $r -eq 0 ] || rc_all=1
   rm -rf "$W/engine-bf16"
-  "$B/build-engine" --model "$W/model" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision fp16 --out "$W/engine-fp16" --no-hash > "$W/export-fp16.log" 2>&1
+fi
+if [ -z "${SKIP_FULL:-}" ] && [ -z "${SKIP_FP16:-}" ]; then
+  "$B/build-engine" --model "$M" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision fp16 --out "$W/engine-fp16" --no-hash > "$W/export-fp16.log" 2>&1
   note "export fp16: rc=$?"
   "$B/cuda_check" --engine "$W/engine-fp16" --adapters "$W/a64.safetensors,$W/b64.safetensors" --inputs "$W/in.safetensors" \
     --reference "$W/ref.safetensors" --json "$OUT/cuda-check-fp16.json" --accuracy-only --verify never > "$W/check-fp16.log" 2>&1

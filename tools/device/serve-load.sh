@@ -7,8 +7,9 @@
 #                                         LoRA slots), the fixture adapters; 64x64, 2 steps
 #   bash .dev/cuda4/serve-load.sh full    a random full-size FluxPipeline folder (make-random-flux --pipeline:
 #                                         FLUX.1-dev-shaped transformer in bf16, CLIP-L, VAE, T5-XXL width with
-#                                         $T5_LAYERS of its 24 layers so the 64 GB disk holds it), text encoders and
-#                                         VAE in fp32 on ONNX Runtime CPU, rank-64 attention adapters A and B
+#                                         $T5_LAYERS of its 24 layers so the 64 GB disk holds it; cuda-check.sh's
+#                                         when it ran first on this machine), text encoders and VAE in fp32 on
+#                                         ONNX Runtime CPU, rank-64 attention adapters A and B; 256x256, 4 steps
 # Env: REQUESTS (1000), CONCURRENCY (8), SIZE, STEPS, MAX_SECONDS (per policy), SCHEDULES, T5_LAYERS (2).
 set -u
 cd "$(dirname "$0")/../.." 2>/dev/null || true
@@ -40,17 +41,23 @@ case "$MODE" in
     SERVER_ARGS=(--backend cuda --threads 4 --max-size 256 --default-size 64)
     ;;
   full)
-    P=$W/pipe; E=$W/engine; A=$W/adapters
+    # the random pipeline folder and adapters of tools/device/cuda-check.sh when it ran before on this machine
+    CW=${CHECK_WORK:-/tmp/cudacheck}
+    P=$CW/pipe; E=$W/engine; A=$W/adapters
     mkdir -p "$A"
-    "$B/make-random-flux" --pipeline --out "$P" --t5-layers "${T5_LAYERS:-2}" --tokenizers "$FX/pipeline/flux-tiny" > "$W/make.log" 2>&1 \
-      || { note "make-random-flux --pipeline failed"; tail -5 "$W/make.log" | tee -a "$OUT/serve-load-$MODE.txt"; exit 1; }
-    "$B/make-random-flux" --out "$A/a64.safetensors" --lora attn --rank 64 --seed 2 >> "$W/make.log" 2>&1
-    "$B/make-random-flux" --out "$A/b64.safetensors" --lora attn --rank 64 --seed 3 >> "$W/make.log" 2>&1
-    note "random pipeline + adapters: $(du -sh "$P" | cut -f1)"
-    "$B/build-engine" --pipeline "$P" --model "$P/transformer" --lora "$A/a64.safetensors" --lora "$A/b64.safetensors" \
+    rm -rf "$CW/engine-bf16" "$CW/engine-fp16"   # the disk holds the folder and one engine
+    if [ ! -d "$P" ]; then
+      "$B/make-random-flux" --pipeline --out "$P" --t5-layers "${T5_LAYERS:-2}" --tokenizers "$FX/pipeline/flux-tiny" > "$W/make.log" 2>&1 \
+        || { note "make-random-flux --pipeline failed"; tail -5 "$W/make.log" | tee -a "$OUT/serve-load-$MODE.txt"; exit 1; }
+    fi
+    for s in 2:a64 3:b64; do
+      f=$A/${s#*:}.safetensors
+      [ -f "$CW/${s#*:}.safetensors" ] && cp "$CW/${s#*:}.safetensors" "$f" || "$B/make-random-flux" --out "$f" --lora attn --rank 64 --seed "${s%%:*}" >> "$W/make.log" 2>&1
+    done
+    note "random pipeline $(du -sh "$P" | cut -f1) + adapters"
+    [ -f "$E/manifest.json" ] || "$B/build-engine" --pipeline "$P" --model "$P/transformer" --lora "$A/a64.safetensors" --lora "$A/b64.safetensors" \
       --precision bf16 --text-encoder-precision fp32 --out "$E" --no-hash > "$W/build.log" 2>&1 \
       || { note "build-engine failed"; tail -5 "$W/build.log" | tee -a "$OUT/serve-load-$MODE.txt"; exit 1; }
-    rm -rf "$P"
     note "engine: $(du -sh "$E" | cut -f1)"
     SIZE=${SIZE:-256x256}; STEPS=${STEPS:-4}; MIX=${MIX:-base,a64,b64,a64:0.5,a64+b64}
     SERVER_ARGS=(--backend cuda --threads 16 --max-size 1024 --default-size 256 --stage-budget-mib 2048)
