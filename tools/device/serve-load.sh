@@ -9,7 +9,8 @@
 #                                         FLUX.1-dev-shaped transformer in bf16, CLIP-L, VAE, T5-XXL width with
 #                                         $T5_LAYERS of its 24 layers so the 64 GB disk holds it; cuda-check.sh's
 #                                         when it ran first on this machine), text encoders and VAE in fp32 on
-#                                         ONNX Runtime CPU, rank-64 attention adapters A and B; 256x256, 4 steps
+#                                         ONNX Runtime CPU (T5 at $T5_LEN (128) tokens), rank-64 attention adapters
+#                                         A and B; 128x128, 4 steps (the CPU's VAE decode and T5 bound the rate)
 # Env: REQUESTS (1000), CONCURRENCY (8), SIZE, STEPS, MAX_SECONDS (per policy), SCHEDULES, T5_LAYERS (2).
 set -u
 cd "$(dirname "$0")/../.." 2>/dev/null || true
@@ -56,10 +57,10 @@ case "$MODE" in
     done
     note "random pipeline $(du -sh "$P" | cut -f1) + adapters"
     [ -f "$E/manifest.json" ] || "$B/build-engine" --pipeline "$P" --model "$P/transformer" --lora "$A/a64.safetensors" --lora "$A/b64.safetensors" \
-      --precision bf16 --text-encoder-precision fp32 --out "$E" --no-hash > "$W/build.log" 2>&1 \
+      --precision bf16 --text-encoder-precision fp32 --t5-max-length "${T5_LEN:-128}" --out "$E" --no-hash > "$W/build.log" 2>&1 \
       || { note "build-engine failed"; tail -5 "$W/build.log" | tee -a "$OUT/serve-load-$MODE.txt"; exit 1; }
     note "engine: $(du -sh "$E" | cut -f1)"
-    SIZE=${SIZE:-256x256}; STEPS=${STEPS:-4}; MIX=${MIX:-base,a64,b64,a64:0.5,a64+b64}
+    SIZE=${SIZE:-128x128}; STEPS=${STEPS:-4}; MIX=${MIX:-base,a64,b64,a64:0.5,a64+b64}
     SERVER_ARGS=(--backend cuda --threads 16 --max-size 1024 --default-size 256 --stage-budget-mib 2048)
     ;;
   *) echo "mode: tiny or full"; exit 2 ;;
