@@ -46,7 +46,9 @@ case "$MODE" in
     CW=${CHECK_WORK:-/tmp/cudacheck}
     P=$CW/pipe; E=$W/engine; A=$W/adapters
     mkdir -p "$A"
-    rm -rf "$CW/engine-bf16" "$CW/engine-fp16"   # the disk holds the folder and one engine
+    # cuda-check.sh with PIPE_ENGINE=1 leaves the same pipeline engine (bf16, fp32 text encoders, T5 at 128 tokens)
+    [ -f "$CW/engine-bf16/text_encoder/manifest.json" ] && E=$CW/engine-bf16
+    rm -rf "$CW/engine-fp16"   # the disk holds the folder and one engine
     if [ ! -d "$P" ]; then
       "$B/make-random-flux" --pipeline --out "$P" --t5-layers "${T5_LAYERS:-2}" --tokenizers "$FX/pipeline/flux-tiny" > "$W/make.log" 2>&1 \
         || { note "make-random-flux --pipeline failed"; tail -5 "$W/make.log" | tee -a "$OUT/serve-load-$MODE.txt"; exit 1; }
