@@ -98,16 +98,24 @@ if [ -z "${SKIP_FULL:-}" ] && [ -z "${SKIP_BF16:-}" ]; then
   # the engine export (CPU, disk) and the diffusers yardstick (GPU) at the same time
   # PIPE_ENGINE=1: the bf16 engine as a whole pipeline engine (its root is the same transformer engine;
   # text encoders and VAE in fp32, T5 at 128 tokens), kept for tools/device/serve-load.sh full
+  # SKIP_CHECK=1: export (and yardstick) only; a later call with the engine in place runs the checks
   PIPE_ARGS=(); [ -n "${PIPE_ENGINE:-}" ] && PIPE_ARGS=(--pipeline "$W/pipe" --text-encoder-precision fp32 --t5-max-length 128)
-  "$B/build-engine" "${PIPE_ARGS[@]}" --model "$M" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision bf16 --out "$W/engine-bf16" --no-hash > "$W/export-bf16.log" 2>&1 &
-  EXP=$!
-  ( source /opt/dev/env.sh && PYTHONUNBUFFERED=1 python3 "$HERE/diffusers_ref.py" run --model "$M" --inputs "$W/in.safetensors" --lora "$W/a64.safetensors" \
-      --out "$W/ref.safetensors" --json "$OUT/diffusers-ref.json" --steps 1 --warmup 0 --fp32 ) > "$W/ref.log" 2>&1
-  note "diffusers fp32 yardstick: rc=$? $(grep RESULT "$W/ref.log" | cut -c1-300)"; grep -E "Error|error" "$W/ref.log" | tail -3 >> "$OUT/summary.txt"
-  wait $EXP; note "export bf16: rc=$? $(tail -1 "$W/export-bf16.log" | cut -c1-200)"
-  RUST_LOG=info "$B/cuda_check" --engine "$W/engine-bf16" --adapters "$W/a64.safetensors,$W/b64.safetensors" --inputs "$W/in.safetensors" \
-    --reference "$W/ref.safetensors" --json "$OUT/cuda-check-bf16.json" --swaps ${SWAPS:-1000} > "$W/check-bf16.log" 2>&1
-  r=$?; note "cuda_check bf16: rc=$r"; grep -vE "INFO" "$W/check-bf16.log" | tail -15 >> "$OUT/summary.txt"; [ $r -eq 0 ] || rc_all=1
+  EXP=
+  if [ ! -f "$W/engine-bf16/manifest.json" ]; then
+    "$B/build-engine" "${PIPE_ARGS[@]}" --model "$M" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision bf16 --out "$W/engine-bf16" --no-hash > "$W/export-bf16.log" 2>&1 &
+    EXP=$!
+  fi
+  if [ ! -f "$W/ref.safetensors" ]; then
+    ( source /opt/dev/env.sh && PYTHONUNBUFFERED=1 python3 "$HERE/diffusers_ref.py" run --model "$M" --inputs "$W/in.safetensors" --lora "$W/a64.safetensors" \
+        --out "$W/ref.safetensors" --json "$OUT/diffusers-ref.json" --steps 1 --warmup 0 --fp32 ) > "$W/ref.log" 2>&1
+    note "diffusers fp32 yardstick: rc=$? $(grep RESULT "$W/ref.log" | cut -c1-300)"; grep -E "Error|error" "$W/ref.log" | tail -3 >> "$OUT/summary.txt"
+  fi
+  [ -n "$EXP" ] && { wait $EXP; note "export bf16: rc=$? $(tail -1 "$W/export-bf16.log" | cut -c1-200)"; }
+  if [ -z "${SKIP_CHECK:-}" ]; then
+    RUST_LOG=info "$B/cuda_check" --engine "$W/engine-bf16" --adapters "$W/a64.safetensors,$W/b64.safetensors" --inputs "$W/in.safetensors" \
+      --reference "$W/ref.safetensors" --json "$OUT/cuda-check-bf16.json" --swaps ${SWAPS:-1000} > "$W/check-bf16.log" 2>&1
+    r=$?; note "cuda_check bf16: rc=$r"; grep -vE "INFO" "$W/check-bf16.log" | tail -15 >> "$OUT/summary.txt"; [ $r -eq 0 ] || rc_all=1
+  fi
   [ -n "${PIPE_ENGINE:-}" ] || rm -rf "$W/engine-bf16"
 fi
 if [ -z "${SKIP_FULL:-}" ] && [ -z "${SKIP_FP16:-}" ]; then

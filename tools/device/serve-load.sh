@@ -70,7 +70,7 @@ esac
 
 "$B/flux-trt" serve-load --server "$B/flux-trt" --engine "$E" --adapters "$A" --requests "${REQUESTS:-1000}" --concurrency "${CONCURRENCY:-8}" \
   --size "$SIZE" --steps "$STEPS" --mix "$MIX" --schedules "${SCHEDULES:-adapter-aware,fifo}" --max-seconds "${MAX_SECONDS:-240}" \
-  --out "$OUT/serve-load-$MODE.json" -- "${SERVER_ARGS[@]}" > "$W/load-$MODE.md" 2> "$W/load-$MODE.log"
+  --out "$OUT/serve-load-$MODE-${SCHEDULES:-adapter-aware,fifo}.json" -- "${SERVER_ARGS[@]}" > "$W/load-$MODE.md" 2> "$W/load-$MODE.log"
 r=$?
 note "serve-load $MODE: rc=$r"
 cat "$W/load-$MODE.md" | tee -a "$OUT/serve-load-$MODE.txt"
