@@ -21,27 +21,13 @@ use flux_trt::runtime::RuntimeError;
 use flux_trt::tensor::DType;
 
 mod ort_support;
-use ort_support::{fixtures, ort_library};
+use ort_support::{build_tiny_pipeline_engine, fixtures, ort_library};
 
 const PROMPT: &str = "a photo of a cat riding a horse, oil painting";
 const TRANSFORMER_LORA: &str = "loras/attn.peft.safetensors";
 
 fn build_engine(out: &Path, extra: &[&str]) {
-    let st = Command::new(env!("CARGO_BIN_EXE_build-engine"))
-        .arg("--pipeline")
-        .arg(fixtures().join("pipeline/flux-tiny"))
-        .arg("--model")
-        .arg(fixtures().join("models/dev-diffusers"))
-        .arg("--lora")
-        .arg(fixtures().join(TRANSFORMER_LORA))
-        .arg("--out")
-        .arg(out)
-        .arg("--no-hash")
-        .args(extra)
-        .env("ORT_DYLIB_PATH", ort_library())
-        .output()
-        .expect("run build-engine");
-    assert!(st.status.success(), "build-engine {extra:?} failed: {}", String::from_utf8_lossy(&st.stderr));
+    build_tiny_pipeline_engine(env!("CARGO_BIN_EXE_build-engine"), out, &[TRANSFORMER_LORA], &[&["--no-hash"], extra].concat());
 }
 
 /// Golden `image_rgb8` of one generation file.

@@ -20,7 +20,7 @@ use flux_trt::pipeline::latents::Resolution;
 use flux_trt::runtime::ort::SessionOptions;
 
 mod ort_support;
-use ort_support::{fixtures, ort_library};
+use ort_support::{build_tiny_pipeline_engine, fixtures, ort_library};
 
 fn pipe_fx() -> PathBuf {
     fixtures().join("pipeline")
@@ -37,21 +37,7 @@ fn engine_dir() -> &'static Path {
     &DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("tiny");
-        let st = Command::new(env!("CARGO_BIN_EXE_build-engine"))
-            .arg("--pipeline")
-            .arg(pipe_fx().join("flux-tiny"))
-            .arg("--model")
-            .arg(fixtures().join("models/dev-diffusers"))
-            .arg("--lora")
-            .arg(fixtures().join(TRANSFORMER_LORA))
-            .arg("--lora")
-            .arg(fixtures().join(CLIP_LORA_PEFT))
-            .arg("--out")
-            .arg(&out)
-            .env("ORT_DYLIB_PATH", ort_library())
-            .output()
-            .expect("run build-engine");
-        assert!(st.status.success(), "build-engine failed: {}", String::from_utf8_lossy(&st.stderr));
+        build_tiny_pipeline_engine(env!("CARGO_BIN_EXE_build-engine"), &out, &[TRANSFORMER_LORA, CLIP_LORA_PEFT], &[]);
         (dir, out)
     })
     .1

@@ -21,7 +21,7 @@ use flux_trt::serve::{Limits, Policy, ServeConfig, Server};
 use serde_json::{json, Value};
 
 mod ort_support;
-use ort_support::{fixtures, ort_library};
+use ort_support::{build_tiny_pipeline_engine, fixtures, ort_library};
 
 const PROMPT: &str = "a photo of a cat riding a horse, oil painting";
 
@@ -31,21 +31,7 @@ fn engine_dir() -> &'static Path {
     &DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("tiny");
-        let st = Command::new(env!("CARGO_BIN_EXE_build-engine"))
-            .arg("--pipeline")
-            .arg(fixtures().join("pipeline/flux-tiny"))
-            .arg("--model")
-            .arg(fixtures().join("models/dev-diffusers"))
-            .arg("--lora")
-            .arg(fixtures().join("loras/attn.peft.safetensors"))
-            .arg("--lora")
-            .arg(fixtures().join("pipeline/loras/clip.peft.safetensors"))
-            .arg("--out")
-            .arg(&out)
-            .env("ORT_DYLIB_PATH", ort_library())
-            .output()
-            .expect("run build-engine");
-        assert!(st.status.success(), "build-engine failed: {}", String::from_utf8_lossy(&st.stderr));
+        build_tiny_pipeline_engine(env!("CARGO_BIN_EXE_build-engine"), &out, &["loras/attn.peft.safetensors", "pipeline/loras/clip.peft.safetensors"], &[]);
         (dir, out)
     })
     .1

@@ -137,3 +137,16 @@ pub fn rel_err(got: &HostTensor, want: &HostTensor) -> f32 {
     let d = got.max_abs_diff(want).unwrap_or_else(|| panic!("shape {:?} vs {:?}", got.shape(), want.shape()));
     d / want.max_abs().max(f32::MIN_POSITIVE)
 }
+
+/// `build-engine --pipeline` (the binary at `build_engine`, the caller's `env!("CARGO_BIN_EXE_build-engine")`)
+/// on the tiny pipeline and dev model with slots for `loras` (fixture paths); `extra` arguments
+/// after them. Panics with build-engine's stderr when it fails.
+pub fn build_tiny_pipeline_engine(build_engine: &str, out: &Path, loras: &[&str], extra: &[&str]) {
+    let mut cmd = Command::new(build_engine);
+    cmd.arg("--pipeline").arg(fixtures().join("pipeline/flux-tiny")).arg("--model").arg(fixtures().join("models/dev-diffusers"));
+    for l in loras {
+        cmd.arg("--lora").arg(fixtures().join(l));
+    }
+    let st = cmd.arg("--out").arg(out).args(extra).env("ORT_DYLIB_PATH", ort_library()).output().expect("run build-engine");
+    assert!(st.status.success(), "build-engine {loras:?} {extra:?} failed: {}", String::from_utf8_lossy(&st.stderr));
+}
