@@ -486,3 +486,37 @@ fn check_bindings(engine: &CudaEngine<'static>, manifest: &Manifest, path: &Path
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lora::plan::tests::{adapter, module, tiny};
+    use crate::lora::plan::PlanOptions;
+    use crate::lora::{SlotPlan, SlotTarget};
+
+    /// The stage's check runs on the values as stored: a strength that overflows f16 is refused
+    /// naming the slot tensor; the same set is finite in bf16; a set of another layout is refused.
+    #[test]
+    fn finite_check_on_the_typed_slot_values() {
+        let q = "transformer_blocks.0.attn.to_q";
+        let a = adapter("a", vec![(q, module(2, 8, 8, 0.5, 1.0))]);
+        let plan = SlotPlan::new(&tiny(), &[&a], &PlanOptions { max_rank: Some(4), targets: vec!["attn".into()] }).unwrap();
+        let fill = |s: f32| plan.fill(SlotTarget::Transformer, &[(&a, s)]).unwrap();
+        for dtype in [DType::F16, DType::BF16, DType::F32] {
+            let lora = LoraSlots::from_plan(&plan, dtype);
+            let layout = SlotLayout::new(&plan, dtype);
+            assert!(check_finite(&lora, &layout, &fill(1.0).image(&layout)).is_ok(), "{dtype:?}");
+            let big = check_finite(&lora, &layout, &fill(1e6).image(&layout));
+            match dtype {
+                DType::F16 => {
+                    let i = plan.slot_index(q).unwrap();
+                    assert!(matches!(&big, Err(TrtError::NonFinite { slot, value, .. }) if *slot == lora.slots[i].b && value.is_infinite()), "{big:?}");
+                }
+                _ => assert!(big.is_ok(), "{dtype:?}: {big:?}"),
+            }
+        }
+        let (lora, other) = (LoraSlots::from_plan(&plan, DType::BF16), SlotLayout::new(&plan, DType::F16));
+        let e = check_finite(&lora, &other, &fill(1.0).image(&other)).unwrap_err();
+        assert!(matches!(e, TrtError::Input(_)), "{e:?}");
+    }
+}
