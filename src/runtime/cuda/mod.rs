@@ -7,7 +7,7 @@
 //! (the checked layer over cuDNN's backend graph API) → [`model`] (the forward pass over fixed
 //! buffers) → [`session`] ([`CudaSession`]: weights, slots, graphs, the runtime traits).
 //! [`stage`] ([`SlotStager`]) lays adapter sets out on the device (a scatter kernel over one packed
-//! upload). Host-side planning ([`weights`], [`plan`], [`stage::pieces`]) needs no GPU and is unit-tested in CI.
+//! upload). Host-side planning ([`weights`], [`plan`], [`pack`]) needs no GPU and is unit-tested in CI.
 //!
 //! Libraries are loaded at run time (driver, NVRTC, cuBLASLt, cuDNN); for CUDA 13 the loader
 //! needs unversioned links (`libcublasLt.so`, `libnvrtc.so`) on `LD_LIBRARY_PATH`, see
@@ -28,6 +28,7 @@ pub mod gemm;
 pub mod kernels;
 pub mod model;
 pub mod nvrtc;
+pub mod pack;
 pub mod plan;
 pub mod session;
 pub mod stage;
