@@ -58,6 +58,7 @@ impl Piece {
 
 /// Writes `pieces` as the kernel's table into `out` (at least `pieces.len() · PIECE_BYTES`).
 pub fn encode_table(pieces: &[Piece], out: &mut [u8]) {
+    assert!(out.len() >= pieces.len() * PIECE_BYTES, "piece table buffer too small");
     for (p, t) in pieces.iter().zip(out.chunks_exact_mut(PIECE_BYTES)) {
         p.encode(t);
     }
@@ -91,11 +92,13 @@ fn src_bytes(m: &LoraModule, dtype: DType, which: usize, b_f32: bool) -> usize {
 /// Packs `modules` one after the other from byte `start` on (each A, then B, `ALIGN`ed): where
 /// each goes, and the end. Checks each B's exactness in `dtype` ([`exact_in`]).
 pub fn pack_layout(modules: &[&LoraModule], dtype: DType, start: usize) -> (Vec<Packed>, usize) {
+    let exact: Vec<bool> = modules.par_iter().map(|m| exact_in(dtype, &m.b.data)).collect();
     let mut at = start;
     let packed = modules
         .iter()
-        .map(|m| {
-            let b_f32 = !exact_in(dtype, &m.b.data);
+        .zip(exact)
+        .map(|(m, exact)| {
+            let b_f32 = !exact;
             let a = at;
             let b = a + align(src_bytes(m, dtype, 0, b_f32));
             at = b + align(src_bytes(m, dtype, 1, b_f32));

@@ -234,7 +234,7 @@ impl SlotStager {
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let out = self.gpu.alloc(self.layout.bytes, "a staged LoRA set")?;
         let up = scratch.device(&self.gpu, at)?;
-        let table = scratch.pinned(&self.gpu, n * PIECE_BYTES)?;
+        let table = scratch.pinned(&self.gpu, 2 * n * PIECE_BYTES)?;
         encode_table(&pieces, table);
         let pack = t0.elapsed();
         let t1 = Instant::now();
