@@ -7,12 +7,14 @@
 //! slot dtype only when every value converts exactly (e.g. adapters saved in bf16, bf16 slots);
 //! then the kernel's `dtype(f32(b) · scale)` is the same number. Otherwise B is packed in f32.
 
+use std::collections::HashMap;
+
 use rayon::prelude::*;
 
 use super::plan::SlotLayout;
 use super::CudaError;
 use crate::lora::plan::SlotFill;
-use crate::lora::LoraModule;
+use crate::lora::{Adapter, LoraModule};
 use crate::tensor::DType;
 
 /// The source is f32 (else the slot dtype).
@@ -171,6 +173,47 @@ pub fn pieces(fill: &SlotFill<'_>, layout: &SlotLayout, src: &[Packed]) -> Resul
     Ok(out)
 }
 
+/// One upload of several adapters packed beforehand ([`pack_layout`] from byte 0 of each one's
+/// own buffer): the piece table first, then each distinct adapter once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upload {
+    /// `(index into the adapters given, byte offset in the upload)` of each adapter to copy.
+    pub copies: Vec<(usize, usize)>,
+    /// Where placement `k`'s module lies in the upload (for [`pieces`]).
+    pub src: Vec<Packed>,
+    /// Bytes of the piece table at offset 0 (A and B of every placement).
+    pub table: usize,
+    pub bytes: usize,
+}
+
+impl Upload {
+    /// `adapters[i]`: an adapter of `fill` (by address), where its modules lie in its packed
+    /// buffer (by name) and that buffer's bytes.
+    pub fn new(fill: &SlotFill<'_>, adapters: &[(&Adapter, &HashMap<String, Packed>, usize)]) -> Result<Self, CudaError> {
+        let n = fill.placements().count();
+        let table = 2 * n * PIECE_BYTES;
+        let mut at = align(table);
+        let mut copies: Vec<(usize, usize)> = Vec::new();
+        for (i, (a, _, bytes)) in adapters.iter().enumerate() {
+            if !copies.iter().any(|(j, _)| std::ptr::eq(adapters[*j].0, *a)) {
+                copies.push((i, at));
+                at += align(*bytes);
+            }
+        }
+        let mut src = Vec::with_capacity(n);
+        for pl in fill.placements() {
+            let found = copies.iter().find_map(|(i, base)| {
+                let (a, packed, _) = adapters[*i];
+                a.modules.iter().find(|(_, m)| std::ptr::eq(*m, pl.module)).and_then(|(name, _)| packed.get(name)).map(|p| (p, base))
+            });
+            let (p, base) =
+                found.ok_or_else(|| CudaError::Input { tensor: "lora slots".into(), message: "a placed module is not in its packed adapter".into() })?;
+            src.push(Packed { a: base + p.a, b: base + p.b, b_f32: p.b_f32 });
+        }
+        Ok(Upload { copies, src, table, bytes: at })
+    }
+}
+
 /// `src` converted to `dtype` into `dst`, rounding as the host lay-out does (`half`'s `from_f32`).
 fn encode(dtype: DType, src: &[f32], dst: &mut [u8]) {
     const CHUNK: usize = 1 << 14;
@@ -281,6 +324,47 @@ mod tests {
             let want = layout.image(&splan, &set).unwrap();
             assert!(bytemuck::cast_slice::<u32, u8>(&want) == &got[..], "{} adapters", set.len());
         }
+    }
+
+    /// Adapters packed once each (one of them twice in the set), uploaded after the table:
+    /// scattered, the same bytes as the host lay-out.
+    #[test]
+    fn packed_adapters_uploaded_together_equal_the_host_lay_out() {
+        let c = tiny();
+        let q = "transformer_blocks.0.attn.to_q";
+        let a1 = adapter("a1", vec![(q, module(2, 8, 8, 0.5, 0.75)), ("proj_out", module(1, 8, 4, 0.3, 1.0))]);
+        let a2 = adapter("a2", vec![(q, bf16_exact(module(2, 8, 8, -0.3, 1.5)))]);
+        let splan = SlotPlan::new(&c, &[&a1, &a2], &PlanOptions { max_rank: Some(6), targets: vec!["attn".into()] }).unwrap();
+        let layout = SlotLayout::new(&LoraSlots::from_plan(&splan, DType::BF16));
+        let pack = |a: &Adapter| {
+            let modules: Vec<&LoraModule> = a.modules.values().collect();
+            let (packed, bytes) = pack_layout(&modules, DType::BF16, 0);
+            let mut words = vec![0u64; bytes / 8];
+            pack_into(&modules, &packed, DType::BF16, bytemuck::cast_slice_mut(&mut words));
+            (a.modules.keys().cloned().zip(packed).collect::<HashMap<_, _>>(), words, bytes)
+        };
+        let (p1, p2) = (pack(&a1), pack(&a2));
+        let set = [(&a1, 0.37f32), (&a2, -1.9), (&a1, 0.5)];
+        let fill = splan.fill(SlotTarget::Transformer, &set).unwrap();
+        let given = [(&a1, &p1.0, p1.2), (&a2, &p2.0, p2.2), (&a1, &p1.0, p1.2)];
+        let up = Upload::new(&fill, &given).unwrap();
+        assert_eq!(up.copies.len(), 2, "a1 once");
+        assert_eq!(up.table, 2 * 5 * PIECE_BYTES, "A and B of the 5 placements");
+        let ps = pieces(&fill, &layout, &up.src).unwrap();
+        let mut words = vec![0u64; up.bytes / 8];
+        let buf = bytemuck::cast_slice_mut::<u64, u8>(&mut words);
+        encode_table(&ps, &mut buf[..up.table]);
+        for (i, base) in &up.copies {
+            let w = if *i == 1 { &p2.1 } else { &p1.1 };
+            buf[*base..*base + given[*i].2].copy_from_slice(bytemuck::cast_slice(w));
+        }
+        let mut got = vec![0u8; layout.bytes];
+        scatter_on_host(&ps, buf, &mut got);
+        let want = layout.image(&splan, &set).unwrap();
+        assert!(bytemuck::cast_slice::<u32, u8>(&want) == &got[..]);
+        // a module not in the packed maps given is refused
+        let empty = HashMap::new();
+        assert!(Upload::new(&fill, &[(&a1, &empty, 0), (&a2, &p2.0, p2.2)]).is_err());
     }
 
     #[test]

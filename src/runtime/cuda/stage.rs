@@ -19,7 +19,7 @@ use cudarc::driver::{result, sys, PinnedHostSlice};
 
 use super::device::{DeviceBuffer, Gpu};
 use super::kernels::Module;
-use super::pack::{align, encode_table, pack_into, pack_layout, pieces, Packed, Piece, PIECE_BYTES};
+use super::pack::{align, encode_table, pack_into, pack_layout, pieces, Packed, Piece, Upload, PIECE_BYTES};
 use super::plan::SlotLayout;
 use super::{nvrtc, CudaError};
 use crate::lora::{Adapter, LoraModule, SlotPlan, SlotTarget};
@@ -210,31 +210,14 @@ impl SlotStager {
         }
         let refs: Vec<(&Adapter, f32)> = adapters.iter().map(|(p, s)| (&*p.adapter, *s)).collect();
         let fill = self.plan.fill(SlotTarget::Transformer, &refs)?;
-        // each distinct adapter once, after the table
-        let n = fill.placements().count();
-        let mut at = align(2 * n * PIECE_BYTES);
-        let mut uploads: Vec<(&PackedAdapter, usize)> = Vec::new();
-        for (p, _) in adapters {
-            if !uploads.iter().any(|(u, _)| std::ptr::eq(*u, *p)) {
-                uploads.push((p, at));
-                at += align(p.bytes);
-            }
-        }
-        // placement → its module's packed place, by the module's address in its adapter
-        let mut src = Vec::with_capacity(n);
-        for pl in fill.placements() {
-            let found = uploads.iter().find_map(|(u, base)| {
-                u.adapter.modules.iter().find(|(_, m)| std::ptr::eq(*m, pl.module)).and_then(|(name, _)| u.modules.get(name)).map(|p| (p, base))
-            });
-            let (p, base) =
-                found.ok_or_else(|| CudaError::Input { tensor: "lora slots".into(), message: "a placed module is not in its packed adapter".into() })?;
-            src.push(Packed { a: base + p.a, b: base + p.b, b_f32: p.b_f32 });
-        }
-        let pieces = pieces(&fill, &self.layout, &src)?;
+        let given: Vec<_> = adapters.iter().map(|(p, _)| (&*p.adapter, &p.modules, p.bytes)).collect();
+        let up_plan = Upload::new(&fill, &given)?;
+        let n = up_plan.src.len();
+        let pieces = pieces(&fill, &self.layout, &up_plan.src)?;
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let out = self.gpu.alloc(self.layout.bytes, "a staged LoRA set")?;
-        let up = scratch.device(&self.gpu, at)?;
-        let table = scratch.pinned(&self.gpu, 2 * n * PIECE_BYTES)?;
+        let up = scratch.device(&self.gpu, up_plan.bytes)?;
+        let table = scratch.pinned(&self.gpu, up_plan.table)?;
         encode_table(&pieces, table);
         let pack = t0.elapsed();
         let t1 = Instant::now();
@@ -244,7 +227,8 @@ impl SlotStager {
                 return Ok(());
             }
             self.gpu.htod(table, up.ptr(), "LoRA piece table")?;
-            for (u, base) in &uploads {
+            for (i, base) in &up_plan.copies {
+                let u = adapters[*i].0;
                 let ptr = u.pinned.as_ptr().map_err(|e| CudaError::driver("pinned adapter buffer", e))?;
                 // SAFETY: the adapter's buffer holds `u.bytes` bytes and outlives this call,
                 // which synchronizes before it returns.
@@ -254,7 +238,7 @@ impl SlotStager {
             self.scatter(&pieces, &up, &out)
         })();
         self.finish(&mut scratch, up, r)?;
-        Ok((out, StageTiming { pack, device: t1.elapsed(), upload_bytes: at }))
+        Ok((out, StageTiming { pack, device: t1.elapsed(), upload_bytes: up_plan.bytes }))
     }
 
     /// Waits for the stream (copies may read pinned memory even after an error) and keeps the
