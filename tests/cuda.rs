@@ -365,3 +365,77 @@ fn gpu_swaps_are_exact_and_leases_hold() {
         }
     });
 }
+
+/// `a` with every factor rounded to `dtype` (so B converts exactly: the device lay-out's packed
+/// path in the slot dtype; `a` itself takes the f32 path).
+fn rounded(a: &Adapter, dtype: flux_trt::tensor::DType) -> Adapter {
+    let mut r = a.clone();
+    r.name = format!("{}-{}", a.name, dtype.name());
+    for m in r.modules.values_mut() {
+        for v in m.a.data.iter_mut().chain(m.b.data.iter_mut()) {
+            let mut b = Vec::new();
+            flux_trt::tensor::encode_into(dtype, &[*v], &mut b);
+            *v = match dtype {
+                flux_trt::tensor::DType::BF16 => half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+                flux_trt::tensor::DType::F16 => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+                flux_trt::tensor::DType::F32 => *v,
+            };
+        }
+    }
+    r
+}
+
+/// The device lay-out ([`SlotStager`], a scatter kernel over one packed upload) equals the host
+/// lay-out (`SlotLayout::image`, the reference) byte for byte: single and stacked adapters with
+/// strengths, B packed in f32 and in the slot dtype, every slot dtype, from loaded and from packed
+/// adapters, untargeted slots zero (also after a full set freed the memory it reuses).
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/cuda.sh"]
+fn gpu_device_lay_out_equals_the_host_lay_out() {
+    use flux_trt::runtime::cuda::device::Gpu;
+    use flux_trt::runtime::cuda::plan::SlotLayout;
+    use flux_trt::runtime::cuda::SlotStager;
+    use flux_trt::tensor::DType;
+    use std::sync::Arc;
+    let ck = checkpoint("dev", "diffusers");
+    let load = |f: &str| flux_trt::lora::load(&fixtures().join("loras").join(f)).unwrap();
+    let (a, full) = (load("attn.peft.safetensors"), load("full.peft.safetensors"));
+    let rank = a.max_rank().max(full.max_rank());
+    let max_rank = 3 * rank + 1;
+    let plan = SlotPlan::new(ck.config(), &[&a, &full], &PlanOptions { max_rank: Some(max_rank), targets: vec!["all".into()] }).unwrap();
+    let gpu = Gpu::open(0).unwrap_or_else(|e| panic!("{e}"));
+    for dtype in [DType::BF16, DType::F16, DType::F32] {
+        let adapters = [Arc::new(full.clone()), Arc::new(a.clone()), Arc::new(rounded(&a, dtype))];
+        let slots = flux_trt::manifest::LoraSlots::from_plan(&plan, dtype);
+        let layout = SlotLayout::new(&slots);
+        let stager = SlotStager::new(&gpu, &slots).unwrap_or_else(|e| panic!("{e}"));
+        let packed: Vec<_> = adapters.iter().map(|ad| stager.pack(ad.clone()).unwrap_or_else(|e| panic!("{e}"))).collect();
+        let sets: [&[(usize, f32)]; 7] =
+            [&[(0, 1.0)], &[], &[(1, 0.8)], &[(2, 1.0)], &[(1, 0.75), (2, -1.25)], &[(0, 0.3), (1, 1.7), (2, 0.5)], &[(1, 0.5), (1, 0.25)]];
+        for set in sets {
+            let loaded: Vec<(&Adapter, f32)> = set.iter().map(|(i, s)| (&*adapters[*i], *s)).collect();
+            let want = layout.image(&plan, &loaded).unwrap_or_else(|e| panic!("{e}"));
+            let names: Vec<_> = loaded.iter().map(|(a, s)| format!("{}×{s}", a.name)).collect();
+            let (buf, timing) = stager.stage_timed(&loaded).unwrap_or_else(|e| panic!("{e}"));
+            let from_packed: Vec<_> = set.iter().map(|(i, s)| (&packed[*i], *s)).collect();
+            let (pbuf, ptiming) = stager.stage_packed(&from_packed).unwrap_or_else(|e| panic!("{e}"));
+            for (what, b) in [("loaded", &buf), ("packed", &pbuf)] {
+                let mut got = vec![0u8; layout.bytes];
+                gpu.dtoh(b.ptr(), &mut got, "staged set").unwrap();
+                assert!(
+                    bytemuck::cast_slice::<u32, u8>(&want) == &got[..],
+                    "{dtype:?} {names:?} from {what} adapters: device lay-out differs from the host lay-out"
+                );
+            }
+            println!(
+                "{dtype:?} {names:?}: equal; uploaded {} / {} bytes (loaded / packed) for {} slot bytes",
+                timing.upload_bytes, ptiming.upload_bytes, layout.bytes
+            );
+        }
+        // invalid sets are refused before any GPU work, as on the host
+        assert!(stager.stage(&[(&a, f32::NAN)]).is_err());
+        let too_many = vec![(&a, 1.0f32); max_rank / a.max_rank() + 1];
+        assert!(stager.stage(&too_many).is_err(), "ranks above max_rank");
+        assert!(stager.stage_packed(&[(&packed[1], f32::INFINITY)]).is_err());
+    }
+}

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::LoraError;
 pub use formats::{detect_format, load, load_with_name, AdapterSummary, ModuleSummary};
-pub use plan::{PlanError, Slot, SlotFill, SlotLayout, SlotPlan, SlotTarget, SlotWeights};
+pub use plan::{PlanError, Slot, SlotFill, SlotImage, SlotLayout, SlotPlan, SlotTarget, SlotWeights};
 
 use crate::tensor::Matrix;
 

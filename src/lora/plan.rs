@@ -434,7 +434,61 @@ impl SlotElem for half::bf16 {
     }
 }
 
+/// One adapter module placed in a slot by [`SlotPlan::fill`]: what a device-side lay-out needs
+/// to write it (the host lay-out is [`SlotFill::write`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Placement<'a> {
+    /// Index of the slot in the plan.
+    pub slot: usize,
+    pub module: &'a LoraModule,
+    /// The file's scale × the user's strength, folded into B (`B·scale`, rounded once).
+    pub scale: f32,
+    /// First rank row of the slot it fills (rows `offset..offset + rank`).
+    pub offset: usize,
+}
+
+impl<'a> SlotFill<'a> {
+    /// Every placed module, slot by slot (in rank order within a slot). Rank rows from
+    /// [`Self::used`] on, and slots without a placement, are zeros.
+    pub fn placements(&self) -> impl Iterator<Item = Placement<'a>> + '_ {
+        self.parts.iter().enumerate().flat_map(|(slot, ps)| ps.iter().map(move |p| Placement { slot, module: p.module, scale: p.scale, offset: p.offset }))
+    }
+
+    /// Rank rows filled in slot `slot`.
+    pub fn used(&self, slot: usize) -> usize {
+        self.used[slot]
+    }
+
+    /// The plan these placements are for.
+    pub fn plan(&self) -> &'a SlotPlan {
+        self.plan
+    }
+}
+
+/// A whole slot set laid out on the host in its layout's dtype ([`SlotFill::image`]): A then B
+/// of every slot, as [`SlotLayout::tensors`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlotImage {
+    /// `u64` words keep the bytes aligned for every slot dtype.
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl SlotImage {
+    pub fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+}
+
 impl SlotFill<'_> {
+    /// Every slot of `layout` (a layout of this fill's plan) written ([`Self::write`]) into one
+    /// new host buffer.
+    pub fn image(&self, layout: &SlotLayout) -> SlotImage {
+        let mut words = vec![0u64; layout.bytes().div_ceil(8)];
+        self.write(layout, 0..layout.num_slots(), &mut bytemuck::cast_slice_mut(&mut words)[..layout.bytes()]);
+        SlotImage { words, len: layout.bytes() }
+    }
+
     /// Writes slots `slots` (see [`SlotLayout::range`]) into `out`, which must be exactly those
     /// slots' bytes of `layout` (a layout of this fill's plan) and aligned to the dtype's size.
     /// Every byte is written (zeros where no adapter reaches); slots are written in parallel.
@@ -497,13 +551,13 @@ fn check_shape(adapter: &str, module: &str, lm: &LoraModule, in_f: usize, out_f:
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::flux::Variant;
     use crate::lora::LoraFormat;
     use std::collections::BTreeMap;
 
-    fn tiny() -> FluxConfig {
+    pub(crate) fn tiny() -> FluxConfig {
         FluxConfig {
             variant: Variant::Dev,
             hidden_size: 8,
@@ -521,13 +575,13 @@ mod tests {
         }
     }
 
-    fn module(rank: usize, in_f: usize, out_f: usize, seed: f32, scale: f32) -> LoraModule {
+    pub(crate) fn module(rank: usize, in_f: usize, out_f: usize, seed: f32, scale: f32) -> LoraModule {
         let a = Matrix::from_vec(rank, in_f, (0..rank * in_f).map(|i| seed + i as f32 * 0.01).collect()).unwrap();
         let b = Matrix::from_vec(out_f, rank, (0..rank * out_f).map(|i| seed - i as f32 * 0.02).collect()).unwrap();
         LoraModule { a, b, scale }
     }
 
-    fn adapter(name: &str, mods: Vec<(&str, LoraModule)>) -> Adapter {
+    pub(crate) fn adapter(name: &str, mods: Vec<(&str, LoraModule)>) -> Adapter {
         Adapter {
             name: name.into(),
             source: name.into(),

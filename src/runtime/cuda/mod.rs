@@ -6,7 +6,8 @@
 //! scaled-dot-product attention: cuDNN for bf16/fp16, an NVRTC kernel for fp32) over [`cudnn`]
 //! (the checked layer over cuDNN's backend graph API) → [`model`] (the forward pass over fixed
 //! buffers) → [`session`] ([`CudaSession`]: weights, slots, graphs, the runtime traits).
-//! Host-side planning ([`weights`], [`plan`]) needs no GPU and is unit-tested in CI.
+//! [`stage`] ([`SlotStager`]) lays adapter sets out on the device (a scatter kernel over one packed
+//! upload). Host-side planning ([`weights`], [`plan`], [`pack`]) needs no GPU and is unit-tested in CI.
 //!
 //! Libraries are loaded at run time (driver, NVRTC, cuBLASLt, cuDNN); for CUDA 13 the loader
 //! needs unversioned links (`libcublasLt.so`, `libnvrtc.so`) on `LD_LIBRARY_PATH`, see
@@ -27,11 +28,14 @@ pub mod gemm;
 pub mod kernels;
 pub mod model;
 pub mod nvrtc;
+pub mod pack;
 pub mod plan;
 pub mod session;
+pub mod stage;
 pub mod weights;
 
 pub use attention::{Attention, AttentionImpl, AttentionShape};
 pub use error::CudaError;
 pub use fp8::{ChannelImpl, Fp8Gemm, Fp8Kernels, Fp8Shape, LtHandle, WeightScaling};
 pub use session::{Bound, CudaOptions, CudaSession, DeviceSlots, OpenReport, StagedSlots};
+pub use stage::{PackedAdapter, SlotStager, StageTiming};

@@ -176,7 +176,8 @@ impl SlotLayout {
     /// The host image of `adapters` laid into `plan`'s slots (the manifest's plan), in the slots'
     /// dtype, written straight from the adapters' tensors in parallel ([`SlotFill::write`]): the
     /// same bytes as [`SlotLayout::encode`] of [`SlotPlan::lay_out`] without the f32 copy.
-    /// `self.bytes` bytes, held as `u32` words (the writer needs the dtype's alignment).
+    /// `self.bytes` bytes, held as `u32` words (the writer needs the dtype's alignment). The
+    /// reference for the device lay-out ([`super::stage::SlotStager`]), which must equal it.
     ///
     /// [`SlotFill::write`]: crate::lora::plan::SlotFill::write
     /// [`SlotPlan::lay_out`]: crate::lora::SlotPlan::lay_out

@@ -2,7 +2,8 @@
 //!
 //! - Weights: `model.onnx.data` uploaded once.
 //! - Slots: the forward pass (and its captured graphs) reads one fixed slot buffer. Staged sets
-//!   are device buffers; an install only swaps the current set (no copy); a step whose lease
+//!   are device buffers, laid out on the device ([`SlotStager`]: one packed upload, a scatter
+//!   kernel); an install only swaps the current set (no copy); a step whose lease
 //!   holds another set than the fixed buffer has copies it in first (device to device, stream
 //!   ordered). Steps are serialized, so a run never sees a set other than its lease's.
 //! - Shapes: per (batch, text length, image length) an activation arena, an attention plan and,
@@ -23,10 +24,11 @@ use super::gemm::Lt;
 use super::kernels::Kernels;
 use super::model::Model;
 use super::plan::{Arena, Shape, SlotLayout};
+use super::stage::{PackedAdapter, SlotStager};
 use super::weights::{DeviceWeights, WeightMap};
 use super::CudaError;
 use crate::flux::TIME_EMBED_DIM;
-use crate::lora::{Adapter, SlotPlan};
+use crate::lora::Adapter;
 use crate::manifest::{integrity, Manifest, ManifestError, VerifyPolicy};
 use crate::runtime::slots::{ActiveSlots, AdapterLabel, Lease};
 use crate::runtime::{RequestInputs, Slotted, SwapReport, Transformer};
@@ -128,7 +130,7 @@ pub struct CudaSession {
     id: u64,
     gpu: Gpu,
     model: Model,
-    plan: SlotPlan,
+    stager: SlotStager,
     fixed_slots: DeviceBuffer,
     active: ActiveSlots<Arc<DeviceSlots>>,
     runner: Mutex<Runner>,
@@ -189,6 +191,7 @@ impl CudaSession {
         let weights = DeviceWeights::upload(&gpu, map)?;
         let upload = tu.elapsed();
         let layout = SlotLayout::new(&manifest.lora);
+        let stager = SlotStager::new(&gpu, &manifest.lora)?;
         let fixed_slots = gpu.zeros(layout.bytes, "LoRA slots")?;
         let base_set = gpu.zeros(layout.bytes, "LoRA slots (base set)")?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -198,7 +201,7 @@ impl CudaSession {
         tracing::info!(engine = %dir.display(), gpu = %gpu.name(), ?open_report, "cuda session open");
         Ok(CudaSession {
             dir: dir.to_path_buf(),
-            plan: manifest.lora.plan(),
+            stager,
             manifest,
             id,
             gpu,
@@ -358,6 +361,19 @@ impl CudaSession {
         Ok(e0.elapsed_ms(&e1).map_err(|e| CudaError::driver("cuEventElapsedTime", e))?)
     }
 
+    /// Packs `adapter` once for this session's slots ([`SlotStager::pack`]): later stages of it,
+    /// at any strength ([`Self::stage_packed`]), copy its bytes and run the scatter kernel only.
+    pub fn pack(&self, adapter: std::sync::Arc<Adapter>) -> crate::Result<PackedAdapter> {
+        self.stager.pack(adapter)
+    }
+
+    /// [`Slotted::stage`] from packed adapters (of this session).
+    pub fn stage_packed(&self, adapters: &[(&PackedAdapter, f32)]) -> crate::Result<StagedSlots> {
+        let (buf, _) = self.stager.stage_packed(adapters)?;
+        let labels = adapters.iter().map(|(p, s)| AdapterLabel { name: p.adapter().name.clone(), strength: *s }).collect();
+        Ok(StagedSlots { labels, slots: Arc::new(DeviceSlots { session: self.id, buf }) })
+    }
+
     /// What cuBLASLt autotuning measured so far, per GEMM shape (benchmarks report it).
     pub fn gemm_tuning(&self) -> Vec<super::gemm::TuneRecord> {
         self.model.lt.tuning()
@@ -375,11 +391,7 @@ impl Slotted for CudaSession {
     type Staged = StagedSlots;
 
     fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<StagedSlots> {
-        let host = self.model.slots.image(&self.plan, adapters)?;
-        let host: &[u8] = bytemuck::cast_slice(&host);
-        let buf = self.gpu.alloc(host.len(), "a staged LoRA set")?;
-        self.gpu.htod(host, buf.ptr(), "LoRA slot set")?;
-        self.gpu.sync("LoRA slot upload")?;
+        let buf = self.stager.stage(adapters)?;
         let labels = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
         Ok(StagedSlots { labels, slots: Arc::new(DeviceSlots { session: self.id, buf }) })
     }

@@ -157,16 +157,18 @@ pub(crate) fn output_shape(path: &Path, name: &str, nb_dims: i32, dims: &[i64]) 
     Ok((shape, bytes))
 }
 
-/// The first value of `values` that is not finite once stored as `dtype` (f16 overflows to
-/// infinity above 65504), as `(index, value)`.
-pub(crate) fn first_non_finite(dtype: crate::tensor::DType, values: &[f32]) -> Option<(usize, f32)> {
+/// The first value of `values` (elements of `dtype`, little-endian) that is not finite, as
+/// `(index, value)`; f16 values above 65504 were stored as infinity.
+pub(crate) fn first_non_finite(dtype: crate::tensor::DType, values: &[u8]) -> Option<(usize, f32)> {
     use crate::tensor::DType;
-    let finite = |v: f32| match dtype {
-        DType::F32 => v.is_finite(),
-        DType::F16 => half::f16::from_f32(v).is_finite(),
-        DType::BF16 => half::bf16::from_f32(v).is_finite(),
+    use rayon::prelude::*;
+    let value = |c: &[u8]| match dtype {
+        DType::F32 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+        DType::F16 => half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
+        DType::BF16 => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
     };
-    values.iter().position(|v| !finite(*v)).map(|i| (i, values[i]))
+    let i = values.par_chunks_exact(dtype.size()).position_first(|c| !value(c).is_finite())?;
+    Some((i, value(&values[i * dtype.size()..])))
 }
 
 #[cfg(test)]
@@ -387,8 +389,15 @@ mod tests {
     #[test]
     fn non_finite_after_conversion() {
         use crate::tensor::DType;
-        assert_eq!(first_non_finite(DType::F32, &[1.0, 7e4]), None);
-        assert_eq!(first_non_finite(DType::F16, &[1.0, 7e4]), Some((1, 7e4)));
-        assert_eq!(first_non_finite(DType::BF16, &[1.0, 7e4, f32::NAN]).map(|p| p.0), Some(2));
+        let stored = |dtype, v: &[f32]| {
+            let mut b = Vec::new();
+            crate::tensor::encode_into(dtype, v, &mut b);
+            b
+        };
+        assert_eq!(first_non_finite(DType::F32, &stored(DType::F32, &[1.0, 7e4])), None);
+        assert_eq!(first_non_finite(DType::F16, &stored(DType::F16, &[1.0, 7e4])), Some((1, f32::INFINITY)));
+        assert_eq!(first_non_finite(DType::BF16, &stored(DType::BF16, &[1.0, 7e4, -0.5])), None);
+        assert_eq!(first_non_finite(DType::BF16, &stored(DType::BF16, &[1.0, 7e4, f32::NAN])).map(|p| p.0), Some(2));
+        assert_eq!(first_non_finite(DType::F32, &stored(DType::F32, &[1.0, f32::NEG_INFINITY])), Some((1, f32::NEG_INFINITY)));
     }
 }

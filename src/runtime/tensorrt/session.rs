@@ -13,7 +13,7 @@ use super::error::Incompatibility;
 use super::refit::{self, RefitBackend, RefitState};
 use super::{SessionOptions, TrtError};
 use crate::engine::trt::{self, LogScope};
-use crate::lora::SlotWeights;
+use crate::lora::{SlotImage, SlotLayout};
 use crate::manifest::{LoraSlots, Manifest, MANIFEST_FILE};
 use crate::runtime::inputs::{HIDDEN_STATES, TIMESTEP};
 use crate::runtime::FluxInputs;
@@ -96,6 +96,8 @@ pub(crate) struct PlanRunner {
     /// Which slot-set version the engine holds; poisoning.
     state: RefitState,
     pub(crate) manifest: Manifest,
+    /// Where each slot tensor lies in a [`SlotImage`] (the manifest's slots and dtype).
+    pub(crate) layout: SlotLayout,
     pub(crate) plan_path: PathBuf,
     pub(crate) gpu_name: String,
     pub(crate) gpu: Gpu,
@@ -221,7 +223,22 @@ impl PlanRunner {
             state.install(&mut backend, &active, None, 0, &plan_path)?;
         }
         let context = create_context(&mut engine)?;
-        let s = PlanRunner { context, refitter, _engine: engine, _runtime: runtime, output: None, active, standby, state, manifest, plan_path, gpu_name, gpu };
+        let layout = SlotLayout::new(&manifest.lora.plan(), manifest.lora.dtype);
+        let s = PlanRunner {
+            context,
+            refitter,
+            _engine: engine,
+            _runtime: runtime,
+            output: None,
+            active,
+            standby,
+            state,
+            manifest,
+            layout,
+            plan_path,
+            gpu_name,
+            gpu,
+        };
         tracing::info!(plan = %s.plan_path.display(), gpu = %s.gpu_name, slots = s.manifest.lora.slots.len(), "TensorRT session open");
         Ok(s)
     }
@@ -306,19 +323,18 @@ impl PlanRunner {
         self.gpu.download(buf, bytemuck::cast_slice_mut(out), &out_name)
     }
 
-    /// Uploads laid-out slot weights (every slot) into the standby set and refits; `version` is
-    /// the slot set's version, recorded on success. See the type docs for ordering, rollback and
-    /// poisoning; on a poisoned runner a successful refit is the way back.
-    pub(crate) fn refit_weights(&mut self, weights: &SlotWeights, version: u64) -> Result<(), TrtError> {
-        check_finite(&self.manifest.lora, weights)?;
-        let dtype = self.manifest.lora.dtype;
+    /// Uploads a laid-out slot set (every slot, in the slots' dtype) into the standby buffers and
+    /// refits; `version` is the slot set's version, recorded on success. See the type docs for
+    /// ordering, rollback and poisoning; on a poisoned runner a successful refit is the way back.
+    pub(crate) fn refit_weights(&mut self, values: &SlotImage, version: u64) -> Result<(), TrtError> {
+        check_finite(&self.manifest.lora, &self.layout, values)?;
         self.gpu.bind()?;
-        let mut bytes = Vec::new();
+        let bytes = values.bytes();
+        let mut ranges = self.layout.tensors().map(|(r, _)| r);
         for (i, slot) in self.manifest.lora.slots.iter().enumerate() {
-            for (m, buf, name) in [(&weights.a[i], &mut self.standby.a[i], &slot.a), (&weights.b[i], &mut self.standby.b[i], &slot.b)] {
-                bytes.clear();
-                crate::tensor::encode_into(dtype, &m.data, &mut bytes);
-                self.gpu.upload(&bytes, buf, name)?;
+            for (buf, name) in [(&mut self.standby.a[i], &slot.a), (&mut self.standby.b[i], &slot.b)] {
+                let r = ranges.next().expect("checked: one range per slot tensor");
+                self.gpu.upload(&bytes[r], buf, name)?;
             }
         }
         let mut backend = Refit { refitter: &mut self.refitter, gpu: &self.gpu, lora: &self.manifest.lora };
@@ -330,13 +346,18 @@ impl PlanRunner {
     }
 }
 
-/// Refuses slot values that are NaN or infinite in the slots' dtype (nothing changes).
-pub(crate) fn check_finite(lora: &LoraSlots, weights: &SlotWeights) -> Result<(), TrtError> {
-    for (i, slot) in lora.slots.iter().enumerate() {
-        for (m, name) in [(&weights.a[i], &slot.a), (&weights.b[i], &slot.b)] {
-            if let Some((index, value)) = refit::first_non_finite(lora.dtype, &m.data) {
-                return Err(TrtError::NonFinite { slot: name.clone(), index, value, dtype: lora.dtype });
-            }
+/// Refuses a slot set laid out for other slots, or holding a value that is NaN or infinite in
+/// the slots' dtype (nothing changes).
+pub(crate) fn check_finite(lora: &LoraSlots, layout: &SlotLayout, values: &SlotImage) -> Result<(), TrtError> {
+    let bytes = values.bytes();
+    if layout.num_slots() != lora.slots.len() || layout.dtype() != lora.dtype || bytes.len() != layout.bytes() {
+        let message = format!("{} bytes of slot values for {} {:?} slots of {} bytes", bytes.len(), lora.slots.len(), lora.dtype, layout.bytes());
+        return Err(crate::runtime::RuntimeError::Input { tensor: "lora slots".into(), message }.into());
+    }
+    let names = lora.slots.iter().flat_map(|s| [&s.a, &s.b]);
+    for ((range, _), name) in layout.tensors().zip(names) {
+        if let Some((index, value)) = refit::first_non_finite(lora.dtype, &bytes[range]) {
+            return Err(TrtError::NonFinite { slot: name.clone(), index, value, dtype: lora.dtype });
         }
     }
     Ok(())
@@ -464,4 +485,38 @@ fn check_bindings(engine: &CudaEngine<'static>, manifest: &Manifest, path: &Path
         return Err(TrtError::Bindings { path: path.to_path_buf(), message: format!("expected one output, manifest has {}", manifest.outputs.len()) });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lora::plan::tests::{adapter, module, tiny};
+    use crate::lora::plan::PlanOptions;
+    use crate::lora::{SlotPlan, SlotTarget};
+
+    /// The stage's check runs on the values as stored: a strength that overflows f16 is refused
+    /// naming the slot tensor; the same set is finite in bf16; a set of another layout is refused.
+    #[test]
+    fn finite_check_on_the_typed_slot_values() {
+        let q = "transformer_blocks.0.attn.to_q";
+        let a = adapter("a", vec![(q, module(2, 8, 8, 0.5, 1.0))]);
+        let plan = SlotPlan::new(&tiny(), &[&a], &PlanOptions { max_rank: Some(4), targets: vec!["attn".into()] }).unwrap();
+        let fill = |s: f32| plan.fill(SlotTarget::Transformer, &[(&a, s)]).unwrap();
+        for dtype in [DType::F16, DType::BF16, DType::F32] {
+            let lora = LoraSlots::from_plan(&plan, dtype);
+            let layout = SlotLayout::new(&plan, dtype);
+            assert!(check_finite(&lora, &layout, &fill(1.0).image(&layout)).is_ok(), "{dtype:?}");
+            let big = check_finite(&lora, &layout, &fill(1e6).image(&layout));
+            match dtype {
+                DType::F16 => {
+                    let i = plan.slot_index(q).unwrap();
+                    assert!(matches!(&big, Err(TrtError::NonFinite { slot, value, .. }) if *slot == lora.slots[i].b && value.is_infinite()), "{big:?}");
+                }
+                _ => assert!(big.is_ok(), "{dtype:?}: {big:?}"),
+            }
+        }
+        let (lora, other) = (LoraSlots::from_plan(&plan, DType::BF16), SlotLayout::new(&plan, DType::F16));
+        let e = check_finite(&lora, &other, &fill(1.0).image(&other)).unwrap_err();
+        assert!(matches!(e, TrtError::Input(_)), "{e:?}");
+    }
 }

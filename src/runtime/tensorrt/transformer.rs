@@ -19,18 +19,19 @@ use std::time::Instant;
 
 use super::session::{PlanRunner, TrtBound};
 use super::{SessionOptions, TrtError};
-use crate::lora::{Adapter, SlotPlan, SlotWeights};
+use crate::lora::{Adapter, SlotImage, SlotLayout, SlotPlan, SlotTarget};
 use crate::manifest::Manifest;
 use crate::runtime::slots::{ActiveSlots, AdapterLabel, Lease};
 use crate::runtime::{FluxInputs, HostTensor, RequestInputs, RuntimeError, Slotted, SwapReport, Transformer};
 
 static SESSIONS: AtomicU64 = AtomicU64::new(0);
 
-/// One installed (or staged) slot set of a [`TrtSession`]: laid-out weights, refit on demand.
+/// One installed (or staged) slot set of a [`TrtSession`]: laid out on the host in the slots'
+/// dtype, refit on demand.
 #[derive(Clone, Debug)]
 pub struct TrtSlots {
     session_id: u64,
-    weights: Arc<SlotWeights>,
+    values: Arc<SlotImage>,
 }
 
 /// A validated, laid-out adapter set for [`Slotted::install`] on a [`TrtSession`].
@@ -58,6 +59,7 @@ pub struct TrtSession {
     active: ActiveSlots<TrtSlots>,
     manifest: Manifest,
     plan: SlotPlan,
+    layout: SlotLayout,
     gpu_name: String,
     plan_path: std::path::PathBuf,
     session_id: u64,
@@ -71,10 +73,12 @@ impl TrtSession {
         let runner = PlanRunner::open(dir, opts)?;
         let manifest = runner.manifest.clone();
         let plan = manifest.lora.plan();
+        let layout = runner.layout.clone();
         let session_id = SESSIONS.fetch_add(1, Ordering::SeqCst) + 1;
-        let base = TrtSlots { session_id, weights: Arc::new(plan.zeros()) };
+        let zeros = plan.fill(SlotTarget::Transformer, &[])?.image(&layout);
+        let base = TrtSlots { session_id, values: Arc::new(zeros) };
         let (gpu_name, plan_path) = (runner.gpu_name.clone(), runner.plan_path.clone());
-        Ok(TrtSession { runner: Mutex::new(runner), active: ActiveSlots::new(base), manifest, plan, gpu_name, plan_path, session_id })
+        Ok(TrtSession { runner: Mutex::new(runner), active: ActiveSlots::new(base), manifest, plan, layout, gpu_name, plan_path, session_id })
     }
 
     /// Slot-set version: 0 at open (all zeros), +1 per install.
@@ -117,7 +121,7 @@ impl TrtSession {
         if !runner.needs_refit(lease.version()) {
             return Ok(false);
         }
-        runner.refit_weights(&lease.tensors().weights, lease.version())?;
+        runner.refit_weights(&lease.tensors().values, lease.version())?;
         Ok(true)
     }
 
@@ -142,7 +146,7 @@ impl TrtSession {
         let mut runner = self.lock();
         if runner.needs_refit(lease.version()) {
             let t0 = Instant::now();
-            runner.refit_weights(&lease.tensors().weights, lease.version())?;
+            runner.refit_weights(&lease.tensors().values, lease.version())?;
             tracing::debug!(plan = %runner.plan_path.display(), version = lease.version(), elapsed = ?t0.elapsed(), "refit the lease's slot set");
         }
         Ok(runner.run_bound(bound, latents, timestep, out)?)
@@ -153,13 +157,14 @@ impl Slotted for TrtSession {
     type Slots = TrtSlots;
     type Staged = TrtStaged;
 
-    /// Validates and lays out `adapters` (every slot; zeros where they do not reach). No GPU work.
+    /// Validates and lays out `adapters` once, straight in the slots' dtype (every slot; zeros
+    /// where they do not reach), and refuses values not finite in that dtype. No GPU work.
     fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<TrtStaged> {
-        let weights = self.plan.lay_out(adapters).map_err(TrtError::from)?;
-        super::session::check_finite(&self.manifest.lora, &weights)?;
+        let values = self.plan.fill(SlotTarget::Transformer, adapters).map_err(TrtError::from)?.image(&self.layout);
+        super::session::check_finite(&self.manifest.lora, &self.layout, &values)?;
         Ok(TrtStaged {
             adapters: adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect(),
-            slots: TrtSlots { session_id: self.session_id, weights: Arc::new(weights) },
+            slots: TrtSlots { session_id: self.session_id, values: Arc::new(values) },
         })
     }
 
