@@ -188,7 +188,10 @@ fn main() -> anyhow::Result<()> {
                             *e = e.max(v);
                         }
                     }
-                    r.insert("calibration".into(), json!({"samples": sigmas.len(), "sigmas": sigmas, "seconds": tc.elapsed().as_secs_f64(), "gemms": best.len()}));
+                    r.insert(
+                        "calibration".into(),
+                        json!({"samples": sigmas.len(), "sigmas": sigmas, "seconds": tc.elapsed().as_secs_f64(), "gemms": best.len()}),
+                    );
                     if let Some(p) = &scales_out {
                         flux_trt::util::write_atomic(p, serde_json::to_string_pretty(&best)?.as_bytes())?;
                     }

@@ -407,7 +407,8 @@ fn fp8_weight_map_plans_the_quantized_gemms() {
         assert_eq!(map.len(), req.len(), "no dequantized copies: the engine holds the tensors the forward pass reads");
         let model = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(dir.join(&m.onnx.file)).unwrap()).unwrap();
         let inline: BTreeMap<&str, &onnx_protobuf::TensorProto> = model.graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
-        let bf16 = |t: &onnx_protobuf::TensorProto| -> Vec<f32> { t.raw_data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect() };
+        let bf16 =
+            |t: &onnx_protobuf::TensorProto| -> Vec<f32> { t.raw_data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect() };
         for (name, shape) in &req {
             let e = map.get(name).unwrap();
             let gemm = name.strip_suffix(".weight").filter(|g| gemms.iter().any(|q| q == g));
@@ -480,7 +481,8 @@ fn gpu_dev_fp8_matches_ort_fp8_and_diffusers() {
         fp8_engine(DType::BF16, mode, &d16);
         fp8_engine(DType::F32, mode, &d32);
         // ONNX Runtime CPU on the f32-float twin
-        let ort = flux_trt::runtime::ort::FluxSession::builder(&d32).with_library(support::ort_library()).with_threads(1).build().unwrap_or_else(|e| panic!("{e}"));
+        let ort =
+            flux_trt::runtime::ort::FluxSession::builder(&d32).with_library(support::ort_library()).with_threads(1).build().unwrap_or_else(|e| panic!("{e}"));
         let inputs = flux_trt::runtime::FluxInputs::from_safetensors(&fixtures().join("golden/outputs/dev.safetensors"), &ort.manifest().model).unwrap();
         let mut ort_out = vec![ort.run(&inputs).unwrap().data().to_vec()];
         for a in &adapters {

@@ -508,7 +508,9 @@ impl Fp8Kernels {
         let mut b = self.stream.launch_builder(&self.amax_rows);
         b.arg(&x).arg(&ldx).arg(&r).arg(&c).arg(&g).arg(&amax);
         let blocks = elementwise_grid(rows * cols / 8).min(AMAX_BLOCKS as u32);
-        b.launch(LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }).map(|_| ()).map_err(launch_err("fp8_amax_rows_bf16"))
+        b.launch(LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 })
+            .map(|_| ())
+            .map_err(launch_err("fp8_amax_rows_bf16"))
     }
 
     /// # Safety

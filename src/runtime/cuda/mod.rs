@@ -36,4 +36,4 @@ pub mod weights;
 pub use attention::{Attention, AttentionImpl, AttentionShape};
 pub use error::CudaError;
 pub use fp8::{ChannelImpl, Fp8Gemm, Fp8Kernels, Fp8Shape, LtHandle, WeightScaling};
-pub use session::{Bound, CudaOptions, Fp8Activations, CudaSession, DeviceSlots, OpenReport, StagedSlots};
+pub use session::{Bound, CudaOptions, CudaSession, DeviceSlots, Fp8Activations, OpenReport, StagedSlots};

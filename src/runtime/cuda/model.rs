@@ -62,7 +62,8 @@ impl Fp8Run {
     pub fn new(gpu: &Gpu, mut plan: Fp8Plan, dynamic: bool, activation_scales: Option<&std::collections::BTreeMap<String, f32>>) -> Result<Self, CudaError> {
         if let Some(over) = activation_scales {
             for (name, l) in plan.layers.iter_mut() {
-                let v = *over.get(name).ok_or_else(|| CudaError::Input { tensor: "fp8 activation scales".into(), message: format!("no scale for `{name}`") })?;
+                let v =
+                    *over.get(name).ok_or_else(|| CudaError::Input { tensor: "fp8 activation scales".into(), message: format!("no scale for `{name}`") })?;
                 if !(v.is_finite() && v > 0.0) {
                     return Err(CudaError::Input { tensor: "fp8 activation scales".into(), message: format!("`{name}`: scale {v}") });
                 }
@@ -163,7 +164,18 @@ impl Model {
     /// segments `(operand, width, gelu)` that together make its K (each quantized into the
     /// arena's E4M3 buffer, GELU-tanh applied on the way where asked). `y` must be `[rows, N]`.
     #[allow(clippy::too_many_arguments)]
-    fn fp8_gemm(&self, gpu: &Gpu, (f, l): (&Fp8Run, &Fp8Layer), a: &Arena, base: u64, j: Joint, r: Rows, name: &str, xs: &[(Mat, usize, bool)], y: Mat) -> Result<(), CudaError> {
+    fn fp8_gemm(
+        &self,
+        gpu: &Gpu,
+        (f, l): (&Fp8Run, &Fp8Layer),
+        a: &Arena,
+        base: u64,
+        j: Joint,
+        r: Rows,
+        name: &str,
+        xs: &[(Mat, usize, bool)],
+        y: Mat,
+    ) -> Result<(), CudaError> {
         let (off, m, batch, stride_rows) = self.rows(j, r);
         if m == 0 {
             return Ok(());
@@ -171,7 +183,10 @@ impl Model {
         let internal = |message: String| CudaError::Engine { path: self.weights.map.dir.clone(), message };
         let k: usize = xs.iter().map(|x| x.1).sum();
         if k != l.k || y.ld != l.n || y.col != 0 || batch * m * l.k > a.q8_bytes {
-            return Err(internal(format!("FP8 `{name}`: input width {k}, output stride {} col {} for a {}×{} GEMM of {m} rows × {batch}", y.ld, y.col, l.n, l.k)));
+            return Err(internal(format!(
+                "FP8 `{name}`: input width {k}, output stride {} col {} for a {}×{} GEMM of {m} rows × {batch}",
+                y.ld, y.col, l.n, l.k
+            )));
         }
         let e = self.e();
         let q = base + a.q8 as u64;
@@ -336,14 +351,28 @@ impl Model {
     /// [`Self::linear`] whose input is `gelu(x)` when `x.1` (only for a GEMM that
     /// [`Self::fuses_gelu`]).
     #[allow(clippy::too_many_arguments)]
-    fn linear_in(&self, gpu: &Gpu, a: &Arena, base: u64, j: Joint, r: Rows, module: &str, (x, x_gelu): (Mat, bool), y: Mat, gelu: bool) -> Result<bool, CudaError> {
+    fn linear_in(
+        &self,
+        gpu: &Gpu,
+        a: &Arena,
+        base: u64,
+        j: Joint,
+        r: Rows,
+        module: &str,
+        (x, x_gelu): (Mat, bool),
+        y: Mat,
+        gelu: bool,
+    ) -> Result<bool, CudaError> {
         if let Some(fl) = self.fp8_layer(module) {
             self.fp8_gemm(gpu, fl, a, base, j, r, module, &[(x, fl.1.k, x_gelu)], y)?;
             self.lora(gpu, a, base, j, r, module, &[(x, fl.1.k)], y)?;
             return Ok(gelu);
         }
         if x_gelu {
-            return Err(CudaError::Engine { path: self.weights.map.dir.clone(), message: format!("`{module}` is not an FP8 GEMM: it cannot apply GELU to its input") });
+            return Err(CudaError::Engine {
+                path: self.weights.map.dir.clone(),
+                message: format!("`{module}` is not an FP8 GEMM: it cannot apply GELU to its input"),
+            });
         }
         let lm = self
             .cfg

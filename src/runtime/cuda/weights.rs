@@ -145,7 +145,12 @@ impl WeightMap {
                 10 => Stored::Float(DType::F16),
                 16 => Stored::Float(DType::BF16),
                 17 => Stored::E4m3,
-                other => return Err(engine_err(&model_path, format!("initializer `{}` has ONNX type {other}; the cuda backend reads f32/f16/bf16/float8e4m3fn", t.name))),
+                other => {
+                    return Err(engine_err(
+                        &model_path,
+                        format!("initializer `{}` has ONNX type {other}; the cuda backend reads f32/f16/bf16/float8e4m3fn", t.name),
+                    ))
+                }
             };
             let shape: Vec<usize> = t.dims.iter().map(|d| *d as usize).collect();
             let (offset, len) = (num("offset")?, num("length")?);
