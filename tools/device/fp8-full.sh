@@ -78,7 +78,10 @@ PY
 /usr/bin/time -v "$B/build-engine" --model "$W/model" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision fp8 \
   --calib-in "$W/calib-placeholder.json" --out "$W/engine-fp8" --no-hash > "$OUT/export-fp8.log" 2>&1
 note "export fp8 (per-channel weight scales): rc=$? $(grep -E 'Elapsed' "$OUT/export-fp8.log") data $(stat -c %s "$W/engine-fp8/model.onnx.data" 2>/dev/null) bytes"
-rm -rf "$W/model"
+# the per-tensor-scale engine, exported (CPU, disk: 24 + 15 + 15 GB) while the GPU checks the per-channel one
+( /usr/bin/time -v "$B/build-engine" --model "$W/model" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision fp8 --fp8-weight-scale tensor \
+    --calib-in "$W/calib-placeholder.json" --out "$W/engine-fp8t" --no-hash > "$OUT/export-fp8-tensor.log" 2>&1; echo "rc=$?" >> "$OUT/export-fp8-tensor.log" ) &
+EXPT=$!
 timeout 150 "$B/cuda_fp8_check" fp8 --engine "$W/engine-fp8" --adapters "$ADS" --reference "$W/ref.bin" --json "$OUT/fp8-check.json" \
   --scales-out "$OUT/fp8-gpu-calibration.json" --calib ${CALIB:-8} > "$OUT/fp8-check.log" 2>&1
 r=$?; note "cuda_fp8_check: rc=$r"; grep -E "^(Dynamic|Static)|FAILED" "$OUT/fp8-check.log" | cut -c1-1500 >> "$OUT/summary.txt"; [ $r -eq 0 ] || rc_all=1
@@ -90,6 +93,18 @@ fi
 timeout 120 "$B/cuda_bench" --engine "$W/engine-fp8" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps ${STEPS:-10} --warmup 2 \
   --fp8-dynamic --json "$OUT/bench-fp8-dynamic.json" > "$OUT/bench-fp8-dynamic.log" 2>&1
 note "bench fp8 dynamic: rc=$? $(grep -E '^1024x1024' "$OUT/bench-fp8-dynamic.log" | cut -c1-200)"
+wait $EXPT; rm -rf "$W/model" "$W/engine-fp8"
+note "export fp8 per-tensor: $(tail -1 "$OUT/export-fp8-tensor.log") $(grep -E 'Elapsed' "$OUT/export-fp8-tensor.log")"
+if [ -f "$OUT/fp8-gpu-calibration.json" ] && [ -f "$W/engine-fp8t/manifest.json" ]; then
+  timeout 100 "$B/cuda_bench" --engine "$W/engine-fp8t" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps ${STEPS:-10} --warmup 2 \
+    --fp8-scales "$OUT/fp8-gpu-calibration.json" --json "$OUT/bench-fp8t-static.json" > "$OUT/bench-fp8t-static.log" 2>&1
+  note "bench fp8 per-tensor static: rc=$? $(grep -E '^1024x1024' "$OUT/bench-fp8t-static.log" | cut -c1-200)"
+  if [ $(( $(date +%s) - t0 )) -lt ${ACC_T_BEFORE:-400} ]; then
+    timeout 100 "$B/cuda_fp8_check" fp8 --engine "$W/engine-fp8t" --adapters "$ADS" --reference "$W/ref.bin" --json "$OUT/fp8t-check.json" \
+      --calib ${CALIB:-8} > "$OUT/fp8t-check.log" 2>&1
+    r=$?; note "cuda_fp8_check per-tensor: rc=$r"; grep -E "^(Dynamic|Static)|FAILED" "$OUT/fp8t-check.log" | cut -c1-1500 >> "$OUT/summary.txt"
+  fi
+fi
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv,noheader >> "$OUT/machine.txt"
 cat "$OUT/summary.txt"
 exit $rc_all
