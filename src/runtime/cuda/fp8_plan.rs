@@ -26,6 +26,9 @@ use crate::tensor::DType;
 /// f32 values per scale-buffer slot alignment (16 bytes).
 const SLOT: usize = 4;
 
+/// A graph's inline initializers decoded to f32: name → (dims, values).
+pub type InlineTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// One quantized GEMM.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fp8Layer {
@@ -90,13 +93,7 @@ impl Fp8Plan {
     /// Plans the quantized GEMMs of `fp8` for model `cfg`. `inline` holds the graph's inline
     /// initializers decoded to f32 (name → (dims, values)); `shapes` the weight shapes
     /// (`<gemm>.weight` → `[n, k]`, checked against the config by the caller).
-    pub fn new(
-        cfg: &FluxConfig,
-        fp8: &Fp8Manifest,
-        inline: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-        shapes: &HashMap<String, Vec<usize>>,
-        path: &Path,
-    ) -> Result<Self, CudaError> {
+    pub fn new(cfg: &FluxConfig, fp8: &Fp8Manifest, inline: &InlineTensors, shapes: &HashMap<String, Vec<usize>>, path: &Path) -> Result<Self, CudaError> {
         check_settings(fp8, path)?;
         let known: HashSet<String> = crate::onnx::fp8::quantized_gemms(cfg).into_iter().collect();
         let scaling = match fp8.weight_scale {
@@ -178,7 +175,7 @@ mod tests {
     }
 
     /// The inline scales and weight shapes an export of `cfg` holds.
-    fn engine(cfg: &FluxConfig, mode: WeightScale) -> (BTreeMap<String, (Vec<usize>, Vec<f32>)>, HashMap<String, Vec<usize>>) {
+    fn engine(cfg: &FluxConfig, mode: WeightScale) -> (InlineTensors, HashMap<String, Vec<usize>>) {
         let shapes: HashMap<String, Vec<usize>> = super::super::weights::required(cfg).into_iter().collect();
         let mut inline = BTreeMap::new();
         for (i, g) in crate::onnx::fp8::quantized_gemms(cfg).iter().enumerate() {
@@ -235,7 +232,7 @@ mod tests {
         let cfg = FluxConfig::flux1(Variant::Dev);
         let (inline, shapes) = engine(&cfg, WeightScale::Channel);
         let path = Path::new("eng");
-        let err = |m: Fp8Manifest, inline: &BTreeMap<String, (Vec<usize>, Vec<f32>)>| Fp8Plan::new(&cfg, &m, inline, &shapes, path).unwrap_err().to_string();
+        let err = |m: Fp8Manifest, inline: &InlineTensors| Fp8Plan::new(&cfg, &m, inline, &shapes, path).unwrap_err().to_string();
         let e = err(Fp8Manifest { float_dtype: DType::F32, ..manifest(&cfg, WeightScale::Channel) }, &inline);
         assert!(e.contains("bf16 float parts") && e.contains("f32"), "{e}");
         let e = err(Fp8Manifest { attention: true, ..manifest(&cfg, WeightScale::Channel) }, &inline);
