@@ -384,6 +384,7 @@ impl CudaSession {
     /// runs dynamic steps over its samples and keeps the largest scale per GEMM.
     pub fn fp8_activation_scales(&self) -> crate::Result<Option<std::collections::BTreeMap<String, f32>>> {
         let _guard = self.runner.lock().unwrap_or_else(|e| e.into_inner());
+        self.gpu.bind()?;
         match &self.model.fp8 {
             Some(f) => Ok(Some(f.activation_scales(&self.gpu)?)),
             None => Ok(None),
