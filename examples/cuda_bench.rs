@@ -34,6 +34,13 @@ struct Args {
     /// Writes the first shape's output after warm-up (f32 little-endian) for cross-run comparison.
     #[arg(long)]
     save_output: Option<PathBuf>,
+    /// FP8 engines: dynamic per-tensor activation scales.
+    #[arg(long)]
+    fp8_dynamic: bool,
+    /// FP8 engines: static activation scales by GEMM name (JSON map, `cuda_fp8_check --scales-out`)
+    /// replacing the engine's.
+    #[arg(long)]
+    fp8_scales: Option<PathBuf>,
 }
 
 fn noise(n: usize, seed: u64) -> Vec<f32> {
@@ -115,10 +122,17 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let args = Args::parse();
     let t0 = Instant::now();
-    let s = CudaSession::open(&args.engine, CudaOptions::default())?;
+    let mut opts = CudaOptions::default();
+    if args.fp8_dynamic {
+        opts.fp8_activations = flux_trt::runtime::cuda::Fp8Activations::Dynamic;
+    }
+    if let Some(p) = &args.fp8_scales {
+        opts.fp8_activation_scales = Some(serde_json::from_slice(&std::fs::read(p)?)?);
+    }
+    let s = CudaSession::open(&args.engine, opts)?;
     let open_s = t0.elapsed().as_secs_f64();
     let cfg = s.manifest().model.clone();
-    println!("session open {open_s:.2} s ({:?}) on {}", s.open_report, s.gpu().name());
+    println!("session open {open_s:.2} s ({:?}) on {}; precision {:?}", s.open_report, s.gpu().name(), s.manifest().precision);
     let adapters: Vec<_> = args.adapters.iter().map(|p| flux_trt::lora::load(p)).collect::<Result<_, _>>()?;
     let staged: Vec<_> = adapters.iter().map(|a| s.stage(&[(a, 1.0)])).collect::<Result<_, _>>()?;
     if let Some(st) = staged.first() {
@@ -166,7 +180,8 @@ fn main() -> anyhow::Result<()> {
         }
         let mut eager = Vec::new();
         let mut cat = std::collections::BTreeMap::new();
-        for (name, skip) in [("eager", 0u32), ("no_attention", 1), ("no_lora", 2), ("no_fused", 4), ("gemm_only", 7)] {
+        // 8: the FP8 activation quantization (no-op for float engines)
+        for (name, skip) in [("eager", 0u32), ("no_attention", 1), ("no_lora", 2), ("no_fused", 4), ("no_fp8_quant", 8), ("gemm_only", 15)] {
             let mut v = Vec::new();
             for _ in 0..3 {
                 v.push(s.time_step(&lease, &mut bound, &lat, 0.5, &mut out, true, skip)? as f64);
@@ -183,8 +198,9 @@ fn main() -> anyhow::Result<()> {
             "attention_ms": e - cat["no_attention"],
             "lora_ms": e - cat["no_lora"],
             "fused_kernels_ms": e - cat["no_fused"],
+            "fp8_quantize_ms": e - cat["no_fp8_quant"],
             "gemm_ms": cat["gemm_only"],
-            "other_ms": e - (e - cat["no_attention"]) - (e - cat["no_lora"]) - (e - cat["no_fused"]) - cat["gemm_only"],
+            "other_ms": e - (e - cat["no_attention"]) - (e - cat["no_lora"]) - (e - cat["no_fused"]) - (e - cat["no_fp8_quant"]) - cat["gemm_only"],
         });
         let r = json!({
             "width": w, "height": h, "batch": b, "image_tokens": s_img, "text_tokens": args.txt_len,
@@ -265,6 +281,7 @@ fn main() -> anyhow::Result<()> {
         "graphs": std::env::var("FLUX_TRT_CUDA_GRAPHS").unwrap_or_else(|_| "1".into()),
         "gemm_autotune": std::env::var("FLUX_TRT_GEMM_TUNE").unwrap_or_else(|_| "1".into()),
         "gemm_tuning": s.gemm_tuning(),
+        "fp8_mode": format!("{:?}", s.fp8_mode()), "fp8_scales_file": args.fp8_scales,
     });
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_vec_pretty(&report)?)?;

@@ -52,7 +52,7 @@ fn weight_map_reads_every_required_tensor() {
         for (name, shape) in req {
             let e = map.get(&name).unwrap();
             assert_eq!(e.shape, shape, "{name}");
-            assert_eq!(e.dtype, p.float_dtype());
+            assert_eq!(e.stored, flux_trt::runtime::cuda::weights::Stored::Float(p.float_dtype()));
             assert_eq!(e.offset % 4096, 0, "{name}: exporter aligns to 4096");
         }
         // the bytes are the checkpoint's: compare one bias through the data file
@@ -438,4 +438,166 @@ fn gpu_device_lay_out_equals_the_host_lay_out() {
         assert!(stager.stage(&too_many).is_err(), "ranks above max_rank");
         assert!(stager.stage_packed(&[(&packed[1], f32::INFINITY)]).is_err());
     }
+}
+
+// ---------------- FP8 engines ----------------
+
+/// Exports the dev fixture as FP8 (weight scales `mode`) from the saved calibration
+/// `tools/device/fp8-tiny-calib.json` (no ONNX Runtime needed) with slots for its adapters:
+/// `float` bf16 is the form the cuda backend runs, f32 the form ONNX Runtime CPU runs (same
+/// quantization points and activation scales; the stored scales are rounded to each dtype).
+fn fp8_engine(float: flux_trt::tensor::DType, mode: flux_trt::onnx::fp8::WeightScale, out: &Path) {
+    use flux_trt::onnx::fp8::{Calibration, Fp8Options};
+    let ck = checkpoint("dev", "diffusers");
+    let cal = Calibration::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/device/fp8-tiny-calib.json"), ck.config()).unwrap_or_else(|e| panic!("{e}"));
+    let adapters: Vec<Adapter> = lora_fixtures("dev").iter().map(|f| flux_trt::lora::load(&f.path).unwrap_or_else(|e| panic!("{e}"))).collect();
+    let refs: Vec<&Adapter> = adapters.iter().collect();
+    let plan = SlotPlan::new(ck.config(), &refs, &PlanOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = ExportOptions::new(Precision::Fp8);
+    opts.hash_sources = false;
+    opts.fp8 = Some(Fp8Options { weight_scale: mode, float_dtype: float, attention: false, activation_amax: cal.amax, calibration: Some(cal.info) });
+    export(&ck, &plan, &opts, out, &mut |_, _| {}).unwrap_or_else(|e| panic!("fp8 export: {e}"));
+}
+
+/// The weight map of an FP8 engine: the quantized GEMMs' weights are E4M3 in the data file (one
+/// byte per element, read as stored), their scales come from the graph as it holds them, the
+/// rest is bf16; engines this backend cannot run are refused by name before any GPU work.
+#[test]
+fn fp8_weight_map_plans_the_quantized_gemms() {
+    use flux_trt::onnx::fp8::{quantized_gemms, WeightScale};
+    use flux_trt::runtime::cuda::fp8::WeightScaling;
+    use flux_trt::runtime::cuda::weights::Stored;
+    use flux_trt::tensor::DType;
+    use protobuf::Message as _;
+    for mode in [WeightScale::Channel, WeightScale::Tensor] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("fp8");
+        fp8_engine(DType::BF16, mode, &dir);
+        let m = Manifest::load(&dir).unwrap();
+        let map = WeightMap::open(&dir, &m).unwrap_or_else(|e| panic!("{e}"));
+        let gemms = quantized_gemms(&m.model);
+        let plan = map.fp8.as_ref().expect("an FP8 plan");
+        assert_eq!(plan.layers.len(), gemms.len());
+        let req = required(&m.model);
+        assert_eq!(map.len(), req.len(), "no dequantized copies: the engine holds the tensors the forward pass reads");
+        let model = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(dir.join(&m.onnx.file)).unwrap()).unwrap();
+        let inline: BTreeMap<&str, &onnx_protobuf::TensorProto> = model.graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+        let bf16 =
+            |t: &onnx_protobuf::TensorProto| -> Vec<f32> { t.raw_data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect() };
+        for (name, shape) in &req {
+            let e = map.get(name).unwrap();
+            let gemm = name.strip_suffix(".weight").filter(|g| gemms.iter().any(|q| q == g));
+            if let Some(g) = gemm {
+                assert_eq!(e.stored, Stored::E4m3, "{name}");
+                assert_eq!(e.bytes as usize, shape[0] * shape[1], "{name}: one byte per element");
+                let l = &plan.layers[g];
+                assert_eq!((l.n, l.k), (shape[0], shape[1]));
+                assert_eq!(l.scaling, if mode == WeightScale::Channel { WeightScaling::PerChannel } else { WeightScaling::PerTensor });
+                assert_eq!(l.weight_scale, bf16(inline[format!("{name}_scale").as_str()]), "{g}: the weight scales as stored");
+                assert_eq!(vec![l.input_scale], bf16(inline[format!("{g}.input_scale").as_str()]), "{g}: the static activation scale as stored");
+                assert_eq!(plan.scales[l.act], l.input_scale);
+            } else {
+                assert_eq!(e.stored, Stored::Float(DType::BF16), "{name}");
+            }
+        }
+        assert_eq!(plan.max_k, m.model.hidden_size + m.model.mlp_hidden, "single blocks' proj_out");
+    }
+    // the ONNX Runtime CPU form (f32 float parts) is named, not run
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fp8-f32");
+    fp8_engine(DType::F32, WeightScale::Channel, &dir);
+    let m = Manifest::load(&dir).unwrap();
+    let e = WeightMap::open(&dir, &m).unwrap_err().to_string();
+    assert!(e.contains("bf16 float parts") && e.contains("--fp8-float"), "{e}");
+    let Err(e) = CudaSession::open(&dir, CudaOptions::default()) else { panic!("an f32-float FP8 engine was opened") };
+    let e = e.to_string();
+    assert!(e.contains("bf16 float parts"), "refused before any GPU work: {e}");
+}
+
+struct Agreement {
+    cosine: f64,
+    rel_l2: f64,
+}
+
+fn agreement(got: &[f32], want: &[f32]) -> Agreement {
+    let (mut dot, mut gg, mut ww, mut dd) = (0f64, 0f64, 0f64, 0f64);
+    for (g, w) in got.iter().zip(want) {
+        let (g, w) = (*g as f64, *w as f64);
+        dot += g * w;
+        gg += g * g;
+        ww += w * w;
+        dd += (g - w) * (g - w);
+    }
+    Agreement { cosine: dot / (gg * ww).sqrt().max(f64::MIN_POSITIVE), rel_l2: (dd / ww.max(f64::MIN_POSITIVE)).sqrt() }
+}
+
+fn sub(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}
+
+/// The tiny FP8 engine on the GPU (per-channel and per-tensor weight scales, static and dynamic
+/// activation scales) against the same FP8 export run by ONNX Runtime CPU (f32 float parts) and
+/// against the diffusers fp32 goldens, base and with every dev adapter; A→B→A bit-exact.
+/// Bounds: vs ONNX Runtime FP8 cosine ≥ 0.999 and rel L2 ≤ 5e-2 (the bf16 float parts and the
+/// bf16-rounded scales); vs the goldens cosine ≥ 0.99 (the bar of the ONNX Runtime FP8 test),
+/// LoRA delta cosine ≥ 0.98.
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/cuda.sh"]
+fn gpu_dev_fp8_matches_ort_fp8_and_diffusers() {
+    use flux_trt::onnx::fp8::WeightScale;
+    use flux_trt::runtime::cuda::Fp8Activations;
+    use flux_trt::tensor::DType;
+    let g = golden("dev");
+    let fixtures_dev = lora_fixtures("dev");
+    let adapters: Vec<Adapter> = fixtures_dev.iter().map(|f| flux_trt::lora::load(&f.path).unwrap()).collect();
+    let mut failures = Vec::new();
+    for mode in [WeightScale::Channel, WeightScale::Tensor] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (d16, d32) = (tmp.path().join("bf16"), tmp.path().join("f32"));
+        fp8_engine(DType::BF16, mode, &d16);
+        fp8_engine(DType::F32, mode, &d32);
+        // ONNX Runtime CPU on the f32-float twin
+        let ort =
+            flux_trt::runtime::ort::FluxSession::builder(&d32).with_library(support::ort_library()).with_threads(1).build().unwrap_or_else(|e| panic!("{e}"));
+        let inputs = flux_trt::runtime::FluxInputs::from_safetensors(&fixtures().join("golden/outputs/dev.safetensors"), &ort.manifest().model).unwrap();
+        let mut ort_out = vec![ort.run(&inputs).unwrap().data().to_vec()];
+        for a in &adapters {
+            ort.swap(&[(a, 1.0)]).unwrap();
+            ort_out.push(ort.run(&inputs).unwrap().data().to_vec());
+        }
+        for act in [Fp8Activations::Static, Fp8Activations::Dynamic] {
+            let s = CudaSession::open(&d16, CudaOptions { fp8_activations: act, ..CudaOptions::default() }).unwrap_or_else(|e| panic!("{e}"));
+            let mut bound = s.bind(&g.request()).unwrap();
+            let base = run(&s, &g, &mut bound);
+            let base2 = run(&s, &g, &mut bound); // captured + replayed
+            assert_eq!(base, base2, "{mode} {act:?}: graph replay equals the eager run bit for bit");
+            let gb = &g.outs["out.base"];
+            let mut check = |what: String, a: Agreement, cos_min: f64, l2_max: f64| {
+                println!("fp8 {mode} {act:?} {what}: cosine {:.6}, rel L2 {:.3e}", a.cosine, a.rel_l2);
+                if a.cosine < cos_min || a.rel_l2 > l2_max {
+                    failures.push(format!("{mode} {act:?} {what}: cosine {} rel L2 {}", a.cosine, a.rel_l2));
+                }
+            };
+            check("base vs ORT FP8".into(), agreement(&base, &ort_out[0]), 0.999, 5e-2);
+            check("base vs diffusers fp32".into(), agreement(&base, gb), 0.99, 1.0);
+            let staged: Vec<_> = adapters.iter().map(|a| s.stage(&[(a, 1.0)]).unwrap()).collect();
+            let mut with = Vec::new();
+            for ((f, st), want_ort) in fixtures_dev.iter().zip(&staged).zip(&ort_out[1..]) {
+                s.install(st).unwrap();
+                let out = run(&s, &g, &mut bound);
+                check(format!("{} vs ORT FP8", f.stem), agreement(&out, want_ort), 0.999, 5e-2);
+                check(format!("{} vs diffusers fp32", f.stem), agreement(&out, &g.outs[&f.output_key]), 0.99, 1.0);
+                check(format!("{} LoRA delta vs diffusers", f.stem), agreement(&sub(&out, &base), &sub(&g.outs[&f.output_key], gb)), 0.98, 1.0);
+                with.push(out);
+            }
+            if staged.len() >= 2 {
+                s.install(&staged[1]).unwrap();
+                let _ = run(&s, &g, &mut bound);
+                s.install(&staged[0]).unwrap();
+                let again = run(&s, &g, &mut bound);
+                assert_eq!(again, with[0], "{mode} {act:?}: A→B→A is bit-exact");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

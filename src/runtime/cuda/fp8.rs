@@ -373,13 +373,25 @@ fn heuristic(handle: &LtHandle, descs: &Descs, p: &GemmPlan) -> Result<(sys::cub
     Ok(found[0])
 }
 
+/// The strided quantization kernels read 16-byte vectors of 8 bf16 and write 8-byte vectors.
+pub(crate) fn check_rows(x: u64, ldx: usize, q: u64, ldq: usize, cols: usize) -> Result<(), CudaError> {
+    if !cols.is_multiple_of(8) || !ldx.is_multiple_of(8) || !ldq.is_multiple_of(8) || !x.is_multiple_of(16) || !q.is_multiple_of(8) {
+        return Err(CudaError::Input {
+            tensor: "fp8 quantize".into(),
+            message: format!("{cols} columns, row strides {ldx} / {ldq}, addresses {x:#x} / {q:#x}: needs multiples of 8 and 16/8-byte aligned rows"),
+        });
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // NVRTC kernels: activation quantization (static / dynamic per-tensor), the per-channel epilogue
 // and the fp32 reference GEMM of the tests.
 
 /// Kernel names in `kernels/fp8.cu` (no headers; E4M3 conversion needs sm_89+; compiled through
 /// [`super::nvrtc`]'s disk cache).
-pub const KERNEL_NAMES: [&str; 5] = ["fp8_quantize_bf16", "fp8_amax_bf16", "fp8_scale", "fp8_scale_columns_bf16", "fp8_reference_gemm"];
+pub const KERNEL_NAMES: [&str; 7] =
+    ["fp8_quantize_bf16", "fp8_amax_bf16", "fp8_scale", "fp8_scale_columns_bf16", "fp8_reference_gemm", "fp8_quantize_rows_bf16", "fp8_amax_rows_bf16"];
 
 /// The FP8 kernels, loaded for one device.
 pub struct Fp8Kernels {
@@ -389,6 +401,8 @@ pub struct Fp8Kernels {
     scale: CudaFunction,
     columns: CudaFunction,
     reference: CudaFunction,
+    quantize_rows: CudaFunction,
+    amax_rows: CudaFunction,
 }
 
 impl std::fmt::Debug for Fp8Kernels {
@@ -418,6 +432,8 @@ impl Fp8Kernels {
             scale: f("fp8_scale")?,
             columns: f("fp8_scale_columns_bf16")?,
             reference: f("fp8_reference_gemm")?,
+            quantize_rows: f("fp8_quantize_rows_bf16")?,
+            amax_rows: f("fp8_amax_rows_bf16")?,
         }))
     }
 
@@ -457,6 +473,53 @@ impl Fp8Kernels {
         b.arg(&partial).arg(&parts).arg(&scale);
         b.launch(LaunchConfig { grid_dim: (1, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }).map_err(launch_err("fp8_scale"))?;
         self.quantize(x, q, scale, n)
+    }
+
+    /// Static scaling of a strided block: `q[r, c] = e4m3(f(x[r, c]) / scale[0])` for `rows × cols`
+    /// bf16 values (row stride `ldx` elements) into E4M3 rows of stride `ldq` bytes; `f` is GELU-tanh
+    /// when `gelu` (the MLP's activation fused into its consumer's quantization), else identity.
+    ///
+    /// # Safety
+    /// `x` holds `rows` rows of `ldx` bf16 (16-byte aligned), `q` `rows` rows of `ldq` bytes (8-byte
+    /// aligned), `scale` one f32; `cols`, `ldx`, `ldq` multiples of 8 (checked).
+    pub unsafe fn quantize_rows(&self, x: u64, ldx: usize, q: u64, ldq: usize, scale: u64, rows: usize, cols: usize, gelu: bool) -> Result<(), CudaError> {
+        check_rows(x, ldx, q, ldq, cols)?;
+        let (ldx, ldq, r, c, g) = (ldx as i64, ldq as i64, rows as i64, cols as i32, i32::from(gelu));
+        let mut b = self.stream.launch_builder(&self.quantize_rows);
+        b.arg(&x).arg(&ldx).arg(&q).arg(&ldq).arg(&scale).arg(&r).arg(&c).arg(&g);
+        b.launch(Self::cfg(rows * cols / 8)).map(|_| ()).map_err(launch_err("fp8_quantize_rows_bf16"))
+    }
+
+    /// Dynamic scaling of a tensor made of strided blocks: [`Self::amax_begin`] zeroes the f32 at
+    /// `amax`, [`Self::amax_rows`] folds each block's `max |f(x)|` into it, [`Self::amax_end`] writes
+    /// `scale[0] = max(amax / 448, floor)`.
+    ///
+    /// # Safety
+    /// `amax` is one device f32.
+    pub unsafe fn amax_begin(&self, amax: u64) -> Result<(), CudaError> {
+        cudarc::driver::result::memset_d8_async(amax, 0, 4, self.stream.cu_stream()).map_err(|e| CudaError::driver("cuMemsetD8Async (FP8 amax)", e))
+    }
+
+    /// # Safety
+    /// As [`Self::quantize_rows`] for `x`; `amax` one device f32.
+    pub unsafe fn amax_rows(&self, x: u64, ldx: usize, rows: usize, cols: usize, gelu: bool, amax: u64) -> Result<(), CudaError> {
+        check_rows(x, ldx, 0, 8, cols)?;
+        let (ldx, r, c, g) = (ldx as i64, rows as i64, cols as i32, i32::from(gelu));
+        let mut b = self.stream.launch_builder(&self.amax_rows);
+        b.arg(&x).arg(&ldx).arg(&r).arg(&c).arg(&g).arg(&amax);
+        let blocks = elementwise_grid(rows * cols / 8).min(AMAX_BLOCKS as u32);
+        b.launch(LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 })
+            .map(|_| ())
+            .map_err(launch_err("fp8_amax_rows_bf16"))
+    }
+
+    /// # Safety
+    /// `amax` and `scale` are device f32.
+    pub unsafe fn amax_end(&self, amax: u64, scale: u64) -> Result<(), CudaError> {
+        let parts = 1i32;
+        let mut b = self.stream.launch_builder(&self.scale);
+        b.arg(&amax).arg(&parts).arg(&scale);
+        b.launch(LaunchConfig { grid_dim: (1, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 }).map(|_| ()).map_err(launch_err("fp8_scale"))
     }
 
     /// `y[r, c] = y[r, c] · wscale[c] (+ bias[c])`, bf16 in place (the per-channel epilogue).

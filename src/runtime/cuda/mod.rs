@@ -13,7 +13,8 @@
 //! needs unversioned links (`libcublasLt.so`, `libnvrtc.so`) on `LD_LIBRARY_PATH`, see
 //! `tools/device/cuda.sh`.
 //! [`fp8`]: E4M3 GEMMs through cuBLASLt (per-tensor / per-channel weight scales) and the
-//! activation quantization kernels (standalone building block; not yet used by [`model`]).
+//! activation quantization kernels; [`fp8_plan`]: an FP8 engine's quantized GEMMs and scales,
+//! which [`model`] runs through [`fp8`] (the rest of the step as in bf16).
 
 // Kernel-launch and GEMM wrappers take their operands one by one (pointers, sizes, strides); plan
 // caches insert fallibly built plans (`?`), which the entry API does not express.
@@ -24,6 +25,7 @@ pub mod cudnn;
 pub mod device;
 mod error;
 pub mod fp8;
+pub mod fp8_plan;
 pub mod gemm;
 pub mod kernels;
 pub mod model;
@@ -37,5 +39,5 @@ pub mod weights;
 pub use attention::{Attention, AttentionImpl, AttentionShape};
 pub use error::CudaError;
 pub use fp8::{ChannelImpl, Fp8Gemm, Fp8Kernels, Fp8Shape, LtHandle, WeightScaling};
-pub use session::{Bound, CudaOptions, CudaSession, DeviceSlots, OpenReport, StagedSlots};
+pub use session::{Bound, CudaOptions, CudaSession, DeviceSlots, Fp8Activations, OpenReport, StagedSlots};
 pub use stage::{PackedAdapter, SlotStager, StageTiming};

@@ -3,11 +3,23 @@
 //! GELU epilogues, LoRA slots accumulated into the base GEMM outputs, the fused kernels, and the
 //! attention. Every buffer has a fixed address (weights, slot buffer, arena), so one call can be
 //! captured as a CUDA graph and replayed.
+//!
+//! FP8 engines ([`Fp8Run`]): the quantized GEMMs (see [`super::fp8_plan`]) quantize their bf16
+//! input into the arena's E4M3 buffer (static scale from the engine, or dynamic per tensor: amax
+//! pass, scale, quantize; all scales in device memory) and run as E4M3 cuBLASLt GEMMs with bf16
+//! output and the bias in the epilogue (per-channel weight scales: the column-scaling kernel, see
+//! [`super::fp8`]). LoRA slots read the unquantized bf16 input and accumulate into the output as in
+//! bf16. GELU-tanh, which the bf16 path fuses into the MLP GEMM's epilogue, is instead fused into
+//! the consumer's quantization (`gelu(x)` quantized, never written back) when that consumer has no
+//! LoRA slot reading the bf16 input, else applied by the in-place GELU kernel.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use super::attention::Attention;
-use super::device::Gpu;
+use super::device::{DeviceBuffer, Gpu};
+use super::fp8::{Fp8Gemm, Fp8Kernels, Fp8Shape, MAX_WORKSPACE};
+use super::fp8_plan::{Fp8Layer, Fp8Plan};
 use super::gemm::{Gemm, Lt};
 use super::kernels::{Joint, Kernels, Streams};
 use super::plan::{Arena, SlotLayout};
@@ -32,6 +44,70 @@ struct Mat {
     col: usize,
 }
 
+/// The FP8 side of a model: the plan, its scale buffer, the GEMM plans per shape.
+pub struct Fp8Run {
+    pub plan: Fp8Plan,
+    /// f32 scales ([`Fp8Plan::scales`] layout).
+    pub scales: DeviceBuffer,
+    kernels: Arc<Fp8Kernels>,
+    gemms: Mutex<HashMap<Fp8Shape, Arc<Fp8Gemm>>>,
+    workspace: DeviceBuffer,
+    /// Dynamic per-tensor activation scales (amax of this call's input) instead of the static ones.
+    pub dynamic: bool,
+}
+
+impl Fp8Run {
+    /// Uploads the scales (`activation_scales` replaces the engine's static activation scales by
+    /// GEMM name) and loads the quantization kernels.
+    pub fn new(gpu: &Gpu, mut plan: Fp8Plan, dynamic: bool, activation_scales: Option<&std::collections::BTreeMap<String, f32>>) -> Result<Self, CudaError> {
+        if let Some(over) = activation_scales {
+            for (name, l) in plan.layers.iter_mut() {
+                let v =
+                    *over.get(name).ok_or_else(|| CudaError::Input { tensor: "fp8 activation scales".into(), message: format!("no scale for `{name}`") })?;
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(CudaError::Input { tensor: "fp8 activation scales".into(), message: format!("`{name}`: scale {v}") });
+                }
+                l.input_scale = v;
+                plan.scales[l.act] = v;
+            }
+        }
+        let scales = gpu.alloc(plan.scale_bytes(), "FP8 scales")?;
+        gpu.htod(bytemuck::cast_slice(&plan.scales), scales.ptr(), "FP8 scales")?;
+        let kernels = Fp8Kernels::load(&gpu.stream)?;
+        let workspace = gpu.alloc(MAX_WORKSPACE, "FP8 GEMM workspace")?;
+        gpu.sync("FP8 scales upload")?;
+        Ok(Fp8Run { plan, scales, kernels, gemms: Mutex::new(HashMap::new()), workspace, dynamic })
+    }
+
+    fn scale_ptr(&self, i: usize) -> u64 {
+        self.scales.ptr() + (i * 4) as u64
+    }
+
+    /// The GEMM plan of `shape` (planned on first use: the first step runs eagerly, before capture).
+    fn gemm(&self, lt: &Lt, gpu: &Gpu, shape: Fp8Shape) -> Result<Arc<Fp8Gemm>, CudaError> {
+        let mut g = self.gemms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = g.get(&shape) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(Fp8Gemm::new(lt.handle(), &gpu.stream, shape)?);
+        g.insert(shape, p.clone());
+        Ok(p)
+    }
+
+    /// Activation scales now in the device buffer, by GEMM name (after a dynamic run: that run's).
+    pub fn activation_scales(&self, gpu: &Gpu) -> Result<std::collections::BTreeMap<String, f32>, CudaError> {
+        let mut bytes = vec![0u8; self.plan.scales.len() * 4];
+        gpu.dtoh(self.scales.ptr(), &mut bytes, "FP8 scales")?;
+        let v: &[f32] = bytemuck::cast_slice(&bytes);
+        Ok(self.plan.layers.iter().map(|(n, l)| (n.clone(), v[l.act])).collect())
+    }
+
+    /// How the per-channel weight scales are applied (one GEMM plan's choice; None before the first step).
+    pub fn channel_impl(&self) -> Option<super::fp8::ChannelImpl> {
+        self.gemms.lock().unwrap_or_else(|e| e.into_inner()).values().next().map(|g| g.channel_impl())
+    }
+}
+
 pub struct Model {
     pub cfg: FluxConfig,
     pub dtype: DType,
@@ -44,12 +120,16 @@ pub struct Model {
     /// Device address of the fixed slot buffer the forward pass reads.
     pub slot_base: u64,
     pub slot_features: Vec<(usize, usize)>,
-    /// Benchmarks only: leave parts out of eager timing runs ([`SKIP_ATTENTION`], [`SKIP_LORA`]).
+    /// Benchmarks only: leave parts out of eager timing runs ([`SKIP_ATTENTION`], [`SKIP_LORA`], [`SKIP_QUANT`]).
     pub skip: std::sync::atomic::AtomicU32,
+    /// FP8 engines: the quantized GEMMs.
+    pub fp8: Option<Fp8Run>,
 }
 
 pub const SKIP_ATTENTION: u32 = 1;
 pub const SKIP_LORA: u32 = 2;
+/// The FP8 activation quantization (amax, scale, quantize kernels).
+pub const SKIP_QUANT: u32 = 8;
 
 impl Model {
     pub fn new(
@@ -60,11 +140,91 @@ impl Model {
         slots: SlotLayout,
         manifest_slots: &crate::manifest::LoraSlots,
         slot_base: u64,
+        fp8: Option<Fp8Run>,
     ) -> Self {
         let slot_of = manifest_slots.slots.iter().enumerate().map(|(i, s)| (s.module.clone(), i)).collect();
         let slot_features = manifest_slots.slots.iter().map(|s| (s.in_features, s.out_features)).collect();
         let dtype = weights.map.dtype;
-        Model { cfg, dtype, weights, kernels, lt, slots, slot_of, slot_base, slot_features, skip: Default::default() }
+        Model { cfg, dtype, weights, kernels, lt, slots, slot_of, slot_base, slot_features, skip: Default::default(), fp8 }
+    }
+
+    /// The FP8 plan of GEMM `name` (a module or fused group), if it is quantized in this engine.
+    fn fp8_layer(&self, name: &str) -> Option<(&Fp8Run, &Fp8Layer)> {
+        let f = self.fp8.as_ref()?;
+        f.plan.layers.get(name).map(|l| (f, l))
+    }
+
+    /// Whether the FP8 GEMM `consumer` applies GELU-tanh to its input while quantizing it: it is
+    /// FP8 and no LoRA slot reads its (bf16) input.
+    fn fuses_gelu(&self, consumer: &str) -> bool {
+        self.fp8_layer(consumer).is_some() && !self.slot_of.contains_key(consumer)
+    }
+
+    /// FP8 GEMM `name`: `y[rows] = (q(x) · Wᵀ) · sx · sw + b` over `r` rows, `x` given as column
+    /// segments `(operand, width, gelu)` that together make its K (each quantized into the
+    /// arena's E4M3 buffer, GELU-tanh applied on the way where asked). `y` must be `[rows, N]`.
+    #[allow(clippy::too_many_arguments)]
+    fn fp8_gemm(
+        &self,
+        gpu: &Gpu,
+        (f, l): (&Fp8Run, &Fp8Layer),
+        a: &Arena,
+        base: u64,
+        j: Joint,
+        r: Rows,
+        name: &str,
+        xs: &[(Mat, usize, bool)],
+        y: Mat,
+    ) -> Result<(), CudaError> {
+        let (off, m, batch, stride_rows) = self.rows(j, r);
+        if m == 0 {
+            return Ok(());
+        }
+        let internal = |message: String| CudaError::Engine { path: self.weights.map.dir.clone(), message };
+        let k: usize = xs.iter().map(|x| x.1).sum();
+        if k != l.k || y.ld != l.n || y.col != 0 || batch * m * l.k > a.q8_bytes {
+            return Err(internal(format!(
+                "FP8 `{name}`: input width {k}, output stride {} col {} for a {}×{} GEMM of {m} rows × {batch}",
+                y.ld, y.col, l.n, l.k
+            )));
+        }
+        let e = self.e();
+        let q = base + a.q8 as u64;
+        let (act, amax) = (f.scale_ptr(l.act), f.scale_ptr(l.act + 1));
+        let row_of = |bi: usize| off + bi * stride_rows;
+        if self.skip.load(std::sync::atomic::Ordering::Relaxed) & SKIP_QUANT == 0 {
+            let kq = &f.kernels;
+            // SAFETY: every segment lies inside its arena buffer ([rows, ld] bf16), the E4M3
+            // buffer holds batch·m·K bytes (checked above), the scale slots are in the scale buffer.
+            unsafe {
+                if f.dynamic {
+                    kq.amax_begin(amax)?;
+                    for bi in 0..batch {
+                        for (x, w, gelu) in xs {
+                            kq.amax_rows(x.base + ((row_of(bi) * x.ld + x.col) as u64) * e, x.ld, m, *w, *gelu, amax)?;
+                        }
+                    }
+                    kq.amax_end(amax, act)?;
+                }
+                for bi in 0..batch {
+                    let mut col = 0;
+                    for (x, w, gelu) in xs {
+                        let xp = x.base + ((row_of(bi) * x.ld + x.col) as u64) * e;
+                        kq.quantize_rows(xp, x.ld, q + (bi * m * l.k + col) as u64, l.k, act, m, *w, *gelu)?;
+                        col += w;
+                    }
+                }
+            }
+        }
+        let g = f.gemm(&self.lt, gpu, l.shape(m))?;
+        let (w, bias) = (self.w(&format!("{name}.weight"))?, self.w(&format!("{name}.bias"))?);
+        for bi in 0..batch {
+            let yp = y.base + ((row_of(bi) * y.ld) as u64) * e;
+            // SAFETY: E4M3 input [m, K] and weight [N, K], bf16 output [m, N] and bias [N], the
+            // scales and the workspace are live device buffers of those extents.
+            unsafe { g.run(q + (bi * m * l.k) as u64, act, w, f.scale_ptr(l.wscale), bias, yp, f.workspace.ptr())? };
+        }
+        Ok(())
     }
 
     fn e(&self) -> u64 {
@@ -185,6 +345,35 @@ impl Model {
     /// returns whether GELU still has to be applied.
     #[allow(clippy::too_many_arguments)]
     fn linear(&self, gpu: &Gpu, a: &Arena, base: u64, j: Joint, r: Rows, module: &str, x: Mat, y: Mat, gelu: bool) -> Result<bool, CudaError> {
+        self.linear_in(gpu, a, base, j, r, module, (x, false), y, gelu)
+    }
+
+    /// [`Self::linear`] whose input is `gelu(x)` when `x.1` (only for a GEMM that
+    /// [`Self::fuses_gelu`]).
+    #[allow(clippy::too_many_arguments)]
+    fn linear_in(
+        &self,
+        gpu: &Gpu,
+        a: &Arena,
+        base: u64,
+        j: Joint,
+        r: Rows,
+        module: &str,
+        (x, x_gelu): (Mat, bool),
+        y: Mat,
+        gelu: bool,
+    ) -> Result<bool, CudaError> {
+        if let Some(fl) = self.fp8_layer(module) {
+            self.fp8_gemm(gpu, fl, a, base, j, r, module, &[(x, fl.1.k, x_gelu)], y)?;
+            self.lora(gpu, a, base, j, r, module, &[(x, fl.1.k)], y)?;
+            return Ok(gelu);
+        }
+        if x_gelu {
+            return Err(CudaError::Engine {
+                path: self.weights.map.dir.clone(),
+                message: format!("`{module}` is not an FP8 GEMM: it cannot apply GELU to its input"),
+            });
+        }
         let lm = self
             .cfg
             .linear_module(module)
@@ -201,6 +390,10 @@ impl Model {
     /// A fused group `<group>.weight` (q|k|v[|mlp]) into `y`, the members' LoRA on their column ranges.
     #[allow(clippy::too_many_arguments)]
     fn fused(&self, gpu: &Gpu, a: &Arena, base: u64, j: Joint, r: Rows, group: &str, members: &[&str], x: Mat, y: Mat) -> Result<(), CudaError> {
+        if let Some(fl) = self.fp8_layer(group) {
+            self.fp8_gemm(gpu, fl, a, base, j, r, group, &[(x, fl.1.k, false)], y)?;
+            return self.fused_lora(gpu, a, base, j, r, members, x, y);
+        }
         let wb = (self.w(&format!("{group}.weight"))?, self.w(&format!("{group}.bias"))?);
         self.fused_rows(gpu, a, base, j, r, wb, members, x, y)
     }
@@ -213,9 +406,17 @@ impl Model {
         let out: usize = mods.iter().map(|m| m.out_features).sum();
         let k = self.cfg.hidden_size;
         self.gemm(gpu, j, r, x, (w, k), out, k, y, Some((bias, false)), false)?;
+        self.fused_lora(gpu, a, base, j, r, members, x, y)
+    }
+
+    /// The members' LoRA of a fused group on their column ranges of `y`.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_lora(&self, gpu: &Gpu, a: &Arena, base: u64, j: Joint, r: Rows, members: &[&str], x: Mat, y: Mat) -> Result<(), CudaError> {
         if self.lora_group(gpu, a, base, j, r, members, x, y)? {
             return Ok(());
         }
+        let k = self.cfg.hidden_size;
+        let mods: Vec<_> = members.iter().filter_map(|m| self.cfg.linear_module(m)).collect();
         let mut col = y.col;
         for m in &mods {
             self.lora(gpu, a, base, j, r, &m.name, &[(x, k)], Mat { col, ..y })?;
@@ -324,6 +525,10 @@ impl Model {
             let up = Mat { base: p(a.proj), ld: m, col: 0 };
             let gi = self.linear(gpu, a, base, j, Rows::Img, &format!("{pre}.ff.net.0.proj"), normed, up, true)?;
             let gt = self.linear(gpu, a, base, j, Rows::Txt, &format!("{pre}.ff_context.net.0.proj"), normed, up, true)?;
+            let (down_i, down_t) = (format!("{pre}.ff.net.2"), format!("{pre}.ff_context.net.2"));
+            // FP8: GELU in the down projection's quantization where it can be
+            let (fi, ft) = (gi && self.fuses_gelu(&down_i), gt && self.fuses_gelu(&down_t));
+            let (gi, gt) = (gi && !fi, gt && !ft);
             if gi || gt {
                 // a LoRA'd MLP: GELU after the delta (re-applying it to a fused stream would be wrong)
                 if gi && gt {
@@ -335,8 +540,8 @@ impl Model {
                     }
                 }
             }
-            self.linear(gpu, a, base, j, Rows::Img, &format!("{pre}.ff.net.2"), up, tmp, false)?;
-            self.linear(gpu, a, base, j, Rows::Txt, &format!("{pre}.ff_context.net.2"), up, tmp, false)?;
+            self.linear_in(gpu, a, base, j, Rows::Img, &down_i, (up, fi), tmp, false)?;
+            self.linear_in(gpu, a, base, j, Rows::Txt, &down_t, (up, ft), tmp, false)?;
             k.gate_res(gpu, p(a.hidden), p(a.tmp), h, h, j, st(5), (f16, false))?;
         }
 
@@ -350,10 +555,15 @@ impl Model {
             let at = format!("{pre}.attn");
             let members = [format!("{at}.to_q"), format!("{at}.to_k"), format!("{at}.to_v"), format!("{pre}.proj_mlp")];
             let mref: Vec<&str> = members.iter().map(String::as_str).collect();
-            if self.slot_of.contains_key(&members[3]) {
-                // a LoRA'd MLP: one GEMM, the deltas, then GELU
+            let name = format!("{pre}.proj_out");
+            // FP8 linear1 or a LoRA'd MLP: one GEMM, the deltas, then GELU (FP8: in proj_out's
+            // quantization when it can be)
+            let gelu_in_proj_out = self.fp8_layer(&format!("{pre}.linear1")).is_some() && self.fuses_gelu(&name);
+            if self.fp8_layer(&format!("{pre}.linear1")).is_some() || self.slot_of.contains_key(&members[3]) {
                 self.fused(gpu, a, base, j, Rows::All, &format!("{pre}.linear1"), &mref, normed, proj)?;
-                k.gelu_tanh(gpu, proj.base, j.rows(), m, w1, 3 * h)?;
+                if !gelu_in_proj_out {
+                    k.gelu_tanh(gpu, proj.base, j.rows(), m, w1, 3 * h)?;
+                }
             } else {
                 // q|k|v rows of linear1, then its MLP rows with GELU-tanh + bias in the epilogue
                 let (w, bias) = (self.w(&format!("{pre}.linear1.weight"))?, self.w(&format!("{pre}.linear1.bias"))?);
@@ -368,13 +578,16 @@ impl Model {
                 unsafe { attn.run(qkv[0], qkv[1], qkv[2], p(a.o), attn_ws)? };
             }
             // proj_out over cat(attn, gelu(mlp)) as two K-segments
-            let name = format!("{pre}.proj_out");
-            let w2 = self.w(&format!("{name}.weight"))?;
-            let b2 = self.w(&format!("{name}.bias"))?;
             let mlp = Mat { col: 3 * h, ..proj };
-            // the long segment first: it is autotuned (accumulating GEMMs keep the heuristic's pick)
-            self.gemm(gpu, j, Rows::All, mlp, (w2 + h as u64 * e, h + m), h, m, tmp, Some((b2, false)), false)?;
-            self.gemm(gpu, j, Rows::All, o, (w2, h + m), h, h, tmp, None, true)?;
+            if let Some(fl) = self.fp8_layer(&name) {
+                self.fp8_gemm(gpu, fl, a, base, j, Rows::All, &name, &[(o, h, false), (mlp, m, gelu_in_proj_out)], tmp)?;
+            } else {
+                let w2 = self.w(&format!("{name}.weight"))?;
+                let b2 = self.w(&format!("{name}.bias"))?;
+                // the long segment first: it is autotuned (accumulating GEMMs keep the heuristic's pick)
+                self.gemm(gpu, j, Rows::All, mlp, (w2 + h as u64 * e, h + m), h, m, tmp, Some((b2, false)), false)?;
+                self.gemm(gpu, j, Rows::All, o, (w2, h + m), h, h, tmp, None, true)?;
+            }
             self.lora(gpu, a, base, j, Rows::All, &name, &[(o, h), (mlp, m)], tmp)?;
             k.gate_res(gpu, p(a.hidden), p(a.tmp), h, h, j, st(2), (f16, f16))?;
         }

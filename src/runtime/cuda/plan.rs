@@ -63,10 +63,14 @@ pub struct Arena {
     /// `[rows, max_rank]` LoRA intermediate.
     pub lora: usize,
     pub out_t: usize,
+    /// FP8 engines: `[rows, max K]` E4M3 quantized GEMM input (0 bytes otherwise).
+    pub q8: usize,
+    pub q8_bytes: usize,
 }
 
 impl Arena {
-    pub fn new(cfg: &FluxConfig, dtype: DType, max_rank: usize, shape: Shape) -> Self {
+    /// `fp8_k`: the largest K of an FP8 engine's quantized GEMMs (0: not FP8).
+    pub fn new(cfg: &FluxConfig, dtype: DType, max_rank: usize, shape: Shape, fp8_k: usize) -> Self {
         let (b, st) = (shape.batch, shape.s_tot());
         let rows = b * st;
         let (h, m) = (cfg.hidden_size, cfg.mlp_hidden);
@@ -108,6 +112,8 @@ impl Arena {
         let tmp = take(rows * h * e);
         let lora = take(rows * max_rank.max(1) * e);
         let out_t = take(b * shape.s_img * cfg.out_channels * e);
+        let q8_bytes = rows * fp8_k;
+        let q8 = if fp8_k > 0 { take(q8_bytes) } else { 0 };
         Arena {
             shape,
             bytes: at,
@@ -140,6 +146,8 @@ impl Arena {
             tmp,
             lora,
             out_t,
+            q8,
+            q8_bytes,
         }
     }
 }
@@ -225,7 +233,7 @@ mod tests {
     fn arena_regions_are_aligned_and_disjoint() {
         let cfg = FluxConfig::flux1(Variant::Dev);
         let s = Shape { batch: 1, s_txt: 512, s_img: 4096 };
-        let a = Arena::new(&cfg, DType::BF16, 64, s);
+        let a = Arena::new(&cfg, DType::BF16, 64, s, 3072 + 12288);
         let mut regions = vec![
             (a.hidden, 4608 * 3072 * 2),
             (a.proj, 4608 * (3 * 3072 + 12288) * 2),
@@ -238,6 +246,7 @@ mod tests {
             (a.latents, 4096 * 64 * 4),
             (a.rope_cos, 4608 * 64 * 4),
             (a.out_f32, 4096 * 64 * 4),
+            (a.q8, 4608 * 15360),
         ];
         regions.sort();
         for w in regions.windows(2) {
@@ -250,6 +259,9 @@ mod tests {
         // the whole arena at 1024² stays well under the 6 GiB activation budget
         assert!(a.bytes < 1 << 30, "{} bytes", a.bytes);
         assert_eq!(a.proj_width, 3 * 3072 + 12288);
+        assert_eq!(a.q8_bytes, 4608 * 15360, "FP8: the widest quantized input (single proj_out, K = H + MLP)");
+        let plain = Arena::new(&cfg, DType::BF16, 64, s, 0);
+        assert_eq!((plain.q8_bytes, plain.bytes), (0, a.bytes - 4608 * 15360), "no FP8 buffer for float engines");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::attention::{Attention, AttentionShape, MAX_HEAD_DIM};
 use super::device::{DeviceBuffer, Gpu};
 use super::gemm::Lt;
 use super::kernels::Kernels;
-use super::model::Model;
+use super::model::{Fp8Run, Model};
 use super::plan::{Arena, Shape, SlotLayout};
 use super::stage::{PackedAdapter, SlotStager};
 use super::weights::{DeviceWeights, WeightMap};
@@ -97,6 +97,16 @@ struct Runner {
     shapes: HashMap<Shape, ShapeState>,
 }
 
+/// How an FP8 engine's GEMM inputs are scaled to E4M3.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fp8Activations {
+    /// The engine's calibrated static scales (default; `FLUX_TRT_FP8_DYNAMIC=1` selects dynamic).
+    #[default]
+    Static,
+    /// Per tensor from each call's amax (one more pass over every quantized input).
+    Dynamic,
+}
+
 /// Options of [`CudaSession::open`].
 #[derive(Clone, Debug)]
 pub struct CudaOptions {
@@ -106,11 +116,23 @@ pub struct CudaOptions {
     /// When opening hashes the engine files (sizes are always checked), as for the other
     /// backends ([`crate::manifest::integrity`]).
     pub verify: VerifyPolicy,
+    /// FP8 engines: static or dynamic activation scales.
+    pub fp8_activations: Fp8Activations,
+    /// FP8 engines: static activation scales by GEMM name replacing the engine's (e.g. from
+    /// [`CudaSession::fp8_activation_scales`] after dynamic runs); every quantized GEMM needs one.
+    pub fp8_activation_scales: Option<std::collections::BTreeMap<String, f32>>,
 }
 
 impl Default for CudaOptions {
     fn default() -> Self {
-        CudaOptions { device: 0, graphs: std::env::var("FLUX_TRT_CUDA_GRAPHS").map(|v| v != "0").unwrap_or(true), verify: VerifyPolicy::default() }
+        let env = |k: &str| std::env::var(k).ok();
+        CudaOptions {
+            device: 0,
+            graphs: env("FLUX_TRT_CUDA_GRAPHS").map(|v| v != "0").unwrap_or(true),
+            verify: VerifyPolicy::default(),
+            fp8_activations: if env("FLUX_TRT_FP8_DYNAMIC").is_some_and(|v| v == "1") { Fp8Activations::Dynamic } else { Fp8Activations::Static },
+            fp8_activation_scales: None,
+        }
     }
 }
 
@@ -190,13 +212,17 @@ impl CudaSession {
         let tu = Instant::now();
         let weights = DeviceWeights::upload(&gpu, map)?;
         let upload = tu.elapsed();
+        let fp8 = match weights.map.fp8.clone() {
+            Some(plan) => Some(Fp8Run::new(&gpu, plan, opts.fp8_activations == Fp8Activations::Dynamic, opts.fp8_activation_scales.as_ref())?),
+            None => None,
+        };
         let layout = SlotLayout::new(&manifest.lora);
         let stager = SlotStager::new(&gpu, &manifest.lora)?;
         let fixed_slots = gpu.zeros(layout.bytes, "LoRA slots")?;
         let base_set = gpu.zeros(layout.bytes, "LoRA slots (base set)")?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let weight_bytes = weights.bytes();
-        let model = Model::new(manifest.model.clone(), weights, kernels, lt, layout, &manifest.lora, fixed_slots.ptr());
+        let model = Model::new(manifest.model.clone(), weights, kernels, lt, layout, &manifest.lora, fixed_slots.ptr(), fp8);
         let open_report = OpenReport { total: t0.elapsed(), upload, kernels: kernels_time, kernels_cached: false, weight_bytes };
         tracing::info!(engine = %dir.display(), gpu = %gpu.name(), ?open_report, "cuda session open");
         Ok(CudaSession {
@@ -224,7 +250,8 @@ impl CudaSession {
 
     fn shape_state(&self, shape: Shape) -> Result<ShapeState, CudaError> {
         let cfg = &self.manifest.model;
-        let plan = Arena::new(cfg, self.model.dtype, self.manifest.lora.max_rank, shape);
+        let fp8_k = self.model.fp8.as_ref().map_or(0, |f| f.plan.max_k);
+        let plan = Arena::new(cfg, self.model.dtype, self.manifest.lora.max_rank, shape, fp8_k);
         let arena = self.gpu.zeros(plan.bytes, &format!("activations for batch {} × {} tokens", shape.batch, shape.s_tot()))?;
         let ashape = AttentionShape { batch: shape.batch, heads: cfg.num_heads, seq: shape.s_tot(), head_dim: cfg.head_dim, dtype: self.model.dtype };
         let attn = Attention::new(&self.gpu.stream, ashape)?;
@@ -333,7 +360,8 @@ impl CudaSession {
 
     /// Benchmarks: one step with CUDA events around it (GPU ms, including the input and output
     /// copies). `eager` runs without the graph; `skip` leaves parts out of an eager run
-    /// ([`super::model::SKIP_ATTENTION`], [`super::model::SKIP_LORA`], 4 = the fused kernels) so
+    /// ([`super::model::SKIP_ATTENTION`], [`super::model::SKIP_LORA`], 4 = the fused kernels,
+    /// [`super::model::SKIP_QUANT`]) so
     /// differences give each category's time. The output is meaningless when `skip` is not 0.
     pub fn time_step(
         &self,
@@ -347,7 +375,7 @@ impl CudaSession {
     ) -> crate::Result<f32> {
         let ctx = &self.gpu.ctx;
         let eager = eager || skip != 0;
-        self.model.skip.store(skip & 3, Ordering::Relaxed);
+        self.model.skip.store(skip & (3 | super::model::SKIP_QUANT), Ordering::Relaxed);
         self.model.kernels.skip.store(skip & 4 != 0, Ordering::Relaxed);
         let e0 = ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| CudaError::driver("cuEventCreate", e))?;
         let e1 = ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| CudaError::driver("cuEventCreate", e))?;
@@ -372,6 +400,23 @@ impl CudaSession {
         let (buf, _) = self.stager.stage_packed(adapters)?;
         let labels = adapters.iter().map(|(p, s)| AdapterLabel { name: p.adapter().name.clone(), strength: *s }).collect();
         Ok(StagedSlots { labels, slots: Arc::new(DeviceSlots { session: self.id, buf }) })
+    }
+
+    /// FP8 engines: the activation scales in use by GEMM name (static: the engine's or the
+    /// override; dynamic: those of the last step), `None` for float engines. A calibration pass
+    /// runs dynamic steps over its samples and keeps the largest scale per GEMM.
+    pub fn fp8_activation_scales(&self) -> crate::Result<Option<std::collections::BTreeMap<String, f32>>> {
+        let _guard = self.runner.lock().unwrap_or_else(|e| e.into_inner());
+        self.gpu.bind()?;
+        match &self.model.fp8 {
+            Some(f) => Ok(Some(f.activation_scales(&self.gpu)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// FP8 engines: whether activation scales are dynamic, and how per-channel weight scales are applied.
+    pub fn fp8_mode(&self) -> Option<(bool, Option<super::fp8::ChannelImpl>)> {
+        self.model.fp8.as_ref().map(|f| (f.dynamic, f.channel_impl()))
     }
 
     /// What cuBLASLt autotuning measured so far, per GEMM shape (benchmarks report it).

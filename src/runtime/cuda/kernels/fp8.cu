@@ -93,3 +93,67 @@ extern "C" __global__ void fp8_reference_gemm(const unsigned char* __restrict__ 
     if (bias) v += bf16_to_f32(bias[n]);
     out[(long long)r * n_out + n] = v;
 }
+
+// ---- the model's activation quantization (strided rows, 8 values per thread) ----
+
+__device__ __forceinline__ float gelu_tanh_f(float x) {
+    float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.f + tanhf(u));
+}
+
+// q[r, c] = e4m3(f(x[r, c]) / scale[0]) for a [rows, cols] block of a bf16 matrix with row stride
+// ldx (elements) into an E4M3 matrix with row stride ldq (bytes); f = GELU-tanh when gelu != 0,
+// else identity. cols, ldx, ldq multiples of 8; x 16-byte and q 8-byte aligned.
+extern "C" __global__ void fp8_quantize_rows_bf16(const unsigned short* __restrict__ x, long long ldx, unsigned char* __restrict__ q, long long ldq,
+                                                  const float* __restrict__ scale, long long rows, int cols, int gelu) {
+    float inv = 1.0f / fmaxf(scale[0], SCALE_FLOOR);
+    int c8 = cols >> 3;
+    long long total = rows * c8;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+        long long r = i / c8;
+        int c = (int)(i - r * c8) << 3;
+        uint4 v = *(const uint4*)(x + r * ldx + c);
+        unsigned int w[4] = {v.x, v.y, v.z, v.w};
+        unsigned short o[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            float lo = bf16_to_f32(w[k] & 0xffffu), hi = bf16_to_f32(w[k] >> 16);
+            if (gelu) { lo = gelu_tanh_f(lo); hi = gelu_tanh_f(hi); }
+            o[k] = f32x2_to_e4m3x2(lo * inv, hi * inv);
+        }
+        uint2 out;
+        out.x = (unsigned int)o[0] | ((unsigned int)o[1] << 16);
+        out.y = (unsigned int)o[2] | ((unsigned int)o[3] << 16);
+        *(uint2*)(q + r * ldq + c) = out;
+    }
+}
+
+// Dynamic scaling: amax[0] = max(amax[0], max |f(x)|) over a [rows, cols] block (as fp8_quantize_rows_bf16;
+// amax holds a non-negative float's bits, so the unsigned maximum is the float maximum; zeroed
+// before the first block of a tensor, then fp8_scale(amax, 1, scale)).
+extern "C" __global__ void fp8_amax_rows_bf16(const unsigned short* __restrict__ x, long long ldx, long long rows, int cols, int gelu, unsigned int* __restrict__ amax) {
+    __shared__ float red[32];
+    int c8 = cols >> 3;
+    long long total = rows * c8;
+    float m = 0.0f;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+        long long r = i / c8;
+        int c = (int)(i - r * c8) << 3;
+        uint4 v = *(const uint4*)(x + r * ldx + c);
+        unsigned int w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            float lo = bf16_to_f32(w[k] & 0xffffu), hi = bf16_to_f32(w[k] >> 16);
+            if (gelu) { lo = gelu_tanh_f(lo); hi = gelu_tanh_f(hi); }
+            m = fmaxf(m, fmaxf(fabsf(lo), fabsf(hi)));
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        m = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));
+    }
+}
