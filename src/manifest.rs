@@ -262,8 +262,14 @@ pub struct Fp8Manifest {
 impl Manifest {
     /// Reads and version-checks `dir/manifest.json` (or the file itself if `path` is a file).
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let (file, text) = read_versioned(path, MIN_MANIFEST_VERSION, MANIFEST_VERSION)?;
-        serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file, source })
+        let (file, text) = read_text(path)?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses and version-checks the text of a manifest; `file` names it in errors.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ManifestError> {
+        check_version(file, text, MIN_MANIFEST_VERSION, MANIFEST_VERSION)?;
+        serde_json::from_str(text).map_err(|source| ManifestError::Parse { path: file.to_path_buf(), source })
     }
 
     /// Writes the manifest atomically to `dir/manifest.json`.
@@ -272,21 +278,26 @@ impl Manifest {
     }
 }
 
-/// Reads `path` (a folder's `manifest.json` or the file) and checks its `format_version` is in
-/// `min..=max` before the full schema, so an old/new manifest gets the right message.
-pub(crate) fn read_versioned(path: &Path, min: u32, max: u32) -> Result<(PathBuf, String), ManifestError> {
+/// Reads `path` (a folder's `manifest.json` or the file): the file read and its text.
+pub(crate) fn read_text(path: &Path) -> Result<(PathBuf, String), ManifestError> {
     use crate::util::{FileError, FileOp};
     let file = if path.is_dir() { path.join(MANIFEST_FILE) } else { path.to_path_buf() };
     let text = std::fs::read_to_string(&file).map_err(|e| FileError::new(FileOp::Read, &file, e))?;
+    Ok((file, text))
+}
+
+/// Checks that the manifest text's `format_version` is in `min..=max` before the full schema is
+/// read, so an old/new manifest gets the right message.
+pub(crate) fn check_version(file: &Path, text: &str, min: u32, max: u32) -> Result<(), ManifestError> {
     #[derive(Deserialize)]
     struct Probe {
         format_version: u32,
     }
-    let probe: Probe = serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
+    let probe: Probe = serde_json::from_str(text).map_err(|source| ManifestError::Parse { path: file.to_path_buf(), source })?;
     if !(min..=max).contains(&probe.format_version) {
-        return Err(ManifestError::Version { path: file, found: probe.format_version, min, supported: max });
+        return Err(ManifestError::Version { path: file.to_path_buf(), found: probe.format_version, min, supported: max });
     }
-    Ok((file, text))
+    Ok(())
 }
 
 /// Writes `value` as pretty JSON to `dir/manifest.json`, atomically.
