@@ -2,7 +2,15 @@
 """Writes the seed corpora of fuzz/corpus/ from the repository's test fixtures (run from the
 repository root; deterministic). LoRA seeds are the fixture adapters of every format cut down to a
 few layers (one plain module, one fused projection, the final layer where present), with their
-metadata, so each seed is a few KB; the other corpora are small real inputs of each kind."""
+metadata, so each seed is a few KB; the other corpora are small real inputs of each kind.
+
+The manifest seeds (fuzz/corpus/manifest/) are not written here: they are the manifests of the tiny
+engine (`build-engine --pipeline tests/fixtures/pipeline/flux-tiny --model
+tests/fixtures/models/dev-diffusers --lora tests/fixtures/loras/attn.peft.safetensors --lora
+tests/fixtures/pipeline/loras/clip.peft.safetensors --precision fp32`: transformer.json and the
+three component manifests) and of an FP8 export (`--model tests/fixtures/models/dev-bfl.safetensors
+--precision fp8 --fp8-float fp32 --calib 2`), plus two edits of transformer.json: with a TensorRT
+`engine` section and its file record (transformer-trt.json) and as format 1 (transformer-v1.json)."""
 import json, os, re, struct, glob
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
