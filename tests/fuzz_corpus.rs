@@ -42,3 +42,48 @@ fn every_fuzz_target_has_a_binary() {
         assert!(root.join("fuzz_targets").join(format!("{}.rs", target.name)).is_file(), "fuzz/fuzz_targets/{}.rs is missing", target.name);
     }
 }
+
+// Inputs that crashed a target once (`fuzz/regressions/`), each now a typed error naming what is wrong.
+
+fn regression(target: &str, file: &str) -> (std::path::PathBuf, Vec<u8>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions").join(target).join(file);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path, bytes)
+}
+
+/// A PEFT file whose `lora_adapter_metadata` has `lora_alpha: 1e300`: the scale alpha/r overflowed
+/// `f32` to infinity and the adapter loaded, so every slot it filled became inf/NaN.
+#[test]
+fn regression_lora_alpha_beyond_f32_is_refused_naming_the_key() {
+    let (path, bytes) = regression("lora", "alpha-1e300.safetensors");
+    let e = flux_trt::lora::load_bytes(&path, &bytes, "x").expect_err("an infinite scale must not load");
+    assert!(
+        matches!(&e, flux_trt::Error::Lora(flux_trt::lora::LoraError::Invalid { key, .. }) if key.starts_with("transformer.") && key.ends_with(".lora_A.weight")),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("not a finite 32-bit float"), "{e}");
+}
+
+/// An FP8 manifest with `"scale_floor": 1e39`: it loaded as infinity, and the manifest
+/// `build-engine --tensorrt` saves back (with `null` there) no longer loaded.
+#[test]
+fn regression_manifest_float_beyond_f32_is_a_parse_error_naming_the_field() {
+    let (path, bytes) = regression("manifest", "scale-floor-1e39.json");
+    let e = flux_trt::Manifest::parse(&path, std::str::from_utf8(&bytes).unwrap()).expect_err("an f32 overflow must not load");
+    assert!(matches!(&e, flux_trt::manifest::ManifestError::Parse { .. }), "{e:?}");
+    let source = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+    assert!(source.contains("`fp8.scale_floor`") && source.contains("32-bit float"), "{source}");
+}
+
+/// A `--prompts` line with `"steps": 1000000000000`: the schedule tried to allocate 8 TB and the
+/// process aborted.
+#[test]
+fn regression_batch_step_count_above_the_maximum_is_an_error() {
+    use flux_trt::pipeline::{scheduler::MAX_STEPS, Schedule, SchedulerConfig};
+    let (path, bytes) = regression("batch", "steps-1e12.jsonl");
+    let lines = flux_trt::pipeline::batch::parse_batch(&path, std::str::from_utf8(&bytes).unwrap()).unwrap();
+    let steps = lines[0].steps.unwrap();
+    let e = Schedule::flux(&SchedulerConfig::flux_dev(), steps, 4096).expect_err("a huge step count must be refused");
+    assert!(e.to_string().contains(&format!("at most {MAX_STEPS}")), "{e}");
+    assert!(Schedule::flux(&SchedulerConfig::flux_dev(), MAX_STEPS, 4096).is_ok());
+}

@@ -51,8 +51,9 @@ for t in "${targets[@]}"; do
   [ -d "$seeds" ] || { echo "[fuzz] no seed corpus $seeds" >&2; exit 2; }
   rm -rf "${out:?}/$t"
   echo "[fuzz] $t: ${secs} s from $(ls "$seeds" | wc -l) seeds" >&2
-  # -V: stop after SECONDS; -t: a run over 2 s is a hang; -m: memory limit (MB).
-  cargo afl fuzz -V "$secs" -t 2000 -m "${FUZZ_MEM_MB:-2048}" -i "$seeds" -o "$out/$t" "$CARGO_TARGET_DIR/release/$t" \
+  # -V: stop after SECONDS; -t: a run over 2 s is a hang; -m: memory limit (MB); -x: the target's
+  # dictionary (JSON tokens, extreme numbers, the format's keys).
+  cargo afl fuzz -V "$secs" -t 2000 -m "${FUZZ_MEM_MB:-2048}" -x "fuzz/dict/$t.dict" -i "$seeds" -o "$out/$t" "$CARGO_TARGET_DIR/release/$t" \
     >"$out/$t.log" 2>&1 || { echo "[fuzz] afl-fuzz failed for $t; see $out/$t.log" >&2; tail -20 "$out/$t.log" >&2; exit 1; }
   stats=$out/$t/default/fuzzer_stats
   cp "$stats" "$results/$t.fuzzer_stats"
