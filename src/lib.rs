@@ -74,6 +74,8 @@ pub mod checkpoint;
 pub mod encoders;
 mod error;
 pub mod flux;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod lora;
 pub mod manifest;
 pub mod tensor;

@@ -262,8 +262,14 @@ pub struct Fp8Manifest {
 impl Manifest {
     /// Reads and version-checks `dir/manifest.json` (or the file itself if `path` is a file).
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let (file, text) = read_versioned(path, MIN_MANIFEST_VERSION, MANIFEST_VERSION)?;
-        serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file, source })
+        let (file, text) = read_text(path)?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses and version-checks the text of a manifest; `file` names it in errors.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ManifestError> {
+        check_version(file, text, MIN_MANIFEST_VERSION, MANIFEST_VERSION)?;
+        serde_json::from_str(text).map_err(|source| ManifestError::Parse { path: file.to_path_buf(), source })
     }
 
     /// Writes the manifest atomically to `dir/manifest.json`.
@@ -272,21 +278,44 @@ impl Manifest {
     }
 }
 
-/// Reads `path` (a folder's `manifest.json` or the file) and checks its `format_version` is in
-/// `min..=max` before the full schema, so an old/new manifest gets the right message.
-pub(crate) fn read_versioned(path: &Path, min: u32, max: u32) -> Result<(PathBuf, String), ManifestError> {
+/// Reads `path` (a folder's `manifest.json` or the file): the file read and its text.
+pub(crate) fn read_text(path: &Path) -> Result<(PathBuf, String), ManifestError> {
     use crate::util::{FileError, FileOp};
     let file = if path.is_dir() { path.join(MANIFEST_FILE) } else { path.to_path_buf() };
     let text = std::fs::read_to_string(&file).map_err(|e| FileError::new(FileOp::Read, &file, e))?;
+    Ok((file, text))
+}
+
+/// Checks the manifest text before the full schema is read: its `format_version` is in
+/// `min..=max` (so an old/new manifest gets the right message), and no number lies beyond the
+/// `f32` range. Every float of the manifest schemas is an `f32`: a larger number would load as
+/// infinity and be written back as `null`, which no longer loads.
+pub(crate) fn check_version(file: &Path, text: &str, min: u32, max: u32) -> Result<(), ManifestError> {
     #[derive(Deserialize)]
     struct Probe {
         format_version: u32,
     }
-    let probe: Probe = serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
+    let parse = |source| ManifestError::Parse { path: file.to_path_buf(), source };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(parse)?;
+    let probe = Probe::deserialize(&value).map_err(parse)?;
     if !(min..=max).contains(&probe.format_version) {
-        return Err(ManifestError::Version { path: file, found: probe.format_version, min, supported: max });
+        return Err(ManifestError::Version { path: file.to_path_buf(), found: probe.format_version, min, supported: max });
     }
-    Ok((file, text))
+    if let Some(at) = beyond_f32(&value, "") {
+        return Err(parse(serde::de::Error::custom(format!("the number at `{at}` is beyond the range of a 32-bit float"))));
+    }
+    Ok(())
+}
+
+/// The JSON path of the first number that overflows `f32`.
+fn beyond_f32(v: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => n.as_f64().is_some_and(|x| (x as f32).is_infinite()).then(|| at.to_string()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, x)| beyond_f32(x, &format!("{at}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(k, x)| beyond_f32(x, &if at.is_empty() { k.clone() } else { format!("{at}.{k}") })),
+        _ => None,
+    }
 }
 
 /// Writes `value` as pretty JSON to `dir/manifest.json`, atomically.

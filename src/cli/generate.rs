@@ -3,12 +3,13 @@
 //! loaded engine and hot-swaps adapters between lines.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use serde::{Deserialize, Serialize};
+use flux_trt::pipeline::batch::{BatchLine, LoraField};
+use serde::Serialize;
 
 use super::{LimitArgs, OrtArgs};
 
@@ -70,46 +71,6 @@ pub struct GenerateArgs {
     pub limits: LimitArgs,
 }
 
-/// One JSONL line.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    prompt: String,
-    #[serde(default)]
-    prompt_2: Option<String>,
-    #[serde(default)]
-    lora: Option<LoraField>,
-    #[serde(default)]
-    seed: Option<u64>,
-    #[serde(default)]
-    steps: Option<usize>,
-    #[serde(default)]
-    guidance: Option<f32>,
-    #[serde(default)]
-    width: Option<usize>,
-    #[serde(default)]
-    height: Option<usize>,
-    #[serde(default)]
-    out: Option<PathBuf>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
-enum LoraField {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl LoraField {
-    fn specs(&self) -> Vec<String> {
-        match self {
-            LoraField::One(s) if s.is_empty() => Vec::new(),
-            LoraField::One(s) => vec![s.clone()],
-            LoraField::Many(v) => v.clone(),
-        }
-    }
-}
-
 /// Per-image timing record (also the JSON summary's rows).
 #[derive(Clone, Debug, Serialize)]
 struct ImageTiming {
@@ -129,22 +90,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn read_lines(path: &Path) -> anyhow::Result<Vec<Line>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let mut out = Vec::new();
-    for (i, l) in text.lines().enumerate() {
-        if l.trim().is_empty() {
-            continue;
-        }
-        let line: Line = serde_json::from_str(l).with_context(|| format!("{}:{}: not a prompt object", path.display(), i + 1))?;
-        out.push(line);
-    }
-    if out.is_empty() {
-        bail!("{}: no prompts", path.display());
-    }
-    Ok(out)
-}
-
 #[cfg(all(feature = "ort", feature = "pipeline"))]
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     use std::time::Instant;
@@ -154,8 +99,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     use flux_trt::pipeline::limits::{self, AttentionMemory};
 
     let (lines, single) = match (&args.prompt, &args.prompts) {
-        (Some(p), None) => (vec![Line { prompt: p.clone(), prompt_2: args.prompt_2.clone(), out: Some(args.out.clone()), ..Default::default() }], true),
-        (None, Some(f)) => (read_lines(f)?, false),
+        (Some(p), None) => (vec![BatchLine { prompt: p.clone(), prompt_2: args.prompt_2.clone(), out: Some(args.out.clone()), ..Default::default() }], true),
+        (None, Some(f)) => (flux_trt::pipeline::batch::read_batch(f)?, false),
         _ => bail!("give --prompt TEXT or --prompts FILE.jsonl"),
     };
     let opts = args.ort.options(args.tf32);
@@ -193,7 +138,7 @@ fn generate_cuda(
     args: &GenerateArgs,
     opts: &flux_trt::runtime::ort::SessionOptions,
     limits: flux_trt::pipeline::Limits,
-    lines: &[Line],
+    lines: &[BatchLine],
     single: bool,
 ) -> anyhow::Result<()> {
     use flux_trt::pipeline::engine::PipelineEngine;
@@ -212,7 +157,7 @@ fn generate_cuda(
 }
 
 #[cfg(all(feature = "ort", feature = "pipeline", not(feature = "cuda")))]
-fn generate_cuda(_: &GenerateArgs, _: &flux_trt::runtime::ort::SessionOptions, _: flux_trt::pipeline::Limits, _: &[Line], _: bool) -> anyhow::Result<()> {
+fn generate_cuda(_: &GenerateArgs, _: &flux_trt::runtime::ort::SessionOptions, _: flux_trt::pipeline::Limits, _: &[BatchLine], _: bool) -> anyhow::Result<()> {
     bail!("this flux-trt was built without the `cuda` feature (native CUDA backend): cargo build --release --features cuda")
 }
 
@@ -221,7 +166,7 @@ fn generate_cuda(_: &GenerateArgs, _: &flux_trt::runtime::ort::SessionOptions, _
 fn generate_lines<T: flux_trt::runtime::Transformer>(
     engine: &flux_trt::pipeline::engine::PipelineEngine<T>,
     args: &GenerateArgs,
-    lines: &[Line],
+    lines: &[BatchLine],
     single: bool,
     backend: &str,
 ) -> anyhow::Result<()> {

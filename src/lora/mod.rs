@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use error::LoraError;
-pub use formats::{detect_format, load, load_with_name, AdapterSummary, ModuleSummary};
+pub use formats::{detect_format, load, load_bytes, load_with_name, AdapterSummary, ModuleSummary};
 pub use plan::{PlanError, Slot, SlotFill, SlotImage, SlotLayout, SlotPlan, SlotTarget, SlotWeights};
 
 use crate::tensor::Matrix;

@@ -160,10 +160,20 @@ impl ComponentManifest {
     /// Reads and checks `dir/manifest.json` (or the file itself): version, and `kind` against
     /// `config`.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let (file, text) = super::read_versioned(path, MIN_MANIFEST_VERSION, COMPONENT_MANIFEST_VERSION)?;
-        let m: ComponentManifest = serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path: file.clone(), source })?;
+        let (file, text) = super::read_text(path)?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses and checks the text of a component manifest (version, `kind` against `config`);
+    /// `file` names it in errors.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ManifestError> {
+        super::check_version(file, text, MIN_MANIFEST_VERSION, COMPONENT_MANIFEST_VERSION)?;
+        let m: ComponentManifest = serde_json::from_str(text).map_err(|source| ManifestError::Parse { path: file.to_path_buf(), source })?;
         if m.kind != m.config.kind() {
-            return Err(ManifestError::Mismatch { path: file, message: format!("kind `{}` but the config is for `{}`", m.kind, m.config.kind()) });
+            return Err(ManifestError::Mismatch {
+                path: file.to_path_buf(),
+                message: format!("kind `{}` but the config is for `{}`", m.kind, m.config.kind()),
+            });
         }
         Ok(m)
     }

@@ -47,6 +47,16 @@ pub enum PipelineError {
     /// The caller's step callback stopped the generation (a cancelled or timed-out request).
     #[error("cancelled after step {step}")]
     Cancelled { step: usize },
+    /// A line of a `generate --prompts` batch file that is not a prompt object (1-based line).
+    #[error("{}:{line}: not a prompt object", path.display())]
+    BatchLine {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: no prompts", path.display())]
+    EmptyBatch { path: PathBuf },
     #[error("{what}: expected {expected} values, got {found}")]
     Length { what: String, expected: usize, found: usize },
 }

@@ -5,6 +5,7 @@
 //! [`tokenize`] (CLIP and T5 tokenizers). Parity references live in `tests/fixtures/pipeline/`
 //! (`tools/reference/make_pipeline_fixtures.py`).
 
+pub mod batch;
 pub mod denoise;
 #[cfg(all(feature = "pipeline", feature = "ort"))]
 pub mod engine;

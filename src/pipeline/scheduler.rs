@@ -165,12 +165,21 @@ pub struct Schedule {
     num_train_timesteps: f32,
 }
 
+/// Most denoising steps of one generation. FLUX.1 runs 1–50; the bound keeps a mistyped or hostile
+/// step count (a `--prompts` line with `"steps": 1e12`) an error instead of a multi-terabyte
+/// allocation that aborts the process.
+pub const MAX_STEPS: usize = 10_000;
+
 impl Schedule {
-    /// The schedule FluxPipeline builds for `steps` steps and `image_seq_len` packed latent tokens
-    /// (`(H/16)·(W/16)`): sigmas `linspace(1, 1/N, N)`, `mu = calculate_shift(image_seq_len)`.
+    /// The schedule FluxPipeline builds for `steps` steps (1..=[`MAX_STEPS`]) and `image_seq_len`
+    /// packed latent tokens (`(H/16)·(W/16)`): sigmas `linspace(1, 1/N, N)`,
+    /// `mu = calculate_shift(image_seq_len)`.
     pub fn flux(cfg: &SchedulerConfig, steps: usize, image_seq_len: usize) -> Result<Self, PipelineError> {
         if steps == 0 {
             return Err(PipelineError::Schedule("the number of steps must be at least 1".into()));
+        }
+        if steps > MAX_STEPS {
+            return Err(PipelineError::Schedule(format!("{steps} steps: the number of steps must be at most {MAX_STEPS}")));
         }
         Self::from_sigmas(cfg, &linspace(1.0, 1.0 / steps as f64, steps), Some(cfg.mu(image_seq_len)))
     }

@@ -202,6 +202,27 @@ fn parse_loras(items: &[Value], max: usize) -> Result<Vec<LoraRef>, ApiError> {
     Ok(out)
 }
 
+/// A validated `POST /v1/adapters` body: register the adapter folder's `file` as `name`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdapterRequest {
+    pub name: String,
+    pub file: String,
+}
+
+/// Parses a `POST /v1/adapters` body `{"name", "file"}` and checks both before anything is read:
+/// the name's characters and length, and that the file is a plain `*.safetensors` name (no path).
+pub fn parse_adapter_request(body: &[u8]) -> Result<AdapterRequest, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")).with_code("invalid_json"))?;
+    let field = |f: &str| match v.get(f) {
+        Some(Value::String(x)) => Ok(x.clone()),
+        _ => Err(ApiError::invalid(f, format!("`{f}` is required and must be a string"))),
+    };
+    let (name, file) = (field("name")?, field("file")?);
+    super::registry::check_name(&name)?;
+    super::registry::plain_file(&file)?;
+    Ok(AdapterRequest { name, file })
+}
+
 impl ApiError {
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.code = code;

@@ -13,10 +13,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::api::{parse_image_request, ApiError};
+use super::api::{parse_adapter_request, parse_image_request, AdapterRequest, ApiError};
 use super::scheduler::SetKey;
 use super::worker::{CancelOnDrop, Job};
 use super::AppState;
@@ -104,13 +104,7 @@ async fn list_adapters(State(s): St) -> Response {
 async fn register_adapter(State(s): St, body: Result<Bytes, BytesRejection>) -> Response {
     let r = async {
         let body = body_bytes(body, s.max_body_bytes)?;
-        let v: Value =
-            serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")).with_code("invalid_json"))?;
-        let field = |f: &str| match v.get(f) {
-            Some(Value::String(x)) => Ok(x.clone()),
-            _ => Err(ApiError::invalid(f, format!("`{f}` is required and must be a string"))),
-        };
-        let (name, file) = (field("name")?, field("file")?);
+        let AdapterRequest { name, file } = parse_adapter_request(&body)?;
         let st = Arc::clone(&s);
         let info = tokio::task::spawn_blocking(move || st.registry.register(&st.engine, &name, &file))
             .await

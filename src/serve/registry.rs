@@ -31,7 +31,7 @@ pub(crate) struct Registry {
 }
 
 /// A file name for the folder: one plain component, `*.safetensors`.
-fn plain_file(file: &str) -> Result<&Path, ApiError> {
+pub(crate) fn plain_file(file: &str) -> Result<&Path, ApiError> {
     let p = Path::new(file);
     let mut comps = p.components();
     let ok = matches!((comps.next(), comps.next()), (Some(Component::Normal(_)), None));

@@ -129,8 +129,17 @@ impl<'s, 'a> Collector<'s, 'a> {
         Ok(())
     }
 
-    /// Adds one file layer (`key` names it in errors) mapped onto `target`.
+    /// Adds one file layer (`key` names it in errors) mapped onto `target`. A scale that is not a
+    /// finite number (an alpha such as `1e300` in the metadata overflows `f32`) is refused: it
+    /// would turn every slot value it multiplies into infinity or NaN.
     pub fn add(&mut self, key: &str, target: Target, a: Matrix, b: Matrix, scale: f32) -> Result<(), LoraError> {
+        if !scale.is_finite() {
+            return Err(LoraError::Invalid {
+                path: self.src.path_buf(),
+                key: key.to_string(),
+                message: format!("its scale (alpha / rank) is {scale}, not a finite 32-bit float"),
+            });
+        }
         match target {
             Target::One(name) => self.put(key, name, LoraModule { a, b, scale }),
             Target::SwapHalves(name) => {

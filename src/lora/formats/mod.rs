@@ -84,18 +84,31 @@ pub fn load_with_name(path: &Path, name: &str) -> crate::Result<Adapter> {
     Ok(read_adapter(path, name)?)
 }
 
+/// Reads an adapter from the bytes of a safetensors file (already in memory); `path` is where it
+/// came from, for the adapter's `source` and for error messages. [`load_with_name`] is this on
+/// the memory-mapped file.
+pub fn load_bytes(path: &Path, bytes: &[u8], name: &str) -> crate::Result<Adapter> {
+    Ok(adapter_from(path, name, read_source(&Source::parse(path, bytes)?)?)?)
+}
+
+/// Detects the format and converts every key.
+fn read_source(src: &Source) -> Result<(LoraFormat, Loaded), LoraError> {
+    let format = detect(src)?;
+    tracing::debug!(path = %src.path.display(), %format, tensors = src.keys().len(), "reading LoRA");
+    let loaded = match format {
+        LoraFormat::Peft => peft::read(src)?,
+        LoraFormat::Kohya => kohya::read(src)?,
+        LoraFormat::BflComfy => comfy::read(src)?,
+        LoraFormat::XLabs => xlabs::read(src)?,
+    };
+    Ok((format, loaded))
+}
+
 fn read_adapter(path: &Path, name: &str) -> Result<Adapter, LoraError> {
-    let (format, loaded) = with_source(path, |src| {
-        let format = detect(src)?;
-        tracing::debug!(path = %path.display(), %format, tensors = src.keys().len(), "reading LoRA");
-        let loaded = match format {
-            LoraFormat::Peft => peft::read(src)?,
-            LoraFormat::Kohya => kohya::read(src)?,
-            LoraFormat::BflComfy => comfy::read(src)?,
-            LoraFormat::XLabs => xlabs::read(src)?,
-        };
-        Ok((format, loaded))
-    })?;
+    adapter_from(path, name, with_source(path, read_source)?)
+}
+
+fn adapter_from(path: &Path, name: &str, (format, loaded): (LoraFormat, Loaded)) -> Result<Adapter, LoraError> {
     if loaded.modules.is_empty() && loaded.text_encoder.is_empty() {
         return Err(LoraError::Empty { path: path.to_path_buf() });
     }
