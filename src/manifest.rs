@@ -269,12 +269,24 @@ impl Manifest {
     /// Parses and version-checks the text of a manifest; `file` names it in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Self, ManifestError> {
         check_version(file, text, MIN_MANIFEST_VERSION, MANIFEST_VERSION)?;
-        serde_json::from_str(text).map_err(|source| ManifestError::Parse { path: file.to_path_buf(), source })
+        let m: Manifest = serde_json::from_str(text).map_err(|source| ManifestError::Parse { path: file.to_path_buf(), source })?;
+        check_artifact_names(file, &m.onnx, m.engine.as_ref())?;
+        Ok(m)
     }
 
     /// Writes the manifest atomically to `dir/manifest.json`.
     pub fn save(&self, dir: &Path) -> Result<(), ManifestError> {
         save_json(self, dir)
+    }
+}
+
+/// The model and engine file names a manifest gives stay inside its folder (an engine folder
+/// never reads or hashes a file elsewhere); otherwise the typed `BadRecord` naming the manifest.
+pub(crate) fn check_artifact_names(file: &Path, onnx: &OnnxArtifact, engine: Option<&EngineArtifact>) -> Result<(), ManifestError> {
+    let names = [Some(onnx.file.as_str()), (!onnx.data_file.is_empty()).then_some(onnx.data_file.as_str()), engine.map(|e| e.file.as_str())];
+    match names.into_iter().flatten().find(|n| !integrity::inside_folder(n)) {
+        Some(bad) => Err(IntegrityError::BadRecord { manifest: file.to_path_buf(), path: bad.to_string() }.into()),
+        None => Ok(()),
     }
 }
 

@@ -80,7 +80,11 @@ pub fn plain_io_error(e: std::io::Error) -> std::io::Error {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let werr = |e| FileError::new(FileOp::Write, path, e);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
+    // created as a new file would be (0666 less the umask), not tempfile's private 0600
+    let mut b = tempfile::Builder::new();
+    #[cfg(unix)]
+    b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = b.tempfile_in(dir).map_err(werr)?;
     tmp.write_all(bytes).map_err(werr)?;
     tmp.as_file().sync_all().map_err(werr)?;
     tmp.persist(path).map_err(|e| FileError::new(FileOp::Rename, path, e.error))?;
@@ -154,6 +158,21 @@ impl<W: Write> Write for HashingWriter<W> {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    /// An atomically written file gets the mode a plain `File::create` would (0666 less the
+    /// umask), not the temporary file's private 0600: engine manifests are read by other users.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn atomic_writes_get_the_ordinary_file_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (atomic, plain) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        super::write_atomic(&atomic, b"{}").unwrap();
+        std::fs::write(&plain, b"{}").unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&atomic), mode(&plain));
+        assert_eq!(std::fs::read(&atomic).unwrap(), b"{}");
+    }
 
     #[test]
     fn file_and_bytes_agree_with_the_reference_vector() {

@@ -87,3 +87,26 @@ fn regression_batch_step_count_above_the_maximum_is_an_error() {
     assert!(e.to_string().contains(&format!("at most {MAX_STEPS}")), "{e}");
     assert!(Schedule::flux(&SchedulerConfig::flux_dev(), MAX_STEPS, 4096).is_ok());
 }
+
+/// A manifest whose model or data file name leaves the engine folder (`../`, absolute) is refused
+/// when it is read, naming the manifest and the name, so no engine opener reads or hashes a file
+/// outside its folder (found reading the `manifest` target's parser).
+#[test]
+fn manifest_file_names_outside_the_engine_folder_are_refused() {
+    use flux_trt::manifest::{ComponentManifest, IntegrityError, Manifest, ManifestError};
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/manifest");
+    let transformer: serde_json::Value = serde_json::from_slice(&std::fs::read(corpus.join("transformer.json")).unwrap()).unwrap();
+    let component: serde_json::Value = serde_json::from_slice(&std::fs::read(corpus.join("text_encoder.json")).unwrap()).unwrap();
+    let file = Path::new("engine/manifest.json");
+    for (field, bad) in [("file", "../model.onnx"), ("data_file", "/etc/passwd"), ("file", "a/../../b.onnx"), ("file", "")] {
+        let mut t = transformer.clone();
+        t["onnx"][field] = bad.into();
+        let e = Manifest::parse(file, &t.to_string()).expect_err(bad);
+        assert!(matches!(&e, ManifestError::Integrity(IntegrityError::BadRecord { path, .. }) if path == bad), "{bad}: {e}");
+        assert!(e.to_string().contains("engine/manifest.json"), "{e}");
+        let mut c = component.clone();
+        c["onnx"][field] = bad.into();
+        assert!(ComponentManifest::parse(file, &c.to_string()).is_err(), "component {field} = {bad}");
+    }
+    assert!(Manifest::parse(file, &transformer.to_string()).is_ok(), "the seed itself loads");
+}

@@ -169,6 +169,7 @@ impl ComponentManifest {
     pub fn parse(file: &Path, text: &str) -> Result<Self, ManifestError> {
         super::check_version(file, text, MIN_MANIFEST_VERSION, COMPONENT_MANIFEST_VERSION)?;
         let m: ComponentManifest = serde_json::from_str(text).map_err(|source| ManifestError::Parse { path: file.to_path_buf(), source })?;
+        super::check_artifact_names(file, &m.onnx, m.engine.as_ref())?;
         if m.kind != m.config.kind() {
             return Err(ManifestError::Mismatch {
                 path: file.to_path_buf(),

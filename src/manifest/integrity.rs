@@ -192,13 +192,18 @@ fn write_stamp(dir: &Path, stamp: &Stamp) {
     }
 }
 
+/// Whether a manifest's file name `rel` stays inside the engine folder: relative, only plain
+/// components (no `..`, `.`, root or prefix), not empty.
+pub(crate) fn inside_folder(rel: &str) -> bool {
+    !rel.is_empty() && Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)))
+}
+
 /// `dir/rel` for a record path that stays inside `dir`.
 fn resolve(dir: &Path, rel: &str) -> Result<PathBuf, IntegrityError> {
-    let p = Path::new(rel);
-    if rel.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+    if !inside_folder(rel) {
         return Err(IntegrityError::BadRecord { manifest: dir.join(MANIFEST_FILE), path: rel.to_string() });
     }
-    Ok(dir.join(p))
+    Ok(dir.join(rel))
 }
 
 /// Checks the sizes of `records` (files in `dir`, recorded in `dir/manifest.json`), then their

@@ -52,6 +52,12 @@ impl LoraField {
     }
 }
 
+/// Whether `p` names a file inside the folder it is joined to: relative, without `..`, not empty.
+fn stays_inside(p: &Path) -> bool {
+    use std::path::Component;
+    p.components().next().is_some() && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
 /// Parses the text of a batch file (`path` names it in errors, with the 1-based line number).
 /// A file without any prompt is an error.
 pub fn parse_batch(path: &Path, text: &str) -> Result<Vec<BatchLine>, PipelineError> {
@@ -60,7 +66,12 @@ pub fn parse_batch(path: &Path, text: &str) -> Result<Vec<BatchLine>, PipelineEr
         if l.trim().is_empty() {
             continue;
         }
-        let line = serde_json::from_str(l).map_err(|source| PipelineError::BatchLine { path: path.to_path_buf(), line: i + 1, source })?;
+        let line: BatchLine = serde_json::from_str(l).map_err(|source| PipelineError::BatchLine { path: path.to_path_buf(), line: i + 1, source })?;
+        if let Some(o) = &line.out {
+            if !stays_inside(o) {
+                return Err(PipelineError::BatchOut { path: path.to_path_buf(), line: i + 1, out: o.clone() });
+            }
+        }
         out.push(line);
     }
     if out.is_empty() {
@@ -91,5 +102,20 @@ mod tests {
         assert!(matches!(e, PipelineError::BatchLine { line: 2, .. }), "{e}");
         assert!(e.to_string().starts_with("b.jsonl:2: not a prompt object"), "{e}");
         assert!(matches!(parse_batch(p, "\n \n"), Err(PipelineError::EmptyBatch { .. })));
+    }
+
+    #[test]
+    fn out_paths_stay_inside_the_output_folder() {
+        let p = Path::new("b.jsonl");
+        for ok in ["cat.png", "sub/cat.png", "./a/b.png"] {
+            let text = format!("{{\"prompt\":\"a\",\"out\":\"{ok}\"}}");
+            assert!(parse_batch(p, &text).is_ok(), "{ok}");
+        }
+        for bad in ["../cat.png", "/etc/cat.png", "a/../../cat.png", ""] {
+            let text = format!("{{\"prompt\":\"a\"}}\n{{\"prompt\":\"b\",\"out\":\"{bad}\"}}");
+            let e = parse_batch(p, &text).unwrap_err();
+            assert!(matches!(e, PipelineError::BatchOut { line: 2, .. }), "{bad}: {e}");
+            assert!(e.to_string().starts_with("b.jsonl:2: `out`"), "{e}");
+        }
     }
 }

@@ -57,6 +57,9 @@ pub enum PipelineError {
     },
     #[error("{}: no prompts", path.display())]
     EmptyBatch { path: PathBuf },
+    /// A batch line's `out` that would leave the output folder (absolute, or with `..`).
+    #[error("{}:{line}: `out` {out:?} must be a relative path inside the output folder (no `..`, not absolute)", path.display())]
+    BatchOut { path: PathBuf, line: usize, out: PathBuf },
     #[error("{what}: expected {expected} values, got {found}")]
     Length { what: String, expected: usize, found: usize },
 }
