@@ -13,6 +13,9 @@ use flux_trt::runtime::cuda::{CudaOptions, CudaSession};
 use flux_trt::runtime::{OwnedRequest, Slotted, Transformer};
 use serde_json::json;
 
+mod support;
+use support::{noise, rel_l2};
+
 #[derive(Parser)]
 struct Args {
     #[arg(long)]
@@ -43,16 +46,6 @@ struct Args {
     fp8_scales: Option<PathBuf>,
 }
 
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 /// A batch-`batch` request of noise constants for a `gh`×`gw` latent grid and `txt_len` tokens.
 fn request(cfg: &flux_trt::flux::FluxConfig, batch: usize, gh: usize, gw: usize, txt_len: usize) -> OwnedRequest {
     OwnedRequest {
@@ -63,15 +56,6 @@ fn request(cfg: &flux_trt::flux::FluxConfig, batch: usize, gh: usize, gw: usize,
         txt_ids: vec![[0f32; 3]; txt_len],
         img_ids: flux_trt::flux::img_ids(gh, gw),
     }
-}
-
-fn rel_l2(x: &[f32], y: &[f32]) -> f64 {
-    let (mut num, mut den) = (0f64, 0f64);
-    for (a, b) in x.iter().zip(y) {
-        num += ((*a - *b) as f64).powi(2);
-        den += (*b as f64).powi(2);
-    }
-    (num / den.max(f64::MIN_POSITIVE)).sqrt()
 }
 
 fn lora_probe(s: &CudaSession, adapters: &[flux_trt::lora::Adapter], args: &Args, cfg: &flux_trt::flux::FluxConfig) -> anyhow::Result<serde_json::Value> {

@@ -31,6 +31,9 @@ use flux_trt::runtime::{RequestInputs, Slotted, Transformer};
 use flux_trt::ErrorKind;
 use serde_json::{json, Value};
 
+mod support;
+use support::{noise, rel_l2};
+
 #[derive(Parser)]
 struct Args {
     #[arg(long)]
@@ -89,25 +92,6 @@ fn read_f32(path: &PathBuf) -> anyhow::Result<F32Tensors> {
         out.insert(name, (v.shape().to_vec(), data));
     }
     Ok(out)
-}
-
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn rel_l2(x: &[f32], y: &[f32]) -> f64 {
-    let (mut num, mut den) = (0f64, 0f64);
-    for (a, b) in x.iter().zip(y) {
-        num += ((*a - *b) as f64).powi(2);
-        den += (*b as f64).powi(2);
-    }
-    (num / den.max(f64::MIN_POSITIVE)).sqrt()
 }
 
 fn max_abs_diff(x: &[f32], y: &[f32]) -> f64 {

@@ -23,6 +23,12 @@ use flux_trt::runtime::cuda::{CudaOptions, CudaSession, Fp8Activations};
 use flux_trt::runtime::{OwnedRequest, Slotted, Transformer};
 use serde_json::{json, Value};
 
+#[path = "../tests/fp8_support/mod.rs"]
+mod fp8_support;
+mod support;
+use fp8_support::metrics;
+use support::noise;
+
 #[derive(Parser)]
 struct Args {
     #[command(subcommand)]
@@ -71,16 +77,6 @@ struct ShapeArgs {
     txt_len: usize,
 }
 
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 struct Setup {
     req: OwnedRequest,
     latents: Vec<f32>,
@@ -122,18 +118,6 @@ fn outputs(s: &CudaSession, adapters: &[flux_trt::lora::Adapter], st: &Setup) ->
     let again = step(s, &mut bound, &st.latents, st.timestep, n_out)?;
     let aba = again.iter().zip(&outs[1]).all(|(x, y)| x.to_bits() == y.to_bits());
     Ok((outs, aba))
-}
-
-fn metrics(got: &[f32], want: &[f32]) -> (f64, f64) {
-    let (mut dot, mut gg, mut ww, mut dd) = (0f64, 0f64, 0f64, 0f64);
-    for (g, w) in got.iter().zip(want) {
-        let (g, w) = (*g as f64, *w as f64);
-        dot += g * w;
-        gg += g * g;
-        ww += w * w;
-        dd += (g - w) * (g - w);
-    }
-    (dot / (gg * ww).sqrt().max(f64::MIN_POSITIVE), (dd / ww.max(f64::MIN_POSITIVE)).sqrt())
 }
 
 fn sub(a: &[f32], b: &[f32]) -> Vec<f32> {
@@ -201,13 +185,13 @@ fn main() -> anyhow::Result<()> {
                 r.insert("mode".into(), json!(format!("{:?}", s.fp8_mode())));
                 let names = ["base", "A", "B"];
                 for (i, (o, w)) in outs.iter().zip(&want).enumerate() {
-                    let (c, l2) = metrics(o, w);
+                    let fp8_support::Metrics { cosine: c, rel_l2: l2, .. } = metrics(o, w);
                     r.insert(format!("{}_vs_bf16", names[i]), json!({"cosine": c, "rel_l2": l2, "finite": o.iter().all(|v| v.is_finite())}));
                     if c < 0.995 {
                         failures.push(format!("{act:?} {}: cosine {c} < 0.995 (rel L2 {l2})", names[i]));
                     }
                     if i > 0 {
-                        let (dc, dl) = metrics(&sub(o, &outs[0]), &sub(w, want[0]));
+                        let fp8_support::Metrics { cosine: dc, rel_l2: dl, .. } = metrics(&sub(o, &outs[0]), &sub(w, want[0]));
                         let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
                         let moved = norm(&sub(w, want[0])) / norm(w).max(f64::MIN_POSITIVE);
                         r.insert(format!("{}_lora_delta_vs_bf16", names[i]), json!({"cosine": dc, "rel_l2": dl, "bf16_delta_rel_to_output": moved}));

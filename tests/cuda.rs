@@ -6,8 +6,8 @@
 //! bf16 and fp32 vs the diffusers goldens with every adapter fixture, A→B→A bit-exact, graph
 //! replay vs eager, swaps while other threads run.
 
-#[path = "ort_support/mod.rs"]
-mod support;
+#[path = "fp8_support/mod.rs"]
+mod fp8_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,8 @@ use flux_trt::onnx::{export, ExportOptions};
 use flux_trt::runtime::cuda::weights::{required, WeightMap};
 use flux_trt::runtime::cuda::{CudaError, CudaOptions, CudaSession};
 use flux_trt::runtime::{RequestInputs, Slotted, Transformer};
+use fp8_support::ort_support as support;
+use fp8_support::{metrics, Metrics};
 use support::{checkpoint, fixtures, lora_fixtures};
 
 /// Exports `model` (`dev` from the diffusers folder, `schnell` from the BFL file) at `precision`
@@ -514,23 +516,6 @@ fn fp8_weight_map_plans_the_quantized_gemms() {
     assert!(e.contains("bf16 float parts"), "refused before any GPU work: {e}");
 }
 
-struct Agreement {
-    cosine: f64,
-    rel_l2: f64,
-}
-
-fn agreement(got: &[f32], want: &[f32]) -> Agreement {
-    let (mut dot, mut gg, mut ww, mut dd) = (0f64, 0f64, 0f64, 0f64);
-    for (g, w) in got.iter().zip(want) {
-        let (g, w) = (*g as f64, *w as f64);
-        dot += g * w;
-        gg += g * g;
-        ww += w * w;
-        dd += (g - w) * (g - w);
-    }
-    Agreement { cosine: dot / (gg * ww).sqrt().max(f64::MIN_POSITIVE), rel_l2: (dd / ww.max(f64::MIN_POSITIVE)).sqrt() }
-}
-
 fn sub(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| x - y).collect()
 }
@@ -572,22 +557,22 @@ fn gpu_dev_fp8_matches_ort_fp8_and_diffusers() {
             let base2 = run(&s, &g, &mut bound); // captured + replayed
             assert_eq!(base, base2, "{mode} {act:?}: graph replay equals the eager run bit for bit");
             let gb = &g.outs["out.base"];
-            let mut check = |what: String, a: Agreement, cos_min: f64, l2_max: f64| {
+            let mut check = |what: String, a: Metrics, cos_min: f64, l2_max: f64| {
                 println!("fp8 {mode} {act:?} {what}: cosine {:.6}, rel L2 {:.3e}", a.cosine, a.rel_l2);
                 if a.cosine < cos_min || a.rel_l2 > l2_max {
                     failures.push(format!("{mode} {act:?} {what}: cosine {} rel L2 {}", a.cosine, a.rel_l2));
                 }
             };
-            check("base vs ORT FP8".into(), agreement(&base, &ort_out[0]), 0.999, 5e-2);
-            check("base vs diffusers fp32".into(), agreement(&base, gb), 0.99, 1.0);
+            check("base vs ORT FP8".into(), metrics(&base, &ort_out[0]), 0.999, 5e-2);
+            check("base vs diffusers fp32".into(), metrics(&base, gb), 0.99, 1.0);
             let staged: Vec<_> = adapters.iter().map(|a| s.stage(&[(a, 1.0)]).unwrap()).collect();
             let mut with = Vec::new();
             for ((f, st), want_ort) in fixtures_dev.iter().zip(&staged).zip(&ort_out[1..]) {
                 s.install(st).unwrap();
                 let out = run(&s, &g, &mut bound);
-                check(format!("{} vs ORT FP8", f.stem), agreement(&out, want_ort), 0.999, 5e-2);
-                check(format!("{} vs diffusers fp32", f.stem), agreement(&out, &g.outs[&f.output_key]), 0.99, 1.0);
-                check(format!("{} LoRA delta vs diffusers", f.stem), agreement(&sub(&out, &base), &sub(&g.outs[&f.output_key], gb)), 0.98, 1.0);
+                check(format!("{} vs ORT FP8", f.stem), metrics(&out, want_ort), 0.999, 5e-2);
+                check(format!("{} vs diffusers fp32", f.stem), metrics(&out, &g.outs[&f.output_key]), 0.99, 1.0);
+                check(format!("{} LoRA delta vs diffusers", f.stem), metrics(&sub(&out, &base), &sub(&g.outs[&f.output_key], gb)), 0.98, 1.0);
                 with.push(out);
             }
             if staged.len() >= 2 {

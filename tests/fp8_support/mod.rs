@@ -19,7 +19,7 @@ use flux_trt::{Adapter, Checkpoint, SlotPlan};
 use serde::Serialize;
 
 #[path = "../ort_support/mod.rs"]
-mod ort_support;
+pub mod ort_support;
 pub use ort_support::{fixtures, ort_library};
 
 /// One fixture model with the adapters used for its LoRA checks.

@@ -129,94 +129,94 @@ enum Init {
 /// `(name, shape, init)`
 type Spec = (String, Vec<usize>, Init);
 
+/// A Linear layer `name` (`in_features` → `out_features`): its weight `[out, in]` and, with `bias`, its bias.
+fn linear(v: &mut Vec<Spec>, name: &str, i: usize, o: usize, bias: bool) {
+    v.push((format!("{name}.weight"), vec![o, i], Init::Weight));
+    if bias {
+        v.push((format!("{name}.bias"), vec![o], Init::Weight));
+    }
+}
+
 fn bfl_specs(a: &Args) -> Vec<Spec> {
     let (h, m, hd) = (a.hidden, 4 * a.hidden, a.hidden / a.heads);
     let mut v: Vec<Spec> = Vec::new();
-    let lin = |v: &mut Vec<Spec>, n: &str, i: usize, o: usize| {
-        v.push((format!("{n}.weight"), vec![o, i], Init::Weight));
-        v.push((format!("{n}.bias"), vec![o], Init::Weight));
-    };
-    lin(&mut v, "img_in", a.in_channels, h);
-    lin(&mut v, "txt_in", a.context(), h);
-    lin(&mut v, "time_in.in_layer", 256, h);
-    lin(&mut v, "time_in.out_layer", h, h);
-    lin(&mut v, "vector_in.in_layer", a.pooled(), h);
-    lin(&mut v, "vector_in.out_layer", h, h);
+    linear(&mut v, "img_in", a.in_channels, h, true);
+    linear(&mut v, "txt_in", a.context(), h, true);
+    linear(&mut v, "time_in.in_layer", 256, h, true);
+    linear(&mut v, "time_in.out_layer", h, h, true);
+    linear(&mut v, "vector_in.in_layer", a.pooled(), h, true);
+    linear(&mut v, "vector_in.out_layer", h, h, true);
     if !a.schnell {
-        lin(&mut v, "guidance_in.in_layer", 256, h);
-        lin(&mut v, "guidance_in.out_layer", h, h);
+        linear(&mut v, "guidance_in.in_layer", 256, h, true);
+        linear(&mut v, "guidance_in.out_layer", h, h, true);
     }
     for i in 0..a.double {
         let p = format!("double_blocks.{i}");
         for s in ["img", "txt"] {
-            lin(&mut v, &format!("{p}.{s}_mod.lin"), h, 6 * h);
-            lin(&mut v, &format!("{p}.{s}_attn.qkv"), h, 3 * h);
+            linear(&mut v, &format!("{p}.{s}_mod.lin"), h, 6 * h, true);
+            linear(&mut v, &format!("{p}.{s}_attn.qkv"), h, 3 * h, true);
             v.push((format!("{p}.{s}_attn.norm.query_norm.scale"), vec![hd], Init::NormScale));
             v.push((format!("{p}.{s}_attn.norm.key_norm.scale"), vec![hd], Init::NormScale));
-            lin(&mut v, &format!("{p}.{s}_attn.proj"), h, h);
-            lin(&mut v, &format!("{p}.{s}_mlp.0"), h, m);
-            lin(&mut v, &format!("{p}.{s}_mlp.2"), m, h);
+            linear(&mut v, &format!("{p}.{s}_attn.proj"), h, h, true);
+            linear(&mut v, &format!("{p}.{s}_mlp.0"), h, m, true);
+            linear(&mut v, &format!("{p}.{s}_mlp.2"), m, h, true);
         }
     }
     for i in 0..a.single {
         let p = format!("single_blocks.{i}");
-        lin(&mut v, &format!("{p}.linear1"), h, 3 * h + m);
-        lin(&mut v, &format!("{p}.linear2"), h + m, h);
+        linear(&mut v, &format!("{p}.linear1"), h, 3 * h + m, true);
+        linear(&mut v, &format!("{p}.linear2"), h + m, h, true);
         v.push((format!("{p}.norm.query_norm.scale"), vec![hd], Init::NormScale));
         v.push((format!("{p}.norm.key_norm.scale"), vec![hd], Init::NormScale));
-        lin(&mut v, &format!("{p}.modulation.lin"), h, 3 * h);
+        linear(&mut v, &format!("{p}.modulation.lin"), h, 3 * h, true);
     }
-    lin(&mut v, "final_layer.linear", h, 64);
-    lin(&mut v, "final_layer.adaLN_modulation.1", h, 2 * h);
+    linear(&mut v, "final_layer.linear", h, 64, true);
+    linear(&mut v, "final_layer.adaLN_modulation.1", h, 2 * h, true);
     v
 }
 
 fn diffusers_specs(a: &Args) -> Vec<Spec> {
     let (h, m, hd) = (a.hidden, 4 * a.hidden, a.hidden / a.heads);
     let mut v: Vec<Spec> = Vec::new();
-    let lin = |v: &mut Vec<Spec>, n: &str, i: usize, o: usize| {
-        v.push((format!("{n}.weight"), vec![o, i], Init::Weight));
-        v.push((format!("{n}.bias"), vec![o], Init::Weight));
-    };
-    lin(&mut v, "x_embedder", a.in_channels, h);
-    lin(&mut v, "context_embedder", a.context(), h);
-    lin(&mut v, "time_text_embed.timestep_embedder.linear_1", 256, h);
-    lin(&mut v, "time_text_embed.timestep_embedder.linear_2", h, h);
+    linear(&mut v, "x_embedder", a.in_channels, h, true);
+    linear(&mut v, "context_embedder", a.context(), h, true);
+    linear(&mut v, "time_text_embed.timestep_embedder.linear_1", 256, h, true);
+    linear(&mut v, "time_text_embed.timestep_embedder.linear_2", h, h, true);
     if !a.schnell {
-        lin(&mut v, "time_text_embed.guidance_embedder.linear_1", 256, h);
-        lin(&mut v, "time_text_embed.guidance_embedder.linear_2", h, h);
+        linear(&mut v, "time_text_embed.guidance_embedder.linear_1", 256, h, true);
+        linear(&mut v, "time_text_embed.guidance_embedder.linear_2", h, h, true);
     }
-    lin(&mut v, "time_text_embed.text_embedder.linear_1", a.pooled(), h);
-    lin(&mut v, "time_text_embed.text_embedder.linear_2", h, h);
+    linear(&mut v, "time_text_embed.text_embedder.linear_1", a.pooled(), h, true);
+    linear(&mut v, "time_text_embed.text_embedder.linear_2", h, h, true);
     for i in 0..a.double {
         let p = format!("transformer_blocks.{i}");
-        lin(&mut v, &format!("{p}.norm1.linear"), h, 6 * h);
-        lin(&mut v, &format!("{p}.norm1_context.linear"), h, 6 * h);
+        linear(&mut v, &format!("{p}.norm1.linear"), h, 6 * h, true);
+        linear(&mut v, &format!("{p}.norm1_context.linear"), h, 6 * h, true);
         for n in ["to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj", "to_out.0", "to_add_out"] {
-            lin(&mut v, &format!("{p}.attn.{n}"), h, h);
+            linear(&mut v, &format!("{p}.attn.{n}"), h, h, true);
         }
         for n in ["norm_q", "norm_k", "norm_added_q", "norm_added_k"] {
             v.push((format!("{p}.attn.{n}.weight"), vec![hd], Init::NormScale));
         }
-        lin(&mut v, &format!("{p}.ff.net.0.proj"), h, m);
-        lin(&mut v, &format!("{p}.ff.net.2"), m, h);
-        lin(&mut v, &format!("{p}.ff_context.net.0.proj"), h, m);
-        lin(&mut v, &format!("{p}.ff_context.net.2"), m, h);
+        linear(&mut v, &format!("{p}.ff.net.0.proj"), h, m, true);
+        linear(&mut v, &format!("{p}.ff.net.2"), m, h, true);
+        linear(&mut v, &format!("{p}.ff_context.net.0.proj"), h, m, true);
+        linear(&mut v, &format!("{p}.ff_context.net.2"), m, h, true);
     }
     for i in 0..a.single {
         let p = format!("single_transformer_blocks.{i}");
-        lin(&mut v, &format!("{p}.norm.linear"), h, 3 * h);
+        linear(&mut v, &format!("{p}.norm.linear"), h, 3 * h, true);
         for n in ["to_q", "to_k", "to_v"] {
-            lin(&mut v, &format!("{p}.attn.{n}"), h, h);
+            linear(&mut v, &format!("{p}.attn.{n}"), h, h, true);
         }
         for n in ["norm_q", "norm_k"] {
             v.push((format!("{p}.attn.{n}.weight"), vec![hd], Init::NormScale));
         }
-        lin(&mut v, &format!("{p}.proj_mlp"), h, m);
-        lin(&mut v, &format!("{p}.proj_out"), h + m, h);
+        linear(&mut v, &format!("{p}.proj_mlp"), h, m, true);
+        linear(&mut v, &format!("{p}.proj_out"), h + m, h, true);
     }
-    lin(&mut v, "norm_out.linear", h, 2 * h);
-    lin(&mut v, "proj_out", h, 64);
+    linear(&mut v, "norm_out.linear", h, 2 * h, true);
+    linear(&mut v, "proj_out", h, 64, true);
     v
 }
 

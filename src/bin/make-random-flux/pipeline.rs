@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{write_safetensors, Dt, Init, Spec};
+use crate::{linear, write_safetensors, Dt, Init, Spec};
 
 /// CLIP stored-name prefix of FLUX.1-dev's `text_encoder/model.safetensors` (transformers 4).
 pub const CLIP_PREFIX: &str = "text_model.";
@@ -88,13 +88,6 @@ impl Components {
             t5: T5Shape { vocab: 400, d_model: 32, d_kv: 8, heads: 4, d_ff: 64, layers: 2, buckets: 32, max_distance: 128 },
             vae: VaeShape { channels: vec![8, 16, 16, 16], layers_per_block: 1, latent: 16, groups: 4, sample_size: 64 },
         }
-    }
-}
-
-fn linear(v: &mut Vec<Spec>, name: &str, i: usize, o: usize, bias: bool) {
-    v.push((format!("{name}.weight"), vec![o, i], Init::Weight));
-    if bias {
-        v.push((format!("{name}.bias"), vec![o], Init::Weight));
     }
 }
 

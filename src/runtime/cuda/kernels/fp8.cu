@@ -31,6 +31,19 @@ extern "C" __global__ void fp8_quantize_bf16(const unsigned short* __restrict__ 
     }
 }
 
+// Max of every thread's `m` over the block (blockDim.x a multiple of 32, at most 1024; `red` is
+// the block's shared [32] scratch); the result is valid in thread 0.
+__device__ __forceinline__ float block_max(float m, float* red) {
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        m = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    }
+    return m;
+}
+
 // Dynamic per-tensor scaling, pass 1: partial[block] = max |x| over the block's grid-stride share.
 extern "C" __global__ void fp8_amax_bf16(const unsigned short* __restrict__ x, float* __restrict__ partial, long long n2) {
     __shared__ float red[32];
@@ -39,14 +52,8 @@ extern "C" __global__ void fp8_amax_bf16(const unsigned short* __restrict__ x, f
         unsigned int two = ((const unsigned int*)x)[i];
         m = fmaxf(m, fmaxf(fabsf(bf16_to_f32(two & 0xffffu)), fabsf(bf16_to_f32(two >> 16))));
     }
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        m = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (threadIdx.x == 0) partial[blockIdx.x] = m;
-    }
+    m = block_max(m, red);
+    if (threadIdx.x == 0) partial[blockIdx.x] = m;
 }
 
 // Pass 2 (one block): scale[0] = max(max(partial) / 448, floor).
@@ -54,14 +61,8 @@ extern "C" __global__ void fp8_scale(const float* __restrict__ partial, int part
     __shared__ float red[32];
     float m = 0.0f;
     for (int i = threadIdx.x; i < parts; i += blockDim.x) m = fmaxf(m, partial[i]);
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        m = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (threadIdx.x == 0) scale[0] = fmaxf(m / E4M3_MAX, SCALE_FLOOR);
-    }
+    m = block_max(m, red);
+    if (threadIdx.x == 0) scale[0] = fmaxf(m / E4M3_MAX, SCALE_FLOOR);
 }
 
 // Per-channel fallback epilogue: y[m, n] = y[m, n] * wscale[n] (+ bias[n]), bf16 in place.
@@ -148,12 +149,6 @@ extern "C" __global__ void fp8_amax_rows_bf16(const unsigned short* __restrict__
             m = fmaxf(m, fmaxf(fabsf(lo), fabsf(hi)));
         }
     }
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        m = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));
-    }
+    m = block_max(m, red);
+    if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));
 }
