@@ -414,11 +414,15 @@ fn gpu_device_lay_out_equals_the_host_lay_out() {
         let packed: Vec<_> = adapters.iter().map(|ad| stager.pack(ad.clone()).unwrap_or_else(|e| panic!("{e}"))).collect();
         let sets: [&[(usize, f32)]; 7] =
             [&[(0, 1.0)], &[], &[(1, 0.8)], &[(2, 1.0)], &[(1, 0.75), (2, -1.25)], &[(0, 0.3), (1, 1.7), (2, 0.5)], &[(1, 0.5), (1, 0.25)]];
+        let mut released = None;
         for set in sets {
             let loaded: Vec<(&Adapter, f32)> = set.iter().map(|(i, s)| (&*adapters[*i], *s)).collect();
             let want = layout.image(&plan, &loaded).unwrap_or_else(|e| panic!("{e}"));
             let names: Vec<_> = loaded.iter().map(|(a, s)| format!("{}×{s}", a.name)).collect();
             let (buf, timing) = stager.stage_timed(&loaded).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(p) = released {
+                assert_eq!(buf.ptr(), p, "the released set's buffer is reused (SetBuffer)");
+            }
             let from_packed: Vec<_> = set.iter().map(|(i, s)| (&packed[*i], *s)).collect();
             let (pbuf, ptiming) = stager.stage_packed(&from_packed).unwrap_or_else(|e| panic!("{e}"));
             for (what, b) in [("loaded", &buf), ("packed", &pbuf)] {
@@ -433,6 +437,10 @@ fn gpu_device_lay_out_equals_the_host_lay_out() {
                 "{dtype:?} {names:?}: equal; uploaded {} / {} bytes (loaded / packed) for {} slot bytes",
                 timing.upload_bytes, ptiming.upload_bytes, layout.bytes
             );
+            // `buf` becomes the stager's spare, `pbuf` (a second one) is freed
+            released = Some(buf.ptr());
+            drop(buf);
+            drop(pbuf);
         }
         // invalid sets are refused before any GPU work, as on the host
         assert!(stager.stage(&[(&a, f32::NAN)]).is_err());

@@ -33,7 +33,7 @@ mkdir -p "$OUT" "$W"
 t0=$(date +%s)
 note() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/summary.txt"; }
 B=$W/bin
-mkdir -p "$B" && tar -xJf "$HERE/bin.tar.xz" -C "$B" || { echo "cannot unpack binaries"; exit 1; }
+[ -x "$B/build-engine" ] || { mkdir -p "$B" && tar -xJf "${BIN_TAR:-$HERE/bin.tar.xz}" -C "$B"; } || { echo "cannot unpack binaries"; exit 1; }
 source "$HERE/cuda-libs.sh"
 export ORT_DYLIB_PATH=$(ls "$B"/libonnxruntime.so.* | head -1)
 export FLUX_TRT_KERNEL_CACHE=/tmp/flux-trt-kernels
@@ -51,19 +51,26 @@ fi
 
 # ---------------- 2. full size ----------------
 [ -n "${SKIP_FULL:-}" ] && { cat "$OUT/summary.txt"; exit $rc_all; }
-"$B/make-random-flux" --out "$W/model" --layout diffusers --dtype bf16 > "$W/make.log" 2>&1 || { note "make-random-flux failed"; tail -5 "$W/make.log" >> "$OUT/summary.txt"; exit 1; }
-"$B/make-random-flux" --out "$W/a64.safetensors" --lora attn --rank 64 --seed 2 >> "$W/make.log" 2>&1
-"$B/make-random-flux" --out "$W/b64.safetensors" --lora attn --rank 64 --seed 3 >> "$W/make.log" 2>&1
-cp "$W/make.log" "$OUT/"; note "random model + adapters: $(tail -1 "$W/make.log" | cut -c1-200)"
-ADS="$W/a64.safetensors,$W/b64.safetensors"
-"$B/build-engine" --model "$W/model" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision bf16 --out "$W/engine-bf16" --no-hash > "$OUT/export-bf16.log" 2>&1
-note "export bf16: rc=$? $(tail -1 "$OUT/export-bf16.log" | cut -c1-200)"
-timeout 120 "$B/cuda_fp8_check" ref --engine "$W/engine-bf16" --adapters "$ADS" --out "$W/ref.bin" > "$OUT/ref.log" 2>&1
+# MODEL / ADAPTERS / BF16_ENGINE: reuse what tools/device/cuda-check.sh left on this machine (its pipeline
+# folder's transformer/, a64 and b64, its bf16 engine; the disk holds the checkpoint and two engines at most)
+M=${MODEL:-$W/model}; AD=${ADAPTERS:-$W}; E16=${BF16_ENGINE:-$W/engine-bf16}
+if [ ! -d "$M" ]; then
+  "$B/make-random-flux" --out "$M" --layout diffusers --dtype bf16 > "$W/make.log" 2>&1 || { note "make-random-flux failed"; tail -5 "$W/make.log" >> "$OUT/summary.txt"; exit 1; }
+fi
+[ -f "$AD/a64.safetensors" ] || "$B/make-random-flux" --out "$AD/a64.safetensors" --lora attn --rank 64 --seed 2 >> "$W/make.log" 2>&1
+[ -f "$AD/b64.safetensors" ] || "$B/make-random-flux" --out "$AD/b64.safetensors" --lora attn --rank 64 --seed 3 >> "$W/make.log" 2>&1
+[ -f "$W/make.log" ] && cp "$W/make.log" "$OUT/"; note "random model $M + adapters in $AD"
+ADS="$AD/a64.safetensors,$AD/b64.safetensors"
+if [ ! -f "$E16/manifest.json" ]; then
+  "$B/build-engine" --model "$M" --lora "$AD/a64.safetensors" --lora "$AD/b64.safetensors" --precision bf16 --out "$E16" --no-hash > "$OUT/export-bf16.log" 2>&1
+  note "export bf16: rc=$? $(tail -1 "$OUT/export-bf16.log" | cut -c1-200)"
+fi
+timeout 120 "$B/cuda_fp8_check" ref --engine "$E16" --adapters "$ADS" --out "$W/ref.bin" > "$OUT/ref.log" 2>&1
 note "bf16 reference outputs: rc=$? $(tail -1 "$OUT/ref.log" | cut -c1-300)"
-timeout 120 "$B/cuda_bench" --engine "$W/engine-bf16" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps ${STEPS:-10} --warmup 2 \
+timeout 120 "$B/cuda_bench" --engine "$E16" --adapters "$AD/a64.safetensors" --shapes 1024x1024x1 --steps ${STEPS:-10} --warmup 2 \
   --json "$OUT/bench-bf16.json" > "$OUT/bench-bf16.log" 2>&1
 note "bench bf16: rc=$? $(grep -E '^1024x1024' "$OUT/bench-bf16.log" | cut -c1-200)"
-rm -rf "$W/engine-bf16"
+rm -rf "$E16"
 python3 - > "$W/calib-placeholder.json" <<'PY'
 import json
 pts = []
@@ -75,28 +82,28 @@ blocks = [f"transformer_blocks.{i}" for i in range(19)] + [f"single_transformer_
 pts += [f"{b}.attn.{x}" for b in blocks for x in "qkv"]
 print(json.dumps({"amax": {p: 8.0 for p in pts}, "info": {"samples": 0, "seed": 0, "img_seq": 4096, "txt_seq": 512, "sigmas": []}}))
 PY
-/usr/bin/time -v "$B/build-engine" --model "$W/model" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision fp8 \
+/usr/bin/time -v "$B/build-engine" --model "$M" --lora "$AD/a64.safetensors" --lora "$AD/b64.safetensors" --precision fp8 \
   --calib-in "$W/calib-placeholder.json" --out "$W/engine-fp8" --no-hash > "$OUT/export-fp8.log" 2>&1
 note "export fp8 (per-channel weight scales): rc=$? $(grep -E 'Elapsed' "$OUT/export-fp8.log") data $(stat -c %s "$W/engine-fp8/model.onnx.data" 2>/dev/null) bytes"
 # the per-tensor-scale engine, exported (CPU, disk: 24 + 15 + 15 GB) while the GPU checks the per-channel one
-( /usr/bin/time -v "$B/build-engine" --model "$W/model" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision fp8 --fp8-weight-scale tensor \
+( /usr/bin/time -v "$B/build-engine" --model "$M" --lora "$AD/a64.safetensors" --lora "$AD/b64.safetensors" --precision fp8 --fp8-weight-scale tensor \
     --calib-in "$W/calib-placeholder.json" --out "$W/engine-fp8t" --no-hash > "$OUT/export-fp8-tensor.log" 2>&1; echo "rc=$?" >> "$OUT/export-fp8-tensor.log" ) &
 EXPT=$!
 timeout 150 "$B/cuda_fp8_check" fp8 --engine "$W/engine-fp8" --adapters "$ADS" --reference "$W/ref.bin" --json "$OUT/fp8-check.json" \
   --scales-out "$OUT/fp8-gpu-calibration.json" --calib ${CALIB:-8} > "$OUT/fp8-check.log" 2>&1
 r=$?; note "cuda_fp8_check: rc=$r"; grep -E "^(Dynamic|Static)|FAILED" "$OUT/fp8-check.log" | cut -c1-1500 >> "$OUT/summary.txt"; [ $r -eq 0 ] || rc_all=1
 if [ -f "$OUT/fp8-gpu-calibration.json" ]; then
-  timeout 120 "$B/cuda_bench" --engine "$W/engine-fp8" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps ${STEPS:-10} --warmup 2 \
+  timeout 120 "$B/cuda_bench" --engine "$W/engine-fp8" --adapters "$AD/a64.safetensors" --shapes 1024x1024x1 --steps ${STEPS:-10} --warmup 2 \
     --fp8-scales "$OUT/fp8-gpu-calibration.json" --json "$OUT/bench-fp8-static.json" > "$OUT/bench-fp8-static.log" 2>&1
   note "bench fp8 static (GPU-calibrated scales): rc=$? $(grep -E '^1024x1024' "$OUT/bench-fp8-static.log" | cut -c1-200)"
 fi
-timeout 120 "$B/cuda_bench" --engine "$W/engine-fp8" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps ${STEPS:-10} --warmup 2 \
+timeout 120 "$B/cuda_bench" --engine "$W/engine-fp8" --adapters "$AD/a64.safetensors" --shapes 1024x1024x1 --steps ${STEPS:-10} --warmup 2 \
   --fp8-dynamic --json "$OUT/bench-fp8-dynamic.json" > "$OUT/bench-fp8-dynamic.log" 2>&1
 note "bench fp8 dynamic: rc=$? $(grep -E '^1024x1024' "$OUT/bench-fp8-dynamic.log" | cut -c1-200)"
-wait $EXPT; rm -rf "$W/model" "$W/engine-fp8"
+wait $EXPT; rm -rf "$W/engine-fp8"; [ -n "${MODEL:-}" ] || rm -rf "$M"
 note "export fp8 per-tensor: $(tail -1 "$OUT/export-fp8-tensor.log") $(grep -E 'Elapsed' "$OUT/export-fp8-tensor.log")"
 if [ -f "$OUT/fp8-gpu-calibration.json" ] && [ -f "$W/engine-fp8t/manifest.json" ]; then
-  timeout 100 "$B/cuda_bench" --engine "$W/engine-fp8t" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps ${STEPS:-10} --warmup 2 \
+  timeout 100 "$B/cuda_bench" --engine "$W/engine-fp8t" --adapters "$AD/a64.safetensors" --shapes 1024x1024x1 --steps ${STEPS:-10} --warmup 2 \
     --fp8-scales "$OUT/fp8-gpu-calibration.json" --json "$OUT/bench-fp8t-static.json" > "$OUT/bench-fp8t-static.log" 2>&1
   note "bench fp8 per-tensor static: rc=$? $(grep -E '^1024x1024' "$OUT/bench-fp8t-static.log" | cut -c1-200)"
   if [ $(( $(date +%s) - t0 )) -lt ${ACC_T_BEFORE:-400} ]; then

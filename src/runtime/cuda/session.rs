@@ -24,7 +24,7 @@ use super::gemm::Lt;
 use super::kernels::Kernels;
 use super::model::{Fp8Run, Model};
 use super::plan::{Arena, Shape, SlotLayout};
-use super::stage::{PackedAdapter, SlotStager};
+use super::stage::{PackedAdapter, SetBuffer, SlotStager};
 use super::weights::{DeviceWeights, WeightMap};
 use super::CudaError;
 use crate::flux::TIME_EMBED_DIM;
@@ -39,7 +39,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct DeviceSlots {
     session: u64,
-    buf: DeviceBuffer,
+    buf: SetBuffer,
 }
 
 /// A staged adapter set: validated, laid out and uploaded; installing it copies nothing.
@@ -233,7 +233,7 @@ impl CudaSession {
             gpu,
             model,
             fixed_slots,
-            active: ActiveSlots::new(Arc::new(DeviceSlots { session: id, buf: base_set })),
+            active: ActiveSlots::new(Arc::new(DeviceSlots { session: id, buf: SetBuffer::owned(base_set) })),
             runner: Mutex::new(Runner { loaded_slots: 0, loaded_request: HashMap::new(), shapes: HashMap::new() }),
             graphs: opts.graphs,
             open_report,
@@ -282,7 +282,19 @@ impl CudaSession {
         Ok(())
     }
 
+    /// One transformer call. It returns with the stream idle, also on an error, so no GPU work
+    /// still reads the lease's slot set once the caller releases the lease (a released set's
+    /// buffer is reused by the next stage: [`SetBuffer`]).
     fn run_step(&self, lease: &Lease<Arc<DeviceSlots>>, bound: &Bound, latents: &[f32], timestep: f32, out: &mut [f32], eager: bool) -> Result<(), CudaError> {
+        let r = self.enqueue_step(lease, bound, latents, timestep, out, eager);
+        if r.is_err() {
+            let _ = self.gpu.sync("a failed transformer call");
+        }
+        r
+    }
+
+    /// [`Self::run_step`]'s work; synchronizes when it succeeds (the output download).
+    fn enqueue_step(&self, lease: &Lease<Arc<DeviceSlots>>, bound: &Bound, latents: &[f32], timestep: f32, out: &mut [f32], eager: bool) -> Result<(), CudaError> {
         if bound.session != self.id {
             return Err(CudaError::ForeignSlots { what: "bound request" });
         }

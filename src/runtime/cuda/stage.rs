@@ -12,7 +12,7 @@
 //! does no host work but the table: the copy and the kernel.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use cudarc::driver::{result, sys, PinnedHostSlice};
@@ -63,6 +63,44 @@ impl PackedAdapter {
     /// Bytes one stage copies for it.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+}
+
+/// A staged set's device buffer ([`SlotLayout::bytes`]). Dropped, it goes back to its stager,
+/// which keeps one spare: the next stage reuses it instead of a `cuMemFree` and a `cuMemAlloc` of
+/// the whole set (each a few hundred µs at full size, synchronous). So a stager holds at most
+/// one set's bytes beyond the sets in use.
+#[derive(Debug)]
+pub struct SetBuffer {
+    buf: Option<DeviceBuffer>,
+    home: Weak<Mutex<Option<DeviceBuffer>>>,
+}
+
+impl SetBuffer {
+    /// A buffer that is freed when dropped (no stager).
+    pub fn owned(buf: DeviceBuffer) -> Self {
+        SetBuffer { buf: Some(buf), home: Weak::new() }
+    }
+}
+
+impl std::ops::Deref for SetBuffer {
+    type Target = DeviceBuffer;
+    fn deref(&self) -> &DeviceBuffer {
+        self.buf.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for SetBuffer {
+    fn drop(&mut self) {
+        // No GPU work reads the buffer any more: every run that used it synchronized its stream
+        // before releasing its lease (`CudaSession::run_step`), and a stage synchronizes before
+        // returning.
+        if let (Some(buf), Some(home)) = (self.buf.take(), self.home.upgrade()) {
+            let mut spare = home.lock().unwrap_or_else(|e| e.into_inner());
+            if spare.is_none() {
+                *spare = Some(buf);
+            }
+        }
     }
 }
 
@@ -117,6 +155,8 @@ pub struct SlotStager {
     _module: Module,
     scatter: sys::CUfunction,
     scratch: Mutex<Scratch>,
+    /// One released set buffer, reused by the next stage ([`SetBuffer`]).
+    spare: Arc<Mutex<Option<DeviceBuffer>>>,
 }
 
 // SAFETY: the CUfunction belongs to `_module` (see `Module`); the scratch buffers are used under
@@ -139,7 +179,7 @@ impl SlotStager {
         let module = Module::load(&gpu, nvrtc::source("slots.cu"))?;
         let scatter = module.function(&format!("scatter_{}", super::kernels::suffix(slots.dtype)))?;
         let id = NEXT_STAGER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(SlotStager { id, plan: slots.plan(), layout: SlotLayout::new(slots), gpu, _module: module, scatter, scratch: Mutex::new(Scratch::default()) })
+        Ok(SlotStager { id, plan: slots.plan(), layout: SlotLayout::new(slots), gpu, _module: module, scatter, scratch: Mutex::new(Scratch::default()), spare: Arc::default() })
     }
 
     pub fn layout(&self) -> &SlotLayout {
@@ -153,12 +193,12 @@ impl SlotStager {
     /// Validates `adapters` against the slots and lays them out in a new device buffer
     /// ([`SlotLayout::bytes`]). Errors (invalid adapters, out of memory as
     /// [`CudaError::OutOfMemory`], a failed copy) leave nothing behind.
-    pub fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<DeviceBuffer> {
+    pub fn stage(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<SetBuffer> {
         Ok(self.stage_timed(adapters)?.0)
     }
 
     /// [`Self::stage`] with where the time went.
-    pub fn stage_timed(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<(DeviceBuffer, StageTiming)> {
+    pub fn stage_timed(&self, adapters: &[(&Adapter, f32)]) -> crate::Result<(SetBuffer, StageTiming)> {
         let t0 = Instant::now();
         let fill = self.plan.fill(SlotTarget::Transformer, adapters)?;
         let modules: Vec<&LoraModule> = fill.placements().map(|p| p.module).collect();
@@ -167,7 +207,7 @@ impl SlotStager {
         let (packed, bytes) = pack_layout(&modules, dtype, table);
         let pieces = pieces(&fill, &self.layout, &packed)?;
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        let out = self.gpu.alloc(self.layout.bytes, "a staged LoRA set")?;
+        let out = self.set_buffer()?;
         if modules.is_empty() {
             self.zero(&out)?;
             self.gpu.sync("zeroing a staged LoRA set")?;
@@ -203,7 +243,7 @@ impl SlotStager {
 
     /// [`Self::stage`] from packed adapters: validation and the table on the host, then one copy
     /// per adapter (and the table's), the scatter kernel.
-    pub fn stage_packed(&self, adapters: &[(&PackedAdapter, f32)]) -> crate::Result<(DeviceBuffer, StageTiming)> {
+    pub fn stage_packed(&self, adapters: &[(&PackedAdapter, f32)]) -> crate::Result<(SetBuffer, StageTiming)> {
         let t0 = Instant::now();
         if adapters.iter().any(|(p, _)| p.session != self.id || p.dtype != self.layout.dtype) {
             return Err(CudaError::ForeignSlots { what: "packed adapter" }.into());
@@ -215,7 +255,7 @@ impl SlotStager {
         let n = up_plan.src.len();
         let pieces = pieces(&fill, &self.layout, &up_plan.src)?;
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        let out = self.gpu.alloc(self.layout.bytes, "a staged LoRA set")?;
+        let out = self.set_buffer()?;
         let up = scratch.device(&self.gpu, up_plan.bytes)?;
         let table = scratch.pinned(&self.gpu, up_plan.table)?;
         encode_table(&pieces, table);
@@ -241,6 +281,16 @@ impl SlotStager {
         Ok((out, StageTiming { pack, device: t1.elapsed(), upload_bytes: up_plan.bytes }))
     }
 
+    /// The spare set buffer, else a new one.
+    fn set_buffer(&self) -> Result<SetBuffer, CudaError> {
+        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let buf = match spare {
+            Some(b) => b,
+            None => self.gpu.alloc(self.layout.bytes, "a staged LoRA set")?,
+        };
+        Ok(SetBuffer { buf: Some(buf), home: Arc::downgrade(&self.spare) })
+    }
+
     /// Waits for the stream (copies may read pinned memory even after an error) and keeps the
     /// device scratch for the next stage.
     fn finish(&self, scratch: &mut Scratch, up: DeviceBuffer, r: Result<(), CudaError>) -> Result<(), CudaError> {
@@ -249,12 +299,12 @@ impl SlotStager {
         r.and(synced)
     }
 
-    fn zero(&self, out: &DeviceBuffer) -> Result<(), CudaError> {
+    fn zero(&self, out: &SetBuffer) -> Result<(), CudaError> {
         // SAFETY: the range is the allocation.
         unsafe { result::memset_d8_async(out.ptr(), 0, out.bytes(), self.gpu.raw_stream()) }.map_err(|e| CudaError::driver("cuMemsetD8Async (LoRA slots)", e))
     }
 
-    fn scatter(&self, pieces: &[Piece], up: &DeviceBuffer, out: &DeviceBuffer) -> Result<(), CudaError> {
+    fn scatter(&self, pieces: &[Piece], up: &DeviceBuffer, out: &SetBuffer) -> Result<(), CudaError> {
         if pieces.is_empty() {
             return Ok(());
         }
