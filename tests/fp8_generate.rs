@@ -162,3 +162,92 @@ fn text_encoder_precision_follows_the_backend_and_bf16_is_refused_on_the_cpu() {
     assert!(String::from_utf8_lossy(&st.stderr).contains("transformer only"), "{}", String::from_utf8_lossy(&st.stderr));
     assert!(!dir.path().join("never").exists(), "nothing written");
 }
+
+/// Golden f32 tensor `name` of `tests/fixtures/pipeline/generation.safetensors` with its shape.
+fn golden_f32(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let p = fixtures().join("pipeline/generation.safetensors");
+    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (t.shape().to_vec(), bytemuck::pod_collect_to_vec(t.data()))
+}
+
+fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let d: f64 = got.iter().zip(want).map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2)).sum();
+    let n: f64 = want.iter().map(|b| f64::from(*b).powi(2)).sum();
+    (d / n.max(1e-30)).sqrt()
+}
+
+/// `--calib-prompts` calibrates on the pipeline's own CLIP and T5 embeddings of the prompts: the
+/// encoders exported into the engine folder reproduce diffusers' `prompt_embeds` /
+/// `pooled_prompt_embeds` (the pipeline goldens), and the activation scales equal those of
+/// `--calib-data` holding diffusers' embeddings of the same prompt, not the stand-in's.
+#[test]
+fn calib_prompts_calibrate_on_the_pipelines_own_embeddings() {
+    use flux_trt::onnx::fp8::Calibration;
+    use flux_trt::pipeline::text::TextEncoders;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    std::fs::write(dir.path().join("prompts.txt"), format!("# calibration prompts\n\n  {PROMPT}  \n")).unwrap();
+    let common = ["--precision", "fp8", "--fp8-float", "fp32", "--calib", "3", "--calib-res", "64"];
+    build_engine(&dir.path().join("prompts"), &[&common[..], &["--calib-prompts", &path("prompts.txt"), "--calib-out", &path("prompts.json")]].concat());
+
+    // the exported encoders give diffusers' conditioning of the prompt
+    let (eshape, want_embeds) = golden_f32("prompt_embeds");
+    let (_, want_pooled) = golden_f32("pooled_prompt_embeds");
+    let text = TextEncoders::open(&dir.path().join("prompts"), &cpu()).unwrap_or_else(|e| panic!("{e}"));
+    let e = text.embed_all(&[PROMPT.to_string()]).unwrap();
+    assert_eq!((e.n, e.text_len), (1, eshape[1]));
+    let (re, rp) = (rel_l2(&e.embeds, &want_embeds), rel_l2(&e.pooled, &want_pooled));
+    assert!(re <= 1e-5 && rp <= 1e-5, "prompt embeddings vs diffusers: rel L2 {re:.2e} (T5), {rp:.2e} (CLIP pooled)");
+
+    // the same calibration from diffusers' embeddings given as --calib-data
+    let views = vec![
+        (
+            "encoder_hidden_states".to_string(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, eshape.clone(), bytemuck::cast_slice(&want_embeds)).unwrap(),
+        ),
+        (
+            "pooled_projections".to_string(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, want_pooled.len()], bytemuck::cast_slice(&want_pooled)).unwrap(),
+        ),
+    ];
+    std::fs::write(dir.path().join("golden.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
+    build_engine(&dir.path().join("data"), &[&common[..], &["--calib-data", &path("golden.safetensors"), "--calib-out", &path("data.json")]].concat());
+    // and from the stand-in normal embeddings
+    build_engine(&dir.path().join("normal"), &[&common[..], &["--calib-txt-len", "512", "--calib-out", &path("normal.json")]].concat());
+
+    let cfg = flux_trt::Checkpoint::open(&fixtures().join("models/dev-diffusers")).unwrap().config().clone();
+    let load = |n: &str| Calibration::load(&dir.path().join(n), &cfg).unwrap_or_else(|e| panic!("{n}: {e}"));
+    let (prompts, data, normal) = (load("prompts.json"), load("data.json"), load("normal.json"));
+    assert!(prompts.info.data.as_deref().is_some_and(|d| d.contains("prompts.txt") && d.contains("1 prompts")), "{:?}", prompts.info.data);
+    assert_eq!(prompts.info.samples, 3);
+    let mut worst = 0f64;
+    let mut apart = 0f64;
+    for (point, a) in &prompts.amax {
+        let (d, n) = (data.amax[point], normal.amax[point]);
+        worst = worst.max(f64::from((a - d).abs() / d.max(1e-12)));
+        apart = apart.max(f64::from((a - n).abs() / n.max(1e-12)));
+    }
+    eprintln!("--calib-prompts vs --calib-data (diffusers' embeddings): largest relative amax difference {worst:.2e}; vs the stand-in {apart:.2e}");
+    assert!(worst <= 1e-4, "prompt calibration differs from the golden-embedding calibration by {worst:.2e}");
+    assert!(apart > 1e-2, "the stand-in calibration is not told apart ({apart:.2e})");
+
+    // a prompt file with no prompts is refused by name
+    std::fs::write(dir.path().join("empty.txt"), "# nothing\n\n").unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_build-engine"))
+        .arg("--pipeline")
+        .arg(fixtures().join("pipeline/flux-tiny"))
+        .arg("--model")
+        .arg(fixtures().join("models/dev-diffusers"))
+        .arg("--lora")
+        .arg(fixtures().join(TRANSFORMER_LORA))
+        .args(["--precision", "fp8", "--fp8-float", "fp32", "--calib-prompts", &path("empty.txt"), "--out", &path("never")])
+        .env("ORT_DYLIB_PATH", ort_library())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert!(!st.status.success() && err.contains("empty.txt") && err.contains("no prompts"), "{err}");
+    assert!(!dir.path().join("never").exists(), "nothing written");
+}

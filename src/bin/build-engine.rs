@@ -80,9 +80,16 @@ struct Args {
     /// FP8: float dtype of the unquantized parts: bf16 (TensorRT, default) or fp32 (ONNX Runtime CPU).
     #[arg(long, value_enum)]
     fp8_float: Option<Fp8Float>,
-    /// FP8 calibration: number of (prompt embedding, timestep) samples (required for fp8).
+    /// FP8 calibration: number of (prompt embedding, timestep) samples (required for fp8 unless
+    /// --calib-prompts gives the prompts: then 4 per prompt).
     #[arg(long, value_name = "N")]
     calib: Option<usize>,
+    /// FP8 calibration on real conditioning: a text file of prompts (one per line; blank lines
+    /// and lines starting with `#` skipped), encoded by the pipeline's own CLIP and T5 as the
+    /// engine folder exports them (needs --pipeline; they must be able to run on ONNX Runtime's
+    /// CPU provider: fp32 text encoders, e.g. --fp8-float fp32 or --text-encoder-precision fp32).
+    #[arg(long, value_name = "FILE", conflicts_with = "calib_data")]
+    calib_prompts: Option<PathBuf>,
     /// FP8 calibration seed.
     #[arg(long, default_value_t = 0)]
     calib_seed: u64,
@@ -103,7 +110,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     calib_out: Option<PathBuf>,
     /// FP8: reuse a saved calibration instead of calibrating (no ONNX Runtime needed).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["calib", "calib_data"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["calib", "calib_data", "calib_prompts"])]
     calib_in: Option<PathBuf>,
     #[command(flatten)]
     trt: TrtArgs,
@@ -223,6 +230,7 @@ fn main() -> Result<()> {
         || args.fp8_float.is_some()
         || args.calib.is_some()
         || args.calib_data.is_some()
+        || args.calib_prompts.is_some()
         || args.calib_in.is_some()
         || args.calib_out.is_some();
     if precision != Precision::Fp8 && fp8_flags {
@@ -252,7 +260,14 @@ fn main() -> Result<()> {
     if pipeline.is_none() && args.text_encoder_precision.is_some() {
         bail!("--text-encoder-precision needs --pipeline (the text encoders come from the pipeline folder)");
     }
-    let fp8 = if precision == Precision::Fp8 { Some(fp8_options(&args, &ckpt, &out)?) } else { None };
+    // --calib-prompts runs the exported text encoders: they come first
+    let prompts = args.calib_prompts.as_deref().map(read_prompts).transpose()?;
+    if let Some(prompts) = &prompts {
+        let p = pipeline.as_ref().context("--calib-prompts encodes the prompts with the pipeline's text encoders: give --pipeline DIR")?;
+        text_encoders(&args, &recipe, p, &adapters, &loras, te_precision, &out)?;
+        tracing::info!(prompts = prompts.len(), "text encoders exported first, for the calibration prompts");
+    }
+    let fp8 = if precision == Precision::Fp8 { Some(fp8_options(&args, &ckpt, &out, prompts.as_deref())?) } else { None };
     let opts = ExportOptions { precision, lora_files: loras.iter().map(|(p, _)| p.clone()).collect(), hash_sources: !args.no_hash, fp8 };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -276,7 +291,7 @@ fn main() -> Result<()> {
         report.model_path.display(),
         report.data_path.display()
     );
-    if let Some(p) = &pipeline {
+    if let Some(p) = pipeline.as_ref().filter(|_| prompts.is_none()) {
         text_encoders(&args, &recipe, p, &adapters, &loras, te_precision, &out)?;
     }
     if args.trt.tensorrt {
@@ -471,7 +486,7 @@ fn fp8_float_dtype(args: &Args) -> Result<flux_trt::tensor::DType> {
 }
 
 /// Calibrates (ONNX Runtime, fp32 calibration graph) and returns the FP8 export options.
-fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::onnx::fp8::Fp8Options> {
+fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path, prompts: Option<&[String]>) -> Result<flux_trt::onnx::fp8::Fp8Options> {
     use flux_trt::onnx::fp8::{calib, Fp8Options};
     let weight_scale = args.fp8_weight_scale.unwrap_or_default();
     let float_dtype = fp8_float_dtype(args)?;
@@ -480,7 +495,15 @@ fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::o
         tracing::info!(file = %p.display(), samples = cal.info.samples, "FP8 calibration loaded");
         return Ok(Fp8Options { weight_scale, float_dtype, attention: args.fp8_attention, activation_amax: cal.amax, calibration: Some(cal.info) });
     }
-    let n = args.calib.context("--precision fp8 needs --calib N (calibration samples for the activation scales) or --calib-in FILE")?;
+    let prompts = match (prompts, &args.calib_prompts) {
+        (Some(p), Some(file)) => Some(embed_prompts(p, file, out, args.ort_library.clone())?),
+        _ => None,
+    };
+    let n = match (args.calib, &prompts) {
+        (Some(n), _) => n,
+        (None, Some((d, _))) => 4 * d.n,
+        (None, None) => bail!("--precision fp8 needs --calib N (calibration samples for the activation scales), --calib-prompts FILE or --calib-in FILE"),
+    };
     if args.calib_res == 0 || !args.calib_res.is_multiple_of(16) {
         bail!("--calib-res {}: must be a positive multiple of 16", args.calib_res);
     }
@@ -488,6 +511,7 @@ fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::o
     let mut c = calib::CalibOptions::new(n);
     c.seed = args.calib_seed;
     c.data = args.calib_data.clone();
+    c.embeddings = prompts;
     c.img_hw = (grid, grid);
     c.txt_seq = args.calib_txt_len;
     c.library = args.ort_library.clone();
@@ -499,4 +523,34 @@ fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path) -> Result<flux_trt::o
         cal.save(p)?;
     }
     Ok(Fp8Options { weight_scale, float_dtype, attention: args.fp8_attention, activation_amax: cal.amax, calibration: Some(cal.info) })
+}
+
+/// `--calib-prompts FILE`: one prompt per line; blank lines and `#` comments skipped.
+fn read_prompts(file: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("--calib-prompts {}", file.display()))?;
+    let prompts: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+    if prompts.is_empty() {
+        bail!("--calib-prompts {}: no prompts (one per line; blank lines and `#` comments are skipped)", file.display());
+    }
+    Ok(prompts)
+}
+
+/// The calibration prompts through the text encoders just exported into `out` (ONNX Runtime
+/// CPU), as calibration embeddings with their description.
+#[cfg(feature = "pipeline")]
+fn embed_prompts(prompts: &[String], file: &Path, out: &Path, library: Option<PathBuf>) -> Result<(flux_trt::onnx::fp8::calib_data::CalibData, String)> {
+    use flux_trt::pipeline::text::TextEncoders;
+    use flux_trt::runtime::ort::SessionOptions;
+    let t0 = std::time::Instant::now();
+    let encoders = TextEncoders::open(out, &SessionOptions { library, ..Default::default() })
+        .with_context(|| format!("--calib-prompts: opening the text encoders exported into {}", out.display()))?;
+    let e = encoders.embed_all(prompts).with_context(|| format!("--calib-prompts {}", file.display()))?;
+    tracing::info!(prompts = e.n, text_len = e.text_len, seconds = t0.elapsed().as_secs_f64(), "calibration prompts encoded");
+    let data = flux_trt::onnx::fp8::calib_data::CalibData { n: e.n, txt_seq: e.text_len, encoder_hidden_states: e.embeds, pooled_projections: e.pooled };
+    Ok((data, format!("prompts {} ({} prompts, CLIP + T5 of the engine folder)", file.display(), prompts.len())))
+}
+
+#[cfg(not(feature = "pipeline"))]
+fn embed_prompts(_: &[String], file: &Path, _: &Path, _: Option<PathBuf>) -> Result<(flux_trt::onnx::fp8::calib_data::CalibData, String)> {
+    bail!("--calib-prompts {}: this build has no text encoders (feature `pipeline`)", file.display())
 }

@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use super::generate::{GenerateRequest, Generated, Leases, Stages};
 use super::limits::{self, ActivationEstimate, AttentionMemory, Limits};
+use super::text::TextEncoders;
 use super::tokenize::PromptTokenizers;
 use super::{PipelineError, SchedulerConfig};
 use crate::lora::Adapter;
 use crate::manifest::component::{TEXT_ENCODER_2_DIR as TEXT_ENCODER_2, TEXT_ENCODER_DIR as TEXT_ENCODER, VAE_DECODER_DIR as VAE_DECODER};
-use crate::manifest::{ComponentConfig, ComponentKind, ComponentManifest};
+use crate::manifest::{ComponentKind, ComponentManifest};
 use crate::runtime::ort::{ComponentSession, ComponentSpec, ComponentStaged, FluxSession, SessionOptions, StagedAdapter};
 use crate::runtime::{AdapterLabel, RuntimeError, Slotted, Transformer};
 
@@ -108,12 +109,9 @@ impl PipelineStaged<StagedAdapter> {
 /// Every stage of an engine folder, loaded; the transformer is any runtime [`Transformer`].
 pub struct PipelineEngine<T: Transformer = FluxSession> {
     dir: PathBuf,
-    tokenizers: PromptTokenizers,
+    text: TextEncoders,
     scheduler: SchedulerConfig,
     transformer: T,
-    clip: ComponentSession,
-    clip_manifest: ComponentManifest,
-    t5: ComponentSession,
     vae: ComponentSession,
     limits: Limits,
     attention: AttentionMemory,
@@ -121,7 +119,7 @@ pub struct PipelineEngine<T: Transformer = FluxSession> {
     swap_lock: Mutex<()>,
 }
 
-fn component(dir: &Path, kind: ComponentKind, opts: &SessionOptions) -> Result<(ComponentSession, ComponentManifest), EngineFolderError> {
+pub(super) fn component(dir: &Path, kind: ComponentKind, opts: &SessionOptions) -> Result<(ComponentSession, ComponentManifest), EngineFolderError> {
     let m = ComponentManifest::load(dir)?;
     if m.kind != kind {
         return Err(EngineFolderError::WrongKind { path: dir.join(crate::manifest::MANIFEST_FILE), kind: kind.name(), found: m.kind.name().to_string() });
@@ -142,7 +140,7 @@ fn component(dir: &Path, kind: ComponentKind, opts: &SessionOptions) -> Result<(
 }
 
 /// Token ids must index the encoders' embedding tables and CLIP's length must be the model's.
-fn check_tokenizers(dir: &Path, t: &PromptTokenizers, clip: &ComponentManifest, t5: &ComponentManifest) -> Result<(), EngineFolderError> {
+pub(super) fn check_tokenizers(dir: &Path, t: &PromptTokenizers, clip: &ComponentManifest, t5: &ComponentManifest) -> Result<(), EngineFolderError> {
     let bad = |tokenizer, encoder, message| Err(EngineFolderError::TokenizerMismatch { engine: dir.to_path_buf(), tokenizer, encoder, message });
     if let Some(c) = clip.clip() {
         if t.clip.vocab_size() > c.vocab_size {
@@ -219,35 +217,14 @@ impl<T: Transformer> PipelineEngine<T> {
     pub fn with_transformer(dir: &Path, transformer: T, opts: &SessionOptions) -> Result<Self, EngineFolderError> {
         check_parts(dir)?;
         let scheduler = SchedulerConfig::from_file(&dir.join(SCHEDULER))?;
-        let (t5, t5m) = component(&dir.join(TEXT_ENCODER_2), ComponentKind::T5Encoder, opts)?;
-        let tokenizers = PromptTokenizers::from_pipeline_dir(
-            dir,
-            match &t5m.config {
-                ComponentConfig::T5Encoder(c) => c.max_length,
-                _ => super::tokenize::T5_MAX_SEQUENCE_LENGTH,
-            },
-        )?;
-        let (clip, clip_manifest) = component(&dir.join(TEXT_ENCODER), ComponentKind::ClipText, opts)?;
+        let text = TextEncoders::open(dir, opts)?;
         let (vae, _) = component(&dir.join(VAE_DECODER), ComponentKind::VaeDecoder, opts)?;
-        check_tokenizers(dir, &tokenizers, &clip_manifest, &t5m)?;
         // ONNX Runtime's CPU kernel of ONNX Attention materializes the scores; CUDA's is fused.
         let attention = match opts.provider {
             crate::runtime::ort::ExecutionProvider::Cpu => AttentionMemory::Materialized,
             crate::runtime::ort::ExecutionProvider::Cuda { .. } => AttentionMemory::Fused,
         };
-        Ok(PipelineEngine {
-            dir: dir.to_path_buf(),
-            tokenizers,
-            scheduler,
-            transformer,
-            clip,
-            clip_manifest,
-            t5,
-            vae,
-            limits: Limits::default(),
-            attention,
-            swap_lock: Mutex::new(()),
-        })
+        Ok(PipelineEngine { dir: dir.to_path_buf(), text, scheduler, transformer, vae, limits: Limits::default(), attention, swap_lock: Mutex::new(()) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -257,7 +234,7 @@ impl<T: Transformer> PipelineEngine<T> {
         &self.transformer
     }
     pub fn text_encoder(&self) -> &ComponentSession {
-        &self.clip
+        &self.text.clip
     }
     /// The request limits [`Self::generate`] enforces (default [`Limits::default`]).
     pub fn limits(&self) -> Limits {
@@ -286,7 +263,7 @@ impl<T: Transformer> PipelineEngine<T> {
     /// nothing installed.
     pub fn stage(&self, adapters: &[(&Adapter, f32)]) -> Result<PipelineStaged<T::Staged>, EngineFolderError> {
         let t0 = Instant::now();
-        let text_encoder_bytes = match &self.clip_manifest.lora {
+        let text_encoder_bytes = match &self.text.clip_manifest.lora {
             Some(l) => l.slots.iter().map(|s| (l.max_rank * (s.in_features + s.out_features) * l.dtype.size()) as u64).sum(),
             None => {
                 if let Some((a, _)) = adapters.iter().find(|(a, _)| !a.text_encoder.is_empty()) {
@@ -295,7 +272,7 @@ impl<T: Transformer> PipelineEngine<T> {
                 0
             }
         };
-        let text_encoder = self.clip.stage(adapters)?;
+        let text_encoder = self.text.clip.stage(adapters)?;
         let t1 = Instant::now();
         let transformer = self.transformer.stage(adapters)?;
         let labels = adapters.iter().map(|(a, s)| AdapterLabel { name: a.name.clone(), strength: *s }).collect();
@@ -311,7 +288,7 @@ impl<T: Transformer> PipelineEngine<T> {
         let (transformer, text_encoder) = {
             let _both = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
             let t = self.transformer.install(&staged.transformer)?.elapsed;
-            let c = self.clip.install(&staged.text_encoder)?.elapsed;
+            let c = self.text.clip.install(&staged.text_encoder)?.elapsed;
             (t, c)
         };
         Ok(PipelineSwap { adapters: staged.adapters.clone(), transformer, text_encoder, total: t0.elapsed() })
@@ -334,7 +311,7 @@ impl<T: Transformer> PipelineEngine<T> {
     /// The CLIP and transformer slot sets installed by the same swap, for one generation.
     pub fn leases(&self) -> Leases<T::Slots> {
         let _both = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
-        Leases { clip: self.clip.lease(), transformer: self.transformer.lease() }
+        Leases { clip: self.text.clip.lease(), transformer: self.transformer.lease() }
     }
 
     /// Generates one image with the current adapters (one set of [`PipelineEngine::leases`] for
@@ -356,9 +333,7 @@ impl<T: Transformer> PipelineEngine<T> {
         self.limits.check(res.width, res.height, 1).map_err(|e| limits::with_estimate(e, self.activation_estimate(res)))?;
         let model = &self.transformer.manifest().model;
         let stages = Stages {
-            tokenizers: &self.tokenizers,
-            clip: &self.clip,
-            t5: &self.t5,
+            text: &self.text,
             transformer: &self.transformer,
             vae: &self.vae,
             scheduler: &self.scheduler,

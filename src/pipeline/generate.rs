@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use super::latents::{self, Resolution, LATENT_CHANNELS};
 use super::noise::torch_randn;
-use super::tokenize::{Encoded, PromptTokenizers};
+use super::text::TextEncoders;
 use super::{denoise, Conditioning, PipelineError, Schedule, SchedulerConfig};
 use crate::runtime::ort::{ComponentInput, ComponentSession, ComponentSlots};
-use crate::runtime::{Lease, Slotted, Transformer};
+use crate::runtime::{Lease, Transformer};
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -85,9 +85,7 @@ pub struct Generated {
 /// The stages of one text-to-image pipeline. Borrowed, so a service can keep its sessions (and
 /// swap their adapters) between calls.
 pub struct Stages<'a, T: Transformer + ?Sized> {
-    pub tokenizers: &'a PromptTokenizers,
-    pub clip: &'a ComponentSession,
-    pub t5: &'a ComponentSession,
+    pub text: &'a TextEncoders,
     pub transformer: &'a T,
     pub vae: &'a ComponentSession,
     pub scheduler: &'a SchedulerConfig,
@@ -104,10 +102,6 @@ pub struct Leases<S> {
     pub transformer: Lease<S>,
 }
 
-fn ids_i64(e: &Encoded) -> Vec<i64> {
-    e.ids.iter().map(|&i| i64::from(i)).collect()
-}
-
 impl<T: Transformer + ?Sized> Stages<'_, T> {
     /// Generates one image with the slot sets of `leases` for every stage and step;
     /// `on_step(i, n)` is called after each of the `n` steps and may stop the generation there
@@ -120,23 +114,13 @@ impl<T: Transformer + ?Sized> Stages<'_, T> {
     ) -> Result<Generated, PipelineError> {
         let res = req.resolution;
         let t0 = Instant::now();
-        let ids = self.tokenizers.encode(&req.prompt, req.prompt_2.as_deref())?;
-        let mut truncated = Vec::new();
-        for (which, e) in [("clip", &ids.clip), ("t5", &ids.t5)] {
-            if let Some(removed) = &e.removed {
-                tracing::warn!(encoder = which, removed = %removed, "prompt truncated: the tokenizer's max length cuts this text (as diffusers does)");
-                truncated.push((which, removed.clone()));
-            }
-        }
+        let (ids, truncated) = self.text.tokenize(&req.prompt, req.prompt_2.as_deref())?;
         let tokenize = t0.elapsed();
 
         let t1 = Instant::now();
-        let stage = |stage: &'static str| move |e: crate::runtime::RuntimeError| PipelineError::Stage { stage, source: Box::new(e) };
-        let pooled = self.clip.encode(&leases.clip, &ids_i64(&ids.clip)).map_err(stage("CLIP text encoder"))?;
-        let embeds = self.t5.encode(&self.t5.lease(), &ids_i64(&ids.t5)).map_err(stage("T5 text encoder"))?;
-        let text_len = ids.t5.ids.len();
+        let e = self.text.embed(&leases.clip, &ids)?;
         let guidance = self.guidance_embeds.then_some(req.guidance);
-        let cond = Conditioning::new(embeds, text_len, self.context_dim, pooled, guidance)?;
+        let cond = Conditioning::new(e.embeds, e.text_len, self.context_dim, e.pooled, guidance)?;
         let encode = t1.elapsed();
 
         let (lh, lw) = res.latent_hw();
@@ -161,7 +145,8 @@ impl<T: Transformer + ?Sized> Stages<'_, T> {
 
         let t3 = Instant::now();
         let z = latents::unpack(&out, 1, LATENT_CHANNELS, lh, lw)?;
-        let decoded = self.vae.run(ComponentInput::F32(&z), &res.unpacked_shape()).map_err(stage("VAE decoder"))?.1;
+        let decoded =
+            self.vae.run(ComponentInput::F32(&z), &res.unpacked_shape()).map_err(|e| PipelineError::Stage { stage: "VAE decoder", source: Box::new(e) })?.1;
         let want = 3 * res.height * res.width;
         if decoded.len() != want {
             return Err(PipelineError::Length {

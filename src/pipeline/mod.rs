@@ -17,6 +17,8 @@ pub mod latents;
 pub mod limits;
 pub mod noise;
 pub mod scheduler;
+#[cfg(all(feature = "pipeline", feature = "ort"))]
+pub mod text;
 #[cfg(feature = "pipeline")]
 pub mod tokenize;
 

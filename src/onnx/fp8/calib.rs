@@ -7,8 +7,11 @@
 //!   (`linspace(1, 1/N, N)`, with the dynamic exponential shift `mu = m·img_seq + b` for
 //!   guidance-distilled models, unshifted for schnell), timestep input = σ;
 //! - `hidden_states` = σ·n₁ + (1−σ)·n₂ (n₁, n₂ standard normal: noise and a stand-in latent);
-//! - `encoder_hidden_states` / `pooled_projections`: row `i mod M` of `--calib-data`, or
-//!   standard normal when no data is given (a stand-in: real T5/CLIP embeddings give better scales);
+//! - `encoder_hidden_states` / `pooled_projections`: row `i mod M` of the `M` real prompt
+//!   embeddings ([`CalibOptions::embeddings`]: `build-engine --calib-prompts` runs the pipeline's
+//!   own CLIP and T5 over a prompt file) or of `--calib-data`, else standard normal (a stand-in:
+//!   real T5/CLIP embeddings give better scales). Prompt `j` thus meets σ_j, σ_{j+M}, … — with
+//!   `N = k·M` samples every prompt is seen at `k` points spread over the schedule;
 //! - `guidance` = [`CalibOptions::guidance`] for guidance-distilled models;
 //! - RoPE from all-zero text ids and the `img_h × img_w` packed image grid.
 //!
@@ -38,8 +41,11 @@ use crate::onnx::OnnxError;
 pub struct CalibOptions {
     pub samples: usize,
     pub seed: u64,
-    /// Real prompt embeddings (see [`calib_data`]).
+    /// Real prompt embeddings from a file (see [`calib_data`]).
     pub data: Option<PathBuf>,
+    /// Real prompt embeddings computed by the caller (takes precedence over `data`), with what
+    /// they are (recorded in [`CalibrationInfo::data`], e.g. the prompt file).
+    pub embeddings: Option<(calib_data::CalibData, String)>,
     /// Packed image grid (pixel height / 16, pixel width / 16).
     pub img_hw: (usize, usize),
     /// Text length when no data file is given.
@@ -54,7 +60,18 @@ pub struct CalibOptions {
 impl CalibOptions {
     /// `samples` samples at 512×512 (32×32 packed grid), T5 length 512, guidance 3.5, seed 0.
     pub fn new(samples: usize) -> Self {
-        CalibOptions { samples, seed: 0, data: None, img_hw: (32, 32), txt_seq: 512, guidance: 3.5, library: None, threads: None, work_dir: None }
+        CalibOptions {
+            samples,
+            seed: 0,
+            data: None,
+            embeddings: None,
+            img_hw: (32, 32),
+            txt_seq: 512,
+            guidance: 3.5,
+            library: None,
+            threads: None,
+            work_dir: None,
+        }
     }
 }
 
@@ -111,7 +128,14 @@ pub fn calibrate(ckpt: &Checkpoint, opts: &CalibOptions) -> Result<Calibration, 
     if opts.samples == 0 {
         return Err(Fp8Error::Calibration("--calib needs at least 1 sample".into()).into());
     }
-    let data = opts.data.as_deref().map(|p| calib_data::load(p, &cfg)).transpose()?;
+    let loaded = match &opts.embeddings {
+        Some((d, what)) => {
+            check(d, what, &cfg)?;
+            None
+        }
+        None => opts.data.as_deref().map(|p| calib_data::load(p, &cfg)).transpose()?,
+    };
+    let data = opts.embeddings.as_ref().map(|(d, _)| d).or(loaded.as_ref());
     let (h, w) = opts.img_hw;
     let img_seq = h * w;
     let txt_seq = data.as_ref().map_or(opts.txt_seq, |d| d.txt_seq);
@@ -187,10 +211,31 @@ pub fn calibrate(ckpt: &Checkpoint, opts: &CalibOptions) -> Result<Calibration, 
         }
         tracing::debug!(sample = i, sigma, "calibration sample done");
     }
-    let info =
-        CalibrationInfo { samples: opts.samples, seed: opts.seed, data: opts.data.as_ref().map(|p| p.display().to_string()), img_seq, txt_seq, sigmas: sig };
+    let described = match &opts.embeddings {
+        Some((_, what)) => Some(what.clone()),
+        None => opts.data.as_ref().map(|p| p.display().to_string()),
+    };
+    let info = CalibrationInfo { samples: opts.samples, seed: opts.seed, data: described, img_seq, txt_seq, sigmas: sig };
     tracing::info!(samples = opts.samples, points = amax.len(), "calibration done");
     Ok(Calibration { amax, info })
+}
+
+/// Embeddings given in memory have the model's widths, consistent lengths and finite values.
+fn check(d: &calib_data::CalibData, what: &str, cfg: &FluxConfig) -> Result<(), Fp8Error> {
+    let bad = |m: String| Fp8Error::Calibration(format!("{what}: {m}"));
+    if d.n == 0 || d.txt_seq == 0 {
+        return Err(bad(format!("{} samples of {} tokens: both must be at least 1", d.n, d.txt_seq)));
+    }
+    if d.encoder_hidden_states.len() != d.n * d.txt_seq * cfg.context_dim {
+        return Err(bad(format!("{} prompt-embedding values, expected {} × {} × {}", d.encoder_hidden_states.len(), d.n, d.txt_seq, cfg.context_dim)));
+    }
+    if d.pooled_projections.len() != d.n * cfg.pooled_dim {
+        return Err(bad(format!("{} pooled values, expected {} × {}", d.pooled_projections.len(), d.n, cfg.pooled_dim)));
+    }
+    if d.encoder_hidden_states.iter().chain(&d.pooled_projections).any(|v| !v.is_finite()) {
+        return Err(bad("non-finite embedding values".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -294,7 +294,15 @@ impl CudaSession {
     }
 
     /// [`Self::run_step`]'s work; synchronizes when it succeeds (the output download).
-    fn enqueue_step(&self, lease: &Lease<Arc<DeviceSlots>>, bound: &Bound, latents: &[f32], timestep: f32, out: &mut [f32], eager: bool) -> Result<(), CudaError> {
+    fn enqueue_step(
+        &self,
+        lease: &Lease<Arc<DeviceSlots>>,
+        bound: &Bound,
+        latents: &[f32],
+        timestep: f32,
+        out: &mut [f32],
+        eager: bool,
+    ) -> Result<(), CudaError> {
         if bound.session != self.id {
             return Err(CudaError::ForeignSlots { what: "bound request" });
         }

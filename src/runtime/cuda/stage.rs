@@ -179,7 +179,16 @@ impl SlotStager {
         let module = Module::load(&gpu, nvrtc::source("slots.cu"))?;
         let scatter = module.function(&format!("scatter_{}", super::kernels::suffix(slots.dtype)))?;
         let id = NEXT_STAGER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(SlotStager { id, plan: slots.plan(), layout: SlotLayout::new(slots), gpu, _module: module, scatter, scratch: Mutex::new(Scratch::default()), spare: Arc::default() })
+        Ok(SlotStager {
+            id,
+            plan: slots.plan(),
+            layout: SlotLayout::new(slots),
+            gpu,
+            _module: module,
+            scatter,
+            scratch: Mutex::new(Scratch::default()),
+            spare: Arc::default(),
+        })
     }
 
     pub fn layout(&self) -> &SlotLayout {
