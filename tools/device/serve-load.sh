@@ -11,7 +11,7 @@
 #                                         when it ran first on this machine), text encoders and VAE in fp32 on
 #                                         ONNX Runtime CPU (T5 at $T5_LEN (128) tokens), rank-64 attention adapters
 #                                         A and B; 128x128, 4 steps (the CPU's VAE decode and T5 bound the rate)
-# Env: REQUESTS (1000), CONCURRENCY (8), SIZE, STEPS, MAX_SECONDS (per policy), SCHEDULES, T5_LAYERS (2).
+# Env: REQUESTS (1000), CONCURRENCY (8), SIZE, STEPS, MAX_SECONDS (per policy), SCHEDULES, T5_LAYERS (2), MAX_WAIT_MS (full: 10000).
 set -u
 cd "$(dirname "$0")/../.." 2>/dev/null || true
 ROOT=$(pwd)
@@ -63,7 +63,9 @@ case "$MODE" in
       || { note "build-engine failed"; tail -5 "$W/build.log" | tee -a "$OUT/serve-load-$MODE.txt"; exit 1; }
     note "engine: $(du -sh "$E" | cut -f1)"
     SIZE=${SIZE:-128x128}; STEPS=${STEPS:-4}; MIX=${MIX:-base,a64,b64,a64:0.5,b64:0.75}  # a64+b64 needs rank 128 > the slots' 64 (a 422)
-    SERVER_ARGS=(--backend cuda --threads 16 --max-size 1024 --default-size 256 --stage-budget-mib 2048)
+    # the CPU stages make every image ≈ 0.5 s of worker time: with 8 clients requests wait ≈ 3.5 s, so the
+    # starvation bound must be above that or adapter-aware degenerates to FIFO (2026-12-07 H100 run)
+    SERVER_ARGS=(--backend cuda --threads 16 --max-size 1024 --default-size 256 --stage-budget-mib 2048 --max-wait-ms "${MAX_WAIT_MS:-10000}")
     ;;
   *) echo "mode: tiny or full"; exit 2 ;;
 esac
