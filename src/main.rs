@@ -26,6 +26,8 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Check every engine file against the sizes and BLAKE3 hashes its manifests record.
     Verify(cli::verify::VerifyArgs),
+    /// FP8 engines: measure the activation scales on the GPU (native CUDA backend) over real prompts and write them into the engine.
+    Calibrate(cli::calibrate::CalibrateArgs),
     /// Self-test a backend on this GPU (TensorRT or the native CUDA backend: run, swap A→B→A, compare with ONNX Runtime).
     Selftest(cli::selftest::SelftestArgs),
     /// Serve text-to-image with per-request LoRA adapters over HTTP (OpenAI-style API, Prometheus metrics).
@@ -45,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => cli::demo::run(a),
         Command::Generate(a) => cli::generate::run(a),
         Command::Verify(a) => cli::verify::run(a),
+        Command::Calibrate(a) => cli::calibrate::run(a),
         #[cfg(feature = "serve")]
         Command::Serve(a) => cli::serve::run(a),
         #[cfg(feature = "serve")]

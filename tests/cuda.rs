@@ -129,8 +129,8 @@ fn open_checks_the_engine_files_before_the_gpu() {
     assert!(matches!(&err, flux_trt::Error::Manifest(ManifestError::Integrity(IntegrityError::Size { .. }))), "{err:?}");
 }
 
-/// `flux-trt run|selftest|generate|serve --backend cuda` without a GPU: exit status 1 and one clear
-/// line, no panic.
+/// `flux-trt run|selftest|generate|serve --backend cuda` and `calibrate` without a GPU: exit status 1
+/// and one clear line, no panic.
 #[test]
 fn cli_without_a_gpu_says_so() {
     if driver_present() {
@@ -149,6 +149,7 @@ fn cli_without_a_gpu_says_so() {
         os(&[&"selftest", &"--backend", &"cuda", &"--model", &model]),
         os(&[&"generate", &"--backend", &"cuda", &"--engine", &dir, &"--prompt", &"x"]),
         os(&[&"serve", &"--backend", &"cuda", &"--engine", &dir, &"--adapters", &tmp.path(), &"--listen", &"127.0.0.1:0"]),
+        os(&[&"calibrate", &"--engine", &dir, &"--prompts", &tmp.path().join("none.txt")]),
     ];
     for args in runs {
         let o = std::process::Command::new(flux)
@@ -160,7 +161,10 @@ fn cli_without_a_gpu_says_so() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
-        if args[0] == "generate" || args[0] == "serve" {
+        if args[0] == "calibrate" {
+            // a bf16 engine has no FP8 scales: said before the prompts are read or a GPU is opened
+            assert!(err.contains("no activation scales"), "{args:?}: {err}");
+        } else if args[0] == "generate" || args[0] == "serve" {
             // the tiny transformer folder is not a whole pipeline: that is said before any GPU work
             assert!(err.contains("not a complete text-to-image engine"), "{args:?}: {err}");
         } else {
@@ -593,4 +597,69 @@ fn gpu_dev_fp8_matches_ort_fp8_and_diffusers() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// `flux-trt calibrate` on a tiny FP8 pipeline engine (fp32 text encoders on ONNX Runtime CPU, the
+/// transformer on the GPU with dynamic scales): `--dry-run` writes nothing; the real run writes
+/// the measured scales into the engine (the manifest records prompts and samples, the folder
+/// verifies), and with them the static-scale output stays within FP8 error of the dynamic one
+/// and of the diffusers fp32 golden.
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/cuda.sh"]
+fn gpu_calibrate_writes_the_measured_scales() {
+    use flux_trt::runtime::cuda::Fp8Activations;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fp8-pipe");
+    let calib = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/device/fp8-tiny-calib.json");
+    support::build_tiny_pipeline_engine(
+        env!("CARGO_BIN_EXE_build-engine"),
+        &dir,
+        &["loras/attn.peft.safetensors"],
+        &["--precision", "fp8", "--calib-in", calib.to_str().unwrap(), "--text-encoder-precision", "fp32", "--no-hash"],
+    );
+    let prompts = tmp.path().join("prompts.txt");
+    std::fs::write(&prompts, "a photo of a cat riding a horse, oil painting\n# a comment\na red bicycle in the snow\n").unwrap();
+    let before = Manifest::load(&dir).unwrap();
+    let model_bytes = std::fs::read(dir.join(&before.onnx.file)).unwrap();
+    let calibrate = |extra: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_flux-trt"))
+            .arg("calibrate")
+            .arg("--engine")
+            .arg(&dir)
+            .arg("--prompts")
+            .arg(&prompts)
+            .args(["--per-prompt", "3", "--width", "64", "--height", "64"])
+            .args(extra)
+            .env("ORT_DYLIB_PATH", support::ort_library())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "flux-trt calibrate {extra:?}: {}", String::from_utf8_lossy(&o.stderr));
+        println!("{}", String::from_utf8_lossy(&o.stderr));
+    };
+    calibrate(&["--dry-run"]);
+    assert!(std::fs::read(dir.join(&before.onnx.file)).unwrap() == model_bytes && Manifest::load(&dir).unwrap() == before, "--dry-run wrote");
+    calibrate(&[]);
+    let after = Manifest::load(&dir).unwrap();
+    let info = after.fp8.as_ref().and_then(|f| f.calibration.clone()).expect("calibration recorded");
+    assert_eq!((info.samples, info.img_seq), (6, 16));
+    assert!(info.data.as_deref().is_some_and(|d| d.contains("prompts.txt") && d.contains("2 prompts") && d.contains("flux-trt calibrate")), "{info:?}");
+    let (old, new) = (before.fp8_activation_scales.unwrap(), after.fp8_activation_scales.clone().unwrap());
+    assert!(new.values().all(|s| s.is_finite() && *s > 0.0));
+    assert!(old.iter().any(|(k, v)| new[k] != *v), "the scales changed");
+    let report = flux_trt::manifest::integrity::verify_dir(&dir, &mut |_, _| {}).unwrap();
+    assert!(report.ok, "the recalibrated folder verifies");
+
+    let g = golden("dev");
+    let out = |act: Fp8Activations| {
+        let s = CudaSession::open(&dir, CudaOptions { fp8_activations: act, ..CudaOptions::default() }).unwrap_or_else(|e| panic!("{e}"));
+        let mut bound = s.bind(&g.request()).unwrap();
+        run(&s, &g, &mut bound)
+    };
+    let (stat, dynamic) = (out(Fp8Activations::Static), out(Fp8Activations::Dynamic));
+    let (sd, sg) = (metrics(&stat, &dynamic), metrics(&stat, &g.outs["out.base"]));
+    println!(
+        "calibrated static vs dynamic: cosine {:.6}, rel L2 {:.3e}; vs diffusers fp32: cosine {:.6}, rel L2 {:.3e}",
+        sd.cosine, sd.rel_l2, sg.cosine, sg.rel_l2
+    );
+    assert!(sd.cosine >= 0.999 && sg.cosine >= 0.99, "static {sd:?} / golden {sg:?}");
 }

@@ -491,3 +491,56 @@ fn export_error(e: flux_trt::Error) -> OnnxError {
         other => panic!("not an export error: {other}"),
     }
 }
+
+/// An exported FP8 engine recalibrated in place (`onnx::fp8::rescale::rescale`, what `flux-trt
+/// calibrate` writes after measuring on the GPU) equals a fresh export with the new calibration:
+/// the model file byte for byte and the whole manifest, and the folder verifies. Bad
+/// calibrations are typed errors that change no file.
+#[test]
+fn rescale_in_place_equals_a_fresh_export() {
+    use flux_trt::onnx::fp8::rescale::rescale;
+    let ck = Checkpoint::open(&fixtures().join("models/dev-bfl.safetensors")).unwrap();
+    let gemms = flux_trt::onnx::fp8::quantized_gemms(ck.config());
+    let ad = adapter("attn.peft");
+    let a = calibrate_fixture(&ck, 1, 0);
+    let mut b = calibrate_fixture(&ck, 2, 5);
+    for (i, v) in b.amax.values_mut().enumerate() {
+        *v *= 1.0 + 0.1 * (i % 7) as f32;
+    }
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    export_fp8(&ck, &[&ad], &a, WeightScale::Channel, false, da.path());
+    export_fp8(&ck, &[&ad], &b, WeightScale::Channel, false, db.path());
+    let files = |d: &Path| (std::fs::read(d.join(MODEL_FILE)).unwrap(), std::fs::read(d.join("manifest.json")).unwrap());
+    let before = files(da.path());
+    assert_ne!(before.0, files(db.path()).0, "the two calibrations give different graphs");
+
+    // bad calibrations: typed errors, nothing changed
+    let new: BTreeMap<String, f32> = gemms.iter().map(|g| (g.clone(), b.amax[g])).collect();
+    let mut missing = new.clone();
+    missing.remove("transformer_blocks.1.attn.to_out.0");
+    let e = rescale(da.path(), &missing, b.info.clone()).unwrap_err();
+    assert!(matches!(&e, OnnxError::Fp8(Fp8Error::MissingActivation { point }) if point == "transformer_blocks.1.attn.to_out.0"), "{e}");
+    let mut nan = new.clone();
+    nan.insert("single_transformer_blocks.0.linear1".into(), f32::NAN);
+    assert!(matches!(rescale(da.path(), &nan, b.info.clone()).unwrap_err(), OnnxError::Fp8(Fp8Error::BadActivation { .. })));
+    let mut extra = new.clone();
+    extra.insert("transformer_blocks.0.attn.q".into(), 1.0);
+    let e = rescale(da.path(), &extra, b.info.clone()).unwrap_err();
+    assert!(matches!(&e, OnnxError::Fp8(Fp8Error::Engine { .. })) && e.to_string().contains("transformer_blocks.0.attn.q"), "{e}");
+    assert!(files(da.path()) == before, "a refused recalibration changed the folder");
+
+    rescale(da.path(), &new, b.info.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(files(da.path()).0 == files(db.path()).0, "recalibrated model file differs from a fresh export's");
+    assert_eq!(Manifest::load(da.path()).unwrap(), Manifest::load(db.path()).unwrap());
+    let report = flux_trt::manifest::integrity::verify_dir(da.path(), &mut |_, _| {}).unwrap();
+    assert!(report.ok && report.mismatches().count() == 0, "the recalibrated folder verifies");
+
+    // a non-FP8 engine has no scales to write
+    let plain = tempfile::tempdir().unwrap();
+    let plan = SlotPlan::new(ck.config(), &[&ad], &Default::default()).unwrap();
+    let mut o = ExportOptions::new(Precision::Fp32);
+    o.hash_sources = false;
+    export(&ck, &plan, &o, plain.path(), &mut |_, _| {}).unwrap();
+    let e = rescale(plain.path(), &new, b.info.clone()).unwrap_err();
+    assert!(matches!(&e, OnnxError::Fp8(Fp8Error::Engine { .. })) && e.to_string().contains("only FP8 engines"), "{e}");
+}

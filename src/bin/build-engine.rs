@@ -526,13 +526,14 @@ fn fp8_options(args: &Args, ckpt: &Checkpoint, out: &Path, prompts: Option<&[Str
 }
 
 /// `--calib-prompts FILE`: one prompt per line; blank lines and `#` comments skipped.
+#[cfg(feature = "pipeline")]
 fn read_prompts(file: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("--calib-prompts {}", file.display()))?;
-    let prompts: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
-    if prompts.is_empty() {
-        bail!("--calib-prompts {}: no prompts (one per line; blank lines and `#` comments are skipped)", file.display());
-    }
-    Ok(prompts)
+    flux_trt::pipeline::text::read_prompt_file(file).context("--calib-prompts")
+}
+
+#[cfg(not(feature = "pipeline"))]
+fn read_prompts(file: &Path) -> Result<Vec<String>> {
+    bail!("--calib-prompts {}: this build has no text encoders (feature `pipeline`)", file.display())
 }
 
 /// The calibration prompts through the text encoders just exported into `out` (ONNX Runtime

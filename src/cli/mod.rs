@@ -1,5 +1,6 @@
 //! Command implementations of the `flux-trt` binary, one module per command.
 
+pub mod calibrate;
 pub mod demo;
 pub mod generate;
 pub mod inspect;

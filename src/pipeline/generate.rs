@@ -79,7 +79,7 @@ pub struct Generated {
     pub step_latents: Vec<Vec<f32>>,
     pub timings: Timings,
     /// Text cut by tokenizer truncation, per encoder (`clip`, `t5`), as diffusers warns.
-    pub truncated: Vec<(&'static str, String)>,
+    pub truncated: super::text::Truncated,
 }
 
 /// The stages of one text-to-image pipeline. Borrowed, so a service can keep its sessions (and

@@ -13,6 +13,9 @@ use crate::manifest::{ComponentConfig, ComponentKind, ComponentManifest};
 use crate::runtime::ort::{ComponentSession, ComponentSlots, SessionOptions};
 use crate::runtime::{Lease, Slotted};
 
+/// Text that tokenizer truncation cut, per encoder (`clip`, `t5`), as diffusers warns.
+pub type Truncated = Vec<(&'static str, String)>;
+
 /// Both tokenizers and both text encoders of an engine folder.
 pub struct TextEncoders {
     pub(super) tokenizers: PromptTokenizers,
@@ -42,6 +45,17 @@ pub struct PromptEmbeddings {
     pub pooled: Vec<f32>,
 }
 
+/// A prompt file (FP8 calibration): one prompt per line, trimmed; blank lines and lines starting
+/// with `#` are skipped; a file with none is [`PipelineError::EmptyBatch`].
+pub fn read_prompt_file(path: &Path) -> Result<Vec<String>, PipelineError> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::util::FileError::new(crate::util::FileOp::Read, path, e))?;
+    let prompts: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+    if prompts.is_empty() {
+        return Err(PipelineError::EmptyBatch { path: path.to_path_buf() });
+    }
+    Ok(prompts)
+}
+
 fn ids_i64(e: &Encoded) -> Vec<i64> {
     e.ids.iter().map(|&i| i64::from(i)).collect()
 }
@@ -68,7 +82,7 @@ impl TextEncoders {
 
     /// FluxPipeline's tokenization; text that truncation cut is logged (as diffusers warns) and
     /// returned per encoder.
-    pub fn tokenize(&self, prompt: &str, prompt_2: Option<&str>) -> Result<(PromptIds, Vec<(&'static str, String)>), PipelineError> {
+    pub fn tokenize(&self, prompt: &str, prompt_2: Option<&str>) -> Result<(PromptIds, Truncated), PipelineError> {
         let ids = self.tokenizers.encode(prompt, prompt_2)?;
         let mut truncated = Vec::new();
         for (which, e) in [("clip", &ids.clip), ("t5", &ids.t5)] {

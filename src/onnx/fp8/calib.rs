@@ -31,9 +31,11 @@ use ::ort::session::builder::GraphOptimizationLevel;
 use ::ort::session::{Session, SessionInputValue};
 use ::ort::value::TensorRef;
 
+pub use super::samples::sigmas;
+use super::samples::Rng;
 use super::{amax_output, attention_points, calib_data, quantized_gemms, Calibration, CalibrationInfo, Fp8Error};
 use crate::checkpoint::Checkpoint;
-use crate::flux::{FluxConfig, Variant};
+use crate::flux::FluxConfig;
 use crate::onnx::OnnxError;
 
 /// Calibration settings.
@@ -72,49 +74,6 @@ impl CalibOptions {
             threads: None,
             work_dir: None,
         }
-    }
-}
-
-/// diffusers FluxPipeline sigmas for `n` steps (see the module docs).
-pub fn sigmas(n: usize, variant: Variant, img_seq: usize) -> Vec<f32> {
-    let m = (1.15 - 0.5) / (4096.0 - 256.0);
-    let b = 0.5 - 256.0 * m;
-    let mu: f64 = m * img_seq as f64 + b;
-    (0..n)
-        .map(|i| {
-            let s = if n == 1 { 1.0 } else { 1.0 - (1.0 - 1.0 / n as f64) * i as f64 / (n - 1) as f64 };
-            let s = if variant.has_guidance() { mu.exp() / (mu.exp() + (1.0 / s - 1.0)) } else { s };
-            s as f32
-        })
-        .collect()
-}
-
-/// SplitMix64 with Box–Muller standard normals.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1].
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-    fn normals(&mut self, n: usize) -> Vec<f32> {
-        let mut v = Vec::with_capacity(n + 1);
-        while v.len() < n {
-            let (u1, u2) = (self.uniform(), self.uniform());
-            let r = (-2.0 * u1.ln()).sqrt();
-            let t = std::f64::consts::TAU * u2;
-            v.push((r * t.cos()) as f32);
-            v.push((r * t.sin()) as f32);
-        }
-        v.truncate(n);
-        v
     }
 }
 
@@ -164,13 +123,12 @@ pub fn calibrate(ckpt: &Checkpoint, opts: &CalibOptions) -> Result<Calibration, 
     let mut points = quantized_gemms(&cfg);
     points.extend(attention_points(&cfg));
     let mut amax: BTreeMap<String, f32> = points.iter().map(|p| (p.clone(), 0.0f32)).collect();
-    let mut rng = Rng(opts.seed);
+    let mut rng = Rng::new(opts.seed);
     let half = cfg.head_dim / 2;
     let (cos, sin) = crate::flux::rope_tables(&cfg, &vec![[0.0; 3]; txt_seq], &crate::flux::img_ids(h, w));
     for (i, &sigma) in sig.iter().enumerate() {
         let n_img = img_seq * cfg.in_channels;
-        let (n1, n2) = (rng.normals(n_img), rng.normals(n_img));
-        let hidden: Vec<f32> = n1.iter().zip(&n2).map(|(a, b)| sigma * a + (1.0 - sigma) * b).collect();
+        let hidden = rng.latents(sigma, n_img);
         let (ehs, pooled) = match &data {
             Some(d) => {
                 let r = i % d.n;
@@ -236,23 +194,4 @@ fn check(d: &calib_data::CalibData, what: &str, cfg: &FluxConfig) -> Result<(), 
         return Err(bad("non-finite embedding values".into()));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schedule_matches_diffusers_formula() {
-        // schnell: unshifted linspace(1, 1/4, 4)
-        assert_eq!(sigmas(4, Variant::Schnell, 4096), vec![1.0, 0.75, 0.5, 0.25]);
-        // dev at img_seq 4096: mu = 1.15, σ' = e^mu / (e^mu + 1/σ - 1)
-        let s = sigmas(4, Variant::Dev, 4096);
-        assert_eq!(s[0], 1.0);
-        let want = (1.15f64.exp() / (1.15f64.exp() + 1.0 / 0.25 - 1.0)) as f32;
-        assert!((s[3] - want).abs() < 1e-7);
-        let mut a = Rng(7);
-        let mut b = Rng(7);
-        assert_eq!(a.normals(5), b.normals(5));
-    }
 }

@@ -18,6 +18,8 @@ pub enum Fp8Error {
     CalibFile { path: PathBuf, message: String },
     #[error("calibration: {0}")]
     Calibration(String),
+    #[error("{path}: cannot recalibrate this engine: {message}")]
+    Engine { path: PathBuf, message: String },
     #[error("calibration sample {sample} (σ = {sigma}): activation `{point}` has amax {value}")]
     NonFiniteActivation { point: String, sample: usize, sigma: f32, value: f32 },
 }

@@ -59,6 +59,8 @@ mod scales;
 #[cfg(feature = "ort")]
 pub mod calib;
 pub mod calib_data;
+pub mod rescale;
+pub mod samples;
 
 use std::collections::BTreeMap;
 
