@@ -30,6 +30,22 @@ fn build_engine(out: &Path, extra: &[&str]) {
     build_tiny_pipeline_engine(env!("CARGO_BIN_EXE_build-engine"), out, &[TRANSFORMER_LORA], &[&["--no-hash"], extra].concat());
 }
 
+/// `build-engine` on the tiny pipeline with the transformer LoRA and `extra`, for calls that may
+/// fail (its output, whatever the status).
+fn build_engine_output(extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_build-engine"))
+        .arg("--pipeline")
+        .arg(fixtures().join("pipeline/flux-tiny"))
+        .arg("--model")
+        .arg(fixtures().join("models/dev-diffusers"))
+        .arg("--lora")
+        .arg(fixtures().join(TRANSFORMER_LORA))
+        .args(extra)
+        .env("ORT_DYLIB_PATH", ort_library())
+        .output()
+        .expect("run build-engine")
+}
+
 /// Golden `image_rgb8` of one generation file.
 fn golden_rgb8(file: &str) -> Vec<u8> {
     let p = fixtures().join("pipeline").join(file);
@@ -147,17 +163,7 @@ fn text_encoder_precision_follows_the_backend_and_bf16_is_refused_on_the_cpu() {
     assert!(matches!(&e, EngineFolderError::Runtime(RuntimeError::Fp8Bf16OnCpu { .. })), "{e}");
 
     // fp8 is not a text-encoder precision.
-    let st = Command::new(env!("CARGO_BIN_EXE_build-engine"))
-        .arg("--pipeline")
-        .arg(fixtures().join("pipeline/flux-tiny"))
-        .arg("--model")
-        .arg(fixtures().join("models/dev-diffusers"))
-        .arg("--lora")
-        .arg(fixtures().join(TRANSFORMER_LORA))
-        .args(["--text-encoder-precision", "fp8", "--out"])
-        .arg(dir.path().join("never"))
-        .output()
-        .unwrap();
+    let st = build_engine_output(&["--text-encoder-precision", "fp8", "--out", dir.path().join("never").to_str().unwrap()]);
     assert!(!st.status.success());
     assert!(String::from_utf8_lossy(&st.stderr).contains("transformer only"), "{}", String::from_utf8_lossy(&st.stderr));
     assert!(!dir.path().join("never").exists(), "nothing written");
@@ -236,17 +242,7 @@ fn calib_prompts_calibrate_on_the_pipelines_own_embeddings() {
 
     // a prompt file with no prompts is refused by name
     std::fs::write(dir.path().join("empty.txt"), "# nothing\n\n").unwrap();
-    let st = Command::new(env!("CARGO_BIN_EXE_build-engine"))
-        .arg("--pipeline")
-        .arg(fixtures().join("pipeline/flux-tiny"))
-        .arg("--model")
-        .arg(fixtures().join("models/dev-diffusers"))
-        .arg("--lora")
-        .arg(fixtures().join(TRANSFORMER_LORA))
-        .args(["--precision", "fp8", "--fp8-float", "fp32", "--calib-prompts", &path("empty.txt"), "--out", &path("never")])
-        .env("ORT_DYLIB_PATH", ort_library())
-        .output()
-        .unwrap();
+    let st = build_engine_output(&["--precision", "fp8", "--fp8-float", "fp32", "--calib-prompts", &path("empty.txt"), "--out", &path("never")]);
     let err = String::from_utf8_lossy(&st.stderr);
     assert!(!st.status.success() && err.contains("empty.txt") && err.contains("no prompts"), "{err}");
     assert!(!dir.path().join("never").exists(), "nothing written");

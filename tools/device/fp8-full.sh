@@ -71,17 +71,7 @@ timeout 120 "$B/cuda_bench" --engine "$E16" --adapters "$AD/a64.safetensors" --s
   --json "$OUT/bench-bf16.json" > "$OUT/bench-bf16.log" 2>&1
 note "bench bf16: rc=$? $(grep -E '^1024x1024' "$OUT/bench-bf16.log" | cut -c1-200)"
 rm -rf "$E16"
-python3 - > "$W/calib-placeholder.json" <<'PY'
-import json
-pts = []
-for i in range(19):
-    pts += [f"transformer_blocks.{i}.{n}" for n in ["attn.qkv", "attn.add_qkv", "attn.to_out.0", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"]]
-for i in range(38):
-    pts += [f"single_transformer_blocks.{i}.linear1", f"single_transformer_blocks.{i}.proj_out"]
-blocks = [f"transformer_blocks.{i}" for i in range(19)] + [f"single_transformer_blocks.{i}" for i in range(38)]
-pts += [f"{b}.attn.{x}" for b in blocks for x in "qkv"]
-print(json.dumps({"amax": {p: 8.0 for p in pts}, "info": {"samples": 0, "seed": 0, "img_seq": 4096, "txt_seq": 512, "sigmas": []}}))
-PY
+python3 "$ROOT/tools/device/fp8-placeholder.py" "$W/calib-placeholder.json"
 /usr/bin/time -v "$B/build-engine" --model "$M" --lora "$AD/a64.safetensors" --lora "$AD/b64.safetensors" --precision fp8 \
   --calib-in "$W/calib-placeholder.json" --out "$W/engine-fp8" --no-hash > "$OUT/export-fp8.log" 2>&1
 note "export fp8 (per-channel weight scales): rc=$? $(grep -E 'Elapsed' "$OUT/export-fp8.log") data $(stat -c %s "$W/engine-fp8/model.onnx.data" 2>/dev/null) bytes"

@@ -55,17 +55,7 @@ for s in 2:a64 3:b64; do
   [ -f "$f" ] || { [ -f "$CW/${s#*:}.safetensors" ] && cp "$CW/${s#*:}.safetensors" "$f"; } || "$B/make-random-flux" --out "$f" --lora attn --rank 64 --seed "${s%%:*}" >> "$W/make.log" 2>&1
 done
 rm -rf "$CW/engine-bf16" "$CW/engine-fp16" "$CW/engine-fp8" "$CW/engine-fp8t"   # the disk holds the folder and one engine
-python3 - "$W/calib-placeholder.json" <<'PY'
-import json, sys
-pts = []
-for i in range(19):
-    pts += [f"transformer_blocks.{i}.{n}" for n in ["attn.qkv", "attn.add_qkv", "attn.to_out.0", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"]]
-for i in range(38):
-    pts += [f"single_transformer_blocks.{i}.linear1", f"single_transformer_blocks.{i}.proj_out"]
-blocks = [f"transformer_blocks.{i}" for i in range(19)] + [f"single_transformer_blocks.{i}" for i in range(38)]
-pts += [f"{b}.attn.{x}" for b in blocks for x in "qkv"]
-json.dump({"amax": {p: 8.0 for p in pts}, "info": {"samples": 0, "seed": 0, "img_seq": 4096, "txt_seq": 512, "sigmas": []}}, open(sys.argv[1], "w"))
-PY
+python3 "$ROOT/tools/device/fp8-placeholder.py" "$W/calib-placeholder.json"
 E=$W/engine-fp8
 if [ ! -f "$E/text_encoder/manifest.json" ]; then
   /usr/bin/time -v "$B/build-engine" --pipeline "$P" --model "$P/transformer" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" \

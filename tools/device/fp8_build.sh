@@ -29,18 +29,7 @@ if [ "$stage" = full-export ]; then
   ck="$WORK/flux-dev-random.safetensors"; d="$WORK/full-fp8"; t0=$(date +%s.%N)
   "${MRF:-.fp8dev/make-random-flux}" --out "$ck" --layout bfl --dtype bf16 --double "$DOUBLE" --single "$SINGLE" > "$OUT/full-make.log" 2>&1 || { tail -3 "$OUT/full-make.log"; exit 1; }
   t1=$(date +%s.%N)
-  python3 - "$DOUBLE" "$SINGLE" > "$WORK/full-calib.json" <<'PY'
-import json, sys
-nd, ns = int(sys.argv[1]), int(sys.argv[2])
-pts = []
-for i in range(nd):
-    pts += [f"transformer_blocks.{i}.{n}" for n in ["attn.qkv", "attn.add_qkv", "attn.to_out.0", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"]]
-for i in range(ns):
-    pts += [f"single_transformer_blocks.{i}.linear1", f"single_transformer_blocks.{i}.proj_out"]
-blocks = [f"transformer_blocks.{i}" for i in range(nd)] + [f"single_transformer_blocks.{i}" for i in range(ns)]
-pts += [f"{b}.attn.{x}" for b in blocks for x in "qkv"]
-print(json.dumps({"amax": {p: 8.0 for p in pts}, "info": {"samples": 0, "seed": 0, "img_seq": 4096, "txt_seq": 512, "sigmas": []}}))
-PY
+  python3 "$(dirname "$0")/fp8-placeholder.py" "$WORK/full-calib.json" "$DOUBLE" "$SINGLE"
   /usr/bin/time -v "$BIN" --model "$ck" --targets attn --max-rank 32 --precision fp8 --calib-in "$WORK/full-calib.json" --out "$d" --no-hash > "$OUT/full-export.log" 2>&1
   rc=$?; t2=$(date +%s.%N); rm -f "$ck"
   rss=$(grep "Maximum resident" "$OUT/full-export.log" | awk '{print $6}')
