@@ -215,6 +215,39 @@ pub struct FusedGroup {
     pub members: Vec<String>,
 }
 
+/// The GEMMs an FP8 engine quantizes, in graph order (fused groups by group name): the transformer
+/// blocks' base projections (the rules are in `onnx::fp8`'s docs; the exporter and the native CUDA
+/// backend both plan from this list).
+pub fn quantized_gemms(cfg: &FluxConfig) -> Vec<String> {
+    let mut v = Vec::new();
+    for i in 0..cfg.num_double_blocks {
+        let p = format!("transformer_blocks.{i}");
+        for n in ["attn.qkv", "attn.add_qkv", "attn.to_out.0", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"] {
+            v.push(format!("{p}.{n}"));
+        }
+    }
+    for i in 0..cfg.num_single_blocks {
+        let p = format!("single_transformer_blocks.{i}");
+        v.push(format!("{p}.linear1"));
+        v.push(format!("{p}.proj_out"));
+    }
+    v
+}
+
+/// Attention quantization points (`<block>.attn.q|k|v`), used with `--fp8-attention`.
+pub fn attention_points(cfg: &FluxConfig) -> Vec<String> {
+    let mut v = Vec::new();
+    let blocks = (0..cfg.num_double_blocks)
+        .map(|i| format!("transformer_blocks.{i}"))
+        .chain((0..cfg.num_single_blocks).map(|i| format!("single_transformer_blocks.{i}")));
+    for b in blocks {
+        for n in ["q", "k", "v"] {
+            v.push(format!("{b}.attn.{n}"));
+        }
+    }
+    v
+}
+
 /// Position ids of the packed image tokens: `(0, r, c)` for every cell of an `h × w` grid in
 /// row-major order, where `h`/`w` are the **packed** grid dims (pixel height / 16, width / 16).
 pub fn img_ids(h: usize, w: usize) -> Vec<[f32; 3]> {

@@ -64,6 +64,7 @@ pub mod samples;
 
 use std::collections::BTreeMap;
 
+pub use crate::flux::{attention_points, quantized_gemms};
 pub use crate::manifest::{CalibrationInfo, Fp8Manifest, WeightScale};
 pub use error::Fp8Error;
 pub use scales::{scale_from_amax, weight_amax, SCALE_FLOOR};
@@ -88,37 +89,6 @@ impl Fp8Options {
     pub fn new(activation_amax: BTreeMap<String, f32>) -> Self {
         Fp8Options { weight_scale: WeightScale::Channel, float_dtype: DType::BF16, attention: false, activation_amax, calibration: None }
     }
-}
-
-/// The quantized GEMMs in graph order (fused groups by group name). See the module docs.
-pub fn quantized_gemms(cfg: &FluxConfig) -> Vec<String> {
-    let mut v = Vec::new();
-    for i in 0..cfg.num_double_blocks {
-        let p = format!("transformer_blocks.{i}");
-        for n in ["attn.qkv", "attn.add_qkv", "attn.to_out.0", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"] {
-            v.push(format!("{p}.{n}"));
-        }
-    }
-    for i in 0..cfg.num_single_blocks {
-        let p = format!("single_transformer_blocks.{i}");
-        v.push(format!("{p}.linear1"));
-        v.push(format!("{p}.proj_out"));
-    }
-    v
-}
-
-/// Attention quantization points (`<block>.attn.q|k|v`), used with `--fp8-attention`.
-pub fn attention_points(cfg: &FluxConfig) -> Vec<String> {
-    let mut v = Vec::new();
-    let blocks = (0..cfg.num_double_blocks)
-        .map(|i| format!("transformer_blocks.{i}"))
-        .chain((0..cfg.num_single_blocks).map(|i| format!("single_transformer_blocks.{i}")));
-    for b in blocks {
-        for n in ["q", "k", "v"] {
-            v.push(format!("{b}.attn.{n}"));
-        }
-    }
-    v
 }
 
 /// Result of calibration: max |input| per quantization point, and how it was obtained.

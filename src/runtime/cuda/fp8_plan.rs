@@ -1,6 +1,6 @@
 //! Host-side plan of an FP8 engine (`build-engine --precision fp8`) on the CUDA backend; no GPU.
 //!
-//! The engine stores every quantized GEMM ([`crate::onnx::fp8::quantized_gemms`], recorded in the
+//! The engine stores every quantized GEMM ([`crate::flux::quantized_gemms`], recorded in the
 //! manifest's `fp8.quantized`) as an E4M3 `<gemm>.weight` `[out, in]` in the data file (uploaded
 //! as is, never dequantized), its weight scale `<gemm>.weight_scale` (`[out]` per channel or a
 //! scalar per tensor) and its static activation scale `<gemm>.input_scale` (from calibration) as
@@ -95,7 +95,7 @@ impl Fp8Plan {
     /// (`<gemm>.weight` → `[n, k]`, checked against the config by the caller).
     pub fn new(cfg: &FluxConfig, fp8: &Fp8Manifest, inline: &InlineTensors, shapes: &HashMap<String, Vec<usize>>, path: &Path) -> Result<Self, CudaError> {
         check_settings(fp8, path)?;
-        let known: HashSet<String> = crate::onnx::fp8::quantized_gemms(cfg).into_iter().collect();
+        let known: HashSet<String> = crate::flux::quantized_gemms(cfg).into_iter().collect();
         let scaling = match fp8.weight_scale {
             WeightScale::Channel => WeightScaling::PerChannel,
             WeightScale::Tensor => WeightScaling::PerTensor,
@@ -168,8 +168,8 @@ mod tests {
             weight_scale: mode,
             float_dtype: DType::BF16,
             attention: false,
-            quantized: crate::onnx::fp8::quantized_gemms(cfg),
-            scale_floor: crate::onnx::fp8::SCALE_FLOOR,
+            quantized: crate::flux::quantized_gemms(cfg),
+            scale_floor: 2f32.powi(-24), // the exporter's floor
             calibration: None,
         }
     }
@@ -178,7 +178,7 @@ mod tests {
     fn engine(cfg: &FluxConfig, mode: WeightScale) -> (InlineTensors, HashMap<String, Vec<usize>>) {
         let shapes: HashMap<String, Vec<usize>> = super::super::weights::required(cfg).into_iter().collect();
         let mut inline = BTreeMap::new();
-        for (i, g) in crate::onnx::fp8::quantized_gemms(cfg).iter().enumerate() {
+        for (i, g) in crate::flux::quantized_gemms(cfg).iter().enumerate() {
             let n = shapes[&format!("{g}.weight")][0];
             let ws = match mode {
                 WeightScale::Channel => (vec![n], (0..n).map(|r| 0.01 + r as f32 * 1e-4).collect()),
