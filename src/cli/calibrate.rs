@@ -80,16 +80,21 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let img_ids = res.img_ids();
     let tids = txt_ids(e.text_len);
     let guidance = cfg.variant.has_guidance().then_some(args.guidance);
-    let per = |i: usize, width: usize, v: &[f32]| v[i * width..(i + 1) * width].to_vec();
     let mut bound = Vec::with_capacity(e.n);
+    let (ew, pw) = (e.text_len * cfg.context_dim, cfg.pooled_dim);
+    ensure!(
+        e.embeds.len() == e.n * ew && e.pooled.len() == e.n * pw,
+        "the text encoders' widths do not match the transformer's (context {}, pooled {})",
+        cfg.context_dim,
+        pw
+    );
     for j in 0..e.n {
-        let (embeds, pooled) = (per(j, e.text_len * cfg.context_dim, &e.embeds), per(j, cfg.pooled_dim, &e.pooled));
         let inputs = RequestInputs {
             batch: 1,
             image_seq_len: img_ids.len(),
             text_len: e.text_len,
-            encoder_hidden_states: &embeds,
-            pooled_projections: &pooled,
+            encoder_hidden_states: &e.embeds[j * ew..(j + 1) * ew],
+            pooled_projections: &e.pooled[j * pw..(j + 1) * pw],
             guidance,
             txt_ids: &tids,
             img_ids: &img_ids,
