@@ -1,7 +1,8 @@
 //! The text side of an engine folder: both tokenizers, CLIP (pooled embedding, with its LoRA
 //! slots) and T5 (prompt embeddings) on ONNX Runtime, run as diffusers `FluxPipeline.encode_prompt`
 //! runs them. [`super::engine::PipelineEngine`] holds one for its generations; FP8 calibration on
-//! real prompts (`build-engine --calib-prompts`) opens one alone, before any transformer exists.
+//! real prompts opens one alone (`build-engine --calib-prompts`, before any transformer exists;
+//! `flux-trt calibrate`).
 
 use std::path::Path;
 
@@ -18,10 +19,10 @@ pub type Truncated = Vec<(&'static str, String)>;
 
 /// Both tokenizers and both text encoders of an engine folder.
 pub struct TextEncoders {
-    pub(super) tokenizers: PromptTokenizers,
+    tokenizers: PromptTokenizers,
     pub(super) clip: ComponentSession,
     pub(super) clip_manifest: ComponentManifest,
-    pub(super) t5: ComponentSession,
+    t5: ComponentSession,
 }
 
 /// One prompt's conditioning.
