@@ -16,8 +16,11 @@
 # 3. The whole image: `flux-trt generate --backend cuda` at 1024², 28 steps, 20 prompts whose adapter
 #    changes every image (a64, b64, none, …), per-stage timings (--timings-json), first-image latency
 #    including session creation. Text encoders and VAE run on ONNX Runtime's CUDA provider when
-#    /opt/dev/ort holds the GPU build (tools/device/stage.sh ort: three parts, one per call before this
-#    one), else on its CPU provider (then the VAE decode dominates and the number is not the issue's).
+#    /opt/dev/ort holds the GPU build, else on its CPU provider (then the VAE decode dominates and
+#    the number is not the issue's). Staging it: `PART_BYTES=45000000 tools/device/stage.sh ort` makes
+#    five parts (185 MB; 2026-12-07). A call carries the 18 MB tree plus its carry under 64 MiB, so a
+#    part travels alone: five back-to-back calls of `bash .device/partN/assemble.sh`, then this script
+#    with $HERE (binaries) in the next call, on the same warm machine.
 # 4. SEED=1: the seed recipe's whole image in the same lease (seed_pipeline.py fp8r from ../shared/bench,
 #    copied into $HERE since ../shared does not travel; ~4 min of compilation; needs the `py` part staged).
 set -u
