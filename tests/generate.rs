@@ -348,7 +348,8 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// `flux-trt generate --prompts FILE.jsonl`: one engine, an adapter per line (swapped only when
-/// it changes), PNGs equal to the diffusers pixels, a timing summary.
+/// it changes, staged in the background during the image before), PNGs equal to the diffusers
+/// pixels, a timing summary.
 #[test]
 fn cli_batch_generates_pngs_and_timings() {
     let dir = tempfile::tempdir().unwrap();
@@ -391,6 +392,11 @@ fn cli_batch_generates_pngs_and_timings() {
     let swaps: Vec<bool> = rows.iter().map(|r| r["swap_ms"].as_f64().unwrap() > 0.0).collect();
     // base (initial swap to the empty set), lora (changed), lora again (unchanged), clip (changed).
     assert_eq!(swaps, vec![true, true, false, true]);
+    // a changed set is staged while the image before it generates: only its install is on the path
+    let pre: Vec<bool> = rows.iter().map(|r| r["pre_staged"].as_bool().unwrap()).collect();
+    assert_eq!(pre, vec![false, true, false, true]);
+    let (open, first) = (t["open_ms"].as_f64().unwrap(), t["first_image_ms"].as_f64().unwrap());
+    assert!(open > 0.0 && first > open, "open {open} ms, first image {first} ms");
     assert!(rows.iter().all(|r| r["steps"] == 3));
 }
 

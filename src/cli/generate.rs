@@ -76,7 +76,10 @@ pub struct GenerateArgs {
 struct ImageTiming {
     out: PathBuf,
     adapters: Vec<String>,
+    /// Adapter swap time on the image's critical path: the install only, when the set was staged
+    /// in the background during the previous image (`pre_staged`).
     swap_ms: f64,
+    pre_staged: bool,
     tokenize_ms: f64,
     encode_ms: f64,
     steps: usize,
@@ -127,8 +130,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     let mut engine = PipelineEngine::open(&args.engine, &opts)?;
     engine.set_limits(limits);
-    eprintln!("engine {} loaded on {} in {:.2?}", args.engine.display(), opts.provider, t_open.elapsed());
-    generate_lines(&engine, &args, &lines, single, &opts.provider.to_string())
+    let open = t_open.elapsed();
+    eprintln!("engine {} loaded on {} in {open:.2?}", args.engine.display(), opts.provider);
+    generate_lines(&engine, &args, &lines, single, &opts.provider.to_string(), open)
 }
 
 /// `generate --backend cuda`: the transformer on the native CUDA backend, the text encoders and
@@ -147,13 +151,13 @@ fn generate_cuda(
     let mut engine = PipelineEngine::open_cuda(&args.engine, super::cuda_options(&args.ort)?, opts)?;
     engine.set_limits(limits);
     let gpu = engine.transformer().gpu().name();
+    let open = t_open.elapsed();
     eprintln!(
-        "engine {} loaded in {:.2?}: transformer on {gpu} (native CUDA), text encoders and VAE on ONNX Runtime {}",
+        "engine {} loaded in {open:.2?}: transformer on {gpu} (native CUDA), text encoders and VAE on ONNX Runtime {}",
         args.engine.display(),
-        t_open.elapsed(),
         opts.provider
     );
-    generate_lines(&engine, args, lines, single, "cuda")
+    generate_lines(&engine, args, lines, single, "cuda", open)
 }
 
 #[cfg(all(feature = "ort", feature = "pipeline", not(feature = "cuda")))]
@@ -161,7 +165,10 @@ fn generate_cuda(_: &GenerateArgs, _: &flux_trt::runtime::ort::SessionOptions, _
     bail!("this flux-trt was built without the `cuda` feature (native CUDA backend): cargo build --release --features cuda")
 }
 
-/// Generates every line on `engine` (any transformer backend), swapping adapters between lines.
+/// Generates every line on `engine` (any transformer backend), swapping adapters between lines:
+/// the next line's set, when it differs, is staged on another thread while the current image
+/// generates, so only its install is on the next image's critical path. `open` is the engine's
+/// load time (first-image latency = open + the first image's total).
 #[cfg(all(feature = "ort", feature = "pipeline"))]
 fn generate_lines<T: flux_trt::runtime::Transformer>(
     engine: &flux_trt::pipeline::engine::PipelineEngine<T>,
@@ -169,6 +176,7 @@ fn generate_lines<T: flux_trt::runtime::Transformer>(
     lines: &[BatchLine],
     single: bool,
     backend: &str,
+    open: Duration,
 ) -> anyhow::Result<()> {
     use flux_trt::lora::Adapter;
     use flux_trt::pipeline::generate::{write_png, GenerateRequest};
@@ -198,68 +206,91 @@ fn generate_lines<T: flux_trt::runtime::Transformer>(
         std::fs::create_dir_all(&args.out_dir).with_context(|| format!("{}: cannot create", args.out_dir.display()))?;
     }
 
-    let mut current: Option<Vec<(PathBuf, f32)>> = None;
+    let resolve = |set: &[(PathBuf, f32)]| -> Vec<(&Adapter, f32)> { set.iter().filter_map(|(p, s)| cache.get(p).map(|a| (a, *s))).collect() };
     let mut rows = Vec::with_capacity(lines.len());
-    for (i, (line, set)) in lines.iter().zip(&plans).enumerate() {
-        let mut swap = Duration::ZERO;
-        if current.as_ref() != Some(set) {
-            let adapters: Vec<(&Adapter, f32)> = set.iter().filter_map(|(p, s)| cache.get(p).map(|a| (a, *s))).collect();
-            swap = engine.swap(&adapters)?.total;
-            current = Some(set.clone());
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut current: Option<&Vec<(PathBuf, f32)>> = None;
+        // the next line's set, being staged while this line's image generates
+        let mut ahead = None;
+        for (i, (line, set)) in lines.iter().zip(&plans).enumerate() {
+            let mut swap = Duration::ZERO;
+            let mut pre_staged = false;
+            if current != Some(set) {
+                let staged = match ahead.take() {
+                    Some(handle) => {
+                        pre_staged = true;
+                        std::thread::ScopedJoinHandle::join(handle).map_err(|_| anyhow::anyhow!("the adapter staging thread panicked"))??
+                    }
+                    None => {
+                        let t = std::time::Instant::now();
+                        let staged = engine.stage(&resolve(set))?;
+                        swap += t.elapsed();
+                        staged
+                    }
+                };
+                swap += engine.install(&staged)?.total;
+                current = Some(set);
+            }
+            if let Some(next) = plans.get(i + 1).filter(|n| *n != set) {
+                let adapters = resolve(next);
+                ahead = Some(scope.spawn(move || engine.stage(&adapters)));
+            }
+            let res = Resolution::new(line.width.unwrap_or(args.width), line.height.unwrap_or(args.height))?;
+            let latents = match &args.latents {
+                Some(f) => Some(load_latents(f, res)?),
+                None => None,
+            };
+            let req = GenerateRequest {
+                prompt: line.prompt.clone(),
+                prompt_2: line.prompt_2.clone(),
+                resolution: res,
+                steps: line.steps.or(args.steps).unwrap_or(default_steps),
+                guidance: line.guidance.unwrap_or(args.guidance),
+                seed: line.seed.unwrap_or(args.seed),
+                latents,
+                keep_step_latents: false,
+            };
+            let bar = ProgressBar::new(req.steps as u64);
+            bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+            bar.set_message(format!("image {}/{}", i + 1, lines.len()));
+            let g = engine.generate(&req, |_, _| {
+                bar.inc(1);
+                std::ops::ControlFlow::Continue(())
+            })?;
+            bar.finish_and_clear();
+            for (enc, removed) in &g.truncated {
+                eprintln!("warning: prompt {}: the {enc} tokenizer truncated: \"{removed}\"", i + 1);
+            }
+            let out = if single { args.out.clone() } else { args.out_dir.join(line.out.clone().unwrap_or_else(|| PathBuf::from(format!("{i:04}.png")))) };
+            write_png(&out, &g.rgb8, g.width, g.height)?;
+            let t = &g.timings;
+            let row = ImageTiming {
+                out: out.clone(),
+                adapters: set.iter().map(|(p, s)| format!("{}:{s}", p.display())).collect(),
+                swap_ms: ms(swap),
+                pre_staged,
+                tokenize_ms: ms(t.tokenize),
+                encode_ms: ms(t.encode),
+                steps: t.steps.len(),
+                step_median_ms: ms(t.median_step()),
+                denoise_ms: ms(t.denoise()),
+                decode_ms: ms(t.decode),
+                total_ms: ms(t.total() + swap),
+            };
+            eprintln!(
+                "{}: swap {:.1} ms | encode {:.1} ms | denoise {} × {:.1} ms (median) | decode {:.1} ms | total {:.1} ms",
+                out.display(),
+                row.swap_ms,
+                row.encode_ms + row.tokenize_ms,
+                row.steps,
+                row.step_median_ms,
+                row.decode_ms,
+                row.total_ms
+            );
+            rows.push(row);
         }
-        let res = Resolution::new(line.width.unwrap_or(args.width), line.height.unwrap_or(args.height))?;
-        let latents = match &args.latents {
-            Some(f) => Some(load_latents(f, res)?),
-            None => None,
-        };
-        let req = GenerateRequest {
-            prompt: line.prompt.clone(),
-            prompt_2: line.prompt_2.clone(),
-            resolution: res,
-            steps: line.steps.or(args.steps).unwrap_or(default_steps),
-            guidance: line.guidance.unwrap_or(args.guidance),
-            seed: line.seed.unwrap_or(args.seed),
-            latents,
-            keep_step_latents: false,
-        };
-        let bar = ProgressBar::new(req.steps as u64);
-        bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()));
-        bar.set_message(format!("image {}/{}", i + 1, lines.len()));
-        let g = engine.generate(&req, |_, _| {
-            bar.inc(1);
-            std::ops::ControlFlow::Continue(())
-        })?;
-        bar.finish_and_clear();
-        for (enc, removed) in &g.truncated {
-            eprintln!("warning: prompt {}: the {enc} tokenizer truncated: \"{removed}\"", i + 1);
-        }
-        let out = if single { args.out.clone() } else { args.out_dir.join(line.out.clone().unwrap_or_else(|| PathBuf::from(format!("{i:04}.png")))) };
-        write_png(&out, &g.rgb8, g.width, g.height)?;
-        let t = &g.timings;
-        let row = ImageTiming {
-            out: out.clone(),
-            adapters: set.iter().map(|(p, s)| format!("{}:{s}", p.display())).collect(),
-            swap_ms: ms(swap),
-            tokenize_ms: ms(t.tokenize),
-            encode_ms: ms(t.encode),
-            steps: t.steps.len(),
-            step_median_ms: ms(t.median_step()),
-            denoise_ms: ms(t.denoise()),
-            decode_ms: ms(t.decode),
-            total_ms: ms(t.total() + swap),
-        };
-        eprintln!(
-            "{}: swap {:.1} ms | encode {:.1} ms | denoise {} × {:.1} ms (median) | decode {:.1} ms | total {:.1} ms",
-            out.display(),
-            row.swap_ms,
-            row.encode_ms + row.tokenize_ms,
-            row.steps,
-            row.step_median_ms,
-            row.decode_ms,
-            row.total_ms
-        );
-        rows.push(row);
-    }
+        Ok(())
+    })?;
     if rows.len() > 1 {
         let med = |f: &dyn Fn(&ImageTiming) -> f64| {
             let mut v: Vec<f64> = rows.iter().map(f).collect();
@@ -281,7 +312,8 @@ fn generate_lines<T: flux_trt::runtime::Transformer>(
         );
     }
     if let Some(p) = &args.timings_json {
-        let json = serde_json::json!({ "engine": args.engine, "provider": backend, "images": rows });
+        let first_image_ms = ms(open) + rows.first().map_or(0.0, |r| r.total_ms);
+        let json = serde_json::json!({ "engine": args.engine, "provider": backend, "open_ms": ms(open), "first_image_ms": first_image_ms, "images": rows });
         flux_trt::util::write_atomic(p, serde_json::to_string_pretty(&json)?.as_bytes()).with_context(|| format!("{}: cannot write", p.display()))?;
     }
     Ok(())
