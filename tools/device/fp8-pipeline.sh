@@ -14,8 +14,9 @@
 #    timed end to end (issue 13: ≤ 10 min on the H200 for 32 prompts), then cuda_bench with the
 #    engine's own (now calibrated) static scales.
 # 3. The whole image: `flux-trt generate --backend cuda` at 1024², 28 steps, 20 prompts whose adapter
-#    changes every image (a64, b64, none, …), per-stage timings (--timings-json), first-image latency
-#    including session creation. Text encoders and VAE run on ONNX Runtime's CUDA provider when
+#    changes every image (a64, b64, none, …; each set staged during the image before), per-stage
+#    timings (--timings-json), first-image latency including session creation; then the same lines
+#    grouped by adapter as the single-adapter references, compared byte for byte. Text encoders and VAE run on ONNX Runtime's CUDA provider when
 #    /opt/dev/ort holds the GPU build, else on its CPU provider (then the VAE decode dominates and
 #    the number is not the issue's). Staging it: `PART_BYTES=45000000 tools/device/stage.sh ort` makes
 #    five parts (185 MB; 2026-12-07). A call carries the 18 MB tree plus its carry under 64 MiB, so a
@@ -90,6 +91,12 @@ timeout ${GEN_LIMIT:-300} "$B/flux-trt" generate --backend cuda --engine "$E" --
 note "generate --backend cuda, 20 images 1024² × 28 steps, adapter changing every image: rc=$? in $(( $(date +%s) - g0 )) s (incl. session creation)"
 tail -15 "$OUT/generate.log" >> "$OUT/summary.txt"
 cp "$W/images/0000.png" "$OUT/" 2>/dev/null
+# the single-adapter references: the same lines grouped by adapter (one swap per group), PNGs compared byte for byte
+python3 -c 'import json,sys; L=[json.loads(l) for l in open(sys.argv[1])]; [print(json.dumps(l)) for k in range(3) for l in L[k::3]]' "$W/images.jsonl" > "$W/grouped.jsonl"
+timeout ${GEN_LIMIT:-300} "$B/flux-trt" generate --backend cuda --engine "$E" --prompts "$W/grouped.jsonl" --out-dir "$W/grouped" \
+  --steps 28 --width 1024 --height 1024 --timings-json "$OUT/grouped-timings.json" "${ORT_ARGS[@]}" > "$OUT/grouped.log" 2>&1
+grc=$?; same=0; for f in "$W"/images/*.png; do cmp -s "$f" "$W/grouped/$(basename "$f")" && same=$((same + 1)); done
+note "single-adapter references (grouped by adapter): rc=$grc; $same of $(ls "$W"/images/*.png | wc -l) images byte-identical to the adapter-changing run"
 
 # ---------------- 4. the seed recipe's whole image, same lease ----------------
 if [ -n "${SEED:-}" ]; then
