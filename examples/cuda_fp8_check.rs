@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use flux_trt::runtime::cuda::{CudaOptions, CudaSession, Fp8Activations};
+use flux_trt::runtime::cuda::{AmaxObserver, CudaOptions, CudaSession, Fp8Activations};
 use flux_trt::runtime::{OwnedRequest, Slotted, Transformer};
 use serde_json::{json, Value};
 
@@ -163,15 +163,13 @@ fn main() -> anyhow::Result<()> {
                     let img_seq = st.latents.len() / cfg.in_channels;
                     let sigmas = flux_trt::onnx::fp8::calib::sigmas(calib.max(1), cfg.variant, img_seq);
                     let n2 = noise(st.latents.len(), 7);
-                    let mut best: BTreeMap<String, f32> = BTreeMap::new();
+                    let mut observer = AmaxObserver::default();
                     for sg in &sigmas {
                         let lat: Vec<f32> = st.latents.iter().zip(&n2).map(|(a, b)| sg * a + (1.0 - sg) * b).collect();
                         step(&s, &mut bound, &lat, *sg, n_out)?;
-                        for (k, v) in s.fp8_activation_scales()?.unwrap_or_default() {
-                            let e = best.entry(k).or_insert(0.0);
-                            *e = e.max(v);
-                        }
+                        observer.observe(&s)?;
                     }
+                    let best = observer.scales();
                     r.insert(
                         "calibration".into(),
                         json!({"samples": sigmas.len(), "sigmas": sigmas, "seconds": tc.elapsed().as_secs_f64(), "gemms": best.len()}),

@@ -47,7 +47,6 @@ pub struct CalibrateArgs {
 
 #[cfg(all(feature = "cuda", feature = "pipeline", feature = "ort"))]
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
-    use std::collections::BTreeMap;
     use std::time::Instant;
 
     use anyhow::{bail, ensure, Context};
@@ -55,7 +54,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     use flux_trt::onnx::fp8::samples::{sigmas, Rng};
     use flux_trt::pipeline::latents::{txt_ids, Resolution};
     use flux_trt::pipeline::text::{read_prompt_file, TextEncoders};
-    use flux_trt::runtime::cuda::{CudaSession, Fp8Activations};
+    use flux_trt::runtime::cuda::{AmaxObserver, CudaSession, Fp8Activations};
     use flux_trt::runtime::{RequestInputs, Slotted, Transformer};
 
     let manifest = Manifest::load(&args.engine)?;
@@ -105,25 +104,20 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let sig = sigmas(n, cfg.variant, img_ids.len());
     let mut rng = Rng::new(args.seed);
     let lease = s.lease();
-    let mut amax: BTreeMap<String, f32> = BTreeMap::new();
+    let mut observer = AmaxObserver::default();
     let bar = indicatif::ProgressBar::new(n as u64);
     let mut out = vec![0f32; img_ids.len() * cfg.out_channels];
     let t2 = Instant::now();
     for (i, &sigma) in sig.iter().enumerate() {
         let latents = rng.latents(sigma, img_ids.len() * cfg.in_channels);
         s.step(&lease, &mut bound[i % e.n], &latents, sigma, &mut out)?;
-        let scales = s.fp8_activation_scales()?.context("the engine opened without FP8 GEMMs")?;
-        for (g, scale) in scales {
-            let a = scale * flux_trt::onnx::fp8::e4m3::MAX;
-            ensure!(a.is_finite(), "sample {i} (σ = {sigma}, prompt {}): GEMM `{g}` has activation amax {a}", i % e.n + 1);
-            let m = amax.entry(g).or_insert(0.0);
-            *m = m.max(a);
-        }
+        observer.observe(&s).with_context(|| format!("sample {i} (σ = {sigma}, prompt {})", i % e.n + 1))?;
         bar.inc(1);
     }
     bar.finish_and_clear();
     let steps_s = t2.elapsed().as_secs_f64();
     drop((lease, bound, s));
+    let amax = observer.amax();
 
     let (lo, hi) = amax.values().fold((f32::INFINITY, 0f32), |(lo, hi), a| (lo.min(*a), hi.max(*a)));
     eprintln!(
@@ -136,7 +130,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         res.height
     );
     if args.dry_run {
-        for (g, a) in &amax {
+        for (g, a) in amax {
             println!("{g}\t{a}");
         }
         return Ok(());
@@ -150,7 +144,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         sigmas: sig,
     };
     let t3 = Instant::now();
-    flux_trt::onnx::fp8::rescale::rescale(&args.engine, &amax, info)?;
+    flux_trt::onnx::fp8::rescale::rescale(&args.engine, amax, info)?;
     eprintln!("wrote the scales into {} in {:.2} s", args.engine.display(), t3.elapsed().as_secs_f64());
     Ok(())
 }

@@ -39,5 +39,5 @@ pub mod weights;
 pub use attention::{Attention, AttentionImpl, AttentionShape};
 pub use error::CudaError;
 pub use fp8::{ChannelImpl, Fp8Gemm, Fp8Kernels, Fp8Shape, LtHandle, WeightScaling};
-pub use session::{Bound, CudaOptions, CudaSession, DeviceSlots, Fp8Activations, OpenReport, StagedSlots};
+pub use session::{AmaxObserver, Bound, CudaOptions, CudaSession, DeviceSlots, Fp8Activations, OpenReport, StagedSlots};
 pub use stage::{PackedAdapter, SetBuffer, SlotStager, StageTiming};

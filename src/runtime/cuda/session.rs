@@ -451,6 +451,55 @@ impl CudaSession {
     }
 }
 
+/// FP8 calibration on the GPU: the largest activation amax per quantized GEMM over the steps
+/// of a session opened with [`Fp8Activations::Dynamic`] (`flux-trt calibrate` and the full-size
+/// accuracy check use it). The static scale of a GEMM is then `amax / 448`.
+#[derive(Debug, Clone, Default)]
+pub struct AmaxObserver {
+    amax: std::collections::BTreeMap<String, f32>,
+    steps: usize,
+}
+
+impl AmaxObserver {
+    /// Records the dynamic scales of the step `s` just ran. Errors if `s` is not an FP8 engine
+    /// with dynamic activations, or a GEMM's amax is not finite (named in the error).
+    pub fn observe(&mut self, s: &CudaSession) -> crate::Result<()> {
+        if s.fp8_mode().map(|(dynamic, _)| dynamic) != Some(true) {
+            return Err(CudaError::Input {
+                tensor: "fp8 calibration".into(),
+                message: "the session must be an FP8 engine opened with dynamic activation scales".into(),
+            }
+            .into());
+        }
+        for (gemm, scale) in s.fp8_activation_scales()?.unwrap_or_default() {
+            let a = scale * super::fp8::E4M3_MAX;
+            if !a.is_finite() {
+                return Err(CudaError::Input { tensor: gemm, message: format!("activation amax {a} after {} calibrated steps", self.steps) }.into());
+            }
+            let m = self.amax.entry(gemm).or_insert(0.0);
+            *m = m.max(a);
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// Steps observed so far.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The largest amax per GEMM.
+    pub fn amax(&self) -> &std::collections::BTreeMap<String, f32> {
+        &self.amax
+    }
+
+    /// The static activation scales (`amax / 448`) per GEMM, the form
+    /// [`CudaOptions::fp8_activation_scales`] takes.
+    pub fn scales(&self) -> std::collections::BTreeMap<String, f32> {
+        self.amax.iter().map(|(g, a)| (g.clone(), a / super::fp8::E4M3_MAX)).collect()
+    }
+}
+
 impl Slotted for CudaSession {
     type Slots = Arc<DeviceSlots>;
     type Staged = StagedSlots;
