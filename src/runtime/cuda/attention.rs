@@ -364,13 +364,16 @@ fn scale_tensor() -> TensorPlan {
     TensorPlan { uid: UID_SCALE, dims: [1; 4], strides: [1; 4], elem: Elem::F32, is_virtual: false, by_value: true }
 }
 
+/// Dims and strides of a planned tensor.
+type View = ([i64; 4], [i64; 4]);
+
 /// `[B, H, S, S]` scores and `[B, H, S, 1]` row statistics (contiguous virtual tensors).
-fn score_views(s: &AttentionShape) -> (([i64; 4], [i64; 4]), ([i64; 4], [i64; 4])) {
+fn score_views(s: &AttentionShape) -> (View, View) {
     let (b, h, n) = (s.batch as i64, s.heads as i64, s.seq as i64);
     (([b, h, n, n], [h * n * n, n * n, n, 1]), ([b, h, n, 1], [h * n, n, 1, 1]))
 }
 
-fn virt(uid: i64, (dims, strides): ([i64; 4], [i64; 4]), elem: Elem) -> TensorPlan {
+fn virt(uid: i64, (dims, strides): View, elem: Elem) -> TensorPlan {
     TensorPlan { uid, dims, strides, elem, is_virtual: true, by_value: false }
 }
 
