@@ -14,8 +14,8 @@ mod cuda_support;
 use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream};
-use flux_trt::runtime::cuda::attention::FP8_SCALARS;
 use flux_trt::runtime::cuda::attention::{launch_kernel, load_kernel};
+use flux_trt::runtime::cuda::attention::{FP8_SCALARS, FP8_SCALAR_STRIDE};
 use flux_trt::runtime::cuda::attention_fp8::{Scratch, ScratchSizes};
 use flux_trt::runtime::cuda::{cudnn, Attention, AttentionImpl, AttentionShape, Fp8Attention, Fp8Out, Fp8Scalar};
 use flux_trt::tensor::DType;
@@ -317,7 +317,8 @@ impl Fp8Bufs {
 
     fn scalars(&self, stream: &Arc<CudaStream>) -> Vec<f32> {
         let bytes = stream.clone_dtoh(&self.bufs[4]).expect("download");
-        bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        // one f32 at the start of each 16-byte slot, in Fp8Scalar order
+        bytes.chunks_exact(FP8_SCALAR_STRIDE).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
     }
 }
 

@@ -178,11 +178,11 @@ impl Attention {
     /// `deq(x8) = x8 · descale_x` and the probabilities quantized as `e4m3(P · scale_s)`.
     ///
     /// q8, k8, v8: E4M3 `[B, S, H, D]` (token stride `H*D` bytes); o: `[B, S, H, D]` bf16 or E4M3
-    /// (the plan's [`Fp8Out`]); `scalars`: [`FP8_SCALARS`] device f32 in the [`Fp8Scalar`] order
+    /// (the plan's [`Fp8Out`]); `scalars`: [`FP8_SCALARS_BYTES`] of device f32 slots in the [`Fp8Scalar`] order
     /// (the first six are read, `amax_s` and `amax_o` are written).
     ///
     /// # Safety
-    /// As [`Self::run`]; `scalars` is a 16-byte aligned device buffer of [`FP8_SCALARS`] f32.
+    /// As [`Self::run`]; `scalars` is a 16-byte aligned device buffer of [`FP8_SCALARS_BYTES`].
     pub unsafe fn run_fp8(&self, q8: u64, k8: u64, v8: u64, scalars: u64, o: u64, workspace: u64) -> Result<(), CudaError> {
         let (Backend::Cudnn(p), AttentionImpl::CudnnFp8(_)) = (&self.backend, self.implementation()) else {
             return Err(CudaError::Input { tensor: "attention".into(), message: format!("run_fp8 on a {:?} plan", self.implementation()) });
@@ -234,10 +234,12 @@ pub(crate) const UID_K: i64 = 2;
 pub(crate) const UID_V: i64 = 3;
 pub(crate) const UID_O: i64 = 4;
 pub(crate) const UID_SCALE: i64 = 5;
-/// FP8 plans: the scalars buffer's f32 `i` ([`Fp8Scalar`] order) is tensor `UID_FP8_SCALARS + i`.
+/// FP8 plans: the scalars buffer's slot `i` ([`Fp8Scalar`] order) is tensor `UID_FP8_SCALARS + i`.
 pub(crate) const UID_FP8_SCALARS: i64 = 6;
 
-/// The FP8 plan's device scalars, in buffer order (one f32 each, [`FP8_SCALARS`] in all).
+/// The FP8 plan's device scalars, in buffer order: one f32 each at the start of a 16-byte slot
+/// ([`FP8_SCALAR_STRIDE`]; every tensor of the graph is declared 16-byte aligned, as cudnn-frontend
+/// declares them), [`FP8_SCALARS`] in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
 pub enum Fp8Scalar {
@@ -257,8 +259,12 @@ pub enum Fp8Scalar {
     AmaxO = 7,
 }
 
-/// f32 values in the FP8 plan's scalars buffer.
+/// Scalars in the FP8 plan's scalars buffer.
 pub const FP8_SCALARS: usize = 8;
+/// Bytes between two scalars (each 16-byte aligned).
+pub const FP8_SCALAR_STRIDE: usize = 16;
+/// Bytes of the scalars buffer.
+pub const FP8_SCALARS_BYTES: usize = FP8_SCALARS * FP8_SCALAR_STRIDE;
 
 impl Fp8Scalar {
     pub const ALL: [Fp8Scalar; FP8_SCALARS] = [
@@ -279,7 +285,7 @@ impl Fp8Scalar {
 
     /// Byte offset in the scalars buffer.
     pub fn offset(self) -> u64 {
-        (self as usize * 4) as u64
+        (self as usize * FP8_SCALAR_STRIDE) as u64
     }
 }
 
@@ -968,7 +974,7 @@ mod tests {
                 let t = g.tensor(which.uid()).unwrap();
                 assert!(t.dims == [1; 4] && t.elem == Elem::F32 && !t.is_virtual && !t.by_value, "{which:?}");
                 assert_eq!(which.uid(), UID_FP8_SCALARS + i as i64);
-                assert_eq!(which.offset(), 4 * i as u64);
+                assert_eq!(which.offset(), 16 * i as u64, "16-byte aligned scalars");
             }
             // The variant pack's tensors are exactly the non-virtual ones: q, k, v, o, the scale and the 8 scalars.
             let mut io: Vec<i64> = g.tensors.iter().filter(|t| !t.is_virtual).map(|t| t.uid).collect();

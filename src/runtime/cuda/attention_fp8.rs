@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
-use super::attention::{Attention, AttentionImpl, AttentionShape, Fp8Out, FP8_SCALARS};
+use super::attention::{Attention, AttentionImpl, AttentionShape, Fp8Out, FP8_SCALARS_BYTES};
 use super::fp8::elementwise_grid;
 use super::CudaError;
 
@@ -38,7 +38,7 @@ pub struct ScratchSizes {
     pub qkv8: usize,
     /// The E4M3 O (0 for a bf16 O).
     pub o8: usize,
-    /// [`FP8_SCALARS`] f32.
+    /// [`FP8_SCALARS_BYTES`]: one f32 per 16-byte slot.
     pub scalars: usize,
     /// `3 · AMAX_BLOCKS` f32.
     pub partial: usize,
@@ -47,7 +47,7 @@ pub struct ScratchSizes {
 impl ScratchSizes {
     pub fn new(shape: &AttentionShape, out: Fp8Out) -> Self {
         let n = shape.elements();
-        ScratchSizes { qkv8: n, o8: if out == Fp8Out::Fp8 { n } else { 0 }, scalars: FP8_SCALARS * 4, partial: 3 * AMAX_BLOCKS * 4 }
+        ScratchSizes { qkv8: n, o8: if out == Fp8Out::Fp8 { n } else { 0 }, scalars: FP8_SCALARS_BYTES, partial: 3 * AMAX_BLOCKS * 4 }
     }
 }
 
@@ -256,7 +256,7 @@ mod tests {
         assert_eq!(bf.qkv8, 24 * 4608 * 128, "one byte per element");
         assert_eq!(bf.o8, 0, "a bf16 O is written straight into the model's o");
         assert_eq!(ScratchSizes::new(&s, Fp8Out::Fp8).o8, bf.qkv8);
-        assert_eq!(bf.scalars, 32);
+        assert_eq!(bf.scalars, 8 * 16);
         assert_eq!(bf.partial, 3 * AMAX_BLOCKS * 4);
     }
 

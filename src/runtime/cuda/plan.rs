@@ -323,7 +323,7 @@ mod tests {
             let a = plain.clone().with_fp8_attention(sizes);
             let f = a.attn_fp8.unwrap();
             assert_eq!(f.o8.is_some(), out == Fp8Out::Fp8);
-            let mut regions = vec![(f.q8, sizes.qkv8), (f.k8, sizes.qkv8), (f.v8, sizes.qkv8), (f.scalars, 32), (f.partial, sizes.partial)];
+            let mut regions = vec![(f.q8, sizes.qkv8), (f.k8, sizes.qkv8), (f.v8, sizes.qkv8), (f.scalars, sizes.scalars), (f.partial, sizes.partial)];
             regions.extend(f.o8.map(|o| (o, sizes.o8)));
             regions.sort();
             assert!(regions[0].0 >= plain.bytes, "after the float arena");

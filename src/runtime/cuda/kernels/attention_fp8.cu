@@ -3,8 +3,9 @@
 // No headers: bf16 is read as its bits, E4M3 is written with the sm_89+ `cvt ... e4m3x2` PTX.
 // Every scale stays on the device (no host sync; the whole step can be graph-captured).
 //
-// Scalars buffer (f32, the order of Rust's attention::Fp8Scalar):
+// Scalars buffer (one f32 per 16-byte slot, the order of Rust's attention::Fp8Scalar):
 //   0 descale_q, 1 descale_k, 2 descale_v, 3 scale_s, 4 descale_s, 5 scale_o, 6 amax_s, 7 amax_o.
+#define SLOT(i) ((i) * 4)
 // Tensors are n8 groups of 8 values (16-byte bf16 / 8-byte E4M3 vectors); blockIdx.y picks q, k or v.
 
 #define E4M3_MAX 448.0f
@@ -83,14 +84,14 @@ extern "C" __global__ void attn_fp8_scales(const float* __restrict__ partial, in
         m = block_max(m, red);
         if (threadIdx.x == 0) {
             float d = fmaxf(m / E4M3_MAX, SCALE_FLOOR);
-            scalars[t] = d;
+            scalars[SLOT(t)] = d;
             descale_v = d;
         }
     }
     if (threadIdx.x == 0) {
-        scalars[3] = E4M3_MAX;
-        scalars[4] = 1.0f / E4M3_MAX;
-        scalars[5] = fp8_out ? 1.0f / (descale_v * O_HEADROOM) : 1.0f;
+        scalars[SLOT(3)] = E4M3_MAX;
+        scalars[SLOT(4)] = 1.0f / E4M3_MAX;
+        scalars[SLOT(5)] = fp8_out ? 1.0f / (descale_v * O_HEADROOM) : 1.0f;
     }
 }
 
@@ -100,7 +101,7 @@ extern "C" __global__ void attn_fp8_quantize(const uint4* __restrict__ q, const 
                                              const float* __restrict__ scalars, long long n8) {
     const uint4* x = pick(q, k, v);
     uint2* y = blockIdx.y == 0 ? q8 : (blockIdx.y == 1 ? k8 : v8);
-    float inv = 1.0f / fmaxf(scalars[blockIdx.y], SCALE_FLOOR);
+    float inv = 1.0f / fmaxf(scalars[SLOT(blockIdx.y)], SCALE_FLOOR);
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n8; i += (long long)gridDim.x * blockDim.x) {
         uint4 w = x[i];
         unsigned int u[4] = {w.x, w.y, w.z, w.w};
@@ -114,9 +115,9 @@ extern "C" __global__ void attn_fp8_quantize(const uint4* __restrict__ q, const 
     }
 }
 
-// E4M3 O -> bf16: o = o8 / scale_o (scalars[5]), 8 values per thread.
+// E4M3 O -> bf16: o = o8 / scale_o (slot 5), 8 values per thread.
 extern "C" __global__ void attn_fp8_dequantize_o(const uint2* __restrict__ o8, uint4* __restrict__ o, const float* __restrict__ scalars, long long n8) {
-    float d = 1.0f / scalars[5];
+    float d = 1.0f / scalars[SLOT(5)];
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n8; i += (long long)gridDim.x * blockDim.x) {
         uint2 w = o8[i];
         unsigned int b[2] = {w.x, w.y};
