@@ -3,7 +3,7 @@
 //! attention / LoRA / the fused kernels out; GEMMs are the rest), device memory, session creation
 //! time, and swap latency (pre-staged and from file). Writes JSON.
 //!
-//! `cuda_bench --engine DIR --adapters a.safetensors,b.safetensors --json out.json`
+//! `cuda_bench --engine DIR --adapters a.safetensors,b.safetensors --json out.json [--fp8-attention]`
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -44,6 +44,9 @@ struct Args {
     /// replacing the engine's.
     #[arg(long)]
     fp8_scales: Option<PathBuf>,
+    /// FP8 (E4M3) attention through cuDNN's fused FP8 flash attention (Hopper; `CudaOptions::fp8_attention`).
+    #[arg(long)]
+    fp8_attention: bool,
 }
 
 /// A batch-`batch` request of noise constants for a `gh`×`gw` latent grid and `txt_len` tokens.
@@ -112,6 +115,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(p) = &args.fp8_scales {
         opts.fp8_activation_scales = Some(serde_json::from_slice(&std::fs::read(p)?)?);
+    }
+    if args.fp8_attention {
+        opts.fp8_attention = true;
     }
     let s = CudaSession::open(&args.engine, opts)?;
     let open_s = t0.elapsed().as_secs_f64();
@@ -266,6 +272,8 @@ fn main() -> anyhow::Result<()> {
         "gemm_autotune": std::env::var("FLUX_TRT_GEMM_TUNE").unwrap_or_else(|_| "1".into()),
         "gemm_tuning": s.gemm_tuning(),
         "fp8_mode": format!("{:?}", s.fp8_mode()), "fp8_scales_file": args.fp8_scales,
+        "fp8_attention": s.fp8_attention(),
+        "attention_engines": s.attention_engines().into_iter().map(|(sh, e)| json!({"batch": sh.batch, "s_txt": sh.s_txt, "s_img": sh.s_img, "engine": e})).collect::<Vec<_>>(),
     });
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_vec_pretty(&report)?)?;

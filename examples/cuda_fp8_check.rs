@@ -12,6 +12,11 @@
 //!        `--engine-scales`): base, A, B vs the bf16 outputs (cosine, relative L2), the LoRA
 //!        deltas (A − base) vs bf16's own, and A→B→A bit-exact on graph replays.
 //!
+//! `cuda_fp8_check fp8 ... --fp8-attention`
+//!     the same with FP8 attention (`CudaOptions::fp8_attention`, cuDNN's fused E4M3 flash attention
+//!     on Hopper) on top; given a bf16 engine (`--engine BF16_DIR`), it measures FP8 attention
+//!     alone against the bf16 outputs (one pass: there are no activation scales to calibrate).
+//!
 //! Exit status 1 when a bar fails (cosine ≥ 0.995 base and with adapters, LoRA delta ≥ 0.99).
 
 use std::collections::BTreeMap;
@@ -64,6 +69,9 @@ enum Cmd {
         /// Static runs use the engine's activation scales instead of the GPU calibration.
         #[arg(long)]
         engine_scales: bool,
+        /// FP8 attention (cuDNN's fused E4M3 flash attention, Hopper) in every run.
+        #[arg(long)]
+        fp8_attention: bool,
         #[command(flatten)]
         shape: ShapeArgs,
     },
@@ -137,17 +145,25 @@ fn main() -> anyhow::Result<()> {
             flux_trt::util::write_atomic(&out, &bytes)?;
             println!("bf16 reference: {} outputs, A→B→A bit-exact {aba}, {:.1} s", outs.len(), t0.elapsed().as_secs_f64());
         }
-        Cmd::Fp8 { engine, adapters, reference, json, scales_out, calib, engine_scales, shape } => {
+        Cmd::Fp8 { engine, adapters, reference, json, scales_out, calib, engine_scales, fp8_attention, shape } => {
             let ads: Vec<_> = adapters.iter().map(|p| flux_trt::lora::load(p)).collect::<Result<_, _>>()?;
             let bytes = std::fs::read(&reference)?;
             let refs: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             let mut report = serde_json::Map::new();
             let mut failures = Vec::new();
             let mut calibrated: Option<BTreeMap<String, f32>> = None;
+            // A float engine (no FP8 GEMMs): one pass, FP8 attention alone.
+            let mut float_engine = false;
             for act in [Fp8Activations::Dynamic, Fp8Activations::Static] {
+                if float_engine {
+                    break;
+                }
                 let t0 = Instant::now();
                 let scales = if act == Fp8Activations::Static && !engine_scales { calibrated.clone() } else { None };
-                let s = CudaSession::open(&engine, CudaOptions { fp8_activations: act, fp8_activation_scales: scales, ..Default::default() })?;
+                let opts = CudaOptions { fp8_activations: act, fp8_activation_scales: scales, fp8_attention, ..Default::default() };
+                let s = CudaSession::open(&engine, opts)?;
+                float_engine = s.fp8_mode().is_none();
+                anyhow::ensure!(!float_engine || fp8_attention, "{}: a float engine has nothing in FP8 (give --fp8-attention)", engine.display());
                 let open_s = t0.elapsed().as_secs_f64();
                 let cfg = s.manifest().model.clone();
                 let st = setup(&cfg, shape);
@@ -156,7 +172,8 @@ fn main() -> anyhow::Result<()> {
                 anyhow::ensure!(want.len() == ads.len() + 1, "{}: {} outputs of {n_out} values, expected {}", reference.display(), want.len(), ads.len() + 1);
                 let mut r = serde_json::Map::new();
                 r.insert("open_s".into(), json!(open_s));
-                if act == Fp8Activations::Dynamic {
+                r.insert("fp8_attention".into(), json!(fp8_attention));
+                if act == Fp8Activations::Dynamic && !float_engine {
                     // calibration: the largest dynamic scale per GEMM over the σ schedule (base set)
                     let tc = Instant::now();
                     let mut bound = s.bind(&st.req.inputs())?;
@@ -199,11 +216,13 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 r.insert("a_b_a_bit_exact".into(), json!(aba));
+                r.insert("attention_engines".into(), json!(s.attention_engines().into_iter().map(|(_, e)| e).collect::<Vec<_>>()));
                 if !aba {
                     failures.push(format!("{act:?}: A→B→A not bit-exact"));
                 }
                 println!("{act:?}: {}", serde_json::to_string(&r)?);
-                report.insert(format!("{act:?}").to_lowercase(), Value::Object(r));
+                let key = if float_engine { "fp8_attention_only".to_string() } else { format!("{act:?}").to_lowercase() };
+                report.insert(key, Value::Object(r));
             }
             report.insert("failures".into(), json!(failures));
             report.insert("passed".into(), json!(failures.is_empty()));

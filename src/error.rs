@@ -131,7 +131,7 @@ fn cuda_kind(e: &CudaError) -> ErrorKind {
         CudaError::OutOfMemory { .. } => ErrorKind::OutOfMemory,
         // CUDA_ERROR_OUT_OF_MEMORY
         CudaError::Driver { code: 2, .. } => ErrorKind::OutOfMemory,
-        CudaError::UnsupportedHeadDim { .. } => ErrorKind::Incompatible,
+        CudaError::UnsupportedHeadDim { .. } | CudaError::Fp8AttentionUnavailable { .. } => ErrorKind::Incompatible,
         _ => ErrorKind::Backend,
     }
 }

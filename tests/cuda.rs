@@ -663,3 +663,44 @@ fn gpu_calibrate_writes_the_measured_scales() {
     );
     assert!(sd.cosine >= 0.999 && sg.cosine >= 0.99, "static {sd:?} / golden {sg:?}");
 }
+
+/// The `fp8_attention` switch through a whole tiny bf16 engine (dev, heads of 32): the step with
+/// FP8 attention against the same engine without it and against the diffusers fp32 golden, base
+/// and with the first dev adapter; graph replay equals the eager run bit for bit. Bound: cosine ≥
+/// 0.99 (the bar of the FP8 GEMM tests; E4M3 keeps 3 mantissa bits, see
+/// `tests/cuda_attention.rs`). Fails, with the typed error, where cuDNN has no FP8 engine for the
+/// tiny model's head dim.
+#[test]
+#[ignore = "needs a Hopper GPU"]
+fn gpu_dev_bf16_fp8_attention_stays_close() {
+    let (_t, dir) = engine("dev", Precision::Bf16);
+    let g = golden("dev");
+    let float = CudaSession::open(&dir, CudaOptions { fp8_attention: false, ..CudaOptions::default() }).unwrap_or_else(|e| panic!("{e}"));
+    let fp8 = CudaSession::open(&dir, CudaOptions { fp8_attention: true, ..CudaOptions::default() }).unwrap_or_else(|e| panic!("{e}"));
+    assert!(fp8.fp8_attention() && !float.fp8_attention());
+    let mut bf = float.bind(&g.request()).unwrap();
+    let mut b8 = fp8.bind(&g.request()).unwrap();
+    let want = run(&float, &g, &mut bf);
+    let got = run(&fp8, &g, &mut b8);
+    let again = run(&fp8, &g, &mut b8); // captured + replayed
+    assert_eq!(got, again, "FP8 attention: graph replay equals the eager run bit for bit");
+    println!("attention engines: {:?}", fp8.attention_engines());
+    let mut failures = Vec::new();
+    let mut check = |what: &str, a: Metrics| {
+        println!("fp8 attention {what}: cosine {:.6}, rel L2 {:.3e}", a.cosine, a.rel_l2);
+        if a.cosine < 0.99 {
+            failures.push(format!("{what}: {a:?}"));
+        }
+    };
+    check("base vs bf16 attention", metrics(&got, &want));
+    check("base vs diffusers fp32", metrics(&got, &g.outs["out.base"]));
+    if let Some(f) = lora_fixtures("dev").first() {
+        let ad = flux_trt::lora::load(&f.path).unwrap();
+        float.swap(&[(&ad, 1.0)]).unwrap();
+        fp8.swap(&[(&ad, 1.0)]).unwrap();
+        let (w, o) = (run(&float, &g, &mut bf), run(&fp8, &g, &mut b8));
+        check(&format!("{} vs bf16 attention", f.stem), metrics(&o, &w));
+        check(&format!("{} LoRA delta vs bf16 attention", f.stem), metrics(&sub(&o, &got), &sub(&w, &want)));
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -27,6 +27,10 @@ pub enum CudaError {
     /// cuDNN has no fused attention engine for this head dimension / dtype.
     #[error("attention: head dim {head_dim} is not supported by cuDNN's fused SDPA here (supported: multiples of 8 up to 256): {message}")]
     UnsupportedHeadDim { head_dim: usize, message: String },
+    /// FP8 attention was asked for (`CudaOptions::fp8_attention`) but cannot run here: the GPU,
+    /// the cuDNN version, or no cuDNN engine for the FP8 graph (no silent bf16 fallback).
+    #[error("FP8 attention unavailable: {reason}")]
+    Fp8AttentionUnavailable { reason: String },
     /// A device allocation failed.
     #[error("out of device memory: {bytes} bytes for {what}")]
     OutOfMemory { bytes: usize, what: String },

@@ -15,12 +15,15 @@
 //! [`fp8`]: E4M3 GEMMs through cuBLASLt (per-tensor / per-channel weight scales) and the
 //! activation quantization kernels; [`fp8_plan`]: an FP8 engine's quantized GEMMs and scales,
 //! which [`model`] runs through [`fp8`] (the rest of the step as in bf16).
+//! [`attention_fp8`]: FP8 attention (cuDNN's fused E4M3 flash attention on Hopper, dynamic per-tensor
+//! q/k/v scales), behind [`CudaOptions::fp8_attention`].
 
 // Kernel-launch and GEMM wrappers take their operands one by one (pointers, sizes, strides); plan
 // caches insert fallibly built plans (`?`), which the entry API does not express.
 #![allow(clippy::too_many_arguments, clippy::map_entry)]
 
 pub mod attention;
+pub mod attention_fp8;
 pub mod cudnn;
 pub mod device;
 mod error;
@@ -36,7 +39,8 @@ pub mod session;
 pub mod stage;
 pub mod weights;
 
-pub use attention::{Attention, AttentionImpl, AttentionShape};
+pub use attention::{Attention, AttentionImpl, AttentionShape, Fp8Out, Fp8Scalar};
+pub use attention_fp8::Fp8Attention;
 pub use error::CudaError;
 pub use fp8::{ChannelImpl, Fp8Gemm, Fp8Kernels, Fp8Shape, LtHandle, WeightScaling};
 pub use session::{AmaxObserver, Bound, CudaOptions, CudaSession, DeviceSlots, Fp8Activations, OpenReport, StagedSlots};

@@ -12,11 +12,17 @@
 //! bf16. GELU-tanh, which the bf16 path fuses into the MLP GEMM's epilogue, is instead fused into
 //! the consumer's quantization (`gelu(x)` quantized, never written back) when that consumer has no
 //! LoRA slot reading the bf16 input, else applied by the in-place GELU kernel.
+//!
+//! FP8 attention ([`StepAttention::Fp8`], `CudaOptions::fp8_attention`): the bf16 q, k, v that
+//! `qk_norm_rope` writes are quantized per tensor (dynamic scales, on the device) into the arena's
+//! E4M3 scratch and cuDNN's FP8 flash attention writes the bf16 `o` the output projections read
+//! (see [`super::attention_fp8`]); every other op is unchanged.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::attention::Attention;
+use super::attention_fp8::Fp8Attention;
 use super::device::{DeviceBuffer, Gpu};
 use super::fp8::{Fp8Gemm, Fp8Kernels, Fp8Shape, MAX_WORKSPACE};
 use super::fp8_plan::{Fp8Layer, Fp8Plan};
@@ -105,6 +111,49 @@ impl Fp8Run {
     /// How the per-channel weight scales are applied (one GEMM plan's choice; None before the first step).
     pub fn channel_impl(&self) -> Option<super::fp8::ChannelImpl> {
         self.gemms.lock().unwrap_or_else(|e| e.into_inner()).values().next().map(|g| g.channel_impl())
+    }
+}
+
+/// The attention of one shape's forward pass.
+pub enum StepAttention {
+    /// bf16 / fp16 (cuDNN) or fp32 (the NVRTC kernel) on the model's q, k, v.
+    Float(Attention),
+    /// FP8 (`CudaOptions::fp8_attention`): q, k, v quantized into the arena's
+    /// [`super::plan::AttnFp8Arena`] scratch, O back in the model's bf16 `o`.
+    Fp8(Fp8Attention),
+}
+
+impl StepAttention {
+    /// Device workspace the cuDNN plan needs (bytes).
+    pub fn workspace_bytes(&self) -> usize {
+        match self {
+            StepAttention::Float(a) => a.workspace_bytes(),
+            StepAttention::Fp8(a) => a.workspace_bytes(),
+        }
+    }
+
+    /// Description of the engine (logs, benchmarks).
+    pub fn engine(&self) -> String {
+        match self {
+            StepAttention::Float(a) => a.engine(),
+            StepAttention::Fp8(a) => format!("FP8 ({:?} O): {}", a.out(), a.engine()),
+        }
+    }
+
+    /// # Safety
+    /// q, k, v, o are the arena's `[B, S, H, D]` buffers of the attention's shape; `ws` holds
+    /// [`Self::workspace_bytes`].
+    unsafe fn run(&self, a: &Arena, base: u64, [q, k, v]: [u64; 3], o: u64, ws: u64) -> Result<(), CudaError> {
+        match self {
+            StepAttention::Float(att) => att.run(q, k, v, o, ws),
+            StepAttention::Fp8(att) => {
+                let f = a.attn_fp8.as_ref().ok_or_else(|| CudaError::Input {
+                    tensor: "fp8 attention".into(),
+                    message: "the activation arena was planned without the FP8 attention scratch".into(),
+                })?;
+                att.run(q, k, v, o, &f.scratch(base), ws)
+            }
+        }
     }
 }
 
@@ -437,7 +486,7 @@ impl Model {
 
     /// One transformer call on the arena's inputs (latents, timestep, guidance, encoder states,
     /// pooled, RoPE tables, freqs) → `out_f32`. Enqueued only; capturable.
-    pub fn forward(&self, gpu: &Gpu, a: &Arena, base: u64, attn: &Attention, attn_ws: u64) -> Result<(), CudaError> {
+    pub fn forward(&self, gpu: &Gpu, a: &Arena, base: u64, attn: &StepAttention, attn_ws: u64) -> Result<(), CudaError> {
         let cfg = &self.cfg;
         let (h, m, heads, d) = (cfg.hidden_size, cfg.mlp_hidden, cfg.num_heads, cfg.head_dim);
         let s = a.shape;
@@ -516,7 +565,7 @@ impl Model {
             k.qk_norm_rope(gpu, proj.base, 3 * h, [0, h, 2 * h], (0, j.s_txt), j, heads, d, (nq("norm_added_q")?, nq("norm_added_k")?), rope, qkv)?;
             // SAFETY: q/k/v/o are [B, S_tot, heads, D] arena buffers of the attention's shape.
             if self.skip.load(std::sync::atomic::Ordering::Relaxed) & SKIP_ATTENTION == 0 {
-                unsafe { attn.run(qkv[0], qkv[1], qkv[2], p(a.o), attn_ws)? };
+                unsafe { attn.run(a, base, qkv, p(a.o), attn_ws)? };
             }
             self.linear(gpu, a, base, j, Rows::Img, &format!("{at}.to_out.0"), o, tmp, false)?;
             self.linear(gpu, a, base, j, Rows::Txt, &format!("{at}.to_add_out"), o, tmp, false)?;
@@ -575,7 +624,7 @@ impl Model {
             k.qk_norm_rope(gpu, proj.base, w1, [0, h, 2 * h], (0, j.s_tot), Joint { s_txt: 0, ..j }, heads, d, (nq("norm_q")?, nq("norm_k")?), rope, qkv)?;
             // SAFETY: as above.
             if self.skip.load(std::sync::atomic::Ordering::Relaxed) & SKIP_ATTENTION == 0 {
-                unsafe { attn.run(qkv[0], qkv[1], qkv[2], p(a.o), attn_ws)? };
+                unsafe { attn.run(a, base, qkv, p(a.o), attn_ws)? };
             }
             // proj_out over cat(attn, gelu(mlp)) as two K-segments
             let mlp = Mat { col: 3 * h, ..proj };

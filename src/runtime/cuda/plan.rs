@@ -66,6 +66,35 @@ pub struct Arena {
     /// FP8 engines: `[rows, max K]` E4M3 quantized GEMM input (0 bytes otherwise).
     pub q8: usize,
     pub q8_bytes: usize,
+    /// FP8 attention (`CudaOptions::fp8_attention`): its scratch, after everything else.
+    pub attn_fp8: Option<AttnFp8Arena>,
+}
+
+/// Byte offsets of the FP8 attention scratch in an arena ([`super::attention_fp8::Scratch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnFp8Arena {
+    pub q8: usize,
+    pub k8: usize,
+    pub v8: usize,
+    /// E4M3 O (only when cuDNN writes O in E4M3; else `None`).
+    pub o8: Option<usize>,
+    pub scalars: usize,
+    pub partial: usize,
+}
+
+impl AttnFp8Arena {
+    /// Device addresses in the arena at `base`.
+    pub fn scratch(&self, base: u64) -> super::attention_fp8::Scratch {
+        let p = |o: usize| base + o as u64;
+        super::attention_fp8::Scratch {
+            q8: p(self.q8),
+            k8: p(self.k8),
+            v8: p(self.v8),
+            o8: self.o8.map_or(0, p),
+            scalars: p(self.scalars),
+            partial: p(self.partial),
+        }
+    }
 }
 
 impl Arena {
@@ -148,7 +177,23 @@ impl Arena {
             out_t,
             q8,
             q8_bytes,
+            attn_fp8: None,
         }
+    }
+
+    /// Appends the FP8 attention scratch of `sizes` (allocated only when FP8 attention is on).
+    pub fn with_fp8_attention(mut self, sizes: super::attention_fp8::ScratchSizes) -> Self {
+        let mut take = |bytes: usize| {
+            let o = self.bytes;
+            self.bytes += align(bytes.max(1));
+            o
+        };
+        let (q8, k8, v8) = (take(sizes.qkv8), take(sizes.qkv8), take(sizes.qkv8));
+        let o8 = (sizes.o8 > 0).then(|| take(sizes.o8));
+        let scalars = take(sizes.scalars);
+        let partial = take(sizes.partial);
+        self.attn_fp8 = Some(AttnFp8Arena { q8, k8, v8, o8, scalars, partial });
+        self
     }
 }
 
@@ -262,6 +307,35 @@ mod tests {
         assert_eq!(a.q8_bytes, 4608 * 15360, "FP8: the widest quantized input (single proj_out, K = H + MLP)");
         let plain = Arena::new(&cfg, DType::BF16, 64, s, 0);
         assert_eq!((plain.q8_bytes, plain.bytes), (0, a.bytes - 4608 * 15360), "no FP8 buffer for float engines");
+        assert_eq!(plain.attn_fp8, None, "no FP8 attention scratch unless asked");
+    }
+
+    #[test]
+    fn fp8_attention_scratch_is_appended_aligned_and_disjoint() {
+        use super::super::attention::{AttentionShape, Fp8Out};
+        use super::super::attention_fp8::ScratchSizes;
+        let cfg = FluxConfig::flux1(Variant::Dev);
+        let s = Shape { batch: 1, s_txt: 512, s_img: 4096 };
+        let shape = AttentionShape { batch: 1, heads: 24, seq: 4608, head_dim: 128, dtype: DType::BF16 };
+        let plain = Arena::new(&cfg, DType::BF16, 64, s, 0);
+        for out in [Fp8Out::Bf16, Fp8Out::Fp8] {
+            let sizes = ScratchSizes::new(&shape, out);
+            let a = plain.clone().with_fp8_attention(sizes);
+            let f = a.attn_fp8.unwrap();
+            assert_eq!(f.o8.is_some(), out == Fp8Out::Fp8);
+            let mut regions = vec![(f.q8, sizes.qkv8), (f.k8, sizes.qkv8), (f.v8, sizes.qkv8), (f.scalars, sizes.scalars), (f.partial, sizes.partial)];
+            regions.extend(f.o8.map(|o| (o, sizes.o8)));
+            regions.sort();
+            assert!(regions[0].0 >= plain.bytes, "after the float arena");
+            for w in regions.windows(2) {
+                assert!(w[0].0 + w[0].1 <= w[1].0, "{w:?} overlap");
+            }
+            assert!(regions.iter().all(|(o, _)| o % 256 == 0));
+            assert!(regions.last().map(|(o, n)| o + n).unwrap() <= a.bytes);
+            let sc = f.scratch(1 << 20);
+            assert_eq!(sc.q8, (1 << 20) + f.q8 as u64);
+            assert_eq!(sc.o8 == 0, out == Fp8Out::Bf16);
+        }
     }
 
     #[test]

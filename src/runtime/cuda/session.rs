@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 use cudarc::driver::{sys, CudaGraph};
 
 use super::attention::{Attention, AttentionShape, MAX_HEAD_DIM};
+use super::attention_fp8::Fp8Attention;
 use super::device::{DeviceBuffer, Gpu};
 use super::gemm::Lt;
 use super::kernels::Kernels;
-use super::model::{Fp8Run, Model};
+use super::model::{Fp8Run, Model, StepAttention};
 use super::plan::{Arena, Shape, SlotLayout};
 use super::stage::{PackedAdapter, SetBuffer, SlotStager};
 use super::weights::{DeviceWeights, WeightMap};
@@ -78,7 +79,7 @@ impl Bound {
 struct ShapeState {
     plan: Arena,
     arena: DeviceBuffer,
-    attn: Attention,
+    attn: StepAttention,
     attn_ws: Option<DeviceBuffer>,
     graph: Option<Graph>,
     /// Eager runs done (the graph is captured on the second step).
@@ -121,6 +122,12 @@ pub struct CudaOptions {
     /// FP8 engines: static activation scales by GEMM name replacing the engine's (e.g. from
     /// [`CudaSession::fp8_activation_scales`] after dynamic runs); every quantized GEMM needs one.
     pub fp8_activation_scales: Option<std::collections::BTreeMap<String, f32>>,
+    /// FP8 (E4M3) attention through cuDNN's fused FP8 flash attention, q/k/v scaled per tensor
+    /// from each call's amax (default off; `FLUX_TRT_FP8_ATTENTION=1` turns it on). bf16 and FP8
+    /// engines on Hopper (sm_90+); elsewhere opening fails with
+    /// [`CudaError::Fp8AttentionUnavailable`] naming the reason (no silent fallback to bf16).
+    /// Accuracy: measured by `tests/cuda_attention.rs` and `examples/cuda_fp8_check.rs --fp8-attention`.
+    pub fp8_attention: bool,
 }
 
 impl Default for CudaOptions {
@@ -132,6 +139,7 @@ impl Default for CudaOptions {
             verify: VerifyPolicy::default(),
             fp8_activations: if env("FLUX_TRT_FP8_DYNAMIC").is_some_and(|v| v == "1") { Fp8Activations::Dynamic } else { Fp8Activations::Static },
             fp8_activation_scales: None,
+            fp8_attention: env("FLUX_TRT_FP8_ATTENTION").is_some_and(|v| v == "1"),
         }
     }
 }
@@ -157,6 +165,7 @@ pub struct CudaSession {
     active: ActiveSlots<Arc<DeviceSlots>>,
     runner: Mutex<Runner>,
     graphs: bool,
+    fp8_attention: bool,
     pub open_report: OpenReport,
 }
 
@@ -172,6 +181,22 @@ fn input_err(tensor: &str, message: impl Into<String>) -> CudaError {
 
 fn bytes_of(v: &[f32]) -> &[u8] {
     bytemuck::cast_slice(v)
+}
+
+/// With `fp8_attention` on: fails at open, with [`CudaError::Fp8AttentionUnavailable`], on a GPU
+/// or cuDNN without the fused FP8 attention, or when cuDNN has no engine for the model's heads
+/// (planned on a small probe shape, batch 1 × 256 tokens; each step shape is planned on its first
+/// step and may still fail there).
+fn probe_fp8_attention(gpu: &Gpu, cfg: &crate::flux::FluxConfig, dtype: crate::tensor::DType) -> Result<(), CudaError> {
+    let shape = AttentionShape { batch: 1, heads: cfg.num_heads, seq: 256, head_dim: cfg.head_dim, dtype };
+    match Fp8Attention::new(&gpu.stream, shape) {
+        Ok(a) => {
+            tracing::info!("FP8 attention: {:?} O, {}", a.out(), a.engine());
+            Ok(())
+        }
+        Err(e @ CudaError::Fp8AttentionUnavailable { .. }) => Err(e),
+        Err(e) => Err(CudaError::Fp8AttentionUnavailable { reason: e.to_string() }),
+    }
 }
 
 /// The attention head dimensions this backend runs (a typed error naming the limit otherwise),
@@ -209,6 +234,9 @@ impl CudaSession {
         let kernels = Kernels::load(&gpu, dtype)?;
         let kernels_time = tk.elapsed();
         let lt = Lt::new(&gpu, dtype)?;
+        if opts.fp8_attention {
+            probe_fp8_attention(&gpu, &manifest.model, dtype)?;
+        }
         let tu = Instant::now();
         let weights = DeviceWeights::upload(&gpu, map)?;
         let upload = tu.elapsed();
@@ -236,6 +264,7 @@ impl CudaSession {
             active: ActiveSlots::new(Arc::new(DeviceSlots { session: id, buf: SetBuffer::owned(base_set) })),
             runner: Mutex::new(Runner { loaded_slots: 0, loaded_request: HashMap::new(), shapes: HashMap::new() }),
             graphs: opts.graphs,
+            fp8_attention: opts.fp8_attention,
             open_report,
         })
     }
@@ -251,10 +280,16 @@ impl CudaSession {
     fn shape_state(&self, shape: Shape) -> Result<ShapeState, CudaError> {
         let cfg = &self.manifest.model;
         let fp8_k = self.model.fp8.as_ref().map_or(0, |f| f.plan.max_k);
-        let plan = Arena::new(cfg, self.model.dtype, self.manifest.lora.max_rank, shape, fp8_k);
-        let arena = self.gpu.zeros(plan.bytes, &format!("activations for batch {} × {} tokens", shape.batch, shape.s_tot()))?;
         let ashape = AttentionShape { batch: shape.batch, heads: cfg.num_heads, seq: shape.s_tot(), head_dim: cfg.head_dim, dtype: self.model.dtype };
-        let attn = Attention::new(&self.gpu.stream, ashape)?;
+        let mut plan = Arena::new(cfg, self.model.dtype, self.manifest.lora.max_rank, shape, fp8_k);
+        let attn = if self.fp8_attention {
+            let a = Fp8Attention::new(&self.gpu.stream, ashape)?;
+            plan = plan.with_fp8_attention(a.scratch_sizes());
+            StepAttention::Fp8(a)
+        } else {
+            StepAttention::Float(Attention::new(&self.gpu.stream, ashape)?)
+        };
+        let arena = self.gpu.zeros(plan.bytes, &format!("activations for batch {} × {} tokens", shape.batch, shape.s_tot()))?;
         let ws = attn.workspace_bytes();
         let attn_ws = if ws > 0 { Some(self.gpu.alloc(ws, "attention workspace")?) } else { None };
         // diffusers' sinusoid frequencies, in f32 like the exported graph
@@ -437,6 +472,17 @@ impl CudaSession {
     /// FP8 engines: whether activation scales are dynamic, and how per-channel weight scales are applied.
     pub fn fp8_mode(&self) -> Option<(bool, Option<super::fp8::ChannelImpl>)> {
         self.model.fp8.as_ref().map(|f| (f.dynamic, f.channel_impl()))
+    }
+
+    /// Whether attention runs in FP8 ([`CudaOptions::fp8_attention`]).
+    pub fn fp8_attention(&self) -> bool {
+        self.fp8_attention
+    }
+
+    /// The attention engine of each shape planned so far (benchmarks report it).
+    pub fn attention_engines(&self) -> Vec<(Shape, String)> {
+        let guard = self.runner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.shapes.iter().map(|(s, st)| (*s, st.attn.engine())).collect()
     }
 
     /// What cuBLASLt autotuning measured so far, per GEMM shape (benchmarks report it).
