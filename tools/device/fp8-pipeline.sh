@@ -5,7 +5,8 @@
 #
 #   bash tools/device/fp8-pipeline.sh          (HERE=.dev/NAME: carry it; results in $OUT)
 #
-# STAGES (default build,calib,gen,seed) runs some of the steps below, so that a lease can split them
+# STAGES (default build,calib,gen,seed; also attn: the FP8 attention GPU tests during the export, attnacc:
+# FP8 attention's full-size accuracy) runs some of the steps below, so that a lease can split them
 # over calls of at most 10 minutes on one warm machine (each step reuses what the earlier left in $W).
 #
 # 1. A random FluxPipeline folder (make-random-flux --pipeline, all 24 T5-XXL layers unless $T5_LAYERS
@@ -55,6 +56,15 @@ else
 fi
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; date -u +%FT%TZ; nproc; echo "ONNX Runtime: $ORT_DYLIB_PATH ${ORT_ARGS[*]} ${TF32[*]}"; df -h /tmp /dev/shm; free -g; } > "$OUT/machine.txt"
 
+# ---------------- 0. FP8 attention GPU tests (stage attn), beside the CPU-bound export ----------------
+ATTN_PID=
+if stage attn; then
+  [ -e /work/main/tests/fixtures ] || { mkdir -p /work && ln -sfn "$ROOT" /work/main; }   # the test binaries read the fixtures there
+  ( timeout 300 "$B/cuda_attention" --ignored --nocapture --test-threads=1 fp8_ > "$OUT/attn-tests.log" 2>&1; echo "rc=$?" >> "$OUT/attn-tests.log"
+    timeout 200 "$B/cuda-test" --ignored --nocapture --test-threads=1 fp8_attention > "$OUT/attn-engine-test.log" 2>&1; echo "rc=$?" >> "$OUT/attn-engine-test.log" ) &
+  ATTN_PID=$!
+fi
+
 # ---------------- 1. pipeline folder, adapters, FP8 pipeline engine ----------------
 E=$W/engine-fp8
 if stage build && [ ! -f "$E/text_encoder/manifest.json" ]; then
@@ -79,6 +89,11 @@ if stage build && [ ! -f "$E/text_encoder/manifest.json" ]; then
   [ -n "${KEEP_PIPE:-}" ] || rm -rf "$P"
 fi
 
+if [ -n "$ATTN_PID" ]; then
+  wait "$ATTN_PID"
+  note "FP8 attention tests: $(grep -E '^test |test result|rc=' "$OUT/attn-tests.log" "$OUT/attn-engine-test.log" | tr '\n' ' ' | cut -c1-900)"
+fi
+
 # ---------------- 2. GPU calibration on the 32 prompts ----------------
 if stage calib; then
 c0=$(date +%s)
@@ -86,6 +101,16 @@ timeout ${CALIB_LIMIT:-600} "$B/flux-trt" calibrate --engine "$E" --prompts "$RO
 note "flux-trt calibrate (32 prompts × 4 samples, 1024²): rc=$? in $(( $(date +%s) - c0 )) s: $(tail -2 "$OUT/calibrate.log" | tr '\n' ' ' | cut -c1-400)"
 timeout 150 "$B/cuda_bench" --engine "$E" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps 20 --warmup 2 --json "$OUT/bench-fp8-calibrated.json" > "$OUT/bench.log" 2>&1
 note "bench FP8 (engine's calibrated static scales): rc=$? $(grep -E '^1024x1024' "$OUT/bench.log" | cut -c1-300)"
+timeout 150 "$B/cuda_bench" --engine "$E" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps 20 --warmup 2 --fp8-attention --json "$OUT/bench-fp8-attn.json" > "$OUT/bench-attn.log" 2>&1
+note "bench FP8 + FP8 attention: rc=$? $(grep -E '^1024x1024' "$OUT/bench-attn.log" | cut -c1-300)"
+fi
+
+# ---------------- 2b. FP8 attention's accuracy at full size (stage attnacc) ----------------
+if stage attnacc; then
+  timeout 120 "$B/cuda_fp8_check" ref --engine "$E" --adapters "$W/a64.safetensors,$W/b64.safetensors" --out "$W/ref-fp8.bin" > "$OUT/attn-acc.log" 2>&1
+  timeout 200 "$B/cuda_fp8_check" fp8 --engine "$E" --adapters "$W/a64.safetensors,$W/b64.safetensors" --reference "$W/ref-fp8.bin" --engine-scales \
+    --fp8-attention --json "$OUT/attn-acc.json" >> "$OUT/attn-acc.log" 2>&1
+  note "FP8 attention vs bf16 attention, same FP8 engine and scales (full size): rc=$? $(tail -3 "$OUT/attn-acc.log" | tr '\n' ' ' | cut -c1-500)"
 fi
 
 # ---------------- 3. the whole image, adapter changing every image ----------------
@@ -129,5 +154,8 @@ if stage seed; then
     fi
     SDPA=cudnn PYTHONUNBUFFERED=1 timeout ${SEED_LIMIT:-540} python3 "$HERE/seed_pipeline.py" fp8r ) > "$OUT/seed-pipeline.log" 2>&1
   note "seed_pipeline.py fp8r: rc=$? $(grep RESULT "$OUT/seed-pipeline.log" | cut -c1-600)"
+fi
+if [ -n "${TAR_OUT:-}" ]; then   # $OUT returns at most 8 files
+  (cd "$OUT" && tar -czf results.tgz --exclude=results.tgz --exclude=summary.txt -- * && find . -type f ! -name results.tgz ! -name summary.txt ! -name '*.png' -delete)
 fi
 cat "$OUT/summary.txt"
