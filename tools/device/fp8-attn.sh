@@ -39,12 +39,14 @@ M=$W/model; ADS="$W/a64.safetensors,$W/b64.safetensors"
 [ -f "$W/a64.safetensors" ] || "$B/make-random-flux" --out "$W/a64.safetensors" --lora attn --rank 64 --seed 2 >> "$W/make.log" 2>&1
 [ -f "$W/b64.safetensors" ] || "$B/make-random-flux" --out "$W/b64.safetensors" --lora attn --rank 64 --seed 3 >> "$W/make.log" 2>&1
 note "random model + adapters"
-wait $TESTS
-note "FP8 attention GPU tests: $(grep -hE '^test |test result|rc=' "$OUT/attn-tests.log" "$OUT/attn-engine-test.log" | tr '\n' ' ' | cut -c1-1200)"
 E16=$W/engine-bf16
 if [ -z "${SKIP_BF16:-}" ]; then
 "$B/build-engine" --model "$M" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision bf16 --out "$E16" --no-hash > "$OUT/export-bf16.log" 2>&1
 note "export bf16: rc=$?"
+fi
+wait $TESTS
+note "FP8 attention GPU tests: $(grep -hE '^test |test result|rc=' "$OUT/attn-tests.log" "$OUT/attn-engine-test.log" | tr '\n' ' ' | cut -c1-1200)"
+if [ -z "${SKIP_BF16:-}" ]; then
 timeout 120 "$B/cuda_fp8_check" ref --engine "$E16" --adapters "$ADS" --out "$W/ref.bin" > "$OUT/ref.log" 2>&1
 note "bf16 reference outputs: rc=$? $(tail -1 "$OUT/ref.log" | cut -c1-300)"
 for a in "" --fp8-attention; do
