@@ -63,6 +63,10 @@ E8=$W/engine-fp8t
 "$B/build-engine" --model "$M" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision fp8 --fp8-weight-scale tensor \
   --calib-in "$W/calib-placeholder.json" --out "$E8" --no-hash > "$OUT/export-fp8.log" 2>&1
 note "export fp8 per-tensor: rc=$?"
+if [ ! -f "$W/ref.bin" ]; then   # SKIP_BF16: the yardstick is the FP8 engine itself with bf16 attention (dynamic scales)
+  FLUX_TRT_FP8_DYNAMIC=1 timeout 120 "$B/cuda_fp8_check" ref --engine "$E8" --adapters "$ADS" --out "$W/ref.bin" > "$OUT/ref.log" 2>&1
+  note "yardstick = FP8 engine, dynamic scales, bf16 attention: rc=$? $(tail -1 "$OUT/ref.log" | cut -c1-300)"
+fi
 [ -f "$W/ref.bin" ] && timeout 150 "$B/cuda_fp8_check" fp8 --engine "$E8" --adapters "$ADS" --reference "$W/ref.bin" --fp8-attention --calib 8 \
   --scales-out "$OUT/fp8-gpu-calibration.json" --json "$OUT/check-fp8-fp8attn.json" > "$OUT/check-fp8-fp8attn.log" 2>&1
 note "FP8 engine + FP8 attention vs bf16: rc=$? $(grep -E '^(Dynamic|Static)|FAILED' "$OUT/check-fp8-fp8attn.log" | tr '\n' ' ' | cut -c1-1200)"
