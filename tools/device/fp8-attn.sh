@@ -6,6 +6,8 @@
 #
 #   HERE=.dev/fp8pipe bash tools/device/fp8-attn.sh        (carry .dev/fp8pipe; results in $OUT)
 #
+# Logs stay in $W until the end (a call cut off at its limit still returns $OUT's first 8 files:
+# the summary, the test logs and the JSON results).
 # 1. Beside the CPU-bound steps: the GPU tests `cuda_attention fp8_` (FP8 attention vs the bf16
 #    reference kernel on small shapes and the FLUX shape, device scales, zero inputs, graph replay,
 #    time per call) and `cuda-test fp8_attention` (the tiny dev bf16 engine with the switch on).
@@ -41,40 +43,41 @@ M=$W/model; ADS="$W/a64.safetensors,$W/b64.safetensors"
 note "random model + adapters"
 E16=$W/engine-bf16
 if [ -z "${SKIP_BF16:-}" ]; then
-"$B/build-engine" --model "$M" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision bf16 --out "$E16" --no-hash > "$OUT/export-bf16.log" 2>&1
+"$B/build-engine" --model "$M" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision bf16 --out "$E16" --no-hash > "$W/export-bf16.log" 2>&1
 note "export bf16: rc=$?"
 fi
 wait $TESTS
 note "FP8 attention GPU tests: $(grep -hE '^test |test result|rc=' "$OUT/attn-tests.log" "$OUT/attn-engine-test.log" | tr '\n' ' ' | cut -c1-1200)"
 if [ -z "${SKIP_BF16:-}" ]; then
-timeout 120 "$B/cuda_fp8_check" ref --engine "$E16" --adapters "$ADS" --out "$W/ref.bin" > "$OUT/ref.log" 2>&1
-note "bf16 reference outputs: rc=$? $(tail -1 "$OUT/ref.log" | cut -c1-300)"
+timeout 120 "$B/cuda_fp8_check" ref --engine "$E16" --adapters "$ADS" --out "$W/ref.bin" > "$W/ref.log" 2>&1
+note "bf16 reference outputs: rc=$? $(tail -1 "$W/ref.log" | cut -c1-300)"
 for a in "" --fp8-attention; do
   timeout 100 "$B/cuda_bench" --engine "$E16" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps 10 --warmup 2 $a \
     --json "$OUT/bench-bf16${a:+-fp8attn}.json" > "$W/bench.log" 2>&1
   note "bench bf16 engine ${a:-(bf16 attention)}: rc=$? $(grep -E '^1024x1024' "$W/bench.log" | cut -c1-200)"
 done
-timeout 120 "$B/cuda_fp8_check" fp8 --engine "$E16" --adapters "$ADS" --reference "$W/ref.bin" --fp8-attention --json "$OUT/check-bf16-fp8attn.json" > "$OUT/check-bf16-fp8attn.log" 2>&1
-note "FP8 attention alone vs bf16 (bf16 engine): rc=$? $(grep -vE '^\s*$' "$OUT/check-bf16-fp8attn.log" | tail -4 | tr '\n' ' ' | cut -c1-900)"
+timeout 120 "$B/cuda_fp8_check" fp8 --engine "$E16" --adapters "$ADS" --reference "$W/ref.bin" --fp8-attention --json "$OUT/check-bf16-fp8attn.json" > "$W/check-bf16-fp8attn.log" 2>&1
+note "FP8 attention alone vs bf16 (bf16 engine): rc=$? $(grep -vE '^\s*$' "$W/check-bf16-fp8attn.log" | tail -4 | tr '\n' ' ' | cut -c1-900)"
 rm -rf "$E16"
 fi
 python3 "$ROOT/tools/device/fp8-placeholder.py" "$W/calib-placeholder.json"
 E8=$W/engine-fp8t
 "$B/build-engine" --model "$M" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision fp8 --fp8-weight-scale tensor \
-  --calib-in "$W/calib-placeholder.json" --out "$E8" --no-hash > "$OUT/export-fp8.log" 2>&1
+  --calib-in "$W/calib-placeholder.json" --out "$E8" --no-hash > "$W/export-fp8.log" 2>&1
 note "export fp8 per-tensor: rc=$?"
 if [ ! -f "$W/ref.bin" ]; then   # SKIP_BF16: the yardstick is the FP8 engine itself with bf16 attention (dynamic scales)
-  FLUX_TRT_FP8_DYNAMIC=1 timeout 120 "$B/cuda_fp8_check" ref --engine "$E8" --adapters "$ADS" --out "$W/ref.bin" > "$OUT/ref.log" 2>&1
-  note "yardstick = FP8 engine, dynamic scales, bf16 attention: rc=$? $(tail -1 "$OUT/ref.log" | cut -c1-300)"
+  FLUX_TRT_FP8_DYNAMIC=1 timeout 120 "$B/cuda_fp8_check" ref --engine "$E8" --adapters "$ADS" --out "$W/ref.bin" > "$W/ref.log" 2>&1
+  note "yardstick = FP8 engine, dynamic scales, bf16 attention: rc=$? $(tail -1 "$W/ref.log" | cut -c1-300)"
 fi
 [ -f "$W/ref.bin" ] && timeout 150 "$B/cuda_fp8_check" fp8 --engine "$E8" --adapters "$ADS" --reference "$W/ref.bin" --fp8-attention --calib 8 \
-  --scales-out "$OUT/fp8-gpu-calibration.json" --json "$OUT/check-fp8-fp8attn.json" > "$OUT/check-fp8-fp8attn.log" 2>&1
-note "FP8 engine + FP8 attention vs bf16: rc=$? $(grep -E '^(Dynamic|Static)|FAILED' "$OUT/check-fp8-fp8attn.log" | tr '\n' ' ' | cut -c1-1200)"
+  --scales-out "$OUT/fp8-gpu-calibration.json" --json "$OUT/check-fp8-fp8attn.json" > "$W/check-fp8-fp8attn.log" 2>&1
+note "FP8 engine + FP8 attention vs bf16: rc=$? $(grep -E '^(Dynamic|Static)|FAILED' "$W/check-fp8-fp8attn.log" | tr '\n' ' ' | cut -c1-1200)"
 for a in "" --fp8-attention; do
   timeout 100 "$B/cuda_bench" --engine "$E8" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps 10 --warmup 2 $a \
     $([ -f "$OUT/fp8-gpu-calibration.json" ] && echo --fp8-scales "$OUT/fp8-gpu-calibration.json") --json "$OUT/bench-fp8${a:+-fp8attn}.json" > "$W/bench.log" 2>&1
   note "bench FP8 engine (static, GPU-calibrated) ${a:-(bf16 attention)}: rc=$? $(grep -E '^1024x1024' "$W/bench.log" | cut -c1-200)"
 done
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv,noheader >> "$OUT/machine.txt"
-(cd "$OUT" && tar -czf results.tgz --exclude=results.tgz --exclude=summary.txt -- * && find . -type f ! -name results.tgz ! -name summary.txt -delete)
+cp "$W"/*.log "$OUT/" 2>/dev/null
+[ "$(ls "$OUT" | wc -l)" -le 8 ] || (cd "$OUT" && tar -czf results.tgz --exclude=results.tgz --exclude=summary.txt -- * && find . -type f ! -name results.tgz ! -name summary.txt -delete)   # 8 files come back
 cat "$OUT/summary.txt"
