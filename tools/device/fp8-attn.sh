@@ -36,6 +36,11 @@ export FLUX_TRT_KERNEL_CACHE=/tmp/flux-trt-kernels RUST_LOG=${RUST_LOG:-warn} OR
   timeout 200 "$B/cuda-test" --ignored --nocapture --test-threads=1 fp8_attention > "$OUT/attn-engine-test.log" 2>&1; echo "rc=$?" >> "$OUT/attn-engine-test.log" ) &
 TESTS=$!
 
+if [ -n "${TESTS_ONLY:-}" ]; then
+  wait $TESTS
+  note "FP8 attention GPU tests: $(grep -hE '^test |test result|rc=' "$OUT/attn-tests.log" "$OUT/attn-engine-test.log" | tr '\n' ' ' | cut -c1-1200)"
+  exit 0
+fi
 M=$W/model; ADS="$W/a64.safetensors,$W/b64.safetensors"
 [ -d "$M" ] || "$B/make-random-flux" --out "$M" --layout diffusers --dtype bf16 > "$W/make.log" 2>&1 || { note "make-random-flux failed"; exit 1; }
 [ -f "$W/a64.safetensors" ] || "$B/make-random-flux" --out "$W/a64.safetensors" --lora attn --rank 64 --seed 2 >> "$W/make.log" 2>&1
