@@ -22,9 +22,9 @@ pub struct Source {
 pub const SOURCES: &[Source] = &[
     Source { name: "fused.cu", code: include_str!("kernels/fused.cu"), min_cc: 80 },
     Source { name: "attention.cu", code: include_str!("kernels/attention.cu"), min_cc: 80 },
-    Source { name: "fp8.cu", code: include_str!("kernels/fp8.cu"), min_cc: 89 },
+    Source { name: "fp8.cu", code: concat!(include_str!("kernels/e4m3.cuh"), include_str!("kernels/fp8.cu")), min_cc: 89 },
     Source { name: "slots.cu", code: include_str!("kernels/slots.cu"), min_cc: 80 },
-    Source { name: "attention_fp8.cu", code: include_str!("kernels/attention_fp8.cu"), min_cc: 89 },
+    Source { name: "attention_fp8.cu", code: concat!(include_str!("kernels/e4m3.cuh"), include_str!("kernels/attention_fp8.cu")), min_cc: 89 },
 ];
 
 pub fn source(name: &str) -> Source {

@@ -1,6 +1,6 @@
 // FP8 attention: dynamic per-tensor E4M3 quantization of the bf16 q, k, v the model writes, the
 // scalars the cuDNN FP8 graph reads, and the dequantization of an E4M3 O into bf16.
-// No headers: bf16 is read as its bits, E4M3 is written with the sm_89+ `cvt ... e4m3x2` PTX.
+// The E4M3 / bf16 helpers are in e4m3.cuh (compiled in front of this file).
 // Every scale stays on the device (no host sync; the whole step can be graph-captured).
 //
 // Scalars buffer (one f32 per 16-byte slot, the order of Rust's attention::Fp8Scalar):
@@ -8,34 +8,14 @@
 #define SLOT(i) ((i) * 4)
 // Tensors are n8 groups of 8 values (16-byte bf16 / 8-byte E4M3 vectors); blockIdx.y picks q, k or v.
 
-#define E4M3_MAX 448.0f
-#define SCALE_FLOOR 1.0e-12f
 // An E4M3 O is scaled by 448 / (amax(v) * O_HEADROOM): O is a convex combination of v's rows, up to
 // the rounding of the E4M3 probabilities (3 mantissa bits: at most 1/16 relative).
 #define O_HEADROOM 1.0625f
-
-__device__ __forceinline__ float bf16_to_f32(unsigned short b) { return __uint_as_float(((unsigned int)b) << 16); }
 
 __device__ __forceinline__ unsigned short f32_to_bf16(float v) {
     unsigned int u = __float_as_uint(v);
     u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even (finite values)
     return (unsigned short)(u >> 16);
-}
-
-// Two floats -> two E4M3 bytes (round to nearest even, saturated to ±448); `lo` at the lower address.
-__device__ __forceinline__ unsigned short f32x2_to_e4m3x2(float lo, float hi) {
-    unsigned short r;
-    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-
-__device__ __forceinline__ float e4m3_to_f32(unsigned int b) {
-    unsigned int s = (b >> 7) & 1u, e = (b >> 3) & 15u, m = b & 7u;
-    float v;
-    if (e == 0) v = (float)m * 0.001953125f;  // 2^-9
-    else if (e == 15 && m == 7) v = __int_as_float(0x7fc00000);
-    else v = __uint_as_float(((e + 120u) << 23) | (m << 20));
-    return s ? -v : v;
 }
 
 // Max of every thread's `m` over the block (blockDim.x a multiple of 32, at most 1024; `red` the

@@ -1,26 +1,5 @@
 // FP8 (E4M3) activation quantization and the fp32 reference GEMM of the FP8 tests.
-// No headers: bf16 is read as its bits, E4M3 is written with the sm_89+ `cvt ... e4m3x2` PTX.
-
-#define E4M3_MAX 448.0f
-#define SCALE_FLOOR 1.0e-12f
-
-__device__ __forceinline__ float bf16_to_f32(unsigned short b) { return __uint_as_float(((unsigned int)b) << 16); }
-
-// Two floats -> two E4M3 bytes (round to nearest even, saturated to ±448); `lo` at the lower address.
-__device__ __forceinline__ unsigned short f32x2_to_e4m3x2(float lo, float hi) {
-    unsigned short r;
-    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-
-__device__ __forceinline__ float e4m3_to_f32(unsigned char b) {
-    unsigned int s = (b >> 7) & 1u, e = (b >> 3) & 15u, m = b & 7u;
-    float v;
-    if (e == 0) v = (float)m * 0.001953125f;  // 2^-9
-    else if (e == 15 && m == 7) v = __int_as_float(0x7fc00000);
-    else v = __uint_as_float(((e + 120u) << 23) | (m << 20));
-    return s ? -v : v;
-}
+// The E4M3 / bf16 helpers are in e4m3.cuh (compiled in front of this file).
 
 // q[i] = e4m3(x[i] / scale[0]); n even. Static scale (from calibration) or the one fp8_scale wrote.
 extern "C" __global__ void fp8_quantize_bf16(const unsigned short* __restrict__ x, unsigned short* __restrict__ q, const float* __restrict__ scale, long long n2) {
