@@ -114,6 +114,26 @@ fn workspace(stream: &Arc<CudaStream>, att: &Attention) -> CudaSlice<u8> {
     stream.alloc_zeros::<u8>(att.workspace_bytes().max(1)).expect("workspace")
 }
 
+/// Runs `run` into a fresh output directly, then captured in a CUDA graph replayed three times
+/// into another: the number of `n` values that differ.
+fn graph_replay_diff(stream: &Arc<CudaStream>, n: usize, run: impl Fn(&CudaSlice<u16>)) -> usize {
+    use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+    let direct = stream.alloc_zeros::<u16>(n).unwrap();
+    let replay = stream.alloc_zeros::<u16>(n).unwrap();
+    run(&direct);
+    stream.synchronize().unwrap();
+    let want = stream.clone_dtoh(&direct).unwrap();
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
+    run(&replay);
+    let graph = stream.end_capture(CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
+    for _ in 0..3 {
+        graph.launch().expect("replay");
+    }
+    stream.synchronize().unwrap();
+    let got = stream.clone_dtoh(&replay).unwrap();
+    got.iter().zip(&want).filter(|(a, b)| a != b).count()
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU: tools/device/attn.sh"]
 fn fp32_kernel_and_references_match_cpu() {
@@ -202,28 +222,14 @@ fn cudnn_matches_reference() {
 #[test]
 #[ignore = "needs a CUDA GPU: tools/device/attn.sh"]
 fn graph_capture_replays_bit_exact() {
-    use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
     let (_ctx, stream) = setup();
     for dtype in [DType::BF16, DType::F16] {
         let s = AttentionShape { batch: 1, heads: 24, seq: 1536, head_dim: 128, dtype };
         let att = Attention::new(&stream, s).expect("plan");
         let x = inputs(&stream, &s, 9);
         let ws = workspace(&stream, &att);
-        let direct = stream.alloc_zeros::<u16>(s.elements()).unwrap();
-        let replay = stream.alloc_zeros::<u16>(s.elements()).unwrap();
-        run_attention(&stream, &att, &x, &direct, &ws);
-        stream.synchronize().unwrap();
-        let want = stream.clone_dtoh(&direct).unwrap();
-        stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
-        run_attention(&stream, &att, &x, &replay, &ws);
-        let graph = stream.end_capture(CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
-        for _ in 0..3 {
-            graph.launch().expect("replay");
-        }
-        stream.synchronize().unwrap();
-        let got = stream.clone_dtoh(&replay).unwrap();
-        let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
-        println!("{dtype:?} graph replay ({:?}): {diff} of {} values differ from the direct run", att.implementation(), got.len());
+        let diff = graph_replay_diff(&stream, s.elements(), |out| run_attention(&stream, &att, &x, out, &ws));
+        println!("{dtype:?} graph replay ({:?}): {diff} of {} values differ from the direct run", att.implementation(), s.elements());
         assert_eq!(diff, 0, "graph replay is bit-exact");
     }
 }
@@ -436,28 +442,14 @@ fn fp8_zero_inputs_give_zero_output() {
 #[test]
 #[ignore = "needs a Hopper GPU"]
 fn fp8_graph_replay_equals_eager() {
-    use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
     let (_ctx, stream) = setup();
     let s = AttentionShape { batch: 1, heads: 24, seq: 1536, head_dim: 128, dtype: DType::BF16 };
     let att = Fp8Attention::new(&stream, s).expect("FP8 plan");
     let x = inputs(&stream, &s, 17);
     let bufs = Fp8Bufs::new(&stream, att.scratch_sizes());
     let ws = stream.alloc_zeros::<u8>(att.workspace_bytes().max(1)).unwrap();
-    let direct = stream.alloc_zeros::<u16>(s.elements()).unwrap();
-    let replay = stream.alloc_zeros::<u16>(s.elements()).unwrap();
-    run_fp8(&stream, &att, &x, &bufs, &direct, &ws);
-    stream.synchronize().unwrap();
-    let want = stream.clone_dtoh(&direct).unwrap();
-    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
-    run_fp8(&stream, &att, &x, &bufs, &replay, &ws);
-    let graph = stream.end_capture(CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
-    for _ in 0..3 {
-        graph.launch().expect("replay");
-    }
-    stream.synchronize().unwrap();
-    let got = stream.clone_dtoh(&replay).unwrap();
-    let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
-    println!("FP8 graph replay ({:?} O): {diff} of {} values differ from the direct run", att.out(), got.len());
+    let diff = graph_replay_diff(&stream, s.elements(), |out| run_fp8(&stream, &att, &x, &bufs, out, &ws));
+    println!("FP8 graph replay ({:?} O): {diff} of {} values differ from the direct run", att.out(), s.elements());
     assert_eq!(diff, 0, "graph replay is bit-exact");
 }
 
