@@ -23,9 +23,9 @@
 #    timings (--timings-json), first-image latency including session creation; then the same lines
 #    grouped by adapter as the single-adapter references, compared byte for byte. Text encoders and VAE run on ONNX Runtime's CUDA provider when
 #    /opt/dev/ort holds the GPU build, else on its CPU provider (then the VAE decode dominates and
-#    the number is not the issue's). Staging it: `PART_BYTES=45000000 tools/device/stage.sh ort` makes
-#    five parts (185 MB; 2026-12-07). A call carries the 18 MB tree plus its carry under 64 MiB, so a
-#    part travels alone: five back-to-back calls of `bash .device/partN/assemble.sh`, then this script
+#    the number is not the issue's). Staging it: `PART_BYTES=48500000 tools/device/stage.sh ort` makes
+#    four parts (a 193.9 MB blob; 2026-12-07). A call carries the 16.6 MB tree plus its carry under 64 MiB,
+#    so a part travels alone: four back-to-back calls of `bash .device/partN/assemble.sh`, then this script
 #    with $HERE (binaries) in the next call, on the same warm machine.
 # 4. The seed recipe's whole image in the same lease (seed_pipeline.py fp8r from ../shared/bench and the
 #    diffusers 0.42.1 / torchao 0.18.0 / importlib_metadata wheels, copied into $HERE since ../shared does
