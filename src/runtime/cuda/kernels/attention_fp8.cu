@@ -1,6 +1,6 @@
 // FP8 attention: dynamic per-tensor E4M3 quantization of the bf16 q, k, v the model writes, the
 // scalars the cuDNN FP8 graph reads, and the dequantization of an E4M3 O into bf16.
-// The E4M3 / bf16 helpers are in e4m3.cuh (compiled in front of this file).
+// The E4M3 / bf16 / block_max helpers are in e4m3.cuh (compiled in front of this file).
 // Every scale stays on the device (no host sync; the whole step can be graph-captured).
 //
 // Scalars buffer (one f32 per 16-byte slot, the order of Rust's attention::Fp8Scalar):
@@ -11,26 +11,6 @@
 // An E4M3 O is scaled by 448 / (amax(v) * O_HEADROOM): O is a convex combination of v's rows, up to
 // the rounding of the E4M3 probabilities (3 mantissa bits: at most 1/16 relative).
 #define O_HEADROOM 1.0625f
-
-__device__ __forceinline__ unsigned short f32_to_bf16(float v) {
-    unsigned int u = __float_as_uint(v);
-    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even (finite values)
-    return (unsigned short)(u >> 16);
-}
-
-// Max of every thread's `m` over the block (blockDim.x a multiple of 32, at most 1024; `red` the
-// block's shared [32] scratch); valid in thread 0. Ends with a barrier, so `red` can be reused.
-__device__ __forceinline__ float block_max(float m, float* red) {
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        m = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    }
-    __syncthreads();
-    return m;
-}
 
 __device__ __forceinline__ const uint4* pick(const uint4* q, const uint4* k, const uint4* v) {
     return blockIdx.y == 0 ? q : (blockIdx.y == 1 ? k : v);

@@ -1,5 +1,5 @@
 // FP8 (E4M3) activation quantization and the fp32 reference GEMM of the FP8 tests.
-// The E4M3 / bf16 helpers are in e4m3.cuh (compiled in front of this file).
+// The E4M3 / bf16 / block_max helpers are in e4m3.cuh (compiled in front of this file).
 
 // q[i] = e4m3(x[i] / scale[0]); n even. Static scale (from calibration) or the one fp8_scale wrote.
 extern "C" __global__ void fp8_quantize_bf16(const unsigned short* __restrict__ x, unsigned short* __restrict__ q, const float* __restrict__ scale, long long n2) {
@@ -8,19 +8,6 @@ extern "C" __global__ void fp8_quantize_bf16(const unsigned short* __restrict__ 
         unsigned int two = ((const unsigned int*)x)[i];
         q[i] = f32x2_to_e4m3x2(bf16_to_f32(two & 0xffffu) * inv, bf16_to_f32(two >> 16) * inv);
     }
-}
-
-// Max of every thread's `m` over the block (blockDim.x a multiple of 32, at most 1024; `red` is
-// the block's shared [32] scratch); the result is valid in thread 0.
-__device__ __forceinline__ float block_max(float m, float* red) {
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        m = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    }
-    return m;
 }
 
 // Dynamic per-tensor scaling, pass 1: partial[block] = max |x| over the block's grid-stride share.
@@ -51,9 +38,7 @@ extern "C" __global__ void fp8_scale_columns_bf16(unsigned short* __restrict__ y
         int c = (int)(i % cols);
         float v = bf16_to_f32(y[i]) * wscale[c];
         if (bias) v += bf16_to_f32(bias[c]);
-        unsigned int u = __float_as_uint(v);
-        u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even (finite values)
-        y[i] = (unsigned short)(u >> 16);
+        y[i] = f32_to_bf16(v);
     }
 }
 
