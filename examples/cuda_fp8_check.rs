@@ -153,17 +153,14 @@ fn main() -> anyhow::Result<()> {
             let mut failures = Vec::new();
             let mut calibrated: Option<BTreeMap<String, f32>> = None;
             // A float engine (no FP8 GEMMs): one pass, FP8 attention alone.
-            let mut float_engine = false;
-            for act in [Fp8Activations::Dynamic, Fp8Activations::Static] {
-                if float_engine {
-                    break;
-                }
+            let float_engine = flux_trt::manifest::Manifest::load(&engine)?.precision != flux_trt::manifest::Precision::Fp8;
+            anyhow::ensure!(!float_engine || fp8_attention, "{}: a float engine has nothing in FP8 (give --fp8-attention)", engine.display());
+            let passes: &[Fp8Activations] = if float_engine { &[Fp8Activations::Dynamic] } else { &[Fp8Activations::Dynamic, Fp8Activations::Static] };
+            for &act in passes {
                 let t0 = Instant::now();
                 let scales = if act == Fp8Activations::Static && !engine_scales { calibrated.clone() } else { None };
                 let opts = CudaOptions { fp8_activations: act, fp8_activation_scales: scales, fp8_attention, ..Default::default() };
                 let s = CudaSession::open(&engine, opts)?;
-                float_engine = s.fp8_mode().is_none();
-                anyhow::ensure!(!float_engine || fp8_attention, "{}: a float engine has nothing in FP8 (give --fp8-attention)", engine.display());
                 let open_s = t0.elapsed().as_secs_f64();
                 let cfg = s.manifest().model.clone();
                 let st = setup(&cfg, shape);
