@@ -82,6 +82,12 @@ fn weight_map_names_a_truncated_data_file() {
 
 /// True where the NVIDIA driver library can be loaded (a GPU machine); the no-GPU tests below
 /// assert the typed errors where it cannot (CI).
+/// A binary of this package: cargo's build path, or `$FLUX_TRT_TEST_BINS/NAME` when set (the GPU machine runs
+/// this test executable beside carried binaries, away from the target folder it was built in).
+fn exe(name: &str, built: &'static str) -> PathBuf {
+    std::env::var_os("FLUX_TRT_TEST_BINS").map_or_else(|| PathBuf::from(built), |d| PathBuf::from(d).join(name))
+}
+
 fn driver_present() -> bool {
     // SAFETY: only tries to dlopen libcuda.
     unsafe { cudarc::driver::sys::is_culib_present() }
@@ -612,7 +618,7 @@ fn gpu_calibrate_writes_the_measured_scales() {
     let dir = tmp.path().join("fp8-pipe");
     let calib = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/device/fp8-tiny-calib.json");
     support::build_tiny_pipeline_engine(
-        env!("CARGO_BIN_EXE_build-engine"),
+        exe("build-engine", env!("CARGO_BIN_EXE_build-engine")).to_str().unwrap(),
         &dir,
         &["loras/attn.peft.safetensors"],
         &["--precision", "fp8", "--calib-in", calib.to_str().unwrap(), "--text-encoder-precision", "fp32", "--no-hash"],
@@ -622,7 +628,7 @@ fn gpu_calibrate_writes_the_measured_scales() {
     let before = Manifest::load(&dir).unwrap();
     let model_bytes = std::fs::read(dir.join(&before.onnx.file)).unwrap();
     let calibrate = |extra: &[&str]| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_flux-trt"))
+        let o = std::process::Command::new(exe("flux-trt", env!("CARGO_BIN_EXE_flux-trt")))
             .arg("calibrate")
             .arg("--engine")
             .arg(&dir)

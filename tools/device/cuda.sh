@@ -31,6 +31,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/../.." 2>/dev/null || true
 ROOT=$(pwd)
 BIN=${BIN:-$HERE}
+export FLUX_TRT_TEST_BINS=${FLUX_TRT_TEST_BINS:-$BIN}   # tests/cuda.rs runs build-engine and flux-trt from here
 OUT=${OUT:-/tmp/cuda-out}
 W=${WORK:-/tmp/cudawork}
 mkdir -p "$OUT" "$W"

@@ -26,6 +26,7 @@ mkdir -p "$OUT" "$W"
 t0=$(date +%s)
 note() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/summary.txt"; }
 B=$W/bin
+export FLUX_TRT_TEST_BINS=$B   # tests/cuda.rs runs build-engine and flux-trt from here
 [ -x "$B/cuda_bench" ] || { mkdir -p "$B" && tar -xJf "$HERE/bin.tar.xz" -C "$B"; } || { echo "cannot unpack binaries"; exit 1; }
 source "$ROOT/tools/device/cuda-libs.sh"
 export FLUX_TRT_KERNEL_CACHE=/tmp/flux-trt-kernels RUST_LOG=${RUST_LOG:-warn} ORT_DYLIB_PATH=$B/libonnxruntime.so.1.31.1

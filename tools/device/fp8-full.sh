@@ -33,6 +33,7 @@ mkdir -p "$OUT" "$W"
 t0=$(date +%s)
 note() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/summary.txt"; }
 B=$W/bin
+export FLUX_TRT_TEST_BINS=$B   # tests/cuda.rs runs build-engine and flux-trt from here
 [ -x "$B/build-engine" ] || { mkdir -p "$B" && tar -xJf "${BIN_TAR:-$HERE/bin.tar.xz}" -C "$B"; } || { echo "cannot unpack binaries"; exit 1; }
 source "$HERE/cuda-libs.sh"
 export ORT_DYLIB_PATH=$(ls "$B"/libonnxruntime.so.* | head -1)
