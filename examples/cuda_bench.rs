@@ -47,6 +47,9 @@ struct Args {
     /// FP8 (E4M3) attention through cuDNN's fused FP8 flash attention (Hopper; `CudaOptions::fp8_attention`).
     #[arg(long)]
     fp8_attention: bool,
+    /// FP8 engines: Hopper's fast FP8 accumulation in the GEMMs (`CudaOptions::fp8_fast_accum`).
+    #[arg(long)]
+    fp8_fast_accum: bool,
 }
 
 /// A batch-`batch` request of noise constants for a `gh`×`gw` latent grid and `txt_len` tokens.
@@ -116,9 +119,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(p) = &args.fp8_scales {
         opts.fp8_activation_scales = Some(serde_json::from_slice(&std::fs::read(p)?)?);
     }
-    if args.fp8_attention {
-        opts.fp8_attention = true;
-    }
+    opts.fp8_attention |= args.fp8_attention;
+    opts.fp8_fast_accum |= args.fp8_fast_accum;
+    let (fp8_attention, fp8_fast_accum) = (opts.fp8_attention, opts.fp8_fast_accum);
     let s = CudaSession::open(&args.engine, opts)?;
     let open_s = t0.elapsed().as_secs_f64();
     let cfg = s.manifest().model.clone();
@@ -267,7 +270,7 @@ fn main() -> anyhow::Result<()> {
         "session_open_s": open_s, "weights_upload_s": s.open_report.upload.as_secs_f64(), "kernels_compile_s": s.open_report.kernels.as_secs_f64(),
         "first_step_incl_arena_s": first_step_s, "weight_bytes": s.open_report.weight_bytes,
         "slots": s.manifest().lora.slots.len(), "max_rank": s.manifest().lora.max_rank,
-        "results": results, "swaps": swaps, "lora_probe": probe,
+        "results": results, "swaps": swaps, "lora_probe": probe, "fp8_attention": fp8_attention, "fp8_fast_accum": fp8_fast_accum,
         "graphs": std::env::var("FLUX_TRT_CUDA_GRAPHS").unwrap_or_else(|_| "1".into()),
         "gemm_autotune": std::env::var("FLUX_TRT_GEMM_TUNE").unwrap_or_else(|_| "1".into()),
         "gemm_tuning": s.gemm_tuning(),

@@ -72,6 +72,9 @@ enum Cmd {
         /// FP8 attention (cuDNN's fused E4M3 flash attention, Hopper) in every run.
         #[arg(long)]
         fp8_attention: bool,
+        /// Hopper's fast FP8 accumulation in the GEMMs (`CudaOptions::fp8_fast_accum`).
+        #[arg(long)]
+        fp8_fast_accum: bool,
         #[command(flatten)]
         shape: ShapeArgs,
     },
@@ -145,7 +148,7 @@ fn main() -> anyhow::Result<()> {
             flux_trt::util::write_atomic(&out, &bytes)?;
             println!("bf16 reference: {} outputs, A→B→A bit-exact {aba}, {:.1} s", outs.len(), t0.elapsed().as_secs_f64());
         }
-        Cmd::Fp8 { engine, adapters, reference, json, scales_out, calib, engine_scales, fp8_attention, shape } => {
+        Cmd::Fp8 { engine, adapters, reference, json, scales_out, calib, engine_scales, fp8_attention, fp8_fast_accum, shape } => {
             let ads: Vec<_> = adapters.iter().map(|p| flux_trt::lora::load(p)).collect::<Result<_, _>>()?;
             let bytes = std::fs::read(&reference)?;
             let refs: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
@@ -159,7 +162,7 @@ fn main() -> anyhow::Result<()> {
             for &act in passes {
                 let t0 = Instant::now();
                 let scales = if act == Fp8Activations::Static && !engine_scales { calibrated.clone() } else { None };
-                let opts = CudaOptions { fp8_activations: act, fp8_activation_scales: scales, fp8_attention, ..Default::default() };
+                let opts = CudaOptions { fp8_activations: act, fp8_activation_scales: scales, fp8_attention, fp8_fast_accum, ..Default::default() };
                 let s = CudaSession::open(&engine, opts)?;
                 let open_s = t0.elapsed().as_secs_f64();
                 let cfg = s.manifest().model.clone();
@@ -170,6 +173,7 @@ fn main() -> anyhow::Result<()> {
                 let mut r = serde_json::Map::new();
                 r.insert("open_s".into(), json!(open_s));
                 r.insert("fp8_attention".into(), json!(fp8_attention));
+                r.insert("fp8_fast_accum".into(), json!(fp8_fast_accum));
                 if act == Fp8Activations::Dynamic && !float_engine {
                     // calibration: the largest dynamic scale per GEMM over the σ schedule (base set)
                     let tc = Instant::now();

@@ -60,12 +60,14 @@ pub struct Fp8Run {
     workspace: DeviceBuffer,
     /// Dynamic per-tensor activation scales (amax of this call's input) instead of the static ones.
     pub dynamic: bool,
+    /// Hopper's fast FP8 accumulation in every GEMM ([`super::CudaOptions::fp8_fast_accum`]).
+    pub fast_accum: bool,
 }
 
 impl Fp8Run {
     /// Uploads the scales (`activation_scales` replaces the engine's static activation scales by
     /// GEMM name) and loads the quantization kernels.
-    pub fn new(gpu: &Gpu, mut plan: Fp8Plan, dynamic: bool, activation_scales: Option<&std::collections::BTreeMap<String, f32>>) -> Result<Self, CudaError> {
+    pub fn new(gpu: &Gpu, mut plan: Fp8Plan, dynamic: bool, fast_accum: bool, activation_scales: Option<&std::collections::BTreeMap<String, f32>>) -> Result<Self, CudaError> {
         if let Some(over) = activation_scales {
             for (name, l) in plan.layers.iter_mut() {
                 let v =
@@ -82,7 +84,7 @@ impl Fp8Run {
         let kernels = Fp8Kernels::load(&gpu.stream)?;
         let workspace = gpu.alloc(MAX_WORKSPACE, "FP8 GEMM workspace")?;
         gpu.sync("FP8 scales upload")?;
-        Ok(Fp8Run { plan, scales, kernels, gemms: Mutex::new(HashMap::new()), workspace, dynamic })
+        Ok(Fp8Run { plan, scales, kernels, gemms: Mutex::new(HashMap::new()), workspace, dynamic, fast_accum })
     }
 
     fn scale_ptr(&self, i: usize) -> u64 {
@@ -265,7 +267,7 @@ impl Model {
                 }
             }
         }
-        let g = f.gemm(&self.lt, gpu, l.shape(m))?;
+        let g = f.gemm(&self.lt, gpu, Fp8Shape { fast_accum: f.fast_accum, ..l.shape(m) })?;
         let (w, bias) = (self.w(&format!("{name}.weight"))?, self.w(&format!("{name}.bias"))?);
         for bi in 0..batch {
             let yp = y.base + ((row_of(bi) * y.ld) as u64) * e;
