@@ -47,9 +47,9 @@ struct Args {
     /// FP8 (E4M3) attention through cuDNN's fused FP8 flash attention (Hopper; `CudaOptions::fp8_attention`).
     #[arg(long)]
     fp8_attention: bool,
-    /// FP8 engines: Hopper's fast FP8 accumulation in the GEMMs (`CudaOptions::fp8_fast_accum`).
+    /// FP8 engines: without Hopper's fast FP8 accumulation (`CudaOptions::fp8_fast_accum`, on by default).
     #[arg(long)]
-    fp8_fast_accum: bool,
+    fp8_precise_accum: bool,
 }
 
 /// A batch-`batch` request of noise constants for a `gh`×`gw` latent grid and `txt_len` tokens.
@@ -120,7 +120,7 @@ fn main() -> anyhow::Result<()> {
         opts.fp8_activation_scales = Some(serde_json::from_slice(&std::fs::read(p)?)?);
     }
     opts.fp8_attention |= args.fp8_attention;
-    opts.fp8_fast_accum |= args.fp8_fast_accum;
+    opts.fp8_fast_accum &= !args.fp8_precise_accum;
     let (fp8_attention, fp8_fast_accum) = (opts.fp8_attention, opts.fp8_fast_accum);
     let s = CudaSession::open(&args.engine, opts)?;
     let open_s = t0.elapsed().as_secs_f64();

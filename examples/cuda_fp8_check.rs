@@ -72,9 +72,9 @@ enum Cmd {
         /// FP8 attention (cuDNN's fused E4M3 flash attention, Hopper) in every run.
         #[arg(long)]
         fp8_attention: bool,
-        /// Hopper's fast FP8 accumulation in the GEMMs (`CudaOptions::fp8_fast_accum`).
+        /// Without Hopper's fast FP8 accumulation in the GEMMs (`CudaOptions::fp8_fast_accum`, on by default).
         #[arg(long)]
-        fp8_fast_accum: bool,
+        fp8_precise_accum: bool,
         #[command(flatten)]
         shape: ShapeArgs,
     },
@@ -148,7 +148,7 @@ fn main() -> anyhow::Result<()> {
             flux_trt::util::write_atomic(&out, &bytes)?;
             println!("bf16 reference: {} outputs, A→B→A bit-exact {aba}, {:.1} s", outs.len(), t0.elapsed().as_secs_f64());
         }
-        Cmd::Fp8 { engine, adapters, reference, json, scales_out, calib, engine_scales, fp8_attention, fp8_fast_accum, shape } => {
+        Cmd::Fp8 { engine, adapters, reference, json, scales_out, calib, engine_scales, fp8_attention, fp8_precise_accum, shape } => {
             let ads: Vec<_> = adapters.iter().map(|p| flux_trt::lora::load(p)).collect::<Result<_, _>>()?;
             let bytes = std::fs::read(&reference)?;
             let refs: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
@@ -162,7 +162,9 @@ fn main() -> anyhow::Result<()> {
             for &act in passes {
                 let t0 = Instant::now();
                 let scales = if act == Fp8Activations::Static && !engine_scales { calibrated.clone() } else { None };
-                let opts = CudaOptions { fp8_activations: act, fp8_activation_scales: scales, fp8_attention, fp8_fast_accum, ..Default::default() };
+                let mut opts = CudaOptions { fp8_activations: act, fp8_activation_scales: scales, fp8_attention, ..Default::default() };
+                opts.fp8_fast_accum &= !fp8_precise_accum;
+                let fp8_fast_accum = opts.fp8_fast_accum;
                 let s = CudaSession::open(&engine, opts)?;
                 let open_s = t0.elapsed().as_secs_f64();
                 let cfg = s.manifest().model.clone();

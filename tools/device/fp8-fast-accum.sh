@@ -7,10 +7,14 @@
 #
 # Random FLUX.1-dev-shaped transformer, rank-64 attention adapters A, B, 1024², 512 text tokens:
 # 1. the bf16 engine's outputs for base, A, B (the yardstick);
-# 2. the FP8 engine (per-tensor weight scales) vs the yardstick with the default accumulation and with
-#    fast accumulation (cuda_fp8_check: dynamic scales, then static scales calibrated on the GPU);
-# 3. ms/step (CUDA graph) of the FP8 engine with those static scales: default, fast accumulation, and fast
-#    accumulation + FP8 attention.
+# 2. the FP8 engine (per-tensor weight scales) vs the yardstick with precise accumulation
+#    (--fp8-precise-accum) and with the default fast accumulation (cuda_fp8_check: dynamic scales, then
+#    static scales calibrated on the GPU);
+# 3. ms/step (CUDA graph) of the FP8 engine with the first run's static scales: precise accumulation, fast
+#    (the default), fast + FP8 attention.
+# The model and engines (~40 GB of the 64 GB disk) are deleted at the end unless KEEP_WORK is set.
+# (The run of 2026-12-07, tools/bench/results/h100-fp8-pipeline-2026-12-07/call7-fast-accum/, used binaries
+# of 1edda42, where fast accumulation was off by default and the flag was --fp8-fast-accum.)
 set -u
 cd "$(dirname "$0")/../.." 2>/dev/null || true
 ROOT=$(pwd)
@@ -43,18 +47,19 @@ E8=$W/engine-fp8t
 [ -f "$E8/manifest.json" ] || "$B/build-engine" --model "$M" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" --precision fp8 \
   --fp8-weight-scale tensor --calib-in "$W/calib-placeholder.json" --out "$E8" --no-hash > "$W/export-fp8.log" 2>&1
 note "export fp8 per-tensor: rc=$?"
-for fa in "" --fp8-fast-accum; do
-  n=check${fa:+-fast}
+for fa in --fp8-precise-accum ""; do
+  n=check${fa:+-precise}
   timeout 150 "$B/cuda_fp8_check" fp8 --engine "$E8" --adapters "$ADS" --reference "$W/ref.bin" --calib 8 $fa \
-    --scales-out "$([ -z "$fa" ] && echo "$OUT" || echo "$W")/scales${fa:+-fast}.json" --json "$OUT/$n.json" > "$W/$n.log" 2>&1
-  note "FP8 vs bf16 ${fa:-(default accumulation)}: rc=$? $(grep -E '^(Dynamic|Static)|FAILED' "$W/$n.log" | cut -c1-700 | tr '\n' ' ')"
+    --scales-out "$([ -n "$fa" ] && echo "$OUT" || echo "$W")/scales.json" --json "$OUT/$n.json" > "$W/$n.log" 2>&1
+  note "FP8 vs bf16 ${fa:-(fast accumulation)}: rc=$? $(grep -E '^(Dynamic|Static)|FAILED' "$W/$n.log" | cut -c1-700 | tr '\n' ' ')"
 done
-for a in "" "--fp8-fast-accum" "--fp8-fast-accum --fp8-attention"; do
-  n=bench$(echo "$a" | sed 's/--fp8-fast-accum/-fast/; s/ --fp8-attention/-fp8attn/')
+for a in "--fp8-precise-accum" "" "--fp8-attention"; do
+  n=bench$(echo "$a" | sed 's/--fp8-precise-accum/-precise/; s/--fp8-attention/-fp8attn/')
   timeout 100 "$B/cuda_bench" --engine "$E8" --adapters "$W/a64.safetensors" --shapes 1024x1024x1 --steps 20 --warmup 2 $a \
     --fp8-scales "$OUT/scales.json" --json "$OUT/$n.json" > "$W/$n.log" 2>&1
-  note "bench FP8 (static, GPU-calibrated) ${a:-(default)}: rc=$? $(grep -oE '"ms_per_step_median_gpu":[0-9.]+' "$W/$n.log") $(grep -oE '"gemm_ms":[0-9.]+' "$W/$n.log")"
+  note "bench FP8 (static, GPU-calibrated) ${a:-(fast accumulation)}: rc=$? $(grep -oE '"ms_per_step_median_gpu":[0-9.]+' "$W/$n.log") $(grep -oE '"gemm_ms":[0-9.]+' "$W/$n.log")"
 done
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv,noheader >> "$OUT/summary.txt"
 cat "$W"/check*.log "$W"/bench*.log > "$OUT/logs.txt" 2>/dev/null
+[ -n "${KEEP_WORK:-}" ] || rm -rf "$M" "$E8"
 cat "$OUT/summary.txt"
