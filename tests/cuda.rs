@@ -80,14 +80,14 @@ fn weight_map_names_a_truncated_data_file() {
     assert!(err.to_string().contains("model.onnx.data") && err.to_string().contains("initializer `"), "{err}");
 }
 
-/// True where the NVIDIA driver library can be loaded (a GPU machine); the no-GPU tests below
-/// assert the typed errors where it cannot (CI).
 /// A binary of this package: cargo's build path, or `$FLUX_TRT_TEST_BINS/NAME` when set (the GPU machine runs
 /// this test executable beside carried binaries, away from the target folder it was built in).
 fn exe(name: &str, built: &'static str) -> PathBuf {
     std::env::var_os("FLUX_TRT_TEST_BINS").map_or_else(|| PathBuf::from(built), |d| PathBuf::from(d).join(name))
 }
 
+/// True where the NVIDIA driver library can be loaded (a GPU machine); the no-GPU tests below
+/// assert the typed errors where it cannot (CI).
 fn driver_present() -> bool {
     // SAFETY: only tries to dlopen libcuda.
     unsafe { cudarc::driver::sys::is_culib_present() }
