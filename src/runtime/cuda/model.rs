@@ -65,10 +65,10 @@ pub struct Fp8Run {
 }
 
 impl Fp8Run {
-    /// Uploads the scales (`activation_scales` replaces the engine's static activation scales by
-    /// GEMM name) and loads the quantization kernels.
-    pub fn new(gpu: &Gpu, mut plan: Fp8Plan, dynamic: bool, fast_accum: bool, activation_scales: Option<&std::collections::BTreeMap<String, f32>>) -> Result<Self, CudaError> {
-        if let Some(over) = activation_scales {
+    /// Uploads the scales (`opts.fp8_activation_scales` replaces the engine's static activation
+    /// scales by GEMM name) and loads the quantization kernels.
+    pub fn new(gpu: &Gpu, mut plan: Fp8Plan, opts: &super::CudaOptions) -> Result<Self, CudaError> {
+        if let Some(over) = &opts.fp8_activation_scales {
             for (name, l) in plan.layers.iter_mut() {
                 let v =
                     *over.get(name).ok_or_else(|| CudaError::Input { tensor: "fp8 activation scales".into(), message: format!("no scale for `{name}`") })?;
@@ -84,6 +84,7 @@ impl Fp8Run {
         let kernels = Fp8Kernels::load(&gpu.stream)?;
         let workspace = gpu.alloc(MAX_WORKSPACE, "FP8 GEMM workspace")?;
         gpu.sync("FP8 scales upload")?;
+        let (dynamic, fast_accum) = (opts.fp8_activations == super::Fp8Activations::Dynamic, opts.fp8_fast_accum);
         Ok(Fp8Run { plan, scales, kernels, gemms: Mutex::new(HashMap::new()), workspace, dynamic, fast_accum })
     }
 

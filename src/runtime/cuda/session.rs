@@ -251,7 +251,7 @@ impl CudaSession {
         let weights = DeviceWeights::upload(&gpu, map)?;
         let upload = tu.elapsed();
         let fp8 = match weights.map.fp8.clone() {
-            Some(plan) => Some(Fp8Run::new(&gpu, plan, opts.fp8_activations == Fp8Activations::Dynamic, opts.fp8_fast_accum, opts.fp8_activation_scales.as_ref())?),
+            Some(plan) => Some(Fp8Run::new(&gpu, plan, &opts)?),
             None => None,
         };
         let layout = SlotLayout::new(&manifest.lora);
