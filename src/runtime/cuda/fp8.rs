@@ -635,13 +635,6 @@ mod tests {
     /// NVRTC compiles the FP8 kernels for Ada and Hopper (no GPU needed; needs libnvrtc).
     #[test]
     fn kernels_compile_for_sm89_sm90() {
-        assert!(unsafe { cudarc::nvrtc::sys::is_culib_present() }, "libnvrtc not found: `source tools/env.sh`");
-        use super::super::nvrtc;
-        for cc in [89, 90] {
-            let cubin = nvrtc::compile(nvrtc::source("fp8.cu"), cc).unwrap_or_else(|e| panic!("sm_{cc}: {e}"));
-            for name in KERNEL_NAMES {
-                assert!(nvrtc::defines(&cubin, name), "sm_{cc}: {name} in the cubin");
-            }
-        }
+        super::super::nvrtc::assert_compiles("fp8.cu", &[89, 90], &KERNEL_NAMES);
     }
 }

@@ -95,6 +95,20 @@ pub fn defines(cubin: &[u8], name: &str) -> bool {
     cubin.windows(name.len() + 1).any(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0)
 }
 
+/// Tests (no GPU needed; needs libnvrtc): the kernel source `file` compiles for every compute
+/// capability in `ccs` and each cubin defines every kernel in `names`.
+#[cfg(test)]
+pub(crate) fn assert_compiles(file: &str, ccs: &[u32], names: &[&str]) {
+    // SAFETY: only tries to dlopen the candidate names.
+    assert!(unsafe { sys::is_culib_present() }, "libnvrtc not found: `source tools/env.sh` (installs pip nvidia-cuda-nvrtc and links libnvrtc.so)");
+    for &cc in ccs {
+        let cubin = compile(source(file), cc).unwrap_or_else(|e| panic!("{file} sm_{cc}: {e}"));
+        for name in names {
+            assert!(defines(&cubin, name), "{file} sm_{cc}: {name} in the cubin");
+        }
+    }
+}
+
 /// Compiles (or takes from the disk cache) `src` for the stream's device and loads it as a module
 /// of cudarc's safe API.
 pub fn load_module(stream: &std::sync::Arc<cudarc::driver::CudaStream>, src: Source) -> Result<std::sync::Arc<cudarc::driver::CudaModule>, CudaError> {
