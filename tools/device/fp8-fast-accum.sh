@@ -27,13 +27,13 @@ note() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/summary.txt"; }
 B=$W/bin
 [ -x "$B/cuda_bench" ] || { mkdir -p "$B" && tar -xJf "$HERE/bin.tar.xz" -C "$B"; } || { echo "cannot unpack binaries"; exit 1; }
 source "$ROOT/tools/device/cuda-libs.sh"
+source "$ROOT/tools/device/random-flux.sh"
 export FLUX_TRT_KERNEL_CACHE=/tmp/flux-trt-kernels RUST_LOG=${RUST_LOG:-warn} ORT_DYLIB_PATH=$B/libonnxruntime.so.1.31.1
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; date -u +%FT%TZ; echo "binaries from $(cat "$B/COMMIT" 2>/dev/null)"; } | tee "$OUT/summary.txt"   # 8 files come back: no separate machine.txt
 
 M=$W/model; ADS="$W/a64.safetensors,$W/b64.safetensors"
-[ -d "$M" ] || "$B/make-random-flux" --out "$M" --layout diffusers --dtype bf16 > "$W/make.log" 2>&1 || { note "make-random-flux failed"; exit 1; }
-[ -f "$W/a64.safetensors" ] || "$B/make-random-flux" --out "$W/a64.safetensors" --lora attn --rank 64 --seed 2 >> "$W/make.log" 2>&1
-[ -f "$W/b64.safetensors" ] || "$B/make-random-flux" --out "$W/b64.safetensors" --lora attn --rank 64 --seed 3 >> "$W/make.log" 2>&1
+random_transformer "$M" || { note "make-random-flux failed"; exit 1; }
+random_adapters "$W"
 note "random model + adapters"
 E16=$W/engine-bf16
 if [ ! -f "$W/ref.bin" ]; then

@@ -48,6 +48,7 @@ B=$W/bin
 export FLUX_TRT_TEST_BINS=$B   # tests/cuda.rs runs build-engine and flux-trt from here
 [ -x "$B/flux-trt" ] || { mkdir -p "$B" && tar -xJf "$HERE/bin.tar.xz" -C "$B"; } || { echo "cannot unpack binaries"; exit 1; }
 source "$ROOT/tools/device/cuda-libs.sh"
+source "$ROOT/tools/device/random-flux.sh"
 export FLUX_TRT_KERNEL_CACHE=/tmp/flux-trt-kernels RUST_LOG=${RUST_LOG:-warn}
 ORT_ARGS=(); TF32=()
 if [ -e /opt/dev/ort/libonnxruntime.so ]; then
@@ -78,10 +79,7 @@ if stage build && [ ! -f "$E/text_encoder/manifest.json" ]; then
       || { note "make-random-flux --pipeline failed"; tail -5 "$W/make.log" >> "$OUT/summary.txt"; exit 1; }
     note "random pipeline folder in $P (T5 layers ${T5_LAYERS:-24}): $(( $(date +%s) - m0 )) s, $(du -sh "$P" | cut -f1)"
   fi
-  for s in 2:a64 3:b64; do
-    f=$W/${s#*:}.safetensors
-    [ -f "$f" ] || "$B/make-random-flux" --out "$f" --lora attn --rank 64 --seed "${s%%:*}" >> "$W/make.log" 2>&1
-  done
+  random_adapters "$W"
   python3 "$ROOT/tools/device/fp8-placeholder.py" "$W/calib-placeholder.json"
   /usr/bin/time -v "$B/build-engine" --pipeline "$P" --model "$P/transformer" --lora "$W/a64.safetensors" --lora "$W/b64.safetensors" \
     --precision fp8 --fp8-weight-scale tensor --calib-in "$W/calib-placeholder.json" --text-encoder-precision fp32 --t5-max-length 512 \
